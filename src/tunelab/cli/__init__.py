@@ -1,0 +1,40 @@
+"""The ``tunelab`` command line: thin commands that call the stages; no logic of its own.
+
+Every :class:`~tunelab.errors.FatalError` (bad config, bad data) becomes one line on stderr and
+exit code 2, never a traceback. Each stage's commands live in their own module and attach
+themselves to ``app`` on import.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import FatalError
+from . import _data, _validate  # noqa: F401  (commands register on import)
+from ._app import app
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tunelab`` console script."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except FatalError as exc:
+        message = str(exc)
+        print(
+            message
+            if message.startswith(("config error", "data error", "error"))
+            else f"error: {message}",
+            file=sys.stderr,
+        )
+        return _exit(2)
+    except SystemExit as exc:
+        return _exit(exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1))
+    return _exit(0)
+
+
+def _exit(code: int) -> int:
+    if __name__ != "__main__":
+        raise SystemExit(code)
+    return code

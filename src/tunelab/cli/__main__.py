@@ -1,0 +1,5 @@
+"""``python -m tunelab.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,3 @@
+"""tunelab data ..."""
+
+from ._app import app  # noqa: F401

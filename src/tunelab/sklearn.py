@@ -1,0 +1,1 @@
+"""sklearn-compatible estimators (NeuralClassifier, NeuralRegressor) built on the trainer."""
