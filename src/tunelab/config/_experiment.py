@@ -118,7 +118,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "<root>"
+    parts = [str(p) if str(p).isprintable() and str(p).strip() == str(p) else repr(p) for p in loc]
+    return ".".join(parts) or "<root>"
 
 
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -162,6 +163,12 @@ def _suggest(bad: Any, options: list[str]) -> str:
 
 
 def _one_line(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
+    error = _describe(exc, data)
+    # A key or value with a newline in it must not break the one-line promise.
+    return ConfigError(" ".join(str(error).split("\n")), field=error.field)
+
+
+def _describe(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
     errors = exc.errors(include_url=False)
     # Prefer the error the user can act on: unknown keys first, then the first in document order.
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
@@ -191,9 +198,9 @@ def _one_line(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
         )
     message = error["msg"]
     message = re.sub(r"^(Value error|Assertion failed), ", "", message)
-    if "unknown " in message and "expected one of" in message:
-        options = message.split("expected one of ", 1)[1].split(", ")
-        message += _suggest(bad, options)
+    named = re.match(r"unknown \w+ '([^']*)'; expected one of (.*)$", message)
+    if named:
+        message += _suggest(named.group(1), named.group(2).split(", "))
     shown = bad if bad is not None else _value_at(data, loc)
     if isinstance(shown, dict) and kind not in ("space",):
         return ConfigError(f"config error: {field} — {message}", field=field)
