@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import Section
+
+SAMPLERS = ("auto", "grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
+PRUNERS = ("none", "median", "percentile", "asha", "hyperband")
 
 
 class CVConfig(Section):
@@ -31,7 +34,11 @@ class ObjectiveConfig(Section):
 
 
 class TuneConfig(Section):
-    """The hyperparameter search."""
+    """The hyperparameter search.
+
+    The budget is whichever of ``trials``, ``timeout`` and ``max_total_epochs`` runs out first;
+    all three count the whole study, so a resumed run only does what is left.
+    """
 
     trials: int = Field(20, gt=0)
     timeout: str | None = None
@@ -45,6 +52,17 @@ class TuneConfig(Section):
     storage: str | None = None
     cv: CVConfig = Field(default_factory=CVConfig)
     stop_sick_trials: bool = True
+    # Sampler and pruner knobs; ``None`` means "chosen from the budget" (docs/tune.md).
+    startup_trials: int | None = Field(None, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    percentile: float = Field(25.0, gt=0, lt=100)
+    reduction_factor: int = Field(3, ge=2)
+    # Crash safety: a trial whose process stopped sending heartbeats is failed and retried.
+    heartbeat_interval: int = Field(10, ge=0)
+    grace_period: int | None = Field(None, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_consecutive_failures: int = Field(5, ge=1)
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
     @field_validator("timeout")
     @classmethod
@@ -55,3 +73,25 @@ class TuneConfig(Section):
 
         parse_duration(value)
         return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct_objectives(
+        cls, value: list[ObjectiveConfig] | None
+    ) -> list[ObjectiveConfig] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("tune.objectives needs at least one {metric, direction} entry")
+            names = [o.metric for o in value]
+            if len(set(names)) != len(names):
+                raise ValueError(f"tune.objectives names a metric twice: {names}")
+        return value
+
+    @model_validator(mode="after")
+    def _cmaes_is_single_objective(self) -> TuneConfig:
+        if self.sampler == "cmaes" and self.objectives and len(self.objectives) > 1:
+            raise ValueError(
+                "sampler 'cmaes' optimises one objective; use nsga2, tpe, gp or random "
+                "for tune.objectives"
+            )
+        return self

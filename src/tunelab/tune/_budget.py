@@ -1,0 +1,80 @@
+"""The study budget: trials, wall time, total training epochs -- whichever ends first.
+
+Trials and epochs are counted from the storage, over the whole study and every worker, so a
+resumed study does only what is left and two workers together stop at the budget. A trial
+counts once it is complete, pruned, or failed by its own error; a trial lost with a crashed
+process does not count, since its retry runs in its place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+ERROR_ATTR = "error"
+EPOCHS_ATTR = "epochs"
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Complete, pruned, or failed by its own error (not lost to a crashed process)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs
+
+
+def trial_epochs(trial: FrozenTrial) -> int:
+    """Epochs a trial trained: what it recorded, else the number of steps it reported."""
+    epochs = trial.user_attrs.get(EPOCHS_ATTR)
+    if isinstance(epochs, (int, float)):
+        return int(epochs)
+    return len(trial.intermediate_values)
+
+
+@dataclass
+class Budget:
+    """Limits of one study; ``exhausted`` says why it should stop, or ``None``.
+
+    Args:
+        trials: finished trials the study should have in the end (all runs together).
+        timeout_s: wall-clock seconds for this invocation (a resumed run gets a fresh clock).
+        max_total_epochs: training epochs summed over every trial of the study.
+        grid_size: with grid search, the number of grid points (stop once each has run).
+    """
+
+    trials: int | None = None
+    timeout_s: float | None = None
+    max_total_epochs: int | None = None
+    grid_size: int | None = None
+    _started: float = field(default_factory=time.monotonic, repr=False)
+
+    def restart_clock(self) -> None:
+        self._started = time.monotonic()
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def exhausted(self, study: optuna.Study) -> str | None:
+        """Why no further trial should start, or ``None`` while budget is left."""
+        if self.timeout_s is not None and self.elapsed_s() >= self.timeout_s:
+            return f"timeout of {self.timeout_s:g}s reached"
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        done = [t for t in trials if counts_toward_budget(t)]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if self.trials is not None and len(done) + len(running) >= self.trials:
+            return f"{self.trials} trials done"
+        if self.max_total_epochs is not None:
+            epochs = sum(trial_epochs(t) for t in done)
+            if epochs >= self.max_total_epochs:
+                return f"epoch budget of {self.max_total_epochs} used ({epochs} epochs)"
+        if self.grid_size is not None:
+            covered = {
+                t.system_attrs.get("grid_id")
+                for t in [*done, *running]
+                if "grid_id" in t.system_attrs
+            }
+            if len(covered) >= self.grid_size:
+                return f"all {self.grid_size} grid points done"
+        return None

@@ -1,0 +1,143 @@
+"""One worker's trial loop: start trials until the budget says stop.
+
+Each trial goes through ``study.optimize(n_trials=1)`` so that Optuna does everything it
+normally does (sampler, pruner, heartbeat thread, stale-trial check, state changes); between
+trials the loop checks the shared budget. A trial that raises is recorded failed with its error
+and the loop goes on; a :class:`KeyboardInterrupt` re-queues the interrupted trial (same
+parameters) before it propagates, so the next run retries it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import FatalError
+from ._budget import ERROR_ATTR, Budget
+from ._storage import WORKER_ATTR, worker_identity
+
+StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` -- what a trial's ``error`` attribute holds."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class RecordingObjective:
+    """Wraps an ``objective(trial)``: records which process runs it and why it failed.
+
+    Optuna catches the exception (``catch=(Exception,)``) and marks the trial failed; this
+    wrapper first stores ``error`` (one line) and ``error_type`` as user attributes, so the
+    failure is visible in the table, the dashboard and the result, and frees the GPU cache after
+    an out-of-memory error so the next trial can run.
+    """
+
+    def __init__(self, objective: Callable[[optuna.Trial], Any]) -> None:
+        self.objective = objective
+        self.identity = worker_identity()
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        trial.set_user_attr(WORKER_ATTR, self.identity)
+        try:
+            return self.objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr(ERROR_ATTR, one_line(exc))
+            trial.set_user_attr("error_type", type(exc).__name__)
+            _free_accelerator_memory(exc)
+            raise
+
+
+def _free_accelerator_memory(exc: BaseException) -> None:
+    if "out of memory" not in str(exc).lower():
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    budget: Budget,
+    *,
+    callbacks: Sequence[StudyCallback] = (),
+    max_consecutive_failures: int = 5,
+    max_retries: int = 2,
+    parent_pid: int | None = None,
+) -> str:
+    """Run trials of ``study`` until ``budget`` is used up; returns why it stopped.
+
+    Args:
+        study: the study (any storage).
+        objective: ``objective(trial) -> value(s)``.
+        budget: the shared limits.
+        callbacks: Optuna study callbacks, called after each trial.
+        max_consecutive_failures: stop with :class:`FatalError` when this many trials in a row
+            failed and none in the study has succeeded (a systematic error, not a bad corner).
+        max_retries: how often an interrupted trial is re-queued.
+        parent_pid: for worker processes: stop when the parent process has gone away.
+    """
+    wrapped = RecordingObjective(objective)
+    failures: list[str] = []
+    finished: list[FrozenTrial] = []
+
+    def remember(_study: optuna.Study, trial: FrozenTrial) -> None:
+        finished.append(trial)
+
+    while True:
+        reason = budget.exhausted(study)
+        if reason is not None:
+            return reason
+        if parent_pid is not None and os.getppid() != parent_pid:
+            return "parent process gone"
+        try:
+            study.optimize(
+                wrapped,
+                n_trials=1,
+                catch=(Exception,),
+                callbacks=[remember, *callbacks],
+                gc_after_trial=False,
+            )
+        except KeyboardInterrupt:
+            _requeue_interrupted(study, wrapped.identity, max_retries)
+            raise
+        if not finished:
+            continue
+        last = finished.pop()
+        if last.state == TrialState.FAIL:
+            failures.append(str(last.user_attrs.get(ERROR_ATTR, "unknown error")))
+        else:
+            failures.clear()
+        if len(failures) >= max_consecutive_failures and not _any_success(study):
+            raise FatalError(
+                f"error: the first {len(failures)} trials all failed, stopping the study; "
+                f"last error: {failures[-1]}"
+            )
+
+
+def _last_trial_of(study: optuna.Study, identity: str) -> FrozenTrial | None:
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    mine = [t for t in trials if t.user_attrs.get(WORKER_ATTR) == identity]
+    return max(mine, key=lambda t: t.number) if mine else None
+
+
+def _any_success(study: optuna.Study) -> bool:
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return bool(study._storage.get_all_trials(study._study_id, deepcopy=False, states=states))
+
+
+def _requeue_interrupted(study: optuna.Study, identity: str, max_retries: int) -> None:
+    """Ctrl-C leaves the running trial FAIL without an error: queue a retry like a crash."""
+    last = _last_trial_of(study, identity)
+    if last is not None and last.state == TrialState.FAIL and ERROR_ATTR not in last.user_attrs:
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, last)
