@@ -64,6 +64,9 @@ class TrainConfig(Section):
     tensorboard: bool = True
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
     grad_histograms_every: int = Field(1, ge=0)
+    eval_batch_size: int | None = Field(None, gt=0)
+    restore_best: bool = True
+    checkpoint_interval_s: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
     def _one_clipping_mode(self) -> TrainConfig:

@@ -1,0 +1,259 @@
+"""Built-in callbacks that record a fit: ``metrics.jsonl``, TensorBoard and the progress display.
+
+They are ordinary :class:`Callback` subclasses that the trainer appends after the user's
+callbacks, so a run logs through the same hooks everyone else uses. All per-step work is kept
+off the host: TensorBoard samples per-layer gradient norms into a device buffer a few times per
+epoch and reads it once at the epoch's end; every scalar of an epoch goes out as one event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ._callbacks import Callback
+
+if TYPE_CHECKING:
+    from ._result import FitResult
+    from ._trainer import Trainer
+
+GRAD_SAMPLES_PER_EPOCH = 16
+
+
+def jsonable(value: Any) -> Any:
+    """Numbers as JSON allows them: NaN and infinities become ``null``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+class MetricsFile(Callback):
+    """Appends each epoch's metrics as one JSON line to ``<run_dir>/metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A resumed run rewrites the file from the restored history, so epochs logged after the
+        # last checkpoint (and then lost to a crash) do not appear twice.
+        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (open for the fit)
+        for row in trainer.history:
+            self._fh.write(json.dumps(jsonable(row)) + "\n")
+        self._fh.flush()
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(jsonable(metrics)) + "\n")
+        self._fh.flush()
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _tag(name: str) -> str:
+    for prefix in ("train_", "val_", "test_"):
+        if name.startswith(prefix):
+            return f"{prefix[:-1]}/{name[len(prefix) :]}"
+    return name
+
+
+class TensorBoardLogger(Callback):
+    """Scalars and LR per epoch, plus a histogram of each layer's gradient norm per epoch.
+
+    The histogram of layer ``L`` at epoch ``e`` holds ``L``'s gradient norm at up to 16 evenly
+    spaced optimiser steps of that epoch (every ``every`` epochs; 0 turns them off).
+    """
+
+    def __init__(self, logdir: Path, *, every: int = 1) -> None:
+        self.logdir = logdir
+        self.every = every
+        self.writer: Any = None
+        self._layers: list[str] = []
+        self._params: list[torch.nn.Parameter] = []
+        self._layer_of: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None
+        self._count = 0
+        self._stride = 1
+        self._active = False
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.logdir), purge_step=trainer.epoch + 1)
+        names = []
+        for name, param in trainer.model.named_parameters():
+            layer = name.rsplit(".", 1)[0] if "." in name else name
+            if layer not in names:
+                names.append(layer)
+            self._params.append(param)
+        self._layers = names
+        layer_index = [
+            names.index(n.rsplit(".", 1)[0] if "." in n else n)
+            for n, _ in trainer.model.named_parameters()
+        ]
+        self._layer_of = torch.tensor(layer_index, device=trainer.device)
+        self._buffer = torch.zeros(GRAD_SAMPLES_PER_EPOCH, len(names), device=trainer.device)
+        self._stride = max(1, math.ceil(trainer.steps_per_epoch / GRAD_SAMPLES_PER_EPOCH))
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self._count = 0
+        self._active = self.every > 0 and epoch % self.every == 0
+
+    def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
+        if (
+            not self._active
+            or trainer.global_step % self._stride
+            or self._count >= len(self._buffer)
+        ):
+            return
+        present = [(i, p.grad) for i, p in enumerate(self._params) if p.grad is not None]
+        if not present:
+            return
+        index = self._layer_of[[i for i, _ in present]]
+        norms = torch.stack(torch._foreach_norm([g for _, g in present])).float()
+        row = self._buffer[self._count]
+        row.zero_().index_add_(0, index, norms.square()).sqrt_()
+        self._count += 1
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [
+            Summary.Value(tag=_tag(k), simple_value=float(v))
+            for k, v in metrics.items()
+            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        self.writer._get_file_writer().add_summary(Summary(value=values), epoch)
+        if self._active and self._count:
+            samples = self._buffer[: self._count].cpu().numpy().astype(np.float64)
+            for j, layer in enumerate(self._layers):
+                self._histogram(f"grad_norm/{layer}", samples[:, j], epoch)
+
+    def _histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return
+        low, high = float(values.min()), float(values.max())
+        counts, edges = np.histogram(values, bins=8, range=(low, high if high > low else low + 1))
+        self.writer.add_histogram_raw(
+            tag,
+            min=low,
+            max=high,
+            num=int(values.size),
+            sum=float(values.sum()),
+            sum_squares=float((values**2).sum()),
+            bucket_limits=edges[1:].tolist(),
+            bucket_counts=counts.tolist(),
+            global_step=step,
+        )
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _headline(metrics: dict[str, Any], monitor: str) -> str:
+    keys = [
+        "train_loss",
+        "val_loss",
+        monitor,
+        "val_accuracy",
+        "val_f1_macro",
+        "val_r2",
+        "val_mae",
+        "lr",
+    ]
+    seen: list[str] = []
+    for k in keys:
+        if k in metrics and k not in seen:
+            seen.append(k)
+    parts = [f"{k} {metrics[k]:.4g}" for k in seen if isinstance(metrics[k], (int, float))]
+    return "  ".join(parts)
+
+
+class PlainProgress(Callback):
+    """One line per epoch on stdout (for logs, CI and pipes)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        total = trainer.config.epochs
+        line = _headline(metrics, trainer.config.monitor)
+        self._print(f"epoch {epoch}/{total}  {line}  ({metrics.get('epoch_time_s', 0):.2f}s)")
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        self._print(f"{result.status}: {result.reason}")
+
+
+class RichProgress(Callback):
+    """A live bar per epoch and per batch with the latest metrics and the ETA (TTY only)."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._epoch_task: Any = None
+        self._batch_task: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            transient=False,
+        )
+        self._progress.start()
+        total = trainer.config.epochs
+        self._epoch_task = self._progress.add_task(
+            "epochs", total=total, completed=trainer.epoch, info=""
+        )
+        self._batch_task = self._progress.add_task(
+            "batches", total=trainer.steps_per_epoch, info=""
+        )
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self._progress.reset(self._batch_task, total=trainer.steps_per_epoch, info="")
+        self._progress.update(self._epoch_task, description=f"epoch {epoch}")
+
+    def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
+        self._progress.advance(self._batch_task)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        info = _headline(metrics, trainer.config.monitor)
+        self._progress.update(self._epoch_task, advance=1, info=info)
+        self._progress.console.print(f"epoch {epoch}/{trainer.config.epochs}  {info}")
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress.console.print(f"{result.status}: {result.reason}")
+            self._progress = None

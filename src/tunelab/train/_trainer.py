@@ -1,0 +1,591 @@
+"""``Trainer``: one straight training loop with callbacks at named points.
+
+Read :meth:`Trainer.fit` top to bottom: set up, then per epoch train (get batch, forward,
+backward, clip, step), validate, keep the best, check early stopping, call the callbacks,
+checkpoint. The data already sits on the device as tensors; an epoch is a permutation indexed
+in slices, and the running loss is summed on the device and read once per epoch, so the loop is
+as fast as a hand-written one (``bench/trainer_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..config import ModelConfig, TrainConfig
+from ..config._space import SearchSpace
+from ..errors import ConfigError
+from ._callbacks import Callback, CallbackList
+from ._checkpoint import (
+    CHECKPOINT_FORMAT,
+    cpu_state,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    save_weights,
+)
+from ._early_stopping import EarlyStopping, Monitor, check_metric
+from ._loggers import MetricsFile, PlainProgress, RichProgress, TensorBoardLogger
+from ._losses import build_loss
+from ._metrics import Evaluation, epoch_scores, full_evaluation, metric_names
+from ._optim import (
+    build_optimizer,
+    l1_parameters,
+    l1_penalty,
+    parameter_groups,
+    set_backbone_trainable,
+)
+from ._result import REQUESTABLE, STATUSES, FitResult
+from ._schedules import LRSchedule
+from ._setup import (
+    autocast_context,
+    distributed_info,
+    is_out_of_memory,
+    resolve_device,
+    resolve_precision,
+)
+
+
+def _check_resolved(cfg: TrainConfig) -> None:
+    for name in type(cfg).model_fields:
+        if isinstance(getattr(cfg, name), SearchSpace):
+            raise ConfigError(
+                f"config error: train.{name} is a search space; give it a value "
+                "(cfg.with_values(...)) or run `tunelab tune`",
+                field=f"train.{name}",
+            )
+
+
+class Trainer:
+    """Trains a model on a :class:`~tunelab.data.DataBundle` as ``config`` says.
+
+    Args:
+        config: the ``train`` section.
+        callbacks: :class:`Callback` objects, called in order at each hook.
+        run_dir: where ``metrics.jsonl``, ``tensorboard/``, ``checkpoint.pt`` and
+            ``best/model.safetensors`` go; ``None`` writes nothing.
+        seed: seeds the epoch permutations, augmentation and torch's global RNG (dropout).
+        model_config: the ``model`` section when the model came from a checkpoint: enables
+            discriminative learning rates (``backbone_lr_mult``) and ``unfreeze_after``.
+
+    >>> import torch
+    >>> from tunelab.config import TrainConfig
+    >>> from tunelab.data import DataBundle
+    >>> from tunelab.train import Trainer
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(200, 4, generator=g); y = (X[:, 0] > 0).long()
+    >>> bundle = DataBundle.from_arrays(X[:150], y[:150], X[150:], y[150:])
+    >>> cfg = TrainConfig(epochs=30, lr=0.05, progress="none", tensorboard=False)
+    >>> result = Trainer(cfg).fit(torch.nn.Linear(4, 2), bundle)
+    >>> result.status, result.best_metrics["val_accuracy"] > 0.9
+    ('completed', True)
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        callbacks: Iterable[Callback] = (),
+        run_dir: str | Path | None = None,
+        seed: int = 0,
+        model_config: ModelConfig | None = None,
+    ) -> None:
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.seed = seed
+        self.model_config = model_config
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: LRSchedule | None = None
+        self.bundle: Any = None
+        self.device = torch.device("cpu")
+        self.epoch = 0
+        self.global_step = 0
+        self.steps_per_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_epoch: int | None = None
+        self.best_metrics: dict[str, Any] = {}
+        self.is_best = False
+        self.rank, self.world_size = 0, 1
+        self._stop: tuple[str, str] | None = None
+        self._autocast: Any = contextlib.nullcontext
+        self._wall_before = 0.0
+        self._fit_started = time.perf_counter()
+
+    # ---- the public surface callbacks use ---------------------------------------------------
+
+    def request_stop(self, reason: str, status: str = "stopped") -> None:
+        """End training after the current step (mid-epoch) or epoch, with ``status``."""
+        if status not in REQUESTABLE:
+            raise ValueError(f"status must be one of {', '.join(REQUESTABLE)}, got {status!r}")
+        if self._stop is None:
+            self._stop = (status, reason)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and runs callbacks (rank 0 of a DDP group)."""
+        return self.rank == 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else 0.0
+
+    # ---- fit --------------------------------------------------------------------------------
+
+    def fit(self, model: nn.Module, bundle: Any, *, resume: bool = False) -> FitResult:
+        """Train ``model`` on ``bundle``; never raises for NaN loss or out-of-memory.
+
+        With ``resume=True`` and a ``checkpoint.pt`` in ``run_dir``, training continues from
+        it (model, optimiser, schedule, early stopping, callbacks, RNG) and ends with the same
+        metrics as an uninterrupted run.
+        """
+        cfg = self.config
+        self._setup(model, bundle)
+        if resume:
+            self._restore()
+        if self._stop is not None:  # the checkpoint says this run already finished
+            return self._finish(*self._stop)
+        for cb in self._cbs.hook("on_fit_start"):
+            cb.on_fit_start(self)
+        status, reason = "completed", f"ran all {cfg.epochs} epochs"
+        try:
+            for epoch in range(self.epoch + 1, cfg.epochs + 1):
+                self.epoch = epoch
+                self._maybe_unfreeze(epoch)
+                for cb in self._cbs.hook("on_epoch_start"):
+                    cb.on_epoch_start(self, epoch)
+                t0 = time.perf_counter()
+                train_loss = self._train_epoch()
+                metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+                finite = math.isfinite(train_loss)
+                if finite and self._has_val:
+                    metrics.update(self._validate())
+                    finite = math.isfinite(metrics["val_loss"])
+                metrics["lr"] = self.lr
+                metrics["epoch_time_s"] = time.perf_counter() - t0
+                self.history.append(metrics)
+                if not finite:
+                    bad = "train" if not math.isfinite(train_loss) else "val"
+                    self._stop = self._stop or (
+                        "nan",
+                        f"{bad} loss became {metrics[f'{bad}_loss']} in epoch {epoch} "
+                        f"(lr {metrics['lr']:.3g}); lower train.lr or set train.clip_grad_norm",
+                    )
+                else:
+                    self._keep_best(epoch, metrics)
+                    if self._early is not None:
+                        stop, why = self._early.update_and_check(
+                            float(metrics[self._early.metric]), epoch
+                        )
+                        if stop:
+                            self._stop = self._stop or ("early_stopped", why)
+                    self.scheduler.step_epoch(metrics)
+                for cb in self._cbs.hook("on_epoch_end"):
+                    cb.on_epoch_end(self, epoch, metrics)
+                self._sync_stop()
+                if finite and self._checkpoint_due(epoch):
+                    self._save_checkpoint()
+                if self._stop is not None:
+                    status, reason = self._stop
+                    break
+        except KeyboardInterrupt:
+            status, reason = "stopped", f"interrupted by the user in epoch {self.epoch}"
+        except RuntimeError as exc:  # only out-of-memory becomes a status; bugs still raise
+            if not is_out_of_memory(exc):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            first = str(exc).strip().splitlines()[0][:200]
+            status, reason = (
+                "oom",
+                (
+                    f"out of memory in epoch {self.epoch} (batch_size {cfg.batch_size}): {first}; "
+                    "lower train.batch_size, use train.accumulate_steps or a smaller model"
+                ),
+            )
+        return self._finish(status, reason)
+
+    def _train_epoch(self) -> float:
+        """One pass over the training data; returns the mean loss (one host sync)."""
+        cfg, model, opt = self.config, self.model, self.optimizer
+        X, y = self._X, self._y
+        order = self._epoch_order()
+        bs, accum = int(cfg.batch_size), int(cfg.accumulate_steps)
+        augment, gen = self._augmenter, self._gen
+        after_backward = self._cbs.hook("after_backward")
+        batch_end = self._cbs.hook("on_batch_end")
+        self._loss_sum.zero_()
+        rows = 0
+        model.train()
+        for i, scale in enumerate(self._batch_scales):
+            idx = order[i * bs : (i + 1) * bs]
+            xb, yb = X[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            last_micro = (i + 1) % accum == 0 or i + 1 == len(self._batch_scales)
+            if i % accum == 0:
+                opt.zero_grad(set_to_none=True)
+            # Accumulated micro-batches skip DDP's gradient all-reduce until the last one.
+            sync = (
+                contextlib.nullcontext() if last_micro or self._ddp is None else self._ddp.no_sync()
+            )
+            with sync, self._autocast():
+                loss = self._loss_fn(self._train_forward(xb), yb)
+                penalty = loss + self._l1 * l1_penalty(self._l1_params) if self._l1 else loss
+                # Weight each micro-batch by its share of rows so accumulation equals the big batch.
+                backward = penalty if scale == 1.0 else penalty * scale
+                if self._scaler is not None:
+                    self._scaler.scale(backward).backward()
+                else:
+                    backward.backward()
+            self._loss_sum.add_(loss.detach(), alpha=len(idx))
+            rows += len(idx)
+            if not last_micro:
+                continue
+            if self._scaler is not None:
+                self._scaler.unscale_(opt)  # callbacks and clipping see the true gradients
+            for cb in after_backward:
+                cb.after_backward(self, loss.detach())
+            if cfg.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self._trainable, float(cfg.clip_grad_norm))
+            elif cfg.clip_grad_value is not None:
+                nn.utils.clip_grad_value_(self._trainable, float(cfg.clip_grad_value))
+            if self._scaler is not None:
+                self._scaler.step(opt)
+                self._scaler.update()
+            else:
+                opt.step()
+            self.global_step += 1
+            self.scheduler.step_batch()
+            for cb in batch_end:
+                cb.on_batch_end(self, self.global_step, loss.detach())
+            if self._stop is not None and self.world_size == 1:
+                break
+        if self.world_size > 1:
+            totals = torch.stack([self._loss_sum, self._loss_sum.new_tensor(rows)])
+            torch.distributed.all_reduce(totals)
+            return float(totals[0] / totals[1])
+        return float(self._loss_sum) / max(1, rows)
+
+    # ---- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _outputs(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        bs = self._eval_batch_size()
+        with self._autocast():
+            outs = [model(X[i : i + bs]) for i in range(0, len(X), bs)]
+        model.train(was_training)
+        return (torch.cat(outs) if len(outs) > 1 else outs[0]).float()
+
+    def _validate(self) -> dict[str, float]:
+        outputs = self._outputs(self._eval_forward, self._Xv)
+        with torch.no_grad():
+            loss = self._loss_fn(outputs, self._yv)
+        scores = epoch_scores(outputs, self._yv, loss, self.bundle.task, self.bundle.num_classes)
+        return {f"val_{k}": v for k, v in scores.items()}
+
+    def predict(self, model: nn.Module, X: Any) -> torch.Tensor:
+        """Raw outputs for ``X`` on the CPU: logits for classification, values for regression."""
+        device = next(model.parameters()).device
+        X = torch.as_tensor(X, dtype=torch.float32, device=device)
+        return self._outputs(model, X).cpu()
+
+    def evaluation(self, model: nn.Module, bundle: Any, split: str = "test") -> Evaluation:
+        """sklearn's metrics, per-class scores, confusion matrix and report for ``split``."""
+        X, y = bundle.split(split)
+        outputs = self.predict(model, X)
+        loss_fn = build_loss(
+            self.config.loss,
+            bundle.task,
+            num_classes=bundle.num_classes,
+            y_train=bundle.y_train,
+            label_smoothing=float(self.config.label_smoothing),
+            class_weights=self.config.class_weights,
+        )
+        with torch.no_grad():
+            loss = float(loss_fn(outputs, y.cpu()))
+        return full_evaluation(
+            outputs, y.cpu(), loss, task=bundle.task, classes=list(bundle.classes), split=split
+        )
+
+    def evaluate(self, model: nn.Module, bundle: Any, split: str = "test") -> dict[str, float]:
+        """Flat metrics of ``split`` (``test_loss``, ``test_accuracy``, ``test_f1_macro``, ...)."""
+        return self.evaluation(model, bundle, split).metrics
+
+    # ---- set-up, best model, checkpoints ------------------------------------------------------
+
+    def _setup(self, model: nn.Module, bundle: Any) -> None:
+        cfg = self.config
+        _check_resolved(cfg)
+        self.rank, self.world_size = distributed_info()
+        self.device = resolve_device(cfg.device)
+        precision = resolve_precision(cfg.precision, self.device)
+        self._autocast = autocast_context(precision, self.device)
+        self._scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        self._prev_deterministic = torch.are_deterministic_algorithms_enabled()
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(self.seed + self.rank)
+        self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.model, self.bundle = model.to(self.device), bundle
+        self._X, self._y = bundle.X_train.to(self.device), bundle.y_train.to(self.device)
+        self._Xv, self._yv = bundle.X_val.to(self.device), bundle.y_val.to(self.device)
+        if len(self._X) == 0:
+            raise ConfigError("config error: data — the training split is empty")
+        self._has_val = len(self._Xv) > 0
+        self._augmenter = getattr(bundle, "augmenter", None)
+        self._loss_fn = build_loss(
+            cfg.loss,
+            bundle.task,
+            num_classes=bundle.num_classes,
+            y_train=bundle.y_train,
+            label_smoothing=float(cfg.label_smoothing),
+            class_weights=cfg.class_weights,
+            device=self.device,
+        )
+        self._check_monitors(bundle.task)
+        mc = self.model_config
+        transfer = mc is not None and mc.checkpoint is not None
+        if transfer and mc.freeze_backbone:
+            set_backbone_trainable(self.model, False)
+        groups = parameter_groups(
+            self.model,
+            float(cfg.lr),
+            backbone_lr_mult=mc.backbone_lr_mult if mc is not None else 1.0,
+            transfer=transfer,
+        )
+        self.optimizer = build_optimizer(cfg, groups)
+        self._trainable = list(self.model.parameters())
+        self._l1 = float(cfg.l1)
+        self._l1_params = l1_parameters(self.model) if self._l1 else []
+        self._train_forward, self._eval_forward, self._ddp = self._wrap_model()
+        local_rows = math.ceil(len(self._X) / self.world_size)
+        self._batch_scales = _batch_scales(
+            local_rows, int(cfg.batch_size), int(cfg.accumulate_steps)
+        )
+        self.steps_per_epoch = math.ceil(len(self._batch_scales) / int(cfg.accumulate_steps))
+        self.scheduler = LRSchedule(
+            cfg.schedule,
+            self.optimizer,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=int(cfg.epochs),
+            monitor=self._monitor,
+        )
+        self.scheduler.apply()
+        es = cfg.early_stopping
+        self._early = (
+            EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta)
+            if es.enabled and (self._has_val or not es.monitor.startswith("val_"))
+            else None
+        )
+        self._best = Monitor(self._monitor)
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._best_dirty = False
+        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.epoch, self.global_step, self.history = 0, 0, []
+        self.best_epoch, self.best_metrics, self.is_best, self._stop = None, {}, False, None
+        self._last_checkpoint = -math.inf
+        self._wall_before, self._fit_started = 0.0, time.perf_counter()
+        self._cbs = CallbackList(self.callbacks + self._builtin_callbacks() if self.is_main else [])
+
+    def _check_monitors(self, task: str) -> None:
+        """Reject misspelt monitors up front; without a validation split fall back to train_loss."""
+        names = metric_names(task, has_val=True)
+        check_metric(self.config.monitor, names, field="train.monitor")
+        es = self.config.early_stopping
+        if es.enabled:
+            check_metric(es.monitor, names, field="train.early_stopping.monitor")
+        monitor = self.config.monitor
+        self._monitor = monitor if self._has_val or not monitor.startswith("val_") else "train_loss"
+
+    def _wrap_model(self) -> tuple[nn.Module, nn.Module, Any]:
+        model, ddp = self.model, None
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = DistributedDataParallel(model)
+        train_forward = ddp if ddp is not None else model
+        eval_forward = model
+        if self.config.compile:
+            train_forward = torch.compile(train_forward)
+            eval_forward = train_forward if ddp is None else torch.compile(model)
+        return train_forward, eval_forward, ddp
+
+    def _builtin_callbacks(self) -> list[Callback]:
+        cfg, found = self.config, []
+        if self.run_dir is not None:
+            found.append(MetricsFile(self.run_dir / "metrics.jsonl"))
+            if cfg.tensorboard:
+                found.append(
+                    TensorBoardLogger(self.run_dir / "tensorboard", every=cfg.grad_histograms_every)
+                )
+        progress = cfg.progress
+        if progress == "auto":
+            import sys
+
+            progress = "rich" if sys.stdout.isatty() else "plain"
+        if progress == "rich":
+            found.append(RichProgress())
+        elif progress == "plain":
+            found.append(PlainProgress())
+        return found
+
+    def _epoch_order(self) -> torch.Tensor:
+        n = len(self._X)
+        order = torch.randperm(n, generator=self._gen, device=self.device)
+        if self.world_size == 1:
+            return order
+        # DistributedSampler's split: pad by wrapping so every rank gets the same count.
+        per_rank = math.ceil(n / self.world_size)
+        padded = torch.cat([order, order[: per_rank * self.world_size - n]])
+        return padded[self.rank :: self.world_size]
+
+    def _eval_batch_size(self) -> int:
+        return int(self.config.eval_batch_size or max(4 * int(self.config.batch_size), 256))
+
+    def _maybe_unfreeze(self, epoch: int) -> None:
+        mc = self.model_config
+        if mc is None or mc.checkpoint is None or mc.unfreeze_after is None:
+            return
+        if epoch > mc.unfreeze_after:
+            set_backbone_trainable(self.model, True)
+
+    def _keep_best(self, epoch: int, metrics: dict[str, Any]) -> None:
+        value = metrics.get(self._monitor)
+        self.is_best = value is not None and self._best.update(float(value), epoch)
+        if self.is_best:
+            self.best_epoch, self.best_metrics = epoch, dict(metrics)
+            self._best_state = cpu_state(self.model)
+            self._best_dirty = True
+
+    def _sync_stop(self) -> None:
+        """In DDP, rank 0's decision to stop (its callbacks ran alone) reaches every rank."""
+        if self.world_size == 1:
+            return
+        code = torch.tensor([STATUSES.index(self._stop[0]) + 1 if self._stop else 0])
+        torch.distributed.broadcast(code, src=0)
+        if code.item() and self._stop is None:
+            self._stop = (STATUSES[int(code.item()) - 1], "stopped on rank 0")
+
+    def _checkpoint_due(self, epoch: int) -> bool:
+        if self.run_dir is None or not self.is_main:
+            return False
+        interval = self.config.checkpoint_interval_s
+        return (
+            epoch == 1
+            or epoch == self.config.epochs
+            or self._stop is not None
+            or time.monotonic() - self._last_checkpoint >= interval
+        )
+
+    def _state(self, status: str | None = None, reason: str = "") -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.scheduler.state_dict(),
+            "scaler": self._scaler.state_dict() if self._scaler is not None else {},
+            "early_stopping": self._early.state_dict() if self._early is not None else {},
+            "best": {
+                **self._best.state_dict(),
+                "metrics": self.best_metrics,
+                "state": self._best_state,
+            },
+            "history": self.history,
+            "callbacks": self._cbs.state_dict(),
+            "rng": rng_state(self._gen),
+            "finished": {"status": status, "reason": reason} if status else {},
+            "wall_time_s": self._wall_time(),
+        }
+
+    def _wall_time(self) -> float:
+        return self._wall_before + time.perf_counter() - self._fit_started
+
+    def _save_checkpoint(self, status: str | None = None, reason: str = "") -> None:
+        save_checkpoint(self._state(status, reason), self.run_dir / "checkpoint.pt")
+        if self._best_dirty and self._best_state is not None:
+            save_weights(self._best_state, self.run_dir / "best" / "model.safetensors")
+            self._best_dirty = False
+        self._last_checkpoint = time.monotonic()
+
+    def _restore(self) -> None:
+        """Load ``checkpoint.pt`` from ``run_dir`` if there is one."""
+        path = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+        if path is None or not path.is_file():
+            return
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["schedule"])
+        if self._scaler is not None and state["scaler"]:
+            self._scaler.load_state_dict(state["scaler"])
+        if self._early is not None and state["early_stopping"]:
+            self._early.load_state_dict(state["early_stopping"])
+        best = state["best"]
+        self._best.load_state_dict(best)
+        self.best_epoch, self.best_metrics = best.get("best_epoch"), dict(best.get("metrics", {}))
+        self._best_state = best.get("state")
+        self.history = list(state["history"])
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self._cbs.load_state_dict(state["callbacks"])
+        restore_rng(state["rng"], self._gen)
+        self._maybe_unfreeze(self.epoch + 1)
+        # A finished run stays finished, unless more epochs were asked for than it ran.
+        finished = state.get("finished") or {}
+        status = finished.get("status")
+        if status == "early_stopped" or (status is not None and self.epoch >= self.config.epochs):
+            self._stop = (status, finished["reason"])
+        self._wall_before = float(state.get("wall_time_s", 0.0))
+
+    def _finish(self, status: str, reason: str) -> FitResult:
+        interrupted = status == "stopped" and reason.startswith("interrupted")
+        if self.run_dir is not None and self.is_main and status not in ("nan", "oom"):
+            # Mid-epoch state is not resumable, so Ctrl-C keeps the last epoch's checkpoint.
+            if not interrupted:
+                self._save_checkpoint(status, reason)
+            elif self._best_dirty and self._best_state is not None:
+                save_weights(self._best_state, self.run_dir / "best" / "model.safetensors")
+        if self.config.restore_best and self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        result = FitResult(
+            status=status,
+            reason=reason,
+            history=list(self.history),
+            best_epoch=self.best_epoch,
+            best_metrics=dict(self.best_metrics),
+            epochs_run=len(self.history),
+            wall_time_s=self._wall_time(),
+        )
+        for cb in self._cbs.hook("on_fit_end"):
+            cb.on_fit_end(self, result)
+        torch.use_deterministic_algorithms(self._prev_deterministic)
+        return result
+
+
+def _batch_scales(rows: int, batch_size: int, accumulate: int) -> Sequence[float]:
+    """Per micro-batch, its rows over the rows of its accumulation group."""
+    sizes = [min(batch_size, rows - start) for start in range(0, rows, batch_size)]
+    if accumulate == 1:
+        return [1.0] * len(sizes)
+    scales = []
+    for g in range(0, len(sizes), accumulate):
+        group = sizes[g : g + accumulate]
+        scales += [s / sum(group) for s in group]
+    return scales
