@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,14 +16,20 @@ class CompressConfig(Section):
     methods: list[str] = Field(default_factory=lambda: ["prune", "quantize"])
     sparsity: float = Field(0.5, gt=0, lt=1)
     structured: bool = True
-    finetune_epochs: int = Field(2, ge=0)
-    quantize_backend: Literal["onnxruntime", "torchao"] = "onnxruntime"
+    prune_steps: int = Field(1, ge=1)
+    finetune_epochs: int = Field(3, ge=0)
+    finetune_lr: float | None = Field(None, gt=0)
+    quantize_backend: Literal["onnxruntime"] = "onnxruntime"
     quantize_mode: Literal["auto", "dynamic", "static"] = "auto"
     calibration_batches: int = Field(8, gt=0)
     student_width_mult: float = Field(0.5, gt=0, le=1)
+    student_builder: str | None = None
+    student_params: dict[str, Any] = Field(default_factory=dict)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1)
     distill_epochs: int = Field(10, gt=0)
+    latency_threads: int = Field(1, ge=1)
+    latency_repeats: int = Field(100, ge=5)
 
     @field_validator("methods")
     @classmethod

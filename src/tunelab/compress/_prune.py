@@ -1,0 +1,223 @@
+"""Pruning: global unstructured magnitude pruning, and structured pruning that shrinks layers.
+
+Unstructured pruning (``torch.nn.utils.prune.global_unstructured`` with the L1 criterion)
+zeroes the smallest weights across every Linear/Conv layer at once; the tensors stay dense, so
+it saves nothing on disk or in latency by itself — the table says so honestly — but it is the
+classic lottery-ticket style baseline and composes with sparse runtimes.
+
+Structured pruning removes whole neurons (Linear outputs) and channels (Conv filters) ranked by
+L2 norm, and really shrinks the layers. It uses Torch-Pruning's dependency graph, which follows
+a removed channel into every consumer (the next Linear/Conv, BatchNorm, the Flatten into the
+classifier, residual additions), so it works on the CNN and ResNet builders as well as MLPs,
+where a hand-written MLP/CNN pruner would have to special-case every layout. The classifier
+``head`` keeps its outputs. Both are followed by a short fine-tune; ``steps > 1`` prunes
+gradually with a fine-tune after every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.utils.prune as torch_prune
+
+from ..config import CompressConfig
+from ..errors import ConfigError
+from ._base import CompressContext, CompressionMethod, Variant, register_method
+from ._loop import fit_loop
+
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def head_layer(model: nn.Module) -> nn.Module | None:
+    """The output layer: ``model.head`` (the builders' convention), else the last Linear."""
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Module):
+        last = [m for m in head.modules() if isinstance(m, _WEIGHTED)]
+        return last[-1] if last else head
+    linears = [m for m in model.modules() if isinstance(m, _WEIGHTED)]
+    return linears[-1] if linears else None
+
+
+def prunable_layers(model: nn.Module) -> list[nn.Module]:
+    """Linear and Conv layers whose weights pruning may touch (all but the output layer)."""
+    head = head_layer(model)
+    return [m for m in model.modules() if isinstance(m, _WEIGHTED) and m is not head]
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """Fraction of zero weights over the prunable layers (masks applied if still attached)."""
+    layers = prunable_layers(model)
+    total = sum(m.weight.numel() for m in layers)
+    zeros = sum(int((m.weight.detach() == 0).sum()) for m in layers)
+    return zeros / total if total else 0.0
+
+
+def prune_unstructured(model: nn.Module, sparsity: float) -> nn.Module:
+    """Mask the ``sparsity`` fraction of smallest-magnitude weights, ranked globally.
+
+    The masks stay attached (``weight_orig`` * ``weight_mask``) so a fine-tune keeps pruned
+    weights at zero; call :func:`make_permanent` afterwards. Masks compose: pruning an already
+    masked model to a higher sparsity extends the existing mask.
+    """
+    layers = prunable_layers(model)
+    if not layers:
+        raise ConfigError("config error: compress.methods — the model has no Linear/Conv to prune")
+    already = weight_sparsity(model)
+    if sparsity <= already:
+        return model
+    # global_unstructured's amount is a fraction of the weights still unpruned.
+    amount = (sparsity - already) / (1.0 - already)
+    torch_prune.global_unstructured(
+        [(m, "weight") for m in layers], pruning_method=torch_prune.L1Unstructured, amount=amount
+    )
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold pruning masks into plain ``weight`` tensors (zeros stay zeros)."""
+    for module in model.modules():
+        if torch_prune.is_pruned(module) and hasattr(module, "weight_orig"):
+            torch_prune.remove(module, "weight")
+    return model
+
+
+def prune_structured(
+    model: nn.Module,
+    ratio: float,
+    example: torch.Tensor,
+    *,
+    steps: int = 1,
+    after_step: Any = None,
+) -> nn.Module:
+    """Remove ``ratio`` of the neurons/channels of every prunable layer, by L2 magnitude.
+
+    Args:
+        model: pruned in place (its layers really get smaller).
+        ratio: fraction of output neurons/channels removed from each layer.
+        example: an input batch; the dependency graph is traced from it.
+        steps: prune gradually over this many steps (linear schedule).
+        after_step: called as ``after_step(step)`` after every step (the fine-tune).
+    """
+    import torch_pruning as tp
+
+    head = head_layer(model)
+    was_training = model.training
+    model.eval()
+    try:
+        pruner = tp.pruner.MagnitudePruner(
+            model,
+            example,
+            importance=tp.importance.MagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            iterative_steps=steps,
+            ignored_layers=[head] if head is not None else [],
+        )
+    except Exception as exc:  # tracing fails on layouts the dependency graph cannot follow
+        raise ConfigError(
+            f"config error: compress.structured — cannot trace {type(model).__name__} for "
+            f"structured pruning ({str(exc).splitlines()[0]}); set compress.structured: false"
+        ) from None
+    for step in range(1, steps + 1):
+        model.eval()
+        pruner.step()
+        if after_step is not None:
+            after_step(step)
+    model.train(was_training)
+    return model
+
+
+def layer_widths(model: nn.Module) -> list[int]:
+    """Output neurons/channels of each Linear/Conv layer, in order (shows what shrank)."""
+    return [
+        m.out_features if isinstance(m, nn.Linear) else m.out_channels
+        for m in model.modules()
+        if isinstance(m, _WEIGHTED)
+    ]
+
+
+@register_method("prune")
+class Prune(CompressionMethod):
+    """Magnitude pruning to ``sparsity``, structured or not, with a fine-tune after each step.
+
+    Args:
+        sparsity: unstructured: fraction of weights zeroed; structured: fraction of neurons
+            or channels removed from each layer.
+        structured: remove whole neurons/channels (smaller, faster) instead of single weights.
+        finetune_epochs: epochs of fine-tuning after each pruning step (0: none).
+        steps: number of gradual pruning steps.
+        finetune_lr: learning rate of the fine-tune (None: the run's ``train.lr``).
+    """
+
+    def __init__(
+        self,
+        *,
+        sparsity: float = 0.5,
+        structured: bool = True,
+        finetune_epochs: int = 2,
+        steps: int = 1,
+        finetune_lr: float | None = None,
+    ) -> None:
+        self.sparsity = sparsity
+        self.structured = structured
+        self.finetune_epochs = finetune_epochs
+        self.steps = steps
+        self.finetune_lr = finetune_lr
+
+    @classmethod
+    def from_config(cls, config: CompressConfig) -> Prune:
+        return cls(
+            sparsity=config.sparsity,
+            structured=config.structured,
+            finetune_epochs=config.finetune_epochs,
+            steps=config.prune_steps,
+            finetune_lr=config.finetune_lr,
+        )
+
+    def apply(self, variant: Variant, ctx: CompressContext) -> Variant:
+        import copy
+
+        model = copy.deepcopy(variant.torch_model()).cpu()
+        widths_before = layer_widths(model)
+        finetune_log: list[dict[str, Any]] = []
+
+        def finetune(step: int) -> None:
+            if self.finetune_epochs <= 0:
+                return
+            result = fit_loop(
+                model,
+                ctx.bundle,
+                config=ctx.train_config,
+                epochs=self.finetune_epochs,
+                lr=self.finetune_lr,
+                seed=ctx.seed + step,
+                device=ctx.device,
+            )
+            model.cpu()
+            finetune_log.append(
+                {"step": step, "best_epoch": result.best_epoch, "val": result.best_val}
+            )
+            ctx.log(f"prune step {step}/{self.steps}: fine-tuned, val {result.best_val:.4f}")
+
+        if self.structured:
+            example = ctx.bundle.X_train[:2].cpu()
+            prune_structured(model, self.sparsity, example, steps=self.steps, after_step=finetune)
+        else:
+            for step in range(1, self.steps + 1):
+                prune_unstructured(model, self.sparsity * step / self.steps)
+                finetune(step)
+            make_permanent(model)
+        model.eval()
+        info = {
+            "prune": {
+                "structured": self.structured,
+                "target": self.sparsity,
+                "weight_sparsity": round(weight_sparsity(model), 4),
+                "widths_before": widths_before,
+                "widths_after": layer_widths(model),
+                "steps": self.steps,
+                "finetune": finetune_log,
+            }
+        }
+        return variant.derive("prune", model=model, onnx_path=None, info={**variant.info, **info})

@@ -1,0 +1,267 @@
+"""Running a chain of methods on a saved model and measuring every variant on the test split.
+
+``compress_model`` is the engine (a model, its spec and a ``DataBundle`` in; a table and one
+saved folder per variant out); ``compress_run`` finds those inputs in a run directory: the
+weights in ``best/``, the data rebuilt from the run's resolved ``config.yaml`` with the run's
+seed, so the test split is the one the model never trained on.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.nn as nn
+
+from ..config import CompressConfig, TrainConfig, load_config
+from ..data import DataBundle
+from ..errors import FatalError
+from ._base import CompressContext, Variant, check_order, make_method
+from ._io import save_variant
+from ._measure import count_params, measure_latency, predict_batched, task_metric
+from ._table import CompressionRow, CompressionTable
+
+BATCH_SIZES = (1, 64)
+
+
+@dataclass
+class CompressionResult:
+    """The table and where each variant was saved (``{variant name: folder}``)."""
+
+    table: CompressionTable
+    folders: dict[str, Path] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+
+def folder_name(variant: str) -> str:
+    return variant.replace("+", "-")
+
+
+def measure_variant(
+    variant: Variant,
+    folder: Path,
+    bundle: DataBundle,
+    *,
+    threads: int,
+    repeats: int,
+    notes: str = "",
+) -> CompressionRow:
+    """One table row for a saved variant: params, file size, latency, test metric."""
+    predictor = variant.predictor(threads=threads)
+    X_test = bundle.X_test.cpu().numpy().astype(np.float32)
+    outputs = predict_batched(predictor, X_test)
+    metric, value = task_metric(outputs, bundle.y_test.cpu().numpy(), bundle.task)
+    latency = measure_latency(
+        predictor, X_test, batch_sizes=BATCH_SIZES, threads=threads, repeats=repeats
+    )
+    torch_model = (
+        variant.model
+        if variant.model is not None
+        else (variant.source.model if variant.source is not None else None)
+    )
+    params, nonzero = count_params(torch_model) if torch_model is not None else (0, 0)
+    weights = folder / ("model.safetensors" if variant.format == "torch" else "model.onnx")
+    b1, b64 = latency[1], latency[64]
+    return CompressionRow(
+        variant=variant.name,
+        methods=list(variant.methods),
+        format=variant.format,
+        params=params,
+        nonzero_params=nonzero,
+        file_bytes=weights.stat().st_size,
+        b1_p50_ms=b1.p50_ms,
+        b1_p95_ms=b1.p95_ms,
+        b64_p50_ms=b64.p50_ms,
+        b64_p95_ms=b64.p95_ms,
+        throughput_rows_s=b64.throughput_rows_s,
+        metric=metric,
+        test_metric=value,
+        threads=threads,
+        path=str(folder),
+        notes=notes,
+    )
+
+
+def _notes(variant: Variant) -> str:
+    parts = []
+    if "distill" in variant.info and "distill" in variant.methods:
+        d = variant.info["distill"]
+        parts.append(f"student {d['student_params']}")
+    if "prune" in variant.info and "prune" in variant.methods:
+        p = variant.info["prune"]
+        if p["structured"]:
+            parts.append(f"structured {p['target']:.0%} of neurons/channels removed")
+        else:
+            parts.append(f"{p['weight_sparsity']:.0%} of weights zero (stored dense)")
+    if "quantize" in variant.info and variant.methods[-1:] == ("quantize",):
+        parts.append(f"int8 {variant.info['quantize']['mode']} (ONNX Runtime)")
+    return "; ".join(parts)
+
+
+def compress_model(
+    model: nn.Module,
+    spec: Any,
+    bundle: DataBundle,
+    *,
+    methods: Sequence[str],
+    out_dir: str | Path,
+    config: CompressConfig | None = None,
+    train_config: TrainConfig | None = None,
+    preprocessing: Any = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> CompressionResult:
+    """Apply ``methods`` in order to ``model`` and measure the original and every variant.
+
+    Args:
+        model: the trained model (left untouched; methods work on copies).
+        spec: its ``ModelSpec``.
+        bundle: train/val splits for fine-tuning, distillation and calibration; the test
+            split for the table.
+        methods: registered method names, applied in this order.
+        out_dir: ``compressed/``: one folder per variant plus ``table.json``/``table.csv``.
+        config: the ``compress`` section (defaults when None).
+        train_config: optimiser, learning rate and batch size for fine-tuning/distillation.
+        preprocessing: saved next to every variant so each folder is usable alone.
+        seed: seeds fine-tuning, distillation and calibration sampling.
+        log: called with progress lines.
+    """
+    config = config or CompressConfig()
+    train_config = train_config or TrainConfig()
+    log = log or (lambda message: None)
+    names = list(methods)
+    check_order(names)
+    instances = [make_method(name, config) for name in names]
+    out_dir = Path(out_dir)
+    if (out_dir / "table.json").is_file():  # a previous compress run: replace it whole
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads, repeats = config.latency_threads, config.latency_repeats
+
+    table = CompressionTable(
+        meta={
+            "methods": names,
+            "threads": threads,
+            "test_rows": len(bundle.X_test),
+            "batch_sizes": list(BATCH_SIZES),
+            "task": bundle.task,
+            "builder": spec.builder,
+        }
+    )
+    folders: dict[str, Path] = {}
+
+    def record(variant: Variant, notes: str = "") -> None:
+        folder = out_dir / folder_name(variant.name)
+        save_variant(folder, variant, preprocessing=preprocessing)
+        row = measure_variant(
+            variant, folder, bundle, threads=threads, repeats=repeats, notes=notes
+        )
+        table.rows.append(row)
+        folders[variant.name] = folder
+        log(
+            f"{variant.name}: test {row.metric} {row.test_metric:.4f}, "
+            f"batch-64 p50 {row.b64_p50_ms:.3f} ms, {row.file_bytes / 1024:.1f} KiB"
+        )
+
+    current = Variant("original", ("original",), spec, model=copy.deepcopy(model).cpu().eval())
+    record(current, "the saved model, torch fp32")
+    current = Variant("original", (), spec, model=current.model)
+    for name, method in zip(names, instances, strict=True):
+        log(f"applying {name} to {current.name if current.methods else 'original'} ...")
+        ctx = CompressContext(
+            bundle=bundle,
+            train_config=train_config,
+            work_dir=out_dir / folder_name("+".join((*current.methods, name))),
+            seed=seed,
+            threads=threads,
+            log=log,
+        )
+        result = method.apply(current, ctx)
+        fp32 = result.info.get("quantize", {}).get("fp32_onnx") if name == "quantize" else None
+        if fp32:
+            # The float ONNX model separates the runtime's speed-up from int8's.
+            base = (*current.methods, "onnx") if current.methods else ("onnx",)
+            reference = Variant(
+                "+".join(base),
+                base,
+                result.spec,
+                onnx_path=Path(fp32),
+                info=dict(current.info),
+                source=result.source,
+            )
+            record(reference, "fp32 ONNX Runtime export (reference for int8)")
+            Path(fp32).unlink(missing_ok=True)
+            result.info["quantize"]["fp32_onnx"] = str(out_dir / folder_name(reference.name))
+        record(result, _notes(result))
+        current = result
+    table.finalize()
+    table.save(out_dir)
+    return CompressionResult(table, folders, out_dir)
+
+
+def find_model_dir(run_dir: str | Path) -> Path:
+    """``RUN_DIR/best`` (a run or training directory), or ``RUN_DIR`` if it is a model dir."""
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / "best", run_dir):
+        if (candidate / "model.json").is_file():
+            return candidate
+    if not run_dir.exists():
+        raise FatalError(f"error: no such run directory {run_dir}")
+    raise FatalError(
+        f"error: {run_dir} holds no saved model (expected {run_dir / 'best' / 'model.json'}); "
+        "train or tune first"
+    )
+
+
+def run_bundle(run_dir: str | Path) -> tuple[DataBundle, Any]:
+    """Rebuild the run's data from its ``config.yaml`` with the run's seed: ``(bundle, cfg)``."""
+    from ..data import prepare_data
+
+    run_dir = Path(run_dir)
+    path = next(
+        (p for p in (run_dir / "config.yaml", run_dir.parent / "config.yaml") if p.is_file()), None
+    )
+    if path is None:
+        raise FatalError(
+            f"error: {run_dir} has no config.yaml; the data config is needed to rebuild the "
+            "test split the comparison is measured on"
+        )
+    cfg = load_config(path)
+    return prepare_data(cfg.data, seed=cfg.seed), cfg
+
+
+def compress_run(
+    run_dir: str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    config: CompressConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CompressionResult:
+    """Compress ``RUN_DIR/best`` with ``methods`` (default: the run's ``compress.methods``).
+
+    Writes ``RUN_DIR/compressed/`` (one folder per variant, ``table.json``, ``table.csv``).
+    """
+    from ..models import load_model
+
+    run_dir = Path(run_dir)
+    model_dir = find_model_dir(run_dir)
+    bundle, cfg = run_bundle(model_dir if model_dir != run_dir else run_dir)
+    config = config or cfg.compress
+    loaded = load_model(model_dir)
+    return compress_model(
+        loaded.model,
+        loaded.spec,
+        bundle,
+        methods=list(methods or config.methods),
+        out_dir=run_dir / "compressed",
+        config=config,
+        train_config=cfg.train,
+        preprocessing=loaded.preprocessing,
+        seed=cfg.seed,
+        log=log,
+    )

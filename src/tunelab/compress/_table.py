@@ -1,0 +1,159 @@
+"""The comparison table: one row per variant, printed, and saved as JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CompressionRow:
+    """Size, speed and quality of one variant, measured on the test split.
+
+    Latencies are per call in milliseconds (p50/p95 over repeated calls, warm-up excluded) at
+    batch 1 and batch 64; ``throughput_rows_s`` is rows per second at batch 64; ``delta`` is
+    ``test_metric`` minus the original's (accuracy: a fraction, so 0.01 is one point);
+    ``size_ratio`` and ``speedup_b64`` are the original's file size and batch-64 p50 divided by
+    this variant's.
+    """
+
+    variant: str
+    methods: list[str]
+    format: str
+    params: int
+    nonzero_params: int
+    file_bytes: int
+    b1_p50_ms: float
+    b1_p95_ms: float
+    b64_p50_ms: float
+    b64_p95_ms: float
+    throughput_rows_s: float
+    metric: str
+    test_metric: float
+    delta: float = 0.0
+    size_ratio: float = 1.0
+    speedup_b64: float = 1.0
+    threads: int = 1
+    path: str = ""
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressionRow:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class CompressionTable:
+    """The rows of one ``compress`` run plus how they were measured."""
+
+    rows: list[CompressionRow] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, variant: str) -> CompressionRow:
+        for r in self.rows:
+            if r.variant == variant:
+                return r
+        raise KeyError(f"no variant {variant!r}; have {', '.join(r.variant for r in self.rows)}")
+
+    def finalize(self) -> CompressionTable:
+        """Fill ``delta``, ``size_ratio`` and ``speedup_b64`` relative to the first row."""
+        if not self.rows:
+            return self
+        base = self.rows[0]
+        for r in self.rows:
+            r.delta = r.test_metric - base.test_metric
+            r.size_ratio = base.file_bytes / r.file_bytes if r.file_bytes else 0.0
+            r.speedup_b64 = base.b64_p50_ms / r.b64_p50_ms if r.b64_p50_ms else 0.0
+        return self
+
+    def to_json(self) -> str:
+        return (
+            json.dumps({"meta": self.meta, "rows": [r.to_dict() for r in self.rows]}, indent=2)
+            + "\n"
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CompressionTable:
+        data = json.loads(text)
+        return cls([CompressionRow.from_dict(r) for r in data["rows"]], data.get("meta", {}))
+
+    def save(self, directory: str | Path) -> tuple[Path, Path]:
+        """Write ``table.json`` and ``table.csv`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path, csv_path = directory / "table.json", directory / "table.csv"
+        json_path.write_text(self.to_json())
+        names = [f.name for f in fields(CompressionRow)]
+        with csv_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=names)
+            writer.writeheader()
+            for r in self.rows:
+                d = r.to_dict()
+                d["methods"] = "+".join(r.methods)
+                writer.writerow(d)
+        return json_path, csv_path
+
+    def format(self) -> str:
+        """A fixed-width text table for the terminal."""
+        if not self.rows:
+            return "(no variants)"
+        metric = self.rows[0].metric
+        pct = metric == "accuracy"
+        header = [
+            "variant",
+            "format",
+            "params",
+            "size",
+            "x smaller",
+            "b1 p50/p95 ms",
+            "b64 p50/p95 ms",
+            "rows/s",
+            "x faster",
+            f"test {metric}",
+            "delta",
+        ]
+        lines = []
+        for r in self.rows:
+            value = f"{r.test_metric * 100:.2f}%" if pct else f"{r.test_metric:.4f}"
+            delta = f"{r.delta * 100:+.2f} pt" if pct else f"{r.delta:+.4f}"
+            params = f"{r.params:,}" + (
+                f" ({r.nonzero_params:,} nz)" if r.nonzero_params < r.params * 0.99 else ""
+            )
+            lines.append(
+                [
+                    r.variant,
+                    r.format,
+                    params,
+                    _size(r.file_bytes),
+                    f"{r.size_ratio:.2f}",
+                    f"{r.b1_p50_ms:.3f}/{r.b1_p95_ms:.3f}",
+                    f"{r.b64_p50_ms:.3f}/{r.b64_p95_ms:.3f}",
+                    f"{r.throughput_rows_s:,.0f}",
+                    f"{r.speedup_b64:.2f}",
+                    value,
+                    delta,
+                ]
+            )
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+        fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*line) for line in lines]
+        threads = self.rows[0].threads
+        out.append(
+            f"(test split, {self.meta.get('test_rows', '?')} rows; latency per call with "
+            f"{threads} thread(s), warm-up excluded; x = relative to {self.rows[0].variant})"
+        )
+        return "\n".join(out)
+
+
+def _size(n: int) -> str:
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    return f"{n / 1024:.1f} KiB"
