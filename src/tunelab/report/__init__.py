@@ -1,1 +1,21 @@
-"""The report stage."""
+"""The report stage: one self-contained ``report.html`` per run directory.
+
+``render_report(run_dir)`` reads what the other stages left in the run directory (data profile,
+Optuna study, trial metrics, doctor findings, compression table, export) and writes an HTML file
+that opens from disk with no server and no network. Parts a partial run lacks are listed with the
+reason instead of failing.
+"""
+
+from ._artifacts import RunArtifacts, TrainingDir, load_run
+from ._page import ReportSection
+from ._render import Report, build_report, render_report
+
+__all__ = [
+    "Report",
+    "ReportSection",
+    "RunArtifacts",
+    "TrainingDir",
+    "build_report",
+    "load_run",
+    "render_report",
+]

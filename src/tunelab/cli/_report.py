@@ -1,0 +1,28 @@
+"""``tunelab report RUN_DIR`` and ``tunelab demo``: the last stage and the whole walk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/<name>) or a training dir."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write the HTML (default RUN_DIR/report.html)."
+    ),
+) -> None:
+    """Write one self-contained report.html (opens from disk, no server, no network)."""
+    from ..report import build_report
+
+    built = build_report(run_dir)
+    target = built.write(output)
+    shown = [s.title for s in built.sections if not s.missing]
+    typer.echo(f"report: {target}  ({len(built.plots)} plots; sections: {', '.join(shown)})")
+    for section in built.sections:
+        if section.missing:
+            typer.echo(f"  missing {section.title}: {section.missing}")

@@ -1,0 +1,374 @@
+"""Report sections about the model: best model, doctor, compression, export and serving."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from . import _figures as figs
+from ._artifacts import RunArtifacts, read_json
+from ._page import FigureRegistry, ReportSection, esc, fmt, table
+from ._sections_run import _get, _try_plot, task_name, test_metrics
+
+# ---- best model ----------------------------------------------------------------------------
+
+
+def _class_names(art: RunArtifacts) -> list[str]:
+    best = art.best
+    for source in (
+        _get(best.result if best else None, "classes"),
+        _get(best.model_json if best else None, "classes"),
+        _get(best.model_json if best else None, "spec", "classes"),
+        _get(art.export_model_json, "classes"),
+        _get(art.data_profile, "classes"),
+    ):
+        if isinstance(source, list) and source:
+            return [str(c) for c in source]
+    return []
+
+
+def _classification_report(report: Any) -> str:
+    if isinstance(report, str):
+        return f"<pre>{esc(report)}</pre>"
+    if not isinstance(report, dict):
+        return ""
+    rows = []
+    for label, scores in report.items():
+        if isinstance(scores, dict):
+            rows.append(
+                [
+                    label,
+                    scores.get("precision"),
+                    scores.get("recall"),
+                    scores.get("f1-score", scores.get("f1")),
+                    scores.get("support"),
+                ]
+            )
+        elif isinstance(scores, (int, float)):
+            rows.append([label, None, None, scores, None])
+    return table(["class", "precision", "recall", "f1", "support"], rows)
+
+
+def best_model_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
+    sec = ReportSection("best-model", "Best model")
+    best = art.best
+    if best is None:
+        if art.study is not None:
+            sec.missing = (
+                "no trial has completed yet, so there is no best model"
+                if art.best_trial_number is None
+                else f"the best trial #{art.best_trial_number} has no directory under trials/"
+            )
+        else:
+            sec.missing = (
+                "no metrics.jsonl or result.json: nothing has been trained in this directory"
+            )
+        return sec
+    result = best.result or {}
+    where = best.path.relative_to(art.path) if best.path != art.path else Path(".")
+    intro = f"Trained in <code>{esc(where)}</code>"
+    if art.best_trial_number is not None and art.study is not None:
+        params = art.study.trials[art.best_trial_number].params
+        intro += f" (trial #{art.best_trial_number}: {esc(fmt(params))})"
+    sec.add(f"<p>{intro}.</p>")
+    facts = [
+        [k, result[k]]
+        for k in ("status", "reason", "best_epoch", "epochs_run", "wall_time_s")
+        if k in result
+    ]
+    if facts:
+        sec.add(table(["", "value"], facts))
+
+    sec.add("<h3>Learning curves</h3>")
+    if best.metrics:
+        _try_plot(
+            sec, reg, "learning_curves", "learning curves", figs.learning_curves, best.metrics
+        )
+    else:
+        sec.gap("learning curves", "metrics.jsonl is missing or empty (training not started?)")
+
+    tests = test_metrics(result)
+    best_metrics = result.get("best_metrics")
+    if tests or isinstance(best_metrics, dict):
+        sec.add("<h3>Metrics</h3>")
+        sec.add(_metrics_table(best_metrics if isinstance(best_metrics, dict) else {}, tests))
+    if not tests:
+        sec.gap("test metrics", "result.json has no test-split evaluation yet")
+
+    classification = task_name(art) != "regression"
+    matrix = _find(result, "confusion_matrix")
+    if matrix is not None:
+        sec.add("<h3>Confusion matrix</h3>")
+        _try_plot(
+            sec,
+            reg,
+            "confusion_matrix",
+            "confusion matrix",
+            figs.confusion_matrix,
+            matrix,
+            _class_names(art),
+        )
+    elif classification:
+        sec.gap("confusion matrix", "result.json has no confusion matrix")
+    report = _find(result, "classification_report")
+    if report:
+        sec.add("<h3>Classification report</h3>")
+        sec.add(_classification_report(report))
+    elif classification:
+        sec.gap("classification report", "result.json has no classification report")
+
+    sec.add("<h3>Per-layer gradient norms</h3>")
+    if best.grad_norms:
+        x_label = "epoch" if best.grad_norms_source == "metrics.jsonl" else "step"
+        sec.add(f'<p class="note">From {esc(best.grad_norms_source)}.</p>')
+        _try_plot(
+            sec, reg, "grad_norms", "gradient norms", figs.grad_norms, best.grad_norms, x_label
+        )
+    else:
+        sec.gap("gradient norms", "no per-layer gradient norms in metrics.jsonl or tensorboard/")
+    return sec
+
+
+def _metrics_table(best: dict[str, Any], tests: dict[str, Any]) -> str:
+    """Validation metrics at the best epoch next to the same metrics on the test split."""
+    names: list[str] = []
+    for key in [*best, *tests]:
+        name = key.removeprefix("val_").removeprefix("test_")
+        if key.startswith(("val_", "test_")) and name not in names:
+            names.append(name)
+    rows = [[n, best.get(f"val_{n}"), tests.get(f"test_{n}")] for n in names]
+    return table(["metric", "validation (best epoch)", "test split"], rows)
+
+
+def _find(result: dict[str, Any], key: str) -> Any:
+    """``key`` at the top of result.json or under its test-evaluation block."""
+    for block in (result, result.get("test_metrics"), result.get("test"), result.get("evaluation")):
+        if isinstance(block, dict) and block.get(key) is not None:
+            return block[key]
+    return None
+
+
+# ---- doctor --------------------------------------------------------------------------------
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def _finding_row(f: dict[str, Any]) -> list[Any]:
+    evidence = f.get("evidence", "")
+    figures = f.get("figures") or f.get("evidence_data") or f.get("data")
+    if isinstance(evidence, dict):
+        figures = figures or evidence.get("figures") or evidence.get("data")
+        evidence = evidence.get("text") or evidence.get("summary") or fmt(evidence)
+    severity = str(f.get("severity", ""))
+    change = f.get("config_change")
+    return [
+        esc(f.get("kind", "")),
+        f'<span class="sev-{esc(severity)}">{esc(severity)}</span>',
+        esc(evidence) + (f'<br><span class="note">{esc(fmt(figures))}</span>' if figures else ""),
+        esc(f.get("remedy", "")),
+        esc(fmt(change)) if change else "",
+        esc(fmt(f.get("first_seen"))),
+    ]
+
+
+def findings_table(findings: list[dict[str, Any]]) -> str:
+    ordered = sorted(findings, key=lambda f: _SEVERITY_ORDER.get(str(f.get("severity")), 3))
+    return table(
+        ["kind", "severity", "evidence", "remedy", "config change", "first seen"],
+        [_finding_row(f) for f in ordered],
+        raw_columns=frozenset(range(6)),
+    )
+
+
+def _trial_findings(art: RunArtifacts) -> list[list[Any]]:
+    """Warnings and errors the doctor raised in any trial: which kinds, in which trials."""
+    seen: dict[tuple[str, str], list[int]] = {}
+    for number, path in sorted(art.trial_dirs.items()):
+        try:
+            data = read_json(path / "findings.json")
+        except ValueError:
+            continue
+        items = data.get("findings", []) if isinstance(data, dict) else data or []
+        for f in items:
+            if isinstance(f, dict) and f.get("severity") in ("warning", "error"):
+                seen.setdefault((str(f.get("kind")), str(f["severity"])), []).append(number)
+    return [
+        [kind, sev, len(nums), ", ".join(f"#{n}" for n in nums)]
+        for (kind, sev), nums in seen.items()
+    ]
+
+
+def _rounds(fix_rounds: Any) -> list[dict[str, Any]]:
+    if isinstance(fix_rounds, dict):
+        fix_rounds = fix_rounds.get("rounds", [])
+    return [r for r in fix_rounds if isinstance(r, dict)] if isinstance(fix_rounds, list) else []
+
+
+def _round_row(i: int, r: dict[str, Any]) -> list[Any]:
+    findings = r.get("findings") or []
+    serious = [
+        f for f in findings if isinstance(f, dict) and f.get("severity") in ("warning", "error")
+    ]
+    kinds = ", ".join(f"{f.get('kind')} ({f.get('severity')})" for f in serious) or "none"
+    metric = next(
+        (r[k] for k in ("val_metric", "metric", "val_accuracy", "val_loss", "score") if k in r),
+        None,
+    )
+    metric_name = r.get("metric_name") or r.get("monitor") or ""
+    changes = r.get("changes") or r.get("config_change") or r.get("applied") or {}
+    return [r.get("round", i), kinds, f"{fmt(metric)} {metric_name}".strip(), fmt(changes)]
+
+
+def doctor_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
+    sec = ReportSection("doctor", "Training doctor")
+    findings = art.best.findings if art.best else None
+    rounds = _rounds(art.fix_rounds)
+    trial_rows = _trial_findings(art)
+    if findings is None and not rounds and not trial_rows:
+        sec.missing = art.notes.get("doctor") or (
+            "no findings.json and no doctor/fix_rounds.json: the doctor was off "
+            "(diagnose.enabled: false) and `tunelab doctor CONFIG --fix` was not run"
+        )
+        return sec
+    if rounds:
+        sec.add("<h3>Repair rounds (<code>tunelab doctor --fix</code>): before and after</h3>")
+        sec.add(
+            table(
+                ["round", "warnings and errors", "val metric", "config changes applied next"],
+                [_round_row(i, r) for i, r in enumerate(rounds)],
+            )
+        )
+        first = next((r.get("findings") for r in rounds if r.get("findings")), None)
+        if first:
+            sec.add(
+                "<details><summary>Findings of the first round, with evidence and remedy</summary>"
+            )
+            sec.add(findings_table([f for f in first if isinstance(f, dict)]) + "</details>")
+        if art.repaired_config:
+            sec.add("<details><summary>Repaired config</summary>")
+            text = json.dumps(art.repaired_config, indent=2, default=str)
+            sec.add(f"<pre>{esc(text)}</pre></details>")
+    else:
+        sec.gap("--fix rounds", "`tunelab doctor --fix` was not run for this run")
+    sec.add("<h3>Findings on the best model's training</h3>")
+    if findings:
+        sec.add(findings_table(findings))
+    elif findings is not None:
+        sec.add('<p class="note">The doctor found nothing wrong.</p>')
+    else:
+        sec.gap("best-model findings", "the best model's directory has no findings.json")
+    if trial_rows:
+        sec.add("<h3>Problems seen across the search</h3>")
+        sec.add(table(["kind", "severity", "trials", "which"], trial_rows))
+    return sec
+
+
+# ---- compression ---------------------------------------------------------------------------
+
+
+def _pick(keys: list[str], *needles: str) -> str | None:
+    for needle in needles:
+        for key in keys:
+            if needle in key.lower():
+                return key
+    return None
+
+
+def compression_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
+    sec = ReportSection("compression", "Compression")
+    rows = art.compression
+    if not rows:
+        sec.missing = art.notes.get("compression") or (
+            "no compressed/table.json: run `tunelab compress RUN_DIR` to prune, quantise or distil"
+        )
+        return sec
+    headers = list(dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (dict, list))))
+    sec.add(
+        table(headers, [[r.get(h) for h in headers] for r in rows], table_id="compression-table")
+    )
+    name_key = _pick(headers, "variant", "name", "method") or headers[0]
+    x_key = _pick(headers, "p50_b1", "latency_ms_b1", "p50", "latency")
+    y_key = _pick(headers, "test_accuracy", "accuracy", "test_", "metric")
+    size_key = _pick(headers, "size_mb", "size", "bytes")
+    if x_key and y_key:
+        _try_plot(
+            sec,
+            reg,
+            "compression_tradeoff",
+            "trade-off plot",
+            figs.compression_tradeoff,
+            rows,
+            name_key,
+            x_key,
+            y_key,
+            size_key,
+        )
+    else:
+        sec.gap("trade-off plot", "the table has no latency or accuracy column")
+    return sec
+
+
+# ---- export and serving --------------------------------------------------------------------
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _example_payload(art: RunArtifacts) -> str:
+    """A request body shaped like the model's input, for the copy-paste curl line."""
+    meta = art.export_model_json or (art.best.model_json if art.best else None) or {}
+    spec = meta.get("spec", meta) if isinstance(meta, dict) else {}
+    shape = spec.get("input_shape") or []
+    features = _get(art.data_profile, "feature_names") or spec.get("feature_names")
+    if isinstance(features, list) and features and len(shape) <= 1:
+        return (
+            json.dumps({"rows": [dict.fromkeys((str(f) for f in features[:4]), 0.0)]})[:-3]
+            + ", ...}]}"
+        )
+    if shape:
+        return json.dumps(
+            {
+                "inputs": "[... one nested list of shape "
+                + "x".join(map(str, shape))
+                + " per row ...]"
+            }
+        )
+    return '{"rows": [...]}'
+
+
+def deploy_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
+    sec = ReportSection("deploy", "Export and serving")
+    run = shlex.quote(str(art.path))
+    has_best = (art.path / "best" / "model.safetensors").is_file() or (
+        art.best is not None and (art.best.path / "best").is_dir()
+    )
+    if art.export_dir is None and not has_best:
+        sec.missing = "no export/ and no saved best model: nothing to serve yet"
+        return sec
+    if art.export_files:
+        rows = [[str(p.relative_to(art.path)), _size(p)] for p in art.export_files]
+        sec.add(table(["file", "size"], rows, table_id="export-table"))
+        parity = _get(art.export_model_json, "parity") or _get(art.run_info, "parity")
+        if parity:
+            sec.add(f"<p>Parity check against the PyTorch model: {esc(fmt(parity))}</p>")
+    else:
+        sec.gap("export", "no export/ folder: run `tunelab export RUN_DIR --format onnx`")
+    model = "onnx" if (art.export_dir and (art.export_dir / "model.onnx").is_file()) else "best"
+    port = _get(art.config, "deploy", "port") or 8000
+    host = _get(art.config, "deploy", "host") or "127.0.0.1"
+    url = f"http://{host}:{port}"
+    body = shlex.quote(_example_payload(art))
+    commands = [
+        f"tunelab serve {run} --model {model} --host {host} --port {port}",
+        f"curl -s {url}/health",
+        f"curl -s {url}/metadata",
+        f"curl -s -X POST {url}/predict -H 'content-type: application/json' -d {body}",
+    ]
+    sec.add("<h3>Serve it</h3>")
+    sec.add(f'<pre id="serve-commands">{esc(chr(10).join(commands))}</pre>')
+    sec.add(f'<p class="note">OpenAPI docs at <code>{esc(url)}/docs</code> while it runs.</p>')
+    return sec
