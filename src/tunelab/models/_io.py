@@ -260,9 +260,13 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> 
 
 def _read_preprocessing(path: Path) -> Any:
     try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FatalError(f"{path} is not valid JSON: {exc}") from None
+    try:
         from ..data import Preprocessing  # type: ignore[attr-defined]
-    except ImportError:
-        Preprocessing = None  # the data stage may not define it
-    if Preprocessing is not None and hasattr(Preprocessing, "load"):
+    except ImportError:  # the data stage without its Preprocessing class: keep the document
+        return data
+    if isinstance(data, dict) and data.get("format") == "tunelab.preprocessing":
         return Preprocessing.load(path)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return data
