@@ -25,7 +25,6 @@ import torch.nn.utils.prune as torch_prune
 from ..config import CompressConfig
 from ..errors import ConfigError
 from ._base import CompressContext, CompressionMethod, Variant, register_method
-from ._loop import fit_loop
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -137,6 +136,29 @@ def layer_widths(model: nn.Module) -> list[int]:
     ]
 
 
+def finetune_with_trainer(
+    model: nn.Module,
+    ctx: CompressContext,
+    *,
+    epochs: int,
+    lr: float | None = None,
+    seed: int = 0,
+) -> Any:
+    """A short :class:`~tunelab.train.Trainer` run on the training split (nothing written).
+
+    The run's ``train`` settings are kept (optimiser, batch size, loss, schedule, early
+    stopping on the validation split, best epoch restored) with ``epochs`` and, if given, the
+    learning rate replaced. Pruning masks stay attached, so zeroed weights stay zero.
+    """
+    from ..train import Trainer
+
+    changes: dict[str, Any] = {"epochs": epochs, "progress": "none", "tensorboard": False}
+    if lr is not None:
+        changes["lr"] = lr
+    config = ctx.train_config.model_copy(update=changes)
+    return Trainer(config, seed=seed).fit(model, ctx.bundle)
+
+
 @register_method("prune")
 class Prune(CompressionMethod):
     """Magnitude pruning to ``sparsity``, structured or not, with a fine-tune after each step.
@@ -185,20 +207,15 @@ class Prune(CompressionMethod):
         def finetune(step: int) -> None:
             if self.finetune_epochs <= 0:
                 return
-            result = fit_loop(
-                model,
-                ctx.bundle,
-                config=ctx.train_config,
-                epochs=self.finetune_epochs,
-                lr=self.finetune_lr,
-                seed=ctx.seed + step,
-                device=ctx.device,
+            result = finetune_with_trainer(
+                model, ctx, epochs=self.finetune_epochs, lr=self.finetune_lr, seed=ctx.seed + step
             )
             model.cpu()
+            val = {k: v for k, v in result.best_metrics.items() if k.startswith("val_")}
             finetune_log.append(
-                {"step": step, "best_epoch": result.best_epoch, "val": result.best_val}
+                {"step": step, "status": result.status, "best_epoch": result.best_epoch, **val}
             )
-            ctx.log(f"prune step {step}/{self.steps}: fine-tuned, val {result.best_val:.4f}")
+            ctx.log(f"prune step {step}/{self.steps}: fine-tuned {result.epochs_run} epoch(s)")
 
         if self.structured:
             example = ctx.bundle.X_train[:2].cpu()
