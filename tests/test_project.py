@@ -39,7 +39,10 @@ def test_stages_import_only_earlier_stages():
         pytest.skip("import-linter is not installed")
     result = subprocess.run(
         [lint, "--config", str(ROOT / "pyproject.toml")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
