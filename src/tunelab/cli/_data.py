@@ -1,3 +1,45 @@
-"""tunelab data ..."""
+"""``tunelab data ...``: look at the data an experiment config prepares.
 
-from ._app import app  # noqa: F401
+``tunelab data profile CONFIG`` loads, cleans, splits and scales the data exactly as a run
+would, then prints the profile (rows per split, columns, missing values, outliers, class
+balance, constant columns, duplicates between train and val/test, cleaning actions). Bad data is
+one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..config import load_config
+from ..data import prepare_data
+from ._app import app
+
+data_app = typer.Typer(
+    name="data",
+    help="Prepare and inspect the data of an experiment.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("profile")
+def profile(
+    config: Path = typer.Argument(..., help="Experiment YAML file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Also write the profile as JSON to this file."
+    ),
+    width: int = typer.Option(110, "--width", help="Table width in characters."),
+) -> None:
+    """Prepare the data of CONFIG and print its profile."""
+    cfg = load_config(config)
+    bundle = prepare_data(cfg.data, seed=cfg.seed)
+    if save is not None:
+        bundle.profile.save(save)
+    if as_json:
+        typer.echo(bundle.profile.to_json())
+    else:
+        typer.echo(bundle.profile.to_text(width=width), nl=False)

@@ -38,6 +38,8 @@ class CleanConfig(Section):
     iqr_factor: float = Field(1.5, gt=0)
     duplicates: Literal["keep", "drop"] = "keep"
     categorical: Literal["onehot", "error"] = "onehot"
+    max_categories: int = Field(50, ge=2)
+    constant: Literal["keep", "drop"] = "keep"
     dtypes: dict[str, Literal["float", "int", "category", "str", "bool"]] = Field(
         default_factory=dict
     )
@@ -80,6 +82,7 @@ class DataConfig(Section):
     path: str | None = None
     label: str | None = None
     features: list[str] | None = None
+    classes: list[str] | None = None
     task: Literal["auto", "classification", "regression"] = "auto"
     as_images: bool = False
     image_size: list[int] | None = None

@@ -1,0 +1,378 @@
+"""``TablePreprocessing``: fitted cleaning, one-hot encoding and scaling for tabular rows.
+
+Order, the same in ``fit`` and ``transform``: read each column as its kind -> fill missing
+values -> clip outliers -> one-hot categories -> drop constant columns -> scale. ``fit`` learns
+every statistic from the training rows it is given and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._columns import NUMERIC_KINDS, category_strings, to_numeric
+from ._preprocessing import InputField, Preprocessing
+from ._raw import data_error, where
+
+MISSING_CATEGORY = "__missing__"
+
+
+class TablePreprocessing(Preprocessing):
+    """Raw table rows (DataFrame, list of dicts, dict, 2-D array) -> float32 ``(n, features)``.
+
+    >>> import pandas as pd
+    >>> pre = TablePreprocessing(columns=["a", "c"], kinds={"a": "float", "c": "category"})
+    >>> train = pd.DataFrame({"a": [1.0, None, 3.0], "c": ["x", "y", "x"]})
+    >>> pre.fit(train).feature_names_
+    ['a', 'c=x', 'c=y']
+    >>> pre.transform([{"a": 2.0, "c": "y"}]).round(3).tolist()
+    [[0.0, -0.707, 1.414]]
+    """
+
+    kind = "table"
+    _params = (
+        "columns",
+        "kinds",
+        "coerce",
+        "missing",
+        "fill_value",
+        "outliers",
+        "outlier_action",
+        "zscore_threshold",
+        "iqr_factor",
+        "constant",
+        "scale",
+        "label",
+        "task",
+        "classes",
+    )
+    _fitted = (
+        "fill_",
+        "bounds_",
+        "categories_",
+        "feature_names_",
+        "constant_features_",
+        "keep_",
+        "offset_",
+        "scale_",
+    )
+
+    def __init__(
+        self,
+        *,
+        columns: list[str],
+        kinds: dict[str, str],
+        coerce: dict[str, bool] | None = None,
+        missing: str = "median",
+        fill_value: float = 0.0,
+        outliers: str = "none",
+        outlier_action: str = "clip",
+        zscore_threshold: float = 3.0,
+        iqr_factor: float = 1.5,
+        constant: str = "keep",
+        scale: str = "standard",
+        label: str | None = None,
+        task: str = "classification",
+        classes: list[str] | None = None,
+    ) -> None:
+        self.columns = columns
+        self.kinds = kinds
+        self.coerce = coerce or {}
+        self.missing = missing
+        self.fill_value = fill_value
+        self.outliers = outliers
+        self.outlier_action = outlier_action
+        self.zscore_threshold = zscore_threshold
+        self.iqr_factor = iqr_factor
+        self.constant = constant
+        self.scale = scale
+        self.label = label
+        self.task = task
+        self.classes = classes or []
+
+    # ---- fit -------------------------------------------------------------------------------
+
+    def fit(self, frame: pd.DataFrame, *, origin: str = "train") -> TablePreprocessing:
+        """Learn fill values, outlier bounds, categories, constant columns and the scaler.
+
+        With ``outliers`` set and ``outlier_action='drop'``, the training rows outside the
+        bounds are listed in ``outlier_rows_`` (index labels) and left out of everything learned
+        after the bounds; the caller drops them from the training split.
+        """
+        self.fill_: dict[str, Any] = {}
+        self.bounds_: dict[str, list[float] | None] = {}
+        self.categories_: dict[str, list[str]] = {}
+        outside = np.zeros(len(frame), dtype=bool)
+        self.outlier_counts_: dict[str, int] = {}
+        for column in self.columns:
+            kind = self.kinds[column]
+            if kind in NUMERIC_KINDS:
+                values, _ = to_numeric(frame[column], kind, coerce=True, origin=origin)
+                present = values[~np.isnan(values)]
+                if present.size == 0:
+                    raise data_error(
+                        where(origin, column=column), "every training value is missing"
+                    )
+                fill = self._numeric_fill(present)
+                self.fill_[column] = fill
+                filled = np.where(np.isnan(values), fill if fill is not None else np.nan, values)
+                bounds = None if kind == "bool" else self._bounds(filled[~np.isnan(filled)])
+                self.bounds_[column] = bounds
+                if bounds is not None:
+                    out = (filled < bounds[0]) | (filled > bounds[1])
+                    self.outlier_counts_[column] = int(out.sum())
+                    if self.outliers != "none":
+                        outside |= out
+            else:
+                text = category_strings(frame[column])
+                self.fill_[column] = self._category_fill(text)
+        self.outlier_rows_ = (
+            frame.index[outside] if self.outlier_action == "drop" else frame.index[:0]
+        )
+        kept = frame[~outside] if self.outlier_action == "drop" else frame
+        for column in self.columns:
+            if self.kinds[column] not in NUMERIC_KINDS:
+                text = category_strings(kept[column])
+                if self.fill_[column] is not None:
+                    text = text.fillna(self.fill_[column])
+                self.categories_[column] = sorted(str(v) for v in text.dropna().unique())
+        names: list[str] = []
+        for column in self.columns:
+            if self.kinds[column] in NUMERIC_KINDS:
+                names.append(column)
+            else:
+                names += [f"{column}={c}" for c in self.categories_[column]]
+        # Identity scaling while measuring the unscaled matrix.
+        self.keep_ = [True] * len(names)
+        self.offset_ = [0.0] * len(names)
+        self.scale_ = [1.0] * len(names)
+        self._restore()
+        matrix = self._matrix(kept, origin=origin, counts=None)
+        constant = (matrix.max(axis=0) == matrix.min(axis=0)) if len(matrix) else np.zeros(0, bool)
+        self.constant_features_ = [n for n, c in zip(names, constant, strict=True) if c]
+        keep = ~constant if self.constant == "drop" else np.ones(len(names), dtype=bool)
+        if not keep.any():
+            raise data_error(origin, "every feature is constant in the training split")
+        self.keep_ = keep.tolist()
+        self.feature_names_ = [n for n, k in zip(names, keep, strict=True) if k]
+        matrix = matrix[:, keep]
+        if self.scale == "standard":
+            offset, spread = matrix.mean(axis=0), matrix.std(axis=0)
+        elif self.scale == "minmax":
+            offset, spread = matrix.min(axis=0), matrix.max(axis=0) - matrix.min(axis=0)
+        else:
+            offset, spread = np.zeros(matrix.shape[1]), np.ones(matrix.shape[1])
+        # A constant column keeps its value instead of dividing by zero.
+        spread = np.where(spread > 0, spread, 1.0)
+        self.offset_ = offset.tolist()
+        self.scale_ = spread.tolist()
+        self._restore()
+        return self
+
+    def _numeric_fill(self, present: np.ndarray) -> float | None:
+        if self.missing == "mean":
+            return float(present.mean())
+        if self.missing == "median":
+            return float(np.median(present))
+        if self.missing == "most_frequent":
+            values, counts = np.unique(present, return_counts=True)
+            return float(values[int(np.argmax(counts))])
+        if self.missing == "constant":
+            return float(self.fill_value)
+        return None  # drop / error: nothing is filled
+
+    def _category_fill(self, text: pd.Series) -> str | None:
+        if self.missing == "constant":
+            return MISSING_CATEGORY
+        if self.missing in ("drop", "error"):
+            return None
+        counts = Counter(v for v in text.dropna())
+        # Ties go to the alphabetically first category so the fill never depends on row order.
+        return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
+
+    def _bounds(self, values: np.ndarray) -> list[float] | None:
+        """Outlier bounds; ``None`` when the column has no spread to measure against."""
+        if values.size == 0:
+            return None
+        if self.outliers == "iqr":
+            q1, q3 = np.percentile(values, [25, 75])
+            if q3 <= q1:
+                return None
+            return [
+                float(q1 - self.iqr_factor * (q3 - q1)),
+                float(q3 + self.iqr_factor * (q3 - q1)),
+            ]
+        # z-score (also used to report outliers when no outlier handling is configured)
+        mean, std = float(values.mean()), float(values.std())
+        if std == 0:
+            return None
+        return [mean - self.zscore_threshold * std, mean + self.zscore_threshold * std]
+
+    def _restore(self) -> None:
+        self._keep = np.asarray(self.keep_, dtype=bool)
+        self._offset = np.asarray(self.offset_, dtype=np.float64)
+        self._scale = np.asarray(self.scale_, dtype=np.float64)
+
+    # ---- transform -------------------------------------------------------------------------
+
+    def transform(self, raw: Any) -> np.ndarray:
+        """Raw rows -> float32 ``(n, len(feature_names_))``; extra columns are ignored."""
+        if not self.is_fitted:
+            raise ValueError("TablePreprocessing is not fitted; call fit() first")
+        return self.transform_frame(self._as_frame(raw), origin="input")
+
+    def transform_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        origin: str,
+        line_offset: int | None = None,
+        counts: dict[str, Counter] | None = None,
+    ) -> np.ndarray:
+        """The fitted transform on a frame whose index names the rows in error messages;
+        ``counts`` (filled, outliers, clipped, unseen per column) is added to when given."""
+        matrix = self._matrix(frame, origin=origin, line_offset=line_offset, counts=counts)
+        matrix = matrix[:, self._keep]
+        if self.scale != "none":
+            matrix -= self._offset
+            matrix /= self._scale
+        return matrix.astype(np.float32)
+
+    def _matrix(
+        self,
+        frame: pd.DataFrame,
+        *,
+        origin: str,
+        line_offset: int | None = None,
+        counts: dict[str, Counter] | None = None,
+    ) -> np.ndarray:
+        widths = [
+            1 if self.kinds[c] in NUMERIC_KINDS else len(self.categories_[c]) for c in self.columns
+        ]
+        out = np.zeros((len(frame), sum(widths)), dtype=np.float64)
+        start = 0
+        for column, width in zip(self.columns, widths, strict=True):
+            kind = self.kinds[column]
+            series = frame[column]
+            fill = self.fill_[column]
+            if kind in NUMERIC_KINDS:
+                values, _ = to_numeric(
+                    series,
+                    kind,
+                    coerce=self.coerce.get(column, False),
+                    origin=origin,
+                    line_offset=line_offset,
+                )
+                absent = np.isnan(values)
+                if absent.any():
+                    self._check_fillable(series, absent, fill, origin, line_offset)
+                    values[absent] = fill
+                    _add(counts, "filled", column, int(absent.sum()))
+                bounds = self.bounds_[column]
+                if bounds is not None:
+                    outside = (values < bounds[0]) | (values > bounds[1])
+                    _add(counts, "outliers", column, int(outside.sum()))
+                    if self.outliers != "none" and self.outlier_action == "clip":
+                        np.clip(values, bounds[0], bounds[1], out=values)
+                        _add(counts, "clipped", column, int(outside.sum()))
+                out[:, start] = values
+            else:
+                text = category_strings(series)
+                absent = text.isna().to_numpy()
+                if absent.any():
+                    self._check_fillable(series, absent, fill, origin, line_offset)
+                    text = text.fillna(fill)
+                    _add(counts, "filled", column, int(absent.sum()))
+                codes = pd.Categorical(text, categories=self.categories_[column]).codes
+                unseen = codes < 0
+                _add(counts, "unseen", column, int(unseen.sum()))
+                rows = np.flatnonzero(~unseen)
+                out[rows, start + codes[rows].astype(np.int64)] = 1.0
+            start += width
+        return out
+
+    def _check_fillable(
+        self,
+        series: pd.Series,
+        absent: np.ndarray,
+        fill: Any,
+        origin: str,
+        line_offset: int | None,
+    ) -> None:
+        if fill is not None:
+            return
+        row = series.index[int(np.flatnonzero(absent)[0])]
+        raise data_error(
+            where(origin, column=str(series.name), row=row, line_offset=line_offset),
+            f"missing value (NaN/inf) and data.clean.missing is {self.missing!r}, so tunelab "
+            "does not fill it",
+        )
+
+    def _as_frame(self, raw: Any) -> pd.DataFrame:
+        if isinstance(raw, pd.DataFrame):
+            frame = raw.reset_index(drop=True)
+        elif isinstance(raw, pd.Series):
+            frame = raw.to_frame().T.reset_index(drop=True)
+        elif isinstance(raw, dict):
+            scalar = not any(
+                isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in raw.values()
+            )
+            frame = pd.DataFrame([raw]) if scalar else pd.DataFrame(raw)
+        elif isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
+            frame = pd.DataFrame(list(raw))
+        else:
+            array = np.asarray(raw, dtype=object if _has_text(raw) else None)
+            if array.ndim == 1:
+                array = array[None]
+            if array.ndim != 2 or array.shape[1] != len(self.columns):
+                raise data_error(
+                    "input",
+                    f"expected rows of {len(self.columns)} values ({', '.join(self.columns)}), "
+                    f"got shape {tuple(array.shape)}",
+                )
+            frame = pd.DataFrame(array, columns=self.columns)
+        frame.columns = [str(c) for c in frame.columns]
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            raise data_error(
+                "input",
+                f"no column {absent[0]!r}; expected columns: {', '.join(self.columns)}",
+            )
+        return frame
+
+    # ---- schema ----------------------------------------------------------------------------
+
+    def input_schema(self) -> list[InputField]:
+        return [
+            InputField(
+                name=c,
+                dtype=self.kinds[c],
+                categories=None if self.kinds[c] in NUMERIC_KINDS else list(self.categories_[c]),
+            )
+            for c in self.columns
+        ]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.feature_names_)
+
+
+def _add(counts: dict[str, Counter] | None, what: str, column: str, n: int) -> None:
+    if counts is not None and n:
+        counts.setdefault(what, Counter())[column] += n
+
+
+def _has_text(raw: Any) -> bool:
+    if isinstance(raw, np.ndarray):
+        return raw.dtype == object
+    try:
+        return any(
+            isinstance(v, str)
+            for row in raw
+            for v in (row if isinstance(row, (list, tuple)) else [row])
+        )
+    except TypeError:
+        return False
