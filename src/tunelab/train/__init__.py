@@ -7,6 +7,7 @@ from ._callbacks import Callback
 from ._early_stopping import EarlyStopping, infer_mode
 from ._metrics import Evaluation, class_probabilities, predicted_classes
 from ._result import STATUSES, FitResult
+from ._run import TrainingRun, run_training
 from ._schedules import LRSchedule
 from ._trainer import Trainer
 
@@ -18,7 +19,9 @@ __all__ = [
     "FitResult",
     "LRSchedule",
     "Trainer",
+    "TrainingRun",
     "class_probabilities",
     "infer_mode",
     "predicted_classes",
+    "run_training",
 ]

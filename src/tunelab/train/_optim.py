@@ -1,10 +1,8 @@
-"""Optimisers by config name, parameter groups for transfer learning, and the L1 penalty.
+"""Optimisers by config name and the explicit L1 penalty.
 
-Transfer learning follows the models stage's convention: the final layer is ``model.head``,
-everything else is the backbone. The backbone group gets ``lr * backbone_lr_mult``
-(discriminative learning rates); a frozen backbone stays in its group with
-``requires_grad=False`` so unfreezing later needs no new optimiser (a parameter without a
-gradient is skipped by every torch optimiser, so it is neither decayed nor updated meanwhile).
+Parameter groups for transfer learning (head at ``lr``, backbone at ``lr * backbone_lr_mult``)
+come from :func:`tunelab.models.param_groups`; a parameter without a gradient (a frozen
+backbone) is skipped by every torch optimiser, so it is neither decayed nor updated.
 """
 
 from __future__ import annotations
@@ -16,31 +14,6 @@ import torch
 import torch.nn as nn
 
 from ..config import TrainConfig
-
-
-def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """``(head, backbone)`` parameters; all of them are "head" when the model has no ``head``."""
-    head = getattr(model, "head", None)
-    if not isinstance(head, nn.Module):
-        return list(model.parameters()), []
-    head_ids = {id(p) for p in head.parameters()}
-    return (
-        [p for p in model.parameters() if id(p) in head_ids],
-        [p for p in model.parameters() if id(p) not in head_ids],
-    )
-
-
-def parameter_groups(
-    model: nn.Module, lr: float, *, backbone_lr_mult: float = 1.0, transfer: bool = False
-) -> list[dict[str, Any]]:
-    """One group per learning rate; ``name`` tags each group for logs and tests."""
-    if not transfer:
-        return [{"params": list(model.parameters()), "lr": lr, "name": "all"}]
-    head, backbone = head_and_backbone(model)
-    groups = [{"params": head, "lr": lr, "name": "head"}]
-    if backbone:
-        groups.append({"params": backbone, "lr": lr * backbone_lr_mult, "name": "backbone"})
-    return groups
 
 
 def build_optimizer(cfg: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
@@ -75,14 +48,3 @@ def l1_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
     """``sum(|w|)`` over ``params`` as one tensor (no host sync)."""
     norms = torch._foreach_norm([p for p in params if p.requires_grad], 1)
     return torch.stack(norms).sum() if norms else torch.zeros(())
-
-
-def set_backbone_trainable(model: nn.Module, trainable: bool) -> int:
-    """Freeze or unfreeze everything but ``model.head``; returns how many tensors changed."""
-    _, backbone = head_and_backbone(model)
-    changed = 0
-    for p in backbone:
-        if p.requires_grad != trainable:
-            p.requires_grad_(trainable)
-            changed += 1
-    return changed

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import ModelConfig, TrainConfig
+from ..config import TrainConfig
 from ..config._space import SearchSpace
 from ..errors import ConfigError
+from ..models import apply_unfreeze_schedule, param_groups, transfer_settings
 from ._callbacks import Callback, CallbackList
 from ._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -36,13 +37,7 @@ from ._early_stopping import EarlyStopping, Monitor, check_metric
 from ._loggers import MetricsFile, PlainProgress, RichProgress, TensorBoardLogger
 from ._losses import build_loss
 from ._metrics import Evaluation, epoch_scores, full_evaluation, metric_names
-from ._optim import (
-    build_optimizer,
-    l1_parameters,
-    l1_penalty,
-    parameter_groups,
-    set_backbone_trainable,
-)
+from ._optim import build_optimizer, l1_parameters, l1_penalty
 from ._result import REQUESTABLE, STATUSES, FitResult
 from ._schedules import LRSchedule
 from ._setup import (
@@ -73,8 +68,10 @@ class Trainer:
         run_dir: where ``metrics.jsonl``, ``tensorboard/``, ``checkpoint.pt`` and
             ``best/model.safetensors`` go; ``None`` writes nothing.
         seed: seeds the epoch permutations, augmentation and torch's global RNG (dropout).
-        model_config: the ``model`` section when the model came from a checkpoint: enables
-            discriminative learning rates (``backbone_lr_mult``) and ``unfreeze_after``.
+
+    A model built by :func:`tunelab.models.build_from_config` carries its transfer-learning
+    settings: the backbone then trains at ``lr * backbone_lr_mult`` (discriminative learning
+    rates) and a frozen backbone is unfrozen after ``unfreeze_after`` epochs.
 
     >>> import torch
     >>> from tunelab.config import TrainConfig
@@ -96,13 +93,11 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         run_dir: str | Path | None = None,
         seed: int = 0,
-        model_config: ModelConfig | None = None,
     ) -> None:
         self.config = config
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.seed = seed
-        self.model_config = model_config
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: LRSchedule | None = None
@@ -359,16 +354,11 @@ class Trainer:
             device=self.device,
         )
         self._check_monitors(bundle.task)
-        mc = self.model_config
-        transfer = mc is not None and mc.checkpoint is not None
-        if transfer and mc.freeze_backbone:
-            set_backbone_trainable(self.model, False)
-        groups = parameter_groups(
-            self.model,
-            float(cfg.lr),
-            backbone_lr_mult=mc.backbone_lr_mult if mc is not None else 1.0,
-            transfer=transfer,
-        )
+        # Frozen parameters stay in their group, so unfreezing later needs no new optimiser.
+        if transfer_settings(self.model) is not None:
+            groups = param_groups(self.model, float(cfg.lr))
+        else:
+            groups = [{"params": list(self.model.parameters()), "lr": float(cfg.lr), "name": "all"}]
         self.optimizer = build_optimizer(cfg, groups)
         self._trainable = list(self.model.parameters())
         self._l1 = float(cfg.l1)
@@ -459,11 +449,12 @@ class Trainer:
         return int(self.config.eval_batch_size or max(4 * int(self.config.batch_size), 256))
 
     def _maybe_unfreeze(self, epoch: int) -> None:
-        mc = self.model_config
-        if mc is None or mc.checkpoint is None or mc.unfreeze_after is None:
-            return
-        if epoch > mc.unfreeze_after:
-            set_backbone_trainable(self.model, True)
+        if apply_unfreeze_schedule(self.model, epochs_done=epoch - 1) and self.world_size > 1:
+            raise ConfigError(
+                "config error: model.unfreeze_after — unfreezing during a distributed run is "
+                "not supported; train with --nproc 1 or without unfreeze_after",
+                field="model.unfreeze_after",
+            )
 
     def _keep_best(self, epoch: int, metrics: dict[str, Any]) -> None:
         value = metrics.get(self._monitor)
