@@ -148,7 +148,7 @@ def test_a_search_space_left_in_the_config_is_a_config_error(digits, make_mlp, q
 
     cfg = quiet()
     cfg.lr = Range(low=1e-4, high=1e-1, log=True)
-    with pytest.raises(ConfigError, match="train.lr is a search space"):
+    with pytest.raises(ConfigError, match=r"train\.lr is a search space"):
         Trainer(cfg).fit(make_mlp(), digits)
 
 

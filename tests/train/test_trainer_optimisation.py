@@ -139,7 +139,7 @@ def test_bf16_autocast_trains_on_cpu(digits, make_mlp, quiet):
 def test_fp16_without_cuda_is_a_config_error(digits, make_mlp, quiet):
     if torch.cuda.is_available():
         pytest.skip("CUDA present: fp16 is valid here")
-    with pytest.raises(ConfigError, match="fp16.*needs a CUDA device"):
+    with pytest.raises(ConfigError, match=r"fp16.*needs a CUDA device"):
         Trainer(quiet(precision="fp16")).fit(make_mlp(), digits)
 
 
