@@ -1,0 +1,80 @@
+"""What a fit records: metrics.jsonl, TensorBoard events, progress output; transfer learning."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tunelab.config import ModelConfig
+from tunelab.models import build_from_config
+from tunelab.train import Trainer
+
+
+def test_metrics_jsonl_has_one_line_per_epoch(digits, make_mlp, quiet, tmp_path):
+    result = Trainer(quiet(epochs=3), run_dir=tmp_path).fit(make_mlp(), digits)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["val_accuracy"] == result.history[-1]["val_accuracy"]
+
+
+def test_tensorboard_has_scalars_lr_and_layer_gradient_norm_histograms(
+    digits, make_mlp, quiet, tmp_path
+):
+    Trainer(quiet(epochs=2, tensorboard=True), run_dir=tmp_path).fit(make_mlp(), digits)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "val/loss", "val/accuracy", "val/f1_macro", "lr"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("val/loss")] == [1, 2]
+    assert set(tags["histograms"]) == {"grad_norm/0", "grad_norm/2"}  # the two Linear layers
+    hist = events.Histograms("grad_norm/0")[0].histogram_value
+    assert hist.num == 10 and hist.min > 0  # 10 steps per epoch, all sampled
+
+
+def test_progress_none_prints_nothing_and_plain_prints_a_line_per_epoch(
+    digits, make_mlp, quiet, capsys
+):
+    Trainer(quiet(epochs=2, progress="none")).fit(make_mlp(), digits)
+    assert capsys.readouterr().out == ""
+    Trainer(quiet(epochs=2, progress="plain")).fit(make_mlp(), digits)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("epoch 1/2  train_loss")
+    assert lines[1].startswith("epoch 2/2") and "val_accuracy" in lines[1]
+    assert lines[2] == "completed: ran all 2 epochs"
+
+
+def test_auto_progress_is_plain_when_stdout_is_not_a_tty(digits, make_mlp, quiet, capsys):
+    Trainer(quiet(epochs=1, progress="auto")).fit(make_mlp(), digits)
+    assert capsys.readouterr().out.startswith("epoch 1/1")
+
+
+def test_discriminative_lr_and_unfreeze_after_for_a_pretrained_model(digits, quiet, tmp_path):
+    from tunelab.models import save_model
+
+    base, spec = build_from_config(ModelConfig(builder="mlp", params={"width": 16}), digits)
+    save_model(tmp_path / "pre", base, spec)
+    cfg = ModelConfig(
+        checkpoint=str(tmp_path / "pre"),
+        freeze_backbone=True,
+        unfreeze_after=2,
+        backbone_lr_mult=0.1,
+    )
+    model, _ = build_from_config(cfg, digits)
+    backbone = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    start = [p.detach().clone() for p in backbone]
+    seen = {}
+
+    from tunelab.train import Callback
+
+    class Watch(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            seen[epoch] = all(torch.equal(a, b) for a, b in zip(start, backbone, strict=True))
+            lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+            seen["lrs"] = lrs
+
+    Trainer(quiet(epochs=3, lr=1e-2), callbacks=[Watch()]).fit(model, digits)
+    assert seen[1] and seen[2]  # frozen for the first two epochs
+    assert not seen[3]  # then trained
+    assert seen["lrs"]["backbone"] == seen["lrs"]["head"] * 0.1
