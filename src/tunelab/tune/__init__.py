@@ -12,7 +12,10 @@ is a parameter; each trial trains through :mod:`tunelab.train` in ``trials/<numb
 """
 
 from ._budget import Budget
+from ._callbacks import PruningCallback, SickTrialCallback
+from ._config_study import resolve_config, run_study
 from ._engine import tune_objective
+from ._objective import TrainingObjective, default_direction, study_objectives
 from ._pruners import PRUNER_NAMES, make_pruner
 from ._result import StudyResult, TrialSummary, param_importances
 from ._samplers import SAMPLER_NAMES, SamplerChoice, make_sampler, resolve_sampler_name
@@ -23,17 +26,24 @@ __all__ = [
     "PRUNER_NAMES",
     "SAMPLER_NAMES",
     "Budget",
+    "PruningCallback",
     "SamplerChoice",
+    "SickTrialCallback",
     "StudyResult",
+    "TrainingObjective",
     "TrialSummary",
+    "default_direction",
     "grid_values",
     "make_pruner",
     "make_sampler",
     "open_storage",
     "param_importances",
     "reclaim_orphans",
+    "resolve_config",
     "resolve_sampler_name",
+    "run_study",
     "storage_url",
+    "study_objectives",
     "suggest",
     "to_distributions",
     "tune_objective",

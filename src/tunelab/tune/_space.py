@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ..config import Choice, ConfigError, Range, SearchSpace
+from ..config import Choice, ConfigError, ExperimentConfig, Range, SearchSpace
 from ..config._space import looks_like_space, parse_space
 
 _PLAIN = (type(None), bool, int, float, str)
@@ -49,6 +50,62 @@ def as_spaces(space: Mapping[str, Any]) -> dict[str, SearchSpace]:
                 "{choice: [...]} or {low, high, log, step}"
             )
     return out
+
+
+def config_spaces(cfg: ExperimentConfig) -> dict[str, SearchSpace]:
+    """``cfg.search_spaces()`` with integer ranges of ``model.params`` recognised.
+
+    ``model.params`` is free-form, so the config cannot know that ``depth: {low: 1, high: 4}``
+    is an integer; the model builder's signature says so (``depth: int``), and a range over an
+    int-typed parameter is sampled as integers.
+    """
+    spaces = cfg.search_spaces()
+    hints = _builder_hints(cfg.model.builder)
+    prefix = "model.params."
+    for name, space in spaces.items():
+        if not (isinstance(space, Range) and name.startswith(prefix) and not space.integer):
+            continue
+        param = name[len(prefix) :]
+        if _is_int_type(hints.get(param)) and float(space.low).is_integer():
+            spaces[name] = space.model_copy(update={"integer": True})
+    return spaces
+
+
+def config_data(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config as plain data that parses back to the same config, search spaces included.
+
+    ``cfg.to_dict()`` writes a range inside the free-form ``model.params`` with its internal
+    ``integer`` flag, which the parser then no longer reads as a search space; this writes every
+    space in its YAML form (``{low, high, log, step}`` / ``{choice}``).
+    """
+    return _space_dicts(cfg.model_dump(mode="python"), cfg)
+
+
+def _space_dicts(node: Any, cfg: ExperimentConfig) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"low", "high", "log", "step", "integer"}:
+            return {k: v for k, v in node.items() if k != "integer" and (k in ("low", "high") or v)}
+        return {k: _space_dicts(v, cfg) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_space_dicts(v, cfg) for v in node]
+    return node
+
+
+def _builder_hints(builder: str) -> dict[str, Any]:
+    try:
+        from ..models import get_builder
+
+        return typing.get_type_hints(get_builder(builder), include_extras=True)
+    except Exception:  # an unknown or oddly annotated builder: no hints, ranges stay floats
+        return {}
+
+
+def _is_int_type(hint: Any) -> bool:
+    if hint is None:
+        return False
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    return hint is int
 
 
 def _encode_choice(value: Any) -> Any:

@@ -1,0 +1,56 @@
+"""``tunelab tune CONFIG``: search the config's hyperparameters (see docs/tune.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app
+
+
+@app.command()
+def tune(
+    config: Path = typer.Argument(..., help="Experiment YAML file with search spaces."),
+    trials: int | None = typer.Option(None, "--trials", "-n", help="Trials in the whole study."),
+    timeout: str | None = typer.Option(
+        None, "--timeout", help="Wall-clock budget of this run: 90s, 10m, 1.5h."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Processes sharing the study on this machine."
+    ),
+    sampler: str | None = typer.Option(
+        None, "--sampler", help="auto, grid, random, tpe, gp, cmaes, qmc or nsga2."
+    ),
+    pruner: str | None = typer.Option(
+        None, "--pruner", help="none, median, percentile, asha or hyperband."
+    ),
+    storage: str | None = typer.Option(
+        None, "--storage", help="SQLAlchemy URL (default: sqlite runs/<name>/study.db)."
+    ),
+    max_total_epochs: int | None = typer.Option(
+        None, "--max-total-epochs", help="Budget in training epochs over all trials."
+    ),
+    progress: str | None = typer.Option(
+        None, "--progress", help="auto (table on a terminal), rich, plain or none."
+    ),
+) -> None:
+    """Tune CONFIG; running it again on the same run directory continues the study."""
+    from rich.console import Console
+
+    from ..tune import run_study
+    from ..tune._summary import print_summary
+
+    result = run_study(
+        config,
+        trials=trials,
+        timeout=timeout,
+        workers=workers,
+        sampler=sampler,
+        pruner=pruner,
+        storage=storage,
+        max_total_epochs=max_total_epochs,
+        progress=progress,
+    )
+    print_summary(result, Console())
+    typer.echo(f"study: {result.storage}  summary: {result.run_dir / 'tune.json'}")

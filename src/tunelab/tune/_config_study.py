@@ -1,0 +1,259 @@
+"""``run_study(config)``: tune an experiment config end to end.
+
+1. the config's search spaces become Optuna distributions (parameter names are dotted paths);
+2. the study opens in ``runs/<name>/study.db`` (or ``tune.storage``), continuing it if it exists:
+   finished trials are kept, a trial left RUNNING by a dead process is failed and retried;
+3. the data are prepared once per process; trials train in ``trials/<number>/``;
+4. with ``tune.workers > 1`` that many processes share the storage (``_workers.py``);
+5. at the end the best trial's ``best/`` is copied to ``runs/<name>/best/`` (never retrained)
+   and a summary is written to ``runs/<name>/tune.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from ..config import ExperimentConfig, load_config, parse_config, parse_duration
+from ..data import DataBundle
+from ..errors import ConfigError, FatalError
+from ._budget import Budget
+from ._engine import execute, open_study, quiet_optuna, session_seed
+from ._objective import TrainingObjective, max_trial_epochs, study_objectives
+from ._pruners import make_pruner
+from ._result import StudyResult, summarize
+from ._samplers import (
+    SamplerChoice,
+    default_startup_trials,
+    make_sampler,
+    resolve_sampler_name,
+)
+from ._space import config_data, config_spaces, grid_size
+from ._storage import open_storage, storage_url
+
+# Fields that define what a study searches; a resumed study must not change them.
+_IDENTITY_KEYS = ("metric", "direction", "objectives", "cv")
+
+
+def resolve_config(
+    config: ExperimentConfig | dict | str | Path, overrides: dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """The experiment config with ``tune.*`` overrides (CLI flags) applied and validated."""
+    if isinstance(config, (str, Path)):
+        cfg = load_config(config)
+    elif isinstance(config, dict):
+        cfg = parse_config(config)
+    else:
+        cfg = config
+    updates = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not updates:
+        return cfg
+    data = config_data(cfg)
+    data["tune"] = {**data["tune"], **updates}
+    return parse_config(data)
+
+
+def run_study(
+    config: ExperimentConfig | dict | str | Path,
+    *,
+    bundle: DataBundle | None = None,
+    trials: int | None = None,
+    timeout: str | None = None,
+    workers: int | None = None,
+    sampler: str | None = None,
+    pruner: str | None = None,
+    storage: str | None = None,
+    max_total_epochs: int | None = None,
+    progress: str | None = None,
+) -> StudyResult:
+    """Tune ``config`` and return the study's result.
+
+    Args:
+        config: an :class:`ExperimentConfig`, its dict form, or a YAML path.
+        bundle: prepared data (default: ``prepare_data(cfg.data)``, once per process).
+        trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress:
+            override the ``tune`` section (``None`` keeps the config's value).
+
+    Example:
+        >>> from tunelab.tune import run_study                          # doctest: +SKIP
+        >>> result = run_study("examples/cifar_style_grid.yaml", trials=6)  # doctest: +SKIP
+        >>> result.best_params, result.best_dir                         # doctest: +SKIP
+    """
+    cfg = resolve_config(
+        config,
+        {
+            "trials": trials,
+            "timeout": timeout,
+            "workers": workers,
+            "sampler": sampler,
+            "pruner": pruner,
+            "storage": storage,
+            "max_total_epochs": max_total_epochs,
+            "progress": progress,
+        },
+    )
+    with quiet_optuna():
+        return _run(cfg, bundle)
+
+
+def prepare_run_dir(cfg: ExperimentConfig) -> Path:
+    """Create ``runs/<name>/`` and its ``config.yaml``; refuse to mix two different studies."""
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    if path.is_file() and (run_dir / "study.db").exists():
+        previous = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        current = config_data(cfg)
+        try:
+            before = parse_config(previous) if isinstance(previous, dict) else None
+        except ConfigError:
+            before = None  # written by another version; the study itself still loads
+        if before is not None and (
+            set(before.search_spaces()) != set(cfg.search_spaces())
+            or any(
+                config_data(before)["tune"].get(k) != current["tune"].get(k) for k in _IDENTITY_KEYS
+            )
+        ):
+            raise FatalError(
+                f"error: {run_dir} holds a study of a different search (tuned fields or "
+                "objectives changed); choose another name, or delete the directory to start over"
+            )
+    path.write_text(yaml.safe_dump(config_data(cfg), sort_keys=False), encoding="utf-8")
+    return run_dir
+
+
+def build_study(cfg: ExperimentConfig, *, worker: int = 0) -> tuple[optuna.Study, SamplerChoice]:
+    """Open (or create) the study of ``cfg`` with its sampler and pruner."""
+    tune = cfg.tune
+    spaces = config_spaces(cfg)
+    metrics, directions = study_objectives(cfg)
+    url = storage_url(tune.storage, cfg.run_dir)
+    storage = open_storage(
+        url,
+        heartbeat_interval=tune.heartbeat_interval,
+        grace_period=tune.grace_period,
+        max_retries=tune.max_retries,
+    )
+    folds = max(1, tune.cv.folds)
+    startup = (
+        tune.startup_trials
+        if tune.startup_trials is not None
+        else default_startup_trials(tune.trials)
+    )
+    pruner = make_pruner(
+        tune.pruner if len(metrics) == 1 else "none",
+        max_epochs=max_trial_epochs(cfg) * folds,
+        warmup_epochs=tune.warmup_epochs,
+        percentile=tune.percentile,
+        reduction_factor=tune.reduction_factor,
+        startup_trials=min(5, startup),
+    )
+    study = open_study(
+        storage,
+        study_name=cfg.name,
+        directions=directions,
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=pruner,
+    )
+    name, _ = resolve_sampler_name(
+        tune.sampler, spaces, n_objectives=len(metrics), trials=tune.trials, pruner=tune.pruner
+    )
+    choice = make_sampler(
+        tune.sampler,
+        spaces,
+        n_objectives=len(metrics),
+        trials=tune.trials,
+        pruner=tune.pruner,
+        # Grid workers must share one seed: it fixes the order of the grid points.
+        seed=cfg.seed if name == "grid" else session_seed(cfg.seed, study, worker),
+        startup_trials=tune.startup_trials,
+    )
+    study.sampler = choice.sampler
+    return study, choice
+
+
+def make_budget(cfg: ExperimentConfig, sampler_name: str) -> Budget:
+    tune = cfg.tune
+    return Budget(
+        trials=tune.trials,
+        timeout_s=parse_duration(tune.timeout) if tune.timeout else None,
+        max_total_epochs=tune.max_total_epochs,
+        grid_size=grid_size(config_spaces(cfg)) if sampler_name == "grid" else None,
+    )
+
+
+def load_bundle(cfg: ExperimentConfig) -> DataBundle:
+    from ..data import prepare_data  # type: ignore[attr-defined]
+
+    return prepare_data(cfg.data, seed=cfg.seed)
+
+
+def work(
+    cfg: ExperimentConfig,
+    bundle: DataBundle | None,
+    *,
+    worker: int = 0,
+    progress: str | None = None,
+    parent_pid: int | None = None,
+) -> str:
+    """Run this process's share of the study (the whole of it with one worker)."""
+    study, choice = build_study(cfg, worker=worker)
+    bundle = bundle if bundle is not None else load_bundle(cfg)
+    objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir)
+    return execute(
+        study,
+        objective,
+        make_budget(cfg, choice.name),
+        progress=progress or cfg.tune.progress,
+        title=f"tunelab tune {cfg.name} ({choice.name} sampler, {cfg.tune.pruner} pruner)",
+        max_consecutive_failures=cfg.tune.max_consecutive_failures,
+        max_retries=cfg.tune.max_retries,
+        parent_pid=parent_pid,
+    )
+
+
+def _run(cfg: ExperimentConfig, bundle: DataBundle | None) -> StudyResult:
+    if not cfg.search_spaces():
+        raise ConfigError(
+            "config error: nothing to tune — no field is a search space; write one as "
+            "{choice: [...]} or {low, high, log, step} (or use `tunelab train`)"
+        )
+    run_dir = prepare_run_dir(cfg)
+    study, choice = build_study(cfg)
+    if cfg.tune.workers > 1:
+        from ._workers import run_workers
+
+        reason = run_workers(cfg, study)
+    else:
+        reason = work(cfg, bundle)
+    metrics, _ = study_objectives(cfg)
+    result = summarize(
+        study,
+        metrics=metrics,
+        sampler=choice.name,
+        pruner=cfg.tune.pruner if len(metrics) == 1 else "none",
+        stop_reason=reason,
+        run_dir=run_dir,
+        storage=storage_url(cfg.tune.storage, run_dir),
+    )
+    result.best_dir = copy_best(result, run_dir)
+    result.save(run_dir / "tune.json")
+    return result
+
+
+def copy_best(result: StudyResult, run_dir: Path) -> Path | None:
+    """Copy the best trial's ``best/`` to ``run_dir/best/``; the model is never retrained."""
+    if result.best is None:
+        return None
+    source = run_dir / "trials" / str(result.best.number) / "best"
+    if not source.is_dir():
+        return None
+    target = run_dir / "best"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return target

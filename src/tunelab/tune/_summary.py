@@ -1,0 +1,98 @@
+"""The end-of-study summary: best parameters, parameter importances, the top trials.
+
+Rendered as rich tables (``print_summary``), which degrade to plain text when the output is not
+a terminal; the CLI prints it after ``tunelab tune``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ._progress import format_params
+from ._result import StudyResult
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def headline(result: StudyResult) -> str:
+    """One line: counts, why the study stopped, the sampler and pruner."""
+    counts = ", ".join(
+        f"{result.count(s)} {s}" for s in ("complete", "pruned", "failed") if result.count(s)
+    )
+    return (
+        f"study {result.study_name}: {counts or 'no trials'} — stopped: {result.stop_reason}; "
+        f"sampler {result.sampler}, pruner {result.pruner}"
+    )
+
+
+def best_table(result: StudyResult) -> Table:
+    best = result.best
+    title = "best trial" if best is None else f"best trial #{best.number}"
+    table = Table(title=title, show_header=True)
+    table.add_column("parameter / metric")
+    table.add_column("value", justify="right")
+    if best is None:
+        table.add_row("(none)", "no trial completed")
+        return table
+    for name, value in best.params.items():
+        table.add_row(name, _fmt(value))
+    for metric, direction, value in zip(
+        result.metrics, result.directions, best.values or [], strict=False
+    ):
+        table.add_row(f"{metric} ({direction})", _fmt(value))
+    attrs = best.user_attrs
+    if "cv_mean" in attrs:
+        table.add_row("cv mean ± std", f"{attrs['cv_mean']:.6g} ± {attrs.get('cv_std', 0):.3g}")
+    table.add_row("epochs", str(best.epochs))
+    if result.best_dir is not None:
+        table.add_row("weights", str(result.best_dir))
+    return table
+
+
+def importance_table(result: StudyResult) -> Table:
+    table = Table(title="parameter importance (Optuna)", show_header=True)
+    table.add_column("parameter")
+    table.add_column("importance", justify="right")
+    table.add_column("")
+    if not result.importances:
+        table.add_row("(needs two or more complete trials with varied parameters)", "", "")
+    for name, value in result.importances.items():
+        table.add_row(name, f"{value:.3f}", "█" * round(20 * value))
+    return table
+
+
+def top_table(result: StudyResult, k: int = 5) -> Table:
+    multi = len(result.directions) > 1
+    rows = result.pareto if multi else result.top(k)
+    table = Table(title="Pareto front" if multi else f"top {k} trials", show_header=True)
+    table.add_column("#", justify="right")
+    for metric in result.metrics:
+        table.add_column(metric, justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("params")
+    for t in rows:
+        values = [_fmt(v) for v in (t.values or [])]
+        table.add_row(str(t.number), *values, str(t.epochs), format_params(t.params))
+    return table
+
+
+def print_summary(result: StudyResult, console: Console | None = None) -> None:
+    """Print the headline, best-params table, importances and top-5 (or the Pareto front)."""
+    console = console or Console()
+    console.print(headline(result))
+    console.print(best_table(result))
+    console.print(importance_table(result))
+    console.print(top_table(result))
+    failed = [t for t in result.trials if t.state == "failed" and t.error]
+    for t in failed[:5]:
+        console.print(f"trial {t.number} failed: {t.error}", markup=False)
+    sick = [t for t in result.trials if t.user_attrs.get("sick")]
+    for t in sick[:5]:
+        console.print(f"trial {t.number} stopped sick: {t.reason}", markup=False)

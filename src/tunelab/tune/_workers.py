@@ -1,0 +1,118 @@
+"""``tune.workers: N``: N processes on this machine sharing one study storage.
+
+Each worker is ``python -m tunelab.tune._worker SPEC`` with the resolved config in a JSON spec
+file, its own ``torch.set_num_threads(cores // N)`` (so N workers do not fight over the same
+cores), and the same storage URL; the storage hands out trials, the shared budget stops them
+all. The parent shows the live table (polled from the storage) and waits. Workers exit on their
+own when the parent dies, between trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from ..config import ExperimentConfig
+from ..errors import FatalError
+from ._progress import LiveTable, progress_mode
+from ._space import config_data
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects affinity masks and container limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, available_cores() // workers)
+
+
+def write_specs(cfg: ExperimentConfig, folder: Path, progress: str) -> list[Path]:
+    """One JSON spec per worker: config, index, threads, parent pid, progress mode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = cfg.tune.workers
+    paths = []
+    for index in range(n):
+        spec = {
+            "config": config_data(cfg),
+            "worker": index,
+            "threads": threads_per_worker(n),
+            "parent_pid": os.getpid(),
+            "progress": progress,
+        }
+        path = folder / f"worker-{index}.json"
+        path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        (folder / f"worker-{index}.result.json").unlink(missing_ok=True)
+        paths.append(path)
+    return paths
+
+
+def run_workers(cfg: ExperimentConfig, study: optuna.Study) -> str:
+    """Start ``cfg.tune.workers`` worker processes and wait for them; returns the stop reason."""
+    folder = cfg.run_dir / "workers"
+    mode = progress_mode(cfg.tune.progress)
+    # Plain lines go straight to our stdout; under the live table, workers write to log files.
+    specs = write_specs(cfg, folder, "plain" if mode == "plain" else "none")
+    procs: list[subprocess.Popen] = []
+    logs = []
+    for index, spec in enumerate(specs):
+        log = None if mode == "plain" else open(folder / f"worker-{index}.log", "w")  # noqa: SIM115
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tunelab.tune._worker", str(spec)],
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+            )
+        )
+    title = f"tunelab tune {cfg.name} ({cfg.tune.workers} workers)"
+    display = LiveTable(study, title=title) if mode == "rich" else contextlib.nullcontext()
+    try:
+        with display:
+            while any(p.poll() is None for p in procs):
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        _interrupt(procs)
+        raise
+    finally:
+        for log in logs:
+            if log is not None:
+                log.close()
+    return _collect(folder, procs)
+
+
+def _interrupt(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C: each worker re-queues its running trial, then exits."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _collect(folder: Path, procs: list[subprocess.Popen]) -> str:
+    reasons, errors = [], []
+    for index, p in enumerate(procs):
+        result = folder / f"worker-{index}.result.json"
+        data = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
+        if p.returncode == 0 and data.get("reason"):
+            reasons.append(data["reason"])
+        else:
+            errors.append(data.get("error") or f"worker {index} exited with code {p.returncode}")
+    if not reasons:
+        raise FatalError(f"error: every worker failed; {errors[0]}")
+    return reasons[0]
