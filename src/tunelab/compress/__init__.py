@@ -19,9 +19,23 @@ from ._base import (
     register_method,
 )
 from ._distill import Distill, distillation_loss, scale_widths, student_spec
-from ._io import LoadedVariant, fit_to_state, load_variant, save_variant, write_onnx_metadata
+from ._io import (
+    LoadedVariant,
+    fit_to_state,
+    load_variant,
+    read_preprocessing,
+    save_variant,
+    write_onnx_metadata,
+)
 from ._loop import LoopResult, fit_loop
-from ._measure import Latency, count_params, measure_latency, predict_batched, task_metric
+from ._measure import (
+    Latency,
+    count_params,
+    measure_latency,
+    predict_batched,
+    predicted_labels,
+    task_metric,
+)
 from ._onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from ._predictor import (
     OnnxPredictor,
@@ -49,6 +63,7 @@ from ._runner import (
     compress_run,
     find_model_dir,
     run_bundle,
+    run_config,
 )
 from ._table import CompressionRow, CompressionTable
 
@@ -93,14 +108,17 @@ __all__ = [
     "onnx_is_quantized",
     "open_onnx_session",
     "predict_batched",
+    "predicted_labels",
     "prunable_layers",
     "prune_structured",
     "prune_unstructured",
     "quantize_onnx",
+    "read_preprocessing",
     "refuse_pickle",
     "register_method",
     "resolve_mode",
     "run_bundle",
+    "run_config",
     "save_variant",
     "scale_widths",
     "student_spec",

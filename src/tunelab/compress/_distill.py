@@ -165,7 +165,8 @@ class Distill(CompressionMethod):
         width_mult: multiplier for the teacher's width-like parameters.
         temperature: softmax temperature of the soft targets.
         alpha: weight of the soft-target term (``1 - alpha`` on the labels).
-        epochs: training epochs of the student (the best validation epoch is kept).
+        epochs: training epochs of the student (the best validation epoch is kept);
+            None trains as long as the run's ``train.epochs``.
         builder, params: an explicit student instead of the scaled teacher.
     """
 
@@ -175,7 +176,7 @@ class Distill(CompressionMethod):
         width_mult: float = 0.5,
         temperature: float = 4.0,
         alpha: float = 0.7,
-        epochs: int = 10,
+        epochs: int | None = None,
         builder: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> None:
@@ -231,11 +232,12 @@ class Distill(CompressionMethod):
                 out, soft, y, temperature=self.temperature, alpha=self.alpha, task=task
             )
 
+        epochs = int(self.epochs or ctx.train_config.epochs)
         result = fit_loop(
             student,
             ctx.bundle,
             config=ctx.train_config,
-            epochs=self.epochs,
+            epochs=epochs,
             loss_fn=loss_fn,
             seed=ctx.seed,
             device=ctx.device,
@@ -244,7 +246,7 @@ class Distill(CompressionMethod):
         student.cpu().eval()
         ctx.log(
             f"distill: student {sspec.params} best val {result.best_val:.4f} "
-            f"(epoch {result.best_epoch}/{self.epochs})"
+            f"(epoch {result.best_epoch}/{epochs})"
         )
         info = {
             "distill": {
@@ -252,7 +254,7 @@ class Distill(CompressionMethod):
                 "student_params": sspec.params,
                 "temperature": self.temperature,
                 "alpha": self.alpha,
-                "epochs": self.epochs,
+                "epochs": epochs,
                 "best_epoch": result.best_epoch,
                 "best_val": round(result.best_val, 6),
             }

@@ -145,6 +145,11 @@ def load_variant(
     preprocessing = read_preprocessing(directory / "preprocessing.json")
     metrics = dict(meta.get("metrics") or {})
     weights = directory / str(meta.get("weights") or "model.safetensors")
+    if meta.get("runtime") == "torchscript":
+        raise FatalError(
+            f"error: {directory} holds only a TorchScript export; tunelab loads safetensors "
+            "or ONNX models (export with --format onnx to serve it)"
+        )
     if weights.suffix == ".onnx":
         predictor = OnnxPredictor(weights, threads=threads)
         predictor.session  # noqa: B018 - open now so a bad file fails here, not mid-request

@@ -111,11 +111,18 @@ def task_metric(outputs: np.ndarray, y: np.ndarray, task: str) -> tuple[str, flo
     """``("accuracy", acc)`` for classification, ``("r2", r2)`` for regression."""
     y = np.asarray(y)
     if task == "classification":
-        return "accuracy", float((outputs.argmax(axis=1) == y).mean())
+        return "accuracy", float((predicted_labels(outputs) == y).mean())
     pred = outputs.reshape(y.shape) if outputs.size == y.size else outputs
     ss_res = float(((y - pred) ** 2).sum())
     ss_tot = float(((y - y.mean(axis=0)) ** 2).sum())
     return "r2", 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+
+
+def predicted_labels(outputs: np.ndarray) -> np.ndarray:
+    """Class indices from logits; a single logit per row is a binary task (logit > 0)."""
+    if outputs.ndim == 1 or outputs.shape[-1] == 1:
+        return (outputs.reshape(-1) > 0).astype(np.int64)
+    return outputs.argmax(axis=-1)
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

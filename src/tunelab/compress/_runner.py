@@ -9,6 +9,7 @@ seed, so the test split is the one the model never trained on.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -218,20 +219,41 @@ def find_model_dir(run_dir: str | Path) -> Path:
     )
 
 
-def run_bundle(run_dir: str | Path) -> tuple[DataBundle, Any]:
-    """Rebuild the run's data from its ``config.yaml`` with the run's seed: ``(bundle, cfg)``."""
-    from ..data import prepare_data
+def run_config(model_dir: str | Path) -> Any:
+    """The resolved config of the run that produced ``model_dir`` (tuned fields filled in).
 
-    run_dir = Path(run_dir)
-    path = next(
-        (p for p in (run_dir / "config.yaml", run_dir.parent / "config.yaml") if p.is_file()), None
-    )
+    Looks for ``config.yaml`` in the model folder and its parent; a tuning run's config holds
+    search spaces, which are replaced by the best trial's values from ``tune.json``.
+    """
+    model_dir = Path(model_dir)
+    folders = (model_dir, model_dir.parent)
+    path = next((f / "config.yaml" for f in folders if (f / "config.yaml").is_file()), None)
     if path is None:
         raise FatalError(
-            f"error: {run_dir} has no config.yaml; the data config is needed to rebuild the "
-            "test split the comparison is measured on"
+            f"error: no config.yaml in {model_dir} or {model_dir.parent}; the run's data config "
+            "is needed to rebuild the test split the comparison is measured on"
         )
     cfg = load_config(path)
+    if cfg.search_spaces():
+        tune_json = path.parent / "tune.json"
+        best = {}
+        if tune_json.is_file():
+            best = (json.loads(tune_json.read_text()).get("best") or {}).get("params") or {}
+        cfg = cfg.with_values(best)
+        left = sorted(cfg.search_spaces())
+        if left:
+            raise FatalError(
+                f"error: {path} is a tuning config and no best trial gives {', '.join(left)}; "
+                "finish `tunelab tune` first"
+            )
+    return cfg
+
+
+def run_bundle(model_dir: str | Path) -> tuple[DataBundle, Any]:
+    """Rebuild the run's data with the run's seed: ``(bundle, resolved config)``."""
+    from ..data import prepare_data
+
+    cfg = run_config(model_dir)
     return prepare_data(cfg.data, seed=cfg.seed), cfg
 
 
@@ -250,7 +272,7 @@ def compress_run(
 
     run_dir = Path(run_dir)
     model_dir = find_model_dir(run_dir)
-    bundle, cfg = run_bundle(model_dir if model_dir != run_dir else run_dir)
+    bundle, cfg = run_bundle(model_dir)
     config = config or cfg.compress
     loaded = load_model(model_dir)
     return compress_model(

@@ -27,7 +27,7 @@ class CompressConfig(Section):
     student_params: dict[str, Any] = Field(default_factory=dict)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1)
-    distill_epochs: int = Field(10, gt=0)
+    distill_epochs: int | None = Field(None, gt=0)
     latency_threads: int = Field(1, ge=1)
     latency_repeats: int = Field(100, ge=5)
 
@@ -50,6 +50,7 @@ class DeployConfig(Section):
     model: Literal["best", "onnx", "int8"] = "best"
     max_rows: int = Field(1024, gt=0)
     max_body_bytes: int = Field(10_000_000, gt=0)
+    threads: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _formats_unique(self) -> DeployConfig:
