@@ -1,96 +1,49 @@
 """Real run directories for the report tests, built in seconds.
 
-``handmade_run`` writes every file of the run-directory contract by hand from real
-computations: a real Optuna SQLite study (complete, pruned and failed trials), a real (tiny)
-PyTorch training on digits with its metrics.jsonl and TensorBoard gradient histograms, a real
-confusion matrix and classification report from sklearn, findings, fix rounds, a compression
-table and an ONNX export. It pins the file formats the report reads independently of the stages
-that normally write them.
+``handmade_run`` assembles a run directory from real pieces: a real Optuna SQLite study
+(complete, pruned and failed trials), a real training directory from tunelab's trainer for the
+best trial (metrics.jsonl, TensorBoard gradient-norm histograms, result.json with the test
+evaluation), the data stage's real profile, an ONNX export of the trained model, plus findings,
+fix rounds and a compression table written in the stages' formats.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 import torch
 import yaml
-from sklearn.datasets import load_digits
-from sklearn.metrics import classification_report, confusion_matrix
 
 
-def _train_tiny(trial_dir: Path, epochs: int = 4, seed: int = 0) -> dict:
-    """A real 2-layer MLP on digits; writes metrics.jsonl, tensorboard/ and returns result.json."""
-    from torch.utils.tensorboard import SummaryWriter
+def _train(trial_dir: Path, epochs: int = 3) -> None:
+    """A real training directory from tunelab's trainer (digits MLP), test-split evaluated."""
+    from tunelab.config import parse_config
+    from tunelab.train import run_training
 
-    torch.manual_seed(seed)
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    Xt, yt = torch.from_numpy(X[:1200]), torch.from_numpy(y[:1200])
-    Xv, yv = torch.from_numpy(X[1200:1500]), torch.from_numpy(y[1200:1500])
-    Xs, ys = torch.from_numpy(X[1500:]), torch.from_numpy(y[1500:])
-    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    writer = SummaryWriter(str(trial_dir / "tensorboard"))
-    rows = []
-    step = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for i in range(0, len(Xt), 100):
-            loss = loss_fn(model(Xt[i : i + 100]), yt[i : i + 100])
-            opt.zero_grad()
-            loss.backward()
-            for name, p in model.named_parameters():
-                writer.add_histogram(f"grad/{name}", p.grad, step)
-            opt.step()
-            total += float(loss) * len(Xt[i : i + 100])
-            step += 1
-        model.eval()
-        with torch.no_grad():
-            out = model(Xv)
-            val_loss = float(loss_fn(out, yv))
-            val_acc = float((out.argmax(1) == yv).float().mean())
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_loss": total / len(Xt),
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
-                "lr": 1e-2 * 0.5 ** (epoch - 1),
-                "epoch_time_s": 0.01,
-            }
-        )
-    writer.close()
-    with (trial_dir / "metrics.jsonl").open("w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    with torch.no_grad():
-        pred = model(Xs).argmax(1).numpy()
-    torch.onnx.export(model, (Xs[:1],), str(trial_dir / "model.onnx"), dynamo=False)
-    return {
-        "status": "completed",
-        "reason": "reached train.epochs",
-        "best_epoch": epochs,
-        "epochs_run": epochs,
-        "wall_time_s": 1.5,
-        "task": "classification",
-        "classes": [str(i) for i in range(10)],
-        "best_metrics": rows[-1],
-        "test_metrics": {
-            "test_accuracy": float((pred == ys.numpy()).mean()),
-            "test_loss": 0.3,
-        },
-        "confusion_matrix": confusion_matrix(ys.numpy(), pred, labels=list(range(10))).tolist(),
-        "classification_report": classification_report(
-            ys.numpy(), pred, output_dict=True, zero_division=0
-        ),
-    }
+    torch.set_num_threads(1)
+    cfg = parse_config(
+        {
+            "name": trial_dir.name,
+            "data": {"source": "sklearn", "dataset": "digits"},
+            "model": {"builder": "mlp", "params": {"width": 32, "depth": 1}},
+            "train": {"epochs": epochs, "lr": 0.01, "progress": "none"},
+        }
+    )
+    run_training(cfg, run_dir=trial_dir)
+
+
+def _onnx(model_dir: Path, target: Path) -> None:
+    """Export a saved model to ONNX (the report only lists and measures the file)."""
+    from tunelab.models import load_model
+
+    loaded = load_model(model_dir)
+    example = torch.zeros(1, *loaded.spec.input_shape)
+    torch.onnx.export(loaded.model, (example,), str(target), dynamo=False)
 
 
 def _study(db: Path, trials_root: Path, *, n: int = 8, running: bool = False) -> optuna.Study:
@@ -134,8 +87,7 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     study = _study(run / "study.db", trials)
     best = study.best_trial.number
     best_dir = trials / str(best)
-    result = _train_tiny(best_dir)
-    (best_dir / "result.json").write_text(json.dumps(result))
+    _train(best_dir)
     findings = [
         {
             "kind": "overfitting",
@@ -155,7 +107,7 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "first_seen": {"epoch": 0},
         },
     ]
-    (best_dir / "findings.json").write_text(json.dumps(findings))
+    (best_dir / "findings.json").write_text(json.dumps({"findings": findings}))
     (trials / "5" / "findings.json").write_text(
         json.dumps(
             [{"kind": "diverging_loss", "severity": "error", "evidence": "x", "remedy": "y"}]
@@ -168,18 +120,11 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "deploy": {"host": "127.0.0.1", "port": 8000},
     }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    (run / "data_profile.json").write_text(
-        json.dumps(
-            {
-                "name": "digits",
-                "task": "classification",
-                "n_features": 64,
-                "splits": {"train": 1200, "val": 300, "test": 297},
-                "cleaning": [{"step": "missing", "action": "median", "rows": 0}],
-                "class_balance": {"train": {str(c): 120 for c in range(10)}},
-                "constant_columns": ["pixel_0_0"],
-            }
-        )
+    from tunelab.config import DataConfig
+    from tunelab.data import prepare_data
+
+    prepare_data(DataConfig(source="sklearn", dataset="digits"), seed=0).profile.save(
+        run / "data_profile.json"
     )
     doctor = run / "doctor"
     doctor.mkdir()
@@ -231,7 +176,7 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     export = run / "export"
     export.mkdir()
-    (best_dir / "model.onnx").rename(export / "model.onnx")
+    _onnx(best_dir / "best", export / "model.onnx")
     (export / "model.json").write_text(
         json.dumps(
             {
@@ -246,15 +191,17 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-@pytest.fixture
-def training_only_run(tmp_path: Path) -> Path:
-    """What `tunelab train` leaves: one training directory, no study, no later stages."""
-    run = tmp_path / "train-only"
-    run.mkdir()
-    (run / "result.json").write_text(json.dumps(_train_tiny(run, epochs=2)))
-    (run / "model.onnx").unlink()
-    (run / "config.yaml").write_text(yaml.safe_dump({"name": "train-only"}))
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "train-only"
+    _train(run, epochs=2)
     return run
+
+
+@pytest.fixture
+def training_only_run(_trained_once: Path, tmp_path: Path) -> Path:
+    """What `tunelab train` leaves: one training directory, no study, no later stages."""
+    return Path(shutil.copytree(_trained_once, tmp_path / "train-only"))
 
 
 @pytest.fixture

@@ -89,7 +89,10 @@ def test_deploy_section_has_serve_command_and_export_files(handmade_run: Path):
 
 def test_training_only_run_says_which_sections_are_missing(training_only_run: Path):
     report = build_report(training_only_run)
-    assert set(report.missing) == {"data", "search", "doctor", "compression", "deploy"}
+    assert set(report.missing) == {"data", "search", "doctor", "compression"}
+    # The saved best model can be served even before any export.
+    assert "--model best" in report.section("deploy").to_html()
+    assert any("tunelab export" in gap for gap in report.section("deploy").gaps)
     assert "tunelab train" in report.missing["search"]
     assert "tunelab compress" in report.missing["compression"]
     assert {"learning_curves", "confusion_matrix", "grad_norms"} <= set(report.plots)

@@ -39,6 +39,7 @@ class TrainingDir:
     model_json: dict[str, Any] | None = None
     grad_norms: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     grad_norms_source: str | None = None
+    grad_norms_x: str = "epoch"
 
 
 @dataclass
@@ -145,53 +146,62 @@ def grad_norms_from_metrics(
     return series
 
 
-def grad_norms_from_tensorboard(logdir: Path) -> dict[str, list[tuple[float, float]]]:
-    """Per-layer gradient norms per step from TensorBoard event files.
+def grad_norms_from_tensorboard(logdir: Path) -> tuple[dict[str, list[tuple[float, float]]], str]:
+    """Per-layer gradient norms per epoch (or step) from TensorBoard event files.
 
-    Scalars tagged like ``grad_norm/<layer>`` are taken as they are; gradient *histograms*
-    (``grad/<layer>``, ``gradients/<layer>``) are turned into norms with ``sqrt(sum_squares)``,
-    which the histogram proto stores exactly.
+    Three shapes are understood, best first: histograms *of norms* tagged ``grad_norm/<layer>``
+    (what tunelab's trainer writes: a few sampled norms per epoch; their mean is taken), scalars
+    tagged ``.../grad_norm/<layer>``, and histograms of raw gradient *values* tagged
+    ``grad/<layer>`` or ``gradients/<layer>``, whose norm is ``sqrt(sum_squares)`` exactly.
+    Returns the series and what their x axis is (the event step: an epoch for tunelab's trainer).
     """
-    if not logdir.is_dir() or not any(logdir.rglob("events.out.tfevents.*")):
-        return {}
+    files = list(logdir.rglob("events.out.tfevents.*")) if logdir.is_dir() else []
+    if not files:
+        return {}, ""
     from tensorboard.backend.event_processing import event_accumulator as ea
 
-    series: dict[str, list[tuple[float, float]]] = {}
-    for events_dir in sorted({p.parent for p in logdir.rglob("events.out.tfevents.*")}):
-        acc = ea.EventAccumulator(
-            str(events_dir), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0}
-        )
+    of_norms: dict[str, list[tuple[float, float]]] = {}
+    scalars: dict[str, list[tuple[float, float]]] = {}
+    of_values: dict[str, list[tuple[float, float]]] = {}
+    for events_dir in sorted({p.parent for p in files}):
+        acc = ea.EventAccumulator(str(events_dir), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0})
         try:
             acc.Reload()
         except Exception:  # a torn event file must not sink the whole report
             continue
         tags = acc.Tags()
-        for tag in tags.get("scalars", []):
-            layer = _grad_tag_layer(tag, want_norm=True)
-            if layer is not None:
-                series.setdefault(layer, []).extend(
-                    (float(e.step), float(e.value)) for e in acc.Scalars(tag)
-                )
-        if series:
-            continue
         for tag in tags.get("histograms", []):
-            layer = _grad_tag_layer(tag, want_norm=False)
+            layer = _norm_layer(tag)
             if layer is not None:
-                series.setdefault(layer, []).extend(
+                for e in acc.Histograms(tag):
+                    h = e.histogram_value
+                    if h.num > 0:
+                        of_norms.setdefault(layer, []).append((float(e.step), h.sum / h.num))
+                continue
+            match = _VALUES_TAG.search(tag)
+            if match:
+                of_values.setdefault(match.group(1), []).extend(
                     (float(e.step), math.sqrt(max(e.histogram_value.sum_squares, 0.0)))
                     for e in acc.Histograms(tag)
                 )
-    return {k: sorted(v) for k, v in series.items() if v}
+        for tag in tags.get("scalars", []):
+            layer = _norm_layer(tag)
+            if layer is not None:
+                scalars.setdefault(layer, []).extend(
+                    (float(e.step), float(e.value)) for e in acc.Scalars(tag)
+                )
+    series = of_norms or scalars or of_values
+    x_label = "epoch" if series is of_norms else "step"
+    return {k: sorted(v) for k, v in series.items() if v}, x_label
 
 
-def _grad_tag_layer(tag: str, *, want_norm: bool) -> str | None:
-    lowered = tag.lower()
-    if "grad" not in lowered:
-        return None
-    if want_norm and "norm" not in lowered:
-        return None
-    parts = tag.split("/", 1)
-    return parts[1] if len(parts) == 2 else tag
+_NORM_TAG = re.compile(r"grad(?:ient)?[_-]?norms?/(.+)$", re.IGNORECASE)
+_VALUES_TAG = re.compile(r"(?:^|/)grad(?:ient)?s?/(.+)$", re.IGNORECASE)
+
+
+def _norm_layer(tag: str) -> str | None:
+    match = _NORM_TAG.search(tag)
+    return match.group(1) if match else None
 
 
 # ---- loaders --------------------------------------------------------------------------------
@@ -221,7 +231,7 @@ def load_training_dir(path: Path, notes: dict[str, str] | None = None) -> Traini
     if tdir.grad_norms:
         tdir.grad_norms_source = "metrics.jsonl"
     else:
-        tdir.grad_norms = grad_norms_from_tensorboard(path / "tensorboard")
+        tdir.grad_norms, tdir.grad_norms_x = grad_norms_from_tensorboard(path / "tensorboard")
         if tdir.grad_norms:
             tdir.grad_norms_source = "TensorBoard events"
     return tdir

@@ -187,6 +187,8 @@ def learning_curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
         fig.add_trace(go.Scatter(x=xs, y=ys, name="lr", mode="lines"), 1, 3)
         fig.update_yaxes(type="log", row=1, col=3)
     fig.update_xaxes(title_text="epoch")
+    if len(rows) <= 25:
+        fig.update_xaxes(dtick=1)  # whole epochs, no "1.5"
     fig = _styled(fig, "Learning curves of the best model")
     fig.update_layout(margin={"t": 90})  # room for the subplot titles under the main title
     return fig

@@ -9,13 +9,14 @@ from pathlib import Path
 from ..errors import FatalError
 from ._artifacts import RunArtifacts, load_run
 from ._page import FigureRegistry, ReportSection, page
+from ._section_data import data_section
 from ._sections_model import (
     best_model_section,
     compression_section,
     deploy_section,
     doctor_section,
 )
-from ._sections_run import data_section, dataset_name, search_section, started_at, summary_section
+from ._sections_run import dataset_name, search_section, started_at, summary_section
 
 # Order of the sections in the page; each builder returns one ReportSection.
 SECTION_BUILDERS = (

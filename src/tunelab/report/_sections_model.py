@@ -121,7 +121,7 @@ def best_model_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
 
     sec.add("<h3>Per-layer gradient norms</h3>")
     if best.grad_norms:
-        x_label = "epoch" if best.grad_norms_source == "metrics.jsonl" else "step"
+        x_label = best.grad_norms_x
         sec.add(f'<p class="note">From {esc(best.grad_norms_source)}.</p>')
         _try_plot(
             sec, reg, "grad_norms", "gradient norms", figs.grad_norms, best.grad_norms, x_label

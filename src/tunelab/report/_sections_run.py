@@ -1,8 +1,7 @@
-"""Report sections about the run as a whole: summary, data profile, hyperparameter search."""
+"""Report sections about the run as a whole: the summary and the hyperparameter search."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from datetime import datetime
@@ -167,9 +166,6 @@ def summary_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     sec.add(f'<p class="note">Run directory: <code>{esc(art.path.resolve())}</code></p>')
     if not recorded:
         sec.gap("hardware", "not recorded by the run; shown is the machine that made this report")
-    if tests:
-        sec.add("<h3>Test-split metrics of the best model</h3>")
-        sec.add(table(["metric", "value"], [[k, v] for k, v in tests.items()]))
     steps = _get(art.run_info, "steps")
     if isinstance(steps, list) and steps:
         sec.add("<h3>Steps</h3>")
@@ -182,123 +178,6 @@ def summary_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     if value is None and not tests and art.best is None and art.study is None:
         sec.gap("results", "no training or tuning results in this directory yet")
     return sec
-
-
-# ---- data profile --------------------------------------------------------------------------
-
-_SPLIT_KEYS = ("splits", "rows", "rows_per_split", "split_sizes")
-_BALANCE_KEYS = ("class_balance", "class_counts", "classes_per_split")
-_CLEAN_KEYS = ("cleaning", "cleaning_actions", "actions", "clean")
-
-
-def _first(profile: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
-    for key in keys:
-        if key in profile and profile[key] not in (None, {}, []):
-            return key, profile[key]
-    return None, None
-
-
-def _balance_counts(balance: Any) -> dict[str, dict[str, float]]:
-    """``{split: {class: count}}`` from the shapes a profile may use."""
-    if isinstance(balance, dict) and balance and all(isinstance(v, dict) for v in balance.values()):
-        return {
-            str(k): {str(c): float(n) for c, n in v.items() if isinstance(n, (int, float))}
-            for k, v in balance.items()
-        }
-    if isinstance(balance, dict):
-        return {
-            "all": {str(c): float(n) for c, n in balance.items() if isinstance(n, (int, float))}
-        }
-    return {}
-
-
-def data_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
-    sec = ReportSection("data", "Data profile")
-    profile = art.data_profile
-    if not isinstance(profile, dict):
-        sec.missing = art.notes.get("data") or (
-            "no data_profile.json in the run directory (it is written when a study or the demo "
-            "prepares the data; `tunelab data profile CONFIG` prints one)"
-        )
-        return sec
-    used: set[str] = set()
-    scalars = [
-        (k, v)
-        for k, v in profile.items()
-        if isinstance(v, (str, int, float, bool)) and v is not None
-    ]
-    sec.add(cards([(k.replace("_", " "), v) for k, v in scalars[:12]]))
-    used.update(k for k, _ in scalars[:12])
-
-    key, splits = _first(profile, _SPLIT_KEYS)
-    if key:
-        used.add(key)
-        sec.add("<h3>Splits</h3>")
-        if isinstance(splits, dict):
-            rows = [[k, v if not isinstance(v, dict) else fmt(v)] for k, v in splits.items()]
-            sec.add(table(["split", "rows"], rows))
-        else:
-            sec.add(_generic(splits))
-    else:
-        sec.gap("splits", "the profile does not list rows per split")
-
-    key, cleaning = _first(profile, _CLEAN_KEYS)
-    sec.add("<h3>Cleaning actions</h3>")
-    if key:
-        used.add(key)
-        sec.add(_generic(cleaning))
-    else:
-        sec.add('<p class="note">No cleaning action was recorded (nothing needed cleaning).</p>')
-
-    key, balance = _first(profile, _BALANCE_KEYS)
-    if key:
-        used.add(key)
-        sec.add("<h3>Class balance</h3>")
-        _try_plot(
-            sec,
-            reg,
-            "class_balance",
-            "class balance plot",
-            figs.class_balance,
-            _balance_counts(balance),
-        )
-    elif task_name(art) != "regression":
-        sec.gap("class balance", "the profile has no class counts")
-
-    rest = {k: v for k, v in profile.items() if k not in used}
-    if rest:
-        sec.add("<h3>Other checks</h3>")
-        sec.add(_generic(rest))
-    return sec
-
-
-def _generic(value: Any, depth: int = 0) -> str:
-    """Any JSON value as readable HTML: dicts as key/value tables, lists of dicts as tables."""
-    if isinstance(value, dict):
-        if not value:
-            return '<p class="note">none</p>'
-        rows = [
-            [k, _generic(v, depth + 1) if isinstance(v, (dict, list)) else esc(fmt(v))]
-            for k, v in value.items()
-        ]
-        return table(["item", "value"], rows, raw_columns=frozenset({1}))
-    if isinstance(value, list):
-        if not value:
-            return '<p class="note">none</p>'
-        if all(isinstance(v, dict) for v in value):
-            headers = list(dict.fromkeys(k for v in value for k in v))
-            rows = [[_cell(v.get(h)) for h in headers] for v in value]
-            return table(headers, rows, raw_columns=frozenset(range(len(headers))))
-        if depth > 0:
-            return esc(fmt(value))
-        return "<ul>" + "".join(f"<li>{esc(fmt(v))}</li>" for v in value) + "</ul>"
-    return esc(fmt(value))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return esc(json.dumps(value, default=str)[:300])
-    return esc(fmt(value))
 
 
 # ---- hyperparameter search -----------------------------------------------------------------
