@@ -22,6 +22,7 @@ TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 # An otherwise-numeric column with a few words in it is a typo, not a category.
 MOSTLY_NUMERIC = 0.9
+SAMPLE = 1000
 
 
 def infer_kind(
@@ -41,8 +42,12 @@ def infer_kind(
     if pd.api.types.is_numeric_dtype(series.dtype):
         return "float"
     present = series[series.notna()]
-    parsed = pd.to_numeric(present, errors="coerce")
-    failed = parsed.isna().to_numpy()
+    # A look at the first rows settles the common case (a column of words) without parsing
+    # a million strings as numbers.
+    head = pd.to_numeric(present.iloc[:SAMPLE], errors="coerce")
+    failed = head.isna().to_numpy()
+    if not failed.all():
+        failed = pd.to_numeric(present, errors="coerce").isna().to_numpy()
     if not failed.any():
         return "float"
     if failed.mean() <= 1 - MOSTLY_NUMERIC:
@@ -147,6 +152,8 @@ def category_strings(series: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
         text = series.astype("string")
         return text.astype(object).where(series.notna(), None)
+    if isinstance(series.dtype, pd.StringDtype):
+        return series  # already text; NA stays missing
     if series.dtype == object:
         # Mixed objects from JSON (1, 1.0, "1"): canonicalise numbers one by one.
         return series.map(_canonical, na_action="ignore").astype(object).where(series.notna(), None)

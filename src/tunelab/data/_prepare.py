@@ -138,12 +138,18 @@ def build_bundle(
             classes=list(tidied.classes),
         )
         train_frame = tidied.rows(parts.train)
-        pre.fit(train_frame, origin=f"{tidied.origin} (train split)")
+        X = {
+            "train": pre.fit_transform(
+                train_frame,
+                origin=tidied.origin,
+                line_offset=tidied.line_offset,
+                counts=counts["train"],
+            )
+        }
         if len(pre.outlier_rows_):
             keep = ~train_frame.index.isin(pre.outlier_rows_)
             train_positions = parts.train[keep]
-        X = {}
-        for split, positions in zip(SPLITS, (train_positions, parts.val, parts.test), strict=True):
+        for split, positions in (("val", parts.val), ("test", parts.test)):
             X[split] = pre.transform_frame(
                 tidied.rows(positions),
                 origin=tidied.origin,
@@ -322,12 +328,12 @@ def _profile(
     name: str,
 ) -> DataProfile:
     splits = dict(zip(SPLITS, _all(parts), strict=True))
-    notes = list(tidied.notes) + ([parts.note] if parts.note else [])
+    notes = list(tidied.notes)
     if cfg.split.stratify and tidied.task == "regression":
         notes.append("regression target: splits are random, not stratified")
     train_hash = tidied.row_hash[parts.train]
     cross = {
-        s: int(np.isin(tidied.row_hash[p], train_hash).sum())
+        s: int(pd.Series(tidied.row_hash[p]).isin(train_hash).sum())
         for s, p in splits.items()
         if s != "train" and len(p)
     }
@@ -358,6 +364,9 @@ def _profile(
                 profile.class_balance[split] = {
                     c: int(n) for c, n in zip(tidied.classes, counted, strict=True)
                 }
+        absent = [c for c, n in profile.class_balance["train"].items() if n == 0]
+        if absent:
+            notes.append(f"no training rows for class(es) {', '.join(absent[:10])}")
     else:
         for split, positions in splits.items():
             if len(positions):

@@ -22,73 +22,68 @@ class SplitPositions:
     val: np.ndarray
     test: np.ndarray
     stratified: bool
-    note: str | None = None
 
 
 def split_positions(
     y: np.ndarray, *, task: str, split: SplitConfig, seed: int, origin: str = "data"
 ) -> SplitPositions:
-    """Cut ``len(y)`` rows into train/val/test (test first, then val from the rest)."""
+    """Cut ``len(y)`` rows into train/val/test: ``ceil(n * test)`` test rows,
+    ``ceil(n * val)`` val rows, the rest train; stratified means every class is cut in the
+    same proportions (largest-remainder rounding, so the totals stay exact)."""
     n = len(y)
+    n_test = _count(n, split.test)
+    n_val = _count(n, split.val)
+    if n - n_test - n_val <= 0:
+        raise data_error(origin, f"too few rows ({n}) to split: the training split would be empty")
     positions = np.arange(n)
     if not split.shuffle:
-        n_test = _count(n, split.test)
-        n_val = _count(n - n_test, split.val / (1 - split.test) if split.test < 1 else 0)
         n_train = n - n_val - n_test
-        parts = SplitPositions(
+        return SplitPositions(
             positions[:n_train],
             positions[n_train : n_train + n_val],
             positions[n_train + n_val :],
             stratified=False,
         )
-        return _checked(parts, origin)
+    rng = np.random.default_rng(seed)
     stratify = split.stratify and task == "classification"
-    note = None
-    if stratify:
-        try:
-            parts = _split(positions, y, split, seed, stratified=True)
-            return _checked(parts, origin)
-        except ValueError as exc:
-            # sklearn refuses when a class is too small for every split to get one row.
-            note = f"stratification turned off: {str(exc).splitlines()[0]}"
-    parts = _split(positions, y, split, seed, stratified=False)
-    parts.note = note
-    return _checked(parts, origin)
+    groups = [positions[y == c] for c in np.unique(y)] if stratify else [positions]
+    sizes = np.array([len(g) for g in groups])
+    test_counts = _allocate(sizes, n_test, rng)
+    val_counts = _allocate(sizes - test_counts, n_val, rng, weights=sizes)
+    train, val, test = [], [], []
+    for group, t, v in zip(groups, test_counts, val_counts, strict=True):
+        shuffled = rng.permutation(group)
+        test.append(shuffled[:t])
+        val.append(shuffled[t : t + v])
+        train.append(shuffled[t + v :])
+    return SplitPositions(
+        np.sort(np.concatenate(train)),
+        np.sort(np.concatenate(val)),
+        np.sort(np.concatenate(test)),
+        stratified=stratify,
+    )
 
 
-def _split(
-    positions: np.ndarray, y: np.ndarray, split: SplitConfig, seed: int, *, stratified: bool
-) -> SplitPositions:
-    from sklearn.model_selection import train_test_split
-
-    empty = positions[:0]
-    rest, test = positions, empty
-    if split.test > 0:
-        rest, test = train_test_split(
-            positions,
-            test_size=split.test,
-            random_state=seed,
-            stratify=y if stratified else None,
-        )
-    train, val = rest, empty
-    if split.val > 0:
-        train, val = train_test_split(
-            rest,
-            test_size=split.val / (1 - split.test),
-            random_state=seed + 1,
-            stratify=y[rest] if stratified else None,
-        )
-    return SplitPositions(np.sort(train), np.sort(val), np.sort(test), stratified=stratified)
+def _allocate(
+    available: np.ndarray, total: int, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Split ``total`` across groups in proportion to ``weights`` (default ``available``),
+    never more than a group has; remainders go to the largest fractions, ties at random."""
+    weights = available if weights is None else weights
+    exact = weights * total / max(1, weights.sum())
+    counts = np.minimum(np.floor(exact).astype(np.int64), available)
+    order = np.lexsort((rng.random(len(exact)), -(exact - counts)))
+    while counts.sum() < total:
+        room = order[counts[order] < available[order]]
+        if len(room) == 0:
+            break
+        step = min(total - int(counts.sum()), len(room))
+        counts[room[:step]] += 1
+    return counts
 
 
 def _count(n: int, fraction: float) -> int:
     return int(np.ceil(n * fraction)) if fraction > 0 else 0
-
-
-def _checked(parts: SplitPositions, origin: str) -> SplitPositions:
-    if len(parts.train) == 0:
-        raise data_error(origin, "too few rows to split: the training split is empty")
-    return parts
 
 
 def fold_positions(

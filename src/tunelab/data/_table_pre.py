@@ -102,75 +102,95 @@ class TablePreprocessing(Preprocessing):
         bounds are listed in ``outlier_rows_`` (index labels) and left out of everything learned
         after the bounds; the caller drops them from the training split.
         """
+        self._fit(frame, origin=origin, line_offset=None, counts=None)
+        return self
+
+    def fit_transform(
+        self,
+        frame: pd.DataFrame,
+        *,
+        origin: str = "train",
+        line_offset: int | None = None,
+        counts: dict[str, Counter] | None = None,
+    ) -> np.ndarray:
+        """``fit``, then the transformed training rows that were kept (all but
+        ``outlier_rows_``) — the same numbers ``transform`` gives, computed once."""
+        return self._finish(self._fit(frame, origin=origin, line_offset=line_offset, counts=counts))
+
+    def _fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        origin: str,
+        line_offset: int | None,
+        counts: dict[str, Counter] | None,
+    ) -> np.ndarray:
         self.fill_: dict[str, Any] = {}
         self.bounds_: dict[str, list[float] | None] = {}
         self.categories_: dict[str, list[str]] = {}
-        outside = np.zeros(len(frame), dtype=bool)
         self.outlier_counts_: dict[str, int] = {}
+        outside = np.zeros(len(frame), dtype=bool)
         for column in self.columns:
             kind = self.kinds[column]
             if kind in NUMERIC_KINDS:
                 values, _ = to_numeric(frame[column], kind, coerce=True, origin=origin)
-                present = values[~np.isnan(values)]
+                absent = np.isnan(values)
+                present = values[~absent]
                 if present.size == 0:
                     raise data_error(
                         where(origin, column=column), "every training value is missing"
                     )
                 fill = self._numeric_fill(present)
                 self.fill_[column] = fill
-                filled = np.where(np.isnan(values), fill if fill is not None else np.nan, values)
-                bounds = None if kind == "bool" else self._bounds(filled[~np.isnan(filled)])
+                if fill is not None:
+                    values[absent] = fill
+                    present = values
+                bounds = None if kind == "bool" else self._bounds(present)
                 self.bounds_[column] = bounds
                 if bounds is not None:
-                    out = (filled < bounds[0]) | (filled > bounds[1])
+                    out = (values < bounds[0]) | (values > bounds[1])
                     self.outlier_counts_[column] = int(out.sum())
                     if self.outliers != "none":
                         outside |= out
             else:
-                text = category_strings(frame[column])
-                self.fill_[column] = self._category_fill(text)
-        self.outlier_rows_ = (
-            frame.index[outside] if self.outlier_action == "drop" else frame.index[:0]
-        )
-        kept = frame[~outside] if self.outlier_action == "drop" else frame
-        for column in self.columns:
-            if self.kinds[column] not in NUMERIC_KINDS:
-                text = category_strings(kept[column])
-                if self.fill_[column] is not None:
-                    text = text.fillna(self.fill_[column])
-                self.categories_[column] = sorted(str(v) for v in text.dropna().unique())
+                self.fill_[column] = self._category_fill(category_strings(frame[column]))
+        dropping = self.outliers != "none" and self.outlier_action == "drop"
+        self.outlier_rows_ = frame.index[outside] if dropping else frame.index[:0]
+        kept = frame[~outside] if dropping and outside.any() else frame
         names: list[str] = []
         for column in self.columns:
             if self.kinds[column] in NUMERIC_KINDS:
                 names.append(column)
-            else:
-                names += [f"{column}={c}" for c in self.categories_[column]]
-        # Identity scaling while measuring the unscaled matrix.
-        self.keep_ = [True] * len(names)
-        self.offset_ = [0.0] * len(names)
-        self.scale_ = [1.0] * len(names)
-        self._restore()
-        matrix = self._matrix(kept, origin=origin, counts=None)
-        constant = (matrix.max(axis=0) == matrix.min(axis=0)) if len(matrix) else np.zeros(0, bool)
+                continue
+            text = category_strings(kept[column])
+            if self.fill_[column] is not None:
+                text = text.fillna(self.fill_[column])
+            self.categories_[column] = sorted(str(v) for v in text.dropna().unique())
+            names += [f"{column}={c}" for c in self.categories_[column]]
+        features = self._features(kept, origin=origin, line_offset=line_offset, counts=counts)
+        if features.shape[1]:
+            constant = features.max(axis=1) == features.min(axis=1)
+        else:
+            constant = np.zeros(len(names), dtype=bool)
         self.constant_features_ = [n for n, c in zip(names, constant, strict=True) if c]
         keep = ~constant if self.constant == "drop" else np.ones(len(names), dtype=bool)
         if not keep.any():
             raise data_error(origin, "every feature is constant in the training split")
         self.keep_ = keep.tolist()
         self.feature_names_ = [n for n, k in zip(names, keep, strict=True) if k]
-        matrix = matrix[:, keep]
+        used = features[keep]
         if self.scale == "standard":
-            offset, spread = matrix.mean(axis=0), matrix.std(axis=0)
+            offset, spread = used.mean(axis=1), used.std(axis=1)
         elif self.scale == "minmax":
-            offset, spread = matrix.min(axis=0), matrix.max(axis=0) - matrix.min(axis=0)
+            offset, spread = used.min(axis=1), used.max(axis=1) - used.min(axis=1)
         else:
-            offset, spread = np.zeros(matrix.shape[1]), np.ones(matrix.shape[1])
+            offset, spread = np.zeros(len(used)), np.ones(len(used))
         # A constant column keeps its value instead of dividing by zero.
         spread = np.where(spread > 0, spread, 1.0)
         self.offset_ = offset.tolist()
         self.scale_ = spread.tolist()
         self._restore()
-        return self
+        return features
 
     def _numeric_fill(self, present: np.ndarray) -> float | None:
         if self.missing == "mean":
@@ -189,9 +209,11 @@ class TablePreprocessing(Preprocessing):
             return MISSING_CATEGORY
         if self.missing in ("drop", "error"):
             return None
-        counts = Counter(v for v in text.dropna())
+        counts = text.value_counts()
+        if counts.empty:
+            return None
         # Ties go to the alphabetically first category so the fill never depends on row order.
-        return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
+        return min(str(v) for v in counts.index[counts.to_numpy() == counts.max()])
 
     def _bounds(self, values: np.ndarray) -> list[float] | None:
         """Outlier bounds; ``None`` when the column has no spread to measure against."""
@@ -234,14 +256,19 @@ class TablePreprocessing(Preprocessing):
     ) -> np.ndarray:
         """The fitted transform on a frame whose index names the rows in error messages;
         ``counts`` (filled, outliers, clipped, unseen per column) is added to when given."""
-        matrix = self._matrix(frame, origin=origin, line_offset=line_offset, counts=counts)
-        matrix = matrix[:, self._keep]
-        if self.scale != "none":
-            matrix -= self._offset
-            matrix /= self._scale
-        return matrix.astype(np.float32)
+        features = self._features(frame, origin=origin, line_offset=line_offset, counts=counts)
+        return self._finish(features)
 
-    def _matrix(
+    def _finish(self, features: np.ndarray) -> np.ndarray:
+        """Unscaled ``(features, n)`` -> drop constant features, scale -> float32 ``(n, k)``."""
+        if not self._keep.all():
+            features = features[self._keep]
+        if self.scale != "none":
+            features -= self._offset[:, None]
+            features /= self._scale[:, None]
+        return np.ascontiguousarray(features.T, dtype=np.float32)
+
+    def _features(
         self,
         frame: pd.DataFrame,
         *,
@@ -249,10 +276,12 @@ class TablePreprocessing(Preprocessing):
         line_offset: int | None = None,
         counts: dict[str, Counter] | None = None,
     ) -> np.ndarray:
+        """Filled, clipped and one-hot encoded values, one row per output feature (feature-
+        major, so every step writes contiguous memory)."""
         widths = [
             1 if self.kinds[c] in NUMERIC_KINDS else len(self.categories_[c]) for c in self.columns
         ]
-        out = np.zeros((len(frame), sum(widths)), dtype=np.float64)
+        out = np.zeros((sum(widths), len(frame)), dtype=np.float64)
         start = 0
         for column, width in zip(self.columns, widths, strict=True):
             kind = self.kinds[column]
@@ -278,7 +307,7 @@ class TablePreprocessing(Preprocessing):
                     if self.outliers != "none" and self.outlier_action == "clip":
                         np.clip(values, bounds[0], bounds[1], out=values)
                         _add(counts, "clipped", column, int(outside.sum()))
-                out[:, start] = values
+                out[start] = values
             else:
                 text = category_strings(series)
                 absent = text.isna().to_numpy()
@@ -290,7 +319,7 @@ class TablePreprocessing(Preprocessing):
                 unseen = codes < 0
                 _add(counts, "unseen", column, int(unseen.sum()))
                 rows = np.flatnonzero(~unseen)
-                out[rows, start + codes[rows].astype(np.int64)] = 1.0
+                out[start + codes[rows].astype(np.int64), rows] = 1.0
             start += width
         return out
 

@@ -151,7 +151,7 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
                     )
                 )
         else:
-            converted[column] = category_strings(series).to_numpy()
+            converted[column] = category_strings(series)
         if declared:
             actions.append(
                 CleaningAction("dtype", f"read as {declared} (data.clean.dtypes)", column)
