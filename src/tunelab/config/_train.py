@@ -67,6 +67,7 @@ class TrainConfig(Section):
     eval_batch_size: int | None = Field(None, gt=0)
     restore_best: bool = True
     checkpoint_interval_s: float = Field(10.0, ge=0)
+    threads: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_clipping_mode(self) -> TrainConfig:

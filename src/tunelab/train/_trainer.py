@@ -333,6 +333,9 @@ class Trainer:
         self._autocast = autocast_context(precision, self.device)
         self._scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self._prev_deterministic = torch.are_deterministic_algorithms_enabled()
+        self._prev_threads = torch.get_num_threads()
+        if cfg.threads is not None:
+            torch.set_num_threads(int(cfg.threads))
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(self.seed + self.rank)
@@ -567,6 +570,7 @@ class Trainer:
         for cb in self._cbs.hook("on_fit_end"):
             cb.on_fit_end(self, result)
         torch.use_deterministic_algorithms(self._prev_deterministic)
+        torch.set_num_threads(self._prev_threads)
         return result
 
 
