@@ -25,7 +25,7 @@ DIVERGENCE_FACTOR = 4.0
 EXPLODED_LOSS = 1e5
 
 
-def _finding(kind: str, evidence: str, figures: dict[str, Any], epoch: int, step: int) -> dict:
+def sick_finding(kind: str, evidence: str, figures: dict[str, Any], epoch: int, step: int) -> dict:
     """A finding in the doctor's JSON shape (``findings.json``), so both read the same."""
     return {
         "kind": kind,
@@ -177,7 +177,7 @@ class SickTrialCallback(Callback):
     ) -> None:
         self.reason = f"{kind.replace('_', ' ')}: {evidence}"
         # Findings count epochs from 0 (diagnose/_finding.py); the trainer's hooks from 1.
-        self.findings.append(_finding(kind, evidence, figures, max(0, self._epoch - 1), step))
+        self.findings.append(sick_finding(kind, evidence, figures, max(0, self._epoch - 1), step))
         trainer.request_stop(self.reason, status="diverged")
 
     def state_dict(self) -> dict[str, Any]:

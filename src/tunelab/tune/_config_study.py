@@ -199,9 +199,10 @@ def work(
     worker: int = 0,
     progress: str | None = None,
     parent_pid: int | None = None,
+    opened: tuple[optuna.Study, SamplerChoice] | None = None,
 ) -> str:
     """Run this process's share of the study (the whole of it with one worker)."""
-    study, choice = build_study(cfg, worker=worker)
+    study, choice = opened or build_study(cfg, worker=worker)
     bundle = bundle if bundle is not None else load_bundle(cfg)
     objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir)
     return execute(
@@ -229,7 +230,7 @@ def _run(cfg: ExperimentConfig, bundle: DataBundle | None) -> StudyResult:
 
         reason = run_workers(cfg, study)
     else:
-        reason = work(cfg, bundle)
+        reason = work(cfg, bundle, opened=(study, choice))
     metrics, _ = study_objectives(cfg)
     result = summarize(
         study,

@@ -35,7 +35,7 @@ from ..data import DataBundle
 from ..errors import TrialFailed
 from ..train import run_training
 from ._budget import EPOCHS_ATTR
-from ._callbacks import PruningCallback, SickTrialCallback
+from ._callbacks import PruningCallback, SickTrialCallback, sick_finding
 from ._measure import COST_METRICS, measure_cost
 from ._space import config_spaces, max_value, suggest
 
@@ -130,15 +130,15 @@ class TrainingObjective:
         cfg = self.cfg
         spaces = config_spaces(cfg)
         metrics, _ = study_objectives(cfg)
-        # A retried trial inherits the attributes of the one that crashed; start clean.
-        trial.set_user_attr(EPOCHS_ATTR, 0)
+        if EPOCHS_ATTR in trial.user_attrs:
+            # A retry inherits the attributes of the trial that crashed; its epochs start at 0.
+            trial.set_user_attr(EPOCHS_ATTR, 0)
         values = suggest(trial, spaces)
         trial_cfg = cfg.with_values({**values, "train.progress": "none"})
         trial_dir = self.run_dir / "trials" / str(trial.number)
         if trial_dir.exists():
             shutil.rmtree(trial_dir)  # only a crashed attempt can have left one
         trial_dir.mkdir(parents=True)
-        trial.set_user_attr("trial_dir", str(trial_dir))
         epochs = max_trial_epochs(cfg)
         folds_n = cfg.tune.cv.folds if cfg.tune.cv.folds >= 2 else 1
         self._last_step = (folds_n - 1) * epochs + int(trial_cfg.train.epochs)
@@ -194,7 +194,20 @@ class TrainingObjective:
             callbacks.append(sick)
         run = run_training(cfg, bundle=bundle, callbacks=callbacks, run_dir=directory)
         result = run.result
+        if result.status == "stopped" and result.reason.startswith("interrupted"):
+            raise KeyboardInterrupt  # the trainer ends the fit on Ctrl-C; the study must stop too
         findings = _findings_of(directory, doctor, sick)
+        if result.status in SICK_STATUSES and not findings:
+            # The trainer saw the NaN itself (at the end of the epoch) before any check did.
+            findings.append(
+                sick_finding(
+                    "exploding_gradients" if result.status == "nan" else "diverging_loss",
+                    result.reason,
+                    {"status": result.status},
+                    max(0, int(result.epochs_run) - 1),
+                    0,
+                )
+            )
         values: list[float] = []
         if result.status not in SICK_STATUSES and result.status not in ("pruned", "oom"):
             for metric in metrics:
@@ -215,12 +228,12 @@ class TrainingObjective:
         )
 
     def _record_progress(self, trial: optuna.Trial, outcomes: list[FoldOutcome]) -> None:
+        # Each attribute is one database write, so the per-fit record is kept to four.
         last = outcomes[-1]
         trial.set_user_attr(EPOCHS_ATTR, sum(o.epochs for o in outcomes))
         trial.set_user_attr("status", last.status)
         trial.set_user_attr("reason", last.reason)
-        trial.set_user_attr("best_epoch", last.best_epoch)
-        trial.set_user_attr("metrics", last.metrics)
+        trial.set_user_attr("metrics", {"best_epoch": last.best_epoch, **last.metrics})
         if any(o.findings for o in outcomes):
             trial.set_user_attr("findings", [f for o in outcomes for f in o.findings])
 
