@@ -3,8 +3,8 @@
 ``handmade_run`` assembles a run directory from real pieces: a real Optuna SQLite study
 (complete, pruned and failed trials), a real training directory from tunelab's trainer for the
 best trial (metrics.jsonl, TensorBoard gradient-norm histograms, result.json with the test
-evaluation), the data stage's real profile, an ONNX export of the trained model, plus findings,
-fix rounds and a compression table written in the stages' formats.
+evaluation), the data stage's real profile, the compress stage's real table (int8) and the
+deploy stage's real ONNX export, plus findings and fix rounds written in the doctor's format.
 """
 
 from __future__ import annotations
@@ -35,15 +35,6 @@ def _train(trial_dir: Path, epochs: int = 3) -> None:
         }
     )
     run_training(cfg, run_dir=trial_dir)
-
-
-def _onnx(model_dir: Path, target: Path) -> None:
-    """Export a saved model to ONNX (the report only lists and measures the file)."""
-    from tunelab.models import load_model
-
-    loaded = load_model(model_dir)
-    example = torch.zeros(1, *loaded.spec.input_shape)
-    torch.onnx.export(loaded.model, (example,), str(target), dynamo=False)
 
 
 def _study(db: Path, trials_root: Path, *, n: int = 8, running: bool = False) -> optuna.Study:
@@ -113,12 +104,11 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             [{"kind": "diverging_loss", "severity": "error", "evidence": "x", "remedy": "y"}]
         )
     )
-    config = {
-        "name": "digits-demo",
-        "data": {"source": "sklearn", "dataset": "digits", "task": "auto"},
-        "tune": {"metric": "val_accuracy"},
-        "deploy": {"host": "127.0.0.1", "port": 8000},
-    }
+    # The run root as the tuner leaves it: best/ copied from the best trial, its plain config.
+    shutil.copytree(best_dir / "best", run / "best")
+    config = yaml.safe_load((best_dir / "config.yaml").read_text())
+    config["name"] = "digits-demo"
+    config["tune"]["metric"] = "val_accuracy"
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     from tunelab.config import DataConfig
     from tunelab.data import prepare_data
@@ -150,44 +140,11 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ]
         )
     )
-    compressed = run / "compressed"
-    compressed.mkdir()
-    (compressed / "table.json").write_text(
-        json.dumps(
-            [
-                {
-                    "variant": "original",
-                    "params": 2410,
-                    "size_mb": 0.01,
-                    "p50_b1_ms": 0.05,
-                    "test_accuracy": 0.95,
-                    "delta": 0.0,
-                },
-                {
-                    "variant": "int8",
-                    "params": 2410,
-                    "size_mb": 0.004,
-                    "p50_b1_ms": 0.03,
-                    "test_accuracy": 0.947,
-                    "delta": -0.003,
-                },
-            ]
-        )
-    )
-    export = run / "export"
-    export.mkdir()
-    _onnx(best_dir / "best", export / "model.onnx")
-    (export / "model.json").write_text(
-        json.dumps(
-            {
-                "builder": "mlp",
-                "task": "classification",
-                "input_shape": [64],
-                "classes": [str(i) for i in range(10)],
-                "parity": {"max_abs_diff": 2e-7},
-            }
-        )
-    )
+    from tunelab.compress import compress_run
+    from tunelab.deploy import export_run
+
+    compress_run(run, methods=["quantize"])
+    export_run(run, ["onnx"])
     return run
 
 

@@ -61,6 +61,7 @@ class RunArtifacts:
     export_files: list[Path] = field(default_factory=list)
     export_model_json: dict[str, Any] | None = None
     run_info: dict[str, Any] | None = None
+    tune_summary: dict[str, Any] | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -238,20 +239,36 @@ def load_training_dir(path: Path, notes: dict[str, str] | None = None) -> Traini
 
 
 def trial_reason(trial: Any, trial_dir: Path | None) -> str:
-    """Why a trial ended the way it did: its recorded reason, else its result.json's."""
-    for attrs in (trial.user_attrs, trial.system_attrs):
-        for key in _REASON_KEYS:
-            value = attrs.get(key)
-            if value:
-                return str(value)
-    if trial_dir is not None:
+    """Why a trial ended the way it did: its recorded error or reason, else its result.json's.
+
+    tunelab's tuner keeps ``reason`` (the trainer's words), ``error`` (what a failed trial
+    raised) and ``sick`` (stopped for NaN/divergence) as user attributes; Optuna itself keeps
+    ``fail_reason`` as a system attribute.
+    """
+    import optuna
+
+    keys = _REASON_KEYS
+    if trial.state == optuna.trial.TrialState.FAIL:
+        keys = ("error", "fail_reason", *keys)  # the exception says more than the last epoch
+    text = ""
+    for key in keys:
+        value = trial.user_attrs.get(key) or trial.system_attrs.get(key)
+        if value:
+            text = str(value)
+            break
+    if not text and trial_dir is not None:
         try:
             result = read_json(trial_dir / "result.json")
         except ValueError:
             result = None
         if isinstance(result, dict) and result.get("reason"):
-            return str(result["reason"])
-    return ""
+            text = str(result["reason"])
+    if trial.user_attrs.get("sick"):
+        text = f"sick trial stopped at once: {text}" if text else "sick trial stopped at once"
+    retry_of = trial.system_attrs.get("failed_trial")
+    if retry_of is not None:
+        text = f"{text} (retry of #{retry_of})".strip()
+    return text
 
 
 def _trial_dirs(run: Path) -> dict[int, Path]:
@@ -310,6 +327,10 @@ def load_run(path: str | Path) -> RunArtifacts:
         notes["data"] = str(exc)
 
     art.trial_dirs = _trial_dirs(run)
+    try:
+        art.tune_summary = read_json(run / "tune.json")
+    except ValueError:
+        art.tune_summary = None  # a study still running rewrites it at the end
     db = run / "study.db"
     if db.is_file():
         art.study_path = db

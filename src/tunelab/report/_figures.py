@@ -27,18 +27,8 @@ def _styled(fig: go.Figure, title: str) -> go.Figure:
 # ---- search (Optuna) -----------------------------------------------------------------------
 
 
-def objective_names(study: Any, fallback: str = "objective") -> list[str]:
-    names = getattr(study, "metric_names", None)
-    if names:
-        return list(names)
-    if len(study.directions) == 1:
-        return [fallback]
-    return [f"{fallback} {i}" for i in range(len(study.directions))]
-
-
-def _target(study: Any) -> tuple[Callable[[Any], float] | None, str]:
+def _target(study: Any, names: list[str]) -> tuple[Callable[[Any], float] | None, str]:
     """Optuna's plots need an explicit target for multi-objective studies: the first one."""
-    names = objective_names(study)
     if len(study.directions) == 1:
         return None, names[0]
     return (lambda t: t.values[0]), names[0]
@@ -50,19 +40,19 @@ def _complete(study: Any) -> list[Any]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def optimization_history(study: Any) -> go.Figure:
+def optimization_history(study: Any, names: list[str]) -> go.Figure:
     from optuna.visualization import plot_optimization_history
 
     if not _complete(study):
         raise ValueError("no trial has completed yet")
-    target, name = _target(study)
+    target, name = _target(study, names)
     return _styled(
         plot_optimization_history(study, target=target, target_name=name),
         f"Optimisation history ({name})",
     )
 
 
-def parallel_coordinates(study: Any) -> go.Figure:
+def parallel_coordinates(study: Any, names: list[str]) -> go.Figure:
     from optuna.visualization import plot_parallel_coordinate
 
     complete = _complete(study)
@@ -70,14 +60,14 @@ def parallel_coordinates(study: Any) -> go.Figure:
         raise ValueError("no trial has completed yet")
     if not any(t.params for t in complete):
         raise ValueError("the completed trials have no parameters")
-    target, name = _target(study)
+    target, name = _target(study, names)
     return _styled(
         plot_parallel_coordinate(study, target=target, target_name=name),
         f"Parallel coordinates ({name})",
     )
 
 
-def param_importances(study: Any) -> go.Figure:
+def param_importances(study: Any, names: list[str]) -> go.Figure:
     from optuna.visualization import plot_param_importances
 
     complete = _complete(study)
@@ -90,21 +80,20 @@ def param_importances(study: Any) -> go.Figure:
     }
     if not varying:
         raise ValueError("no parameter took more than one value among the completed trials")
-    target, name = _target(study)
+    target, name = _target(study, names)
     return _styled(
         plot_param_importances(study, target=target, target_name=name),
         f"Hyperparameter importances for {name} (fANOVA)",
     )
 
 
-def pareto_front(study: Any) -> go.Figure:
+def pareto_front(study: Any, names: list[str]) -> go.Figure:
     from optuna.visualization import plot_pareto_front
 
     if len(study.directions) < 2:
         raise ValueError("single-objective study")
     if not _complete(study):
         raise ValueError("no trial has completed yet")
-    names = objective_names(study)
     return _styled(plot_pareto_front(study, target_names=names), "Pareto front")
 
 

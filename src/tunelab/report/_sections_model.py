@@ -268,12 +268,56 @@ def doctor_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
 # ---- compression ---------------------------------------------------------------------------
 
 
-def _pick(keys: list[str], *needles: str) -> str | None:
-    for needle in needles:
-        for key in keys:
-            if needle in key.lower():
-                return key
-    return None
+def _size(n: float) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _compression_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """tunelab's CompressionRow columns, readable; unknown row shapes pass through as they are."""
+    if not all("variant" in r and "b64_p50_ms" in r for r in rows):
+        headers = list(dict.fromkeys(k for r in rows for k in r))
+        return headers, [
+            [fmt(r.get(h)) if isinstance(r.get(h), list) else r.get(h) for h in headers]
+            for r in rows
+        ]
+    metric = rows[0].get("metric", "metric")
+    headers = [
+        "variant",
+        "methods",
+        "format",
+        "params",
+        "non-zero params",
+        "file size",
+        "x smaller",
+        "b1 p50 / p95 ms",
+        "b64 p50 / p95 ms",
+        "rows/s (b64)",
+        "x faster (b64)",
+        f"test {metric}",
+        "delta",
+        "notes",
+    ]
+    body = []
+    for r in rows:
+        body.append(
+            [
+                r["variant"],
+                "+".join(r.get("methods") or []) or "-",
+                r.get("format"),
+                r.get("params"),
+                r.get("nonzero_params"),
+                _size(float(r.get("file_bytes") or 0)),
+                r.get("size_ratio"),
+                f"{fmt(r.get('b1_p50_ms'))} / {fmt(r.get('b1_p95_ms'))}",
+                f"{fmt(r.get('b64_p50_ms'))} / {fmt(r.get('b64_p95_ms'))}",
+                r.get("throughput_rows_s"),
+                r.get("speedup_b64"),
+                r.get("test_metric"),
+                r.get("delta"),
+                r.get("notes", ""),
+            ]
+        )
+    return headers, body
 
 
 def compression_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
@@ -284,14 +328,17 @@ def compression_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection
             "no compressed/table.json: run `tunelab compress RUN_DIR` to prune, quantise or distil"
         )
         return sec
-    headers = list(dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (dict, list))))
+    headers, body = _compression_rows(rows)
+    sec.add(table(headers, body, table_id="compression-table"))
     sec.add(
-        table(headers, [[r.get(h) for h in headers] for r in rows], table_id="compression-table")
+        '<p class="note">Measured on the test split; latencies per call with warm-up excluded; '
+        "ratios relative to the first row.</p>"
     )
-    name_key = _pick(headers, "variant", "name", "method") or headers[0]
-    x_key = _pick(headers, "p50_b1", "latency_ms_b1", "p50", "latency")
-    y_key = _pick(headers, "test_accuracy", "accuracy", "test_", "metric")
-    size_key = _pick(headers, "size_mb", "size", "bytes")
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    name_key = _pick(keys, "variant", "name", "method") or keys[0]
+    x_key = _pick(keys, "b64_p50_ms", "p50", "latency")
+    y_key = _pick(keys, "test_metric", "test_accuracy", "accuracy", "metric")
+    size_key = _pick(keys, "file_bytes", "size_mb", "bytes")
     if x_key and y_key:
         _try_plot(
             sec,
@@ -306,69 +353,94 @@ def compression_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection
             size_key,
         )
     else:
-        sec.gap("trade-off plot", "the table has no latency or accuracy column")
+        sec.gap("trade-off plot", "the table has no latency or metric column")
     return sec
+
+
+def _pick(keys: list[str], *needles: str) -> str | None:
+    for needle in needles:
+        for key in keys:
+            if needle in key.lower():
+                return key
+    return None
 
 
 # ---- export and serving --------------------------------------------------------------------
 
 
-def _size(path: Path) -> str:
-    n = path.stat().st_size
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+def example_request(art: RunArtifacts) -> dict[str, Any] | None:
+    """A valid ``POST /predict`` body from the deploy stage's input schema for this model."""
+    for folder in (art.export_dir, art.path / "best", art.best.path / "best" if art.best else None):
+        if folder is None or not (folder / "model.json").is_file():
+            continue
+        try:
+            from ..data import Preprocessing
+            from ..deploy import schema_for
+            from ..models import ModelSpec
 
-
-def _example_payload(art: RunArtifacts) -> str:
-    """A request body shaped like the model's input, for the copy-paste curl line."""
-    meta = art.export_model_json or (art.best.model_json if art.best else None) or {}
-    spec = meta.get("spec", meta) if isinstance(meta, dict) else {}
-    shape = spec.get("input_shape") or []
-    features = _get(art.data_profile, "feature_names") or spec.get("feature_names")
-    if isinstance(features, list) and features and len(shape) <= 1:
-        return (
-            json.dumps({"rows": [dict.fromkeys((str(f) for f in features[:4]), 0.0)]})[:-3]
-            + ", ...}]}"
-        )
-    if shape:
-        return json.dumps(
-            {
-                "inputs": "[... one nested list of shape "
-                + "x".join(map(str, shape))
-                + " per row ...]"
-            }
-        )
-    return '{"rows": [...]}'
+            spec = ModelSpec.from_dict(read_json(folder / "model.json"))
+            pre_path = folder / "preprocessing.json"
+            pre = Preprocessing.load(pre_path) if pre_path.is_file() else None
+            return schema_for(pre, spec).example()
+        except Exception:  # an older or foreign model.json: fall back to the generic form
+            continue
+    return None
 
 
 def deploy_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     sec = ReportSection("deploy", "Export and serving")
     run = shlex.quote(str(art.path))
-    has_best = (art.path / "best" / "model.safetensors").is_file() or (
-        art.best is not None and (art.best.path / "best").is_dir()
-    )
-    if art.export_dir is None and not has_best:
-        sec.missing = "no export/ and no saved best model: nothing to serve yet"
+    best_saved = (art.path / "best" / "model.json").is_file()
+    if art.export_dir is None and not best_saved:
+        sec.missing = "no export/ and no saved best model (best/): nothing to serve yet"
         return sec
+    exports = _get(art.export_model_json, "exports") or {}
     if art.export_files:
-        rows = [[str(p.relative_to(art.path)), _size(p)] for p in art.export_files]
-        sec.add(table(["file", "size"], rows, table_id="export-table"))
-        parity = _get(art.export_model_json, "parity") or _get(art.run_info, "parity")
-        if parity:
-            sec.add(f"<p>Parity check against the PyTorch model: {esc(fmt(parity))}</p>")
+        body = []
+        for p in art.export_files:
+            fmt_name = next((k for k, v in exports.items() if v.get("file") == p.name), "")
+            parity = _get(exports, fmt_name, "parity") or {}
+            check = ""
+            if parity:
+                check = ("passed: " if parity.get("passed") else "FAILED: ") + fmt(
+                    {
+                        k: parity.get(k)
+                        for k in ("max_abs_diff", "mismatch_rate", "tolerance", "rows")
+                    }
+                )
+            body.append([str(p.relative_to(art.path)), fmt_name, _size(p.stat().st_size), check])
+        sec.add(
+            table(
+                ["file", "format", "size", "parity check against PyTorch"],
+                body,
+                table_id="export-table",
+            )
+        )
     else:
         sec.gap("export", "no export/ folder: run `tunelab export RUN_DIR --format onnx`")
-    model = "onnx" if (art.export_dir and (art.export_dir / "model.onnx").is_file()) else "best"
+    has = {
+        k
+        for k in exports
+        if (art.export_dir and (art.export_dir / exports[k].get("file", "")).is_file())
+    }
+    model = "onnx" if "onnx" in has else ("int8" if "int8" in has else "best")
     port = _get(art.config, "deploy", "port") or 8000
     host = _get(art.config, "deploy", "host") or "127.0.0.1"
     url = f"http://{host}:{port}"
-    body = shlex.quote(_example_payload(art))
+    example = example_request(art)
+    body_text = json.dumps(example if example is not None else {"rows": ["<one input row>"]})
+    inline = len(body_text) <= 1200
     commands = [
         f"tunelab serve {run} --model {model} --host {host} --port {port}",
         f"curl -s {url}/health",
         f"curl -s {url}/metadata",
-        f"curl -s -X POST {url}/predict -H 'content-type: application/json' -d {body}",
+        f"curl -s -X POST {url}/predict -H 'content-type: application/json' -d "
+        + (shlex.quote(body_text) if inline else "@request.json"),
     ]
     sec.add("<h3>Serve it</h3>")
     sec.add(f'<pre id="serve-commands">{esc(chr(10).join(commands))}</pre>')
+    if not inline:
+        sec.add("<details><summary>request.json (one valid row)</summary>")
+        sec.add(f"<pre>{esc(body_text)}</pre></details>")
     sec.add(f'<p class="note">OpenAPI docs at <code>{esc(url)}/docs</code> while it runs.</p>')
     return sec

@@ -98,7 +98,7 @@ def best_metric(art: RunArtifacts) -> tuple[str | None, Any]:
     study = art.study
     if study is not None and art.best_trial_number is not None:
         trial = study.trials[art.best_trial_number]
-        names = figs.objective_names(study, _tune_metric(art))
+        names = objective_names(art)
         shown = ", ".join(f"{n} {fmt(v)}" for n, v in zip(names, trial.values, strict=False))
         return f"best trial #{trial.number}", shown
     result = art.best.result if art.best else None
@@ -183,9 +183,21 @@ def summary_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
 # ---- hyperparameter search -----------------------------------------------------------------
 
 
-def search_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
-    import optuna
+def objective_names(art: RunArtifacts) -> list[str]:
+    """The study's objective names: Optuna's metric names, tune.json's, or the config's."""
+    study = art.study
+    n = len(study.directions)
+    for names in (
+        getattr(study, "metric_names", None),
+        _get(art.tune_summary, "metrics"),
+        [o.get("metric") for o in _get(art.config, "tune", "objectives") or []],
+    ):
+        if isinstance(names, list) and len(names) == n and all(names):
+            return [str(x) for x in names]
+    return [_tune_metric(art)] if n == 1 else [f"objective {i}" for i in range(n)]
 
+
+def search_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     sec = ReportSection("search", "Hyperparameter search")
     study = art.study
     if study is None:
@@ -198,17 +210,19 @@ def search_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    names = figs.objective_names(study, _tune_metric(art))
+    names = objective_names(art)
     directions = [d.name.lower() for d in study.directions]
+    summary = art.tune_summary or {}
+    objective = ", ".join(f"{n} ({d})" for n, d in zip(names, directions, strict=False))
     sec.add(
         cards(
             [("Study", study.study_name), ("Trials", len(trials))]
             + [(state.lower(), n) for state, n in sorted(states.items())]
             + [
-                (
-                    "Objective",
-                    ", ".join(f"{n} ({d})" for n, d in zip(names, directions, strict=False)),
-                )
+                ("Objective", objective),
+                ("Sampler", summary.get("sampler")),
+                ("Pruner", summary.get("pruner")),
+                ("Stopped because", summary.get("stop_reason")),
             ]
         )
     )
@@ -222,53 +236,68 @@ def search_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
         f'<p class="note">Storage: <code>sqlite:///{esc(art.study_path)}</code> — open it with '
         f"<code>optuna-dashboard {esc(art.study_path)}</code>.</p>"
     )
-    _try_plot(
-        sec, reg, "optimization_history", "optimisation history", figs.optimization_history, study
-    )
-    _try_plot(sec, reg, "intermediate_values", "per-epoch values", figs.intermediate_values, study)
-    _try_plot(
-        sec, reg, "parallel_coordinates", "parallel coordinates", figs.parallel_coordinates, study
-    )
-    _try_plot(sec, reg, "param_importances", "parameter importances", figs.param_importances, study)
-    if len(study.directions) > 1:
-        _try_plot(sec, reg, "pareto_front", "Pareto front", figs.pareto_front, study)
-    _try_plot(sec, reg, "timeline", "timeline", figs.timeline, study)
-
+    plots = [
+        ("optimization_history", "optimisation history", figs.optimization_history, names),
+        ("intermediate_values", "per-epoch values", figs.intermediate_values, None),
+        ("parallel_coordinates", "parallel coordinates", figs.parallel_coordinates, names),
+        ("param_importances", "parameter importances", figs.param_importances, names),
+        ("pareto_front", "Pareto front", figs.pareto_front, names),
+        ("timeline", "timeline", figs.timeline, None),
+    ]
+    for key, label, build, extra in plots:
+        if key == "pareto_front" and len(study.directions) < 2:
+            continue
+        args = (study,) if extra is None else (study, extra)
+        _try_plot(sec, reg, key, label, build, *args)
     sec.add("<h3>Trials</h3>")
+    sec.add(_trials_table(art, trials, names))
+    return sec
+
+
+def _param(value: Any) -> Any:
+    """A sampled value as the user wrote it (tunelab stores list/dict choices as ``json:...``)."""
+    if isinstance(value, str) and value.startswith("json:"):
+        return value[len("json:") :]
+    return value
+
+
+def _trials_table(art: RunArtifacts, trials: list[Any], names: list[str]) -> str:
+    import optuna
+
     params = list(dict.fromkeys(p for t in trials for p in t.params))
-    headers = ["#", "state", *names, *params, "epochs", "duration s", "why it ended"]
+    cv = any("cv_std" in t.user_attrs for t in trials)
+    headers = ["#", "state", *names, *(["CV std"] if cv else []), *params]
+    headers += ["epochs", "duration s", "why it ended"]
+    default = {
+        optuna.trial.TrialState.COMPLETE: "completed",
+        optuna.trial.TrialState.RUNNING: "running",
+        optuna.trial.TrialState.WAITING: "waiting",
+    }
     rows, classes = [], []
     for t in trials:
         values = list(t.values) if t.values else [None] * len(names)
         duration = t.duration.total_seconds() if t.duration else None
-        reason = trial_reason(t, art.trial_dirs.get(t.number))
-        if not reason:
-            reason = {
-                optuna.trial.TrialState.COMPLETE: "completed",
-                optuna.trial.TrialState.RUNNING: "running",
-                optuna.trial.TrialState.WAITING: "waiting",
-            }.get(t.state, "")
+        reason = trial_reason(t, art.trial_dirs.get(t.number)) or default.get(t.state, "")
         if t.number == art.best_trial_number:
             reason = f"best trial; {reason}"
+        epochs = t.user_attrs.get("epochs", len(t.intermediate_values))
         state = f'<span class="state-{t.state.name}">{t.state.name.lower()}</span>'
         rows.append(
             [
                 t.number,
                 state,
                 *values,
-                *[t.params.get(p) for p in params],
-                len(t.intermediate_values),
+                *([t.user_attrs.get("cv_std")] if cv else []),
+                *[_param(t.params.get(p)) for p in params],
+                epochs,
                 duration,
                 reason,
             ]
         )
         classes.append("best" if t.number == art.best_trial_number else "")
-    sec.add(
-        table(
-            headers, rows, raw_columns=frozenset({1}), row_classes=classes, table_id="trials-table"
-        )
+    return table(
+        headers, rows, raw_columns=frozenset({1}), row_classes=classes, table_id="trials-table"
     )
-    return sec
 
 
 def started_at(art: RunArtifacts) -> str:
