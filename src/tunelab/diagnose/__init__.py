@@ -1,1 +1,37 @@
-"""The diagnose stage."""
+"""The training doctor: finds what is wrong with a training run and prescribes the fix.
+
+Works in any hand-written PyTorch loop and inside tunelab's Trainer (``DoctorCallback``):
+
+>>> from tunelab.diagnose import Doctor, Finding
+>>> import numpy as np
+>>> X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+>>> [f.kind for f in Doctor.check_data(X[:150], y[:150], X[150:], y[150:])]
+[]
+"""
+
+from ._data_checks import DataCheck, check_data, data_check_names, register_data_check
+from ._detector import Detector, detector_names, register_detector
+from ._doctor import Doctor
+from ._finding import KINDS, SEVERITIES, DiagnosisReport, Finding
+from ._record import TrainingRecord
+from ._remedies import Remedy, RemedyContext, register_remedy, remedy_names
+
+__all__ = [
+    "KINDS",
+    "SEVERITIES",
+    "DataCheck",
+    "Detector",
+    "DiagnosisReport",
+    "Doctor",
+    "Finding",
+    "Remedy",
+    "RemedyContext",
+    "TrainingRecord",
+    "check_data",
+    "data_check_names",
+    "detector_names",
+    "register_data_check",
+    "register_detector",
+    "register_remedy",
+    "remedy_names",
+]

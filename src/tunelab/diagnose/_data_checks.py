@@ -1,0 +1,426 @@
+"""Checks on the data before training: NaN/inf, scaling, constant columns, class balance, leakage.
+
+``check_data`` runs every registered :class:`DataCheck` on numpy-like arrays. The scale,
+constant-column and class-balance rules are plain functions of summary statistics, so the doctor
+applies the same rules to the input batches it samples inside a training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import DataError
+from ._finding import Finding
+
+_CHECKS: dict[str, type[DataCheck]] = {}
+
+# Scale rules. Standardised or min-max scaled features have RMS ~0.3-1. Raw 8-bit pixels (RMS
+# ~100) or one feature 100x larger than the typical one (wine's proline, breast_cancer's area)
+# slow or derail gradient descent; the rule of thumb (LeCun et al., "Efficient BackProp", 1998)
+# is zero mean and similar variances. Raw digits (0..16, RMS ~7.5) trains fine: info only.
+SCALE_WARN_RMS = 20.0
+SCALE_WARN_RATIO = 50.0
+SCALE_INFO_RMS = 5.0
+SCALE_INFO_RATIO = 10.0
+# SageMaker Debugger ClassImbalance: threshold_imbalance = 10 (largest / smallest class count).
+IMBALANCE_WARN = 10.0
+IMBALANCE_INFO = 3.0
+# Leakage: share of validation rows that duplicate a training row, beyond the share of training
+# rows that duplicate another training row (data with a discrete support repeats naturally).
+LEAK_WARN = 0.05
+LEAK_ERROR = 0.5
+NEAR_FRACTION = 0.1  # "near" = closer than 10% of the typical train-to-train neighbour distance
+_NN_QUERIES = 1000
+_NN_REFERENCE = 20000
+_NN_DIMS = 64
+
+
+@dataclass
+class DataView:
+    """The arrays under check, as float64 2-D features (images: one column per pixel)."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray | None
+    splits: dict[str, np.ndarray]  # "val"/"test" -> 2-D features
+    y_splits: dict[str, np.ndarray]
+    task: str
+    channels: np.ndarray | None  # per-channel view of image data (rows, channels)
+
+
+class DataCheck:
+    """One check over the data; returns findings without remedies."""
+
+    name: ClassVar[str] = ""
+
+    def check(self, data: DataView) -> list[Finding]:
+        raise NotImplementedError
+
+
+def register_data_check(name: str) -> Callable[[type[DataCheck]], type[DataCheck]]:
+    def decorate(cls: type[DataCheck]) -> type[DataCheck]:
+        cls.name = name
+        _CHECKS[name] = cls
+        return cls
+
+    return decorate
+
+
+def data_check_names() -> list[str]:
+    return list(_CHECKS)
+
+
+def check_data(
+    X_train: Any,
+    y_train: Any,
+    X_val: Any = None,
+    y_val: Any = None,
+    *,
+    task: str = "classification",
+    X_test: Any = None,
+    y_test: Any = None,
+) -> list[Finding]:
+    """Every registered data check on the arrays; findings carry no remedy yet.
+
+    Arrays may be numpy, torch or pandas; ``X`` is ``(n, features)`` or ``(n, C, H, W)``.
+    """
+    if task not in ("classification", "regression"):
+        raise DataError(f"data error: task must be classification or regression, got {task!r}")
+    xt = _as_2d(X_train, "X_train")
+    splits, y_splits = {}, {}
+    for name, X, y in (("val", X_val, y_val), ("test", X_test, y_test)):
+        if X is None:
+            continue
+        arr = _as_2d(X, f"X_{name}")
+        if arr.shape[1] != xt.shape[1]:
+            raise DataError(
+                f"data error: X_{name} has {arr.shape[1]} features per row, X_train has "
+                f"{xt.shape[1]}"
+            )
+        splits[name] = arr
+        if y is not None:
+            y_splits[name] = _as_labels(y, len(arr), f"y_{name}")
+    yt = _as_labels(y_train, len(xt), "y_train") if y_train is not None else None
+    raw = np.asarray(_to_numpy(X_train))
+    channels = None
+    if raw.ndim == 4:  # (n, C, H, W): scale is judged per channel, constancy per pixel
+        channels = raw.astype(np.float64).transpose(1, 0, 2, 3).reshape(raw.shape[1], -1).T
+    view = DataView(xt, yt, splits, y_splits, task, channels)
+    found: list[Finding] = []
+    for cls in _CHECKS.values():
+        found.extend(cls().check(view))
+    return found
+
+
+# ---- rules shared with the in-loop batch checks ----------------------------------------------
+
+
+def scale_finding(rms: Sequence[float], constant: Sequence[bool]) -> Finding | None:
+    """``unscaled_inputs`` from per-feature root-mean-square values (constant columns ignored)."""
+    values = np.asarray([r for r, c in zip(rms, constant, strict=True) if not c], dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    median = float(np.median(values))
+    biggest = float(values.max())
+    ratio = biggest / median if median > 0 else math.inf
+    figures = {
+        "median_rms": median,
+        "max_rms": biggest,
+        "max_over_median": ratio,
+        "features": int(values.size),
+        "largest_feature": int(np.argmax(np.where(np.asarray(constant), -np.inf, rms))),
+    }
+    if median > SCALE_WARN_RMS or ratio > SCALE_WARN_RATIO:
+        severity = "warning"
+    elif median > SCALE_INFO_RMS or ratio > SCALE_INFO_RATIO:
+        severity = "info"
+    else:
+        return None
+    return Finding(
+        "unscaled_inputs",
+        severity,
+        f"input features are not standardised: typical magnitude (median RMS) {median:.3g}, "
+        f"largest {biggest:.3g} ({ratio:.3g}x the typical one, feature "
+        f"{figures['largest_feature']})",
+        figures,
+    )
+
+
+def constant_finding(constant: Sequence[bool], *, rows: int) -> Finding | None:
+    """``constant_features``: info for some constant columns, error when all are constant."""
+    flags = np.asarray(constant, dtype=bool)
+    n = int(flags.sum())
+    if n == 0 or rows < 2:
+        return None
+    every = n == flags.size
+    shown = ", ".join(str(i) for i in np.flatnonzero(flags)[:10]) + (" ..." if n > 10 else "")
+    return Finding(
+        "constant_features",
+        "error" if every else "info",
+        (
+            f"all {n} input features are constant over {rows} rows"
+            if every
+            else f"{n} of {flags.size} input features never vary over {rows} rows (columns {shown})"
+        ),
+        {
+            "constant": n,
+            "features": int(flags.size),
+            "columns": np.flatnonzero(flags)[:50].tolist(),
+        },
+    )
+
+
+def imbalance_finding(counts: dict[Any, int]) -> Finding | None:
+    """``class_imbalance`` from label counts (classes that appear at least once)."""
+    present = {k: v for k, v in counts.items() if v > 0}
+    if len(present) < 2:
+        return None
+    big = max(present, key=present.get)
+    small = min(present, key=present.get)
+    ratio = present[big] / present[small]
+    if ratio < IMBALANCE_INFO:
+        return None
+    total = sum(present.values())
+    return Finding(
+        "class_imbalance",
+        "warning" if ratio >= IMBALANCE_WARN else "info",
+        f"class {big} has {present[big]} rows and class {small} only {present[small]} "
+        f"({ratio:.1f}x; {present[small] / total:.1%} of {total} rows)",
+        {"ratio": ratio, "largest": big, "smallest": small, "counts": present},
+    )
+
+
+# ---- the checks ---------------------------------------------------------------------------------
+
+
+@register_data_check("nan_or_inf")
+class NanOrInf(DataCheck):
+    def check(self, data: DataView) -> list[Finding]:
+        parts = {"X_train": data.X_train, **{f"X_{k}": v for k, v in data.splits.items()}}
+        if data.y_train is not None:
+            parts["y_train"] = data.y_train.reshape(len(data.y_train), -1)
+        for k, v in data.y_splits.items():
+            parts[f"y_{k}"] = v.reshape(len(v), -1)
+        bad = {}
+        columns: set[int] = set()
+        for name, arr in parts.items():
+            mask = ~np.isfinite(arr)
+            if mask.any():
+                bad[name] = int(mask.sum())
+                if name.startswith("X"):
+                    columns.update(np.flatnonzero(mask.any(axis=0))[:20].tolist())
+        if not bad:
+            return []
+        where = ", ".join(f"{n} values in {k}" for k, n in bad.items())
+        cols = f" (feature columns {sorted(columns)[:10]})" if columns else ""
+        return [
+            Finding(
+                "nan_or_inf_data",
+                "error",
+                f"the data holds NaN/inf: {where}{cols}",
+                {"counts": bad, "columns": sorted(columns)},
+            )
+        ]
+
+
+@register_data_check("scale")
+class Scale(DataCheck):
+    def check(self, data: DataView) -> list[Finding]:
+        X = data.channels if data.channels is not None else data.X_train
+        finite = np.where(np.isfinite(X), X, np.nan)
+        with np.errstate(all="ignore"):
+            rms = np.sqrt(np.nanmean(finite**2, axis=0))
+            constant = ~(np.nanmax(finite, axis=0) > np.nanmin(finite, axis=0))
+        found = scale_finding(rms.tolist(), constant.tolist())
+        return [found] if found else []
+
+
+@register_data_check("constant")
+class Constant(DataCheck):
+    def check(self, data: DataView) -> list[Finding]:
+        X = np.where(np.isfinite(data.X_train), data.X_train, np.nan)
+        with np.errstate(all="ignore"):
+            constant = ~(np.nanmax(X, axis=0) > np.nanmin(X, axis=0))
+        found = constant_finding(constant.tolist(), rows=len(X))
+        return [found] if found else []
+
+
+@register_data_check("class_balance")
+class ClassBalance(DataCheck):
+    def check(self, data: DataView) -> list[Finding]:
+        if data.task != "classification" or data.y_train is None:
+            return []
+        y = data.y_train
+        if y.ndim > 1 and y.shape[1] > 1:  # one-hot
+            y = y.argmax(axis=1)
+        y = y.reshape(-1)
+        y = y[np.isfinite(y)]
+        labels, counts = np.unique(y, return_counts=True)
+        found = []
+        f = imbalance_finding({_label(v): int(c) for v, c in zip(labels, counts, strict=True)})
+        if f is not None:
+            found.append(f)
+        missing = set()
+        for yv in data.y_splits.values():
+            yv = yv.argmax(axis=1) if yv.ndim > 1 and yv.shape[1] > 1 else yv.reshape(-1)
+            missing |= set(np.unique(yv[np.isfinite(yv)]).tolist()) - set(labels.tolist())
+        if missing:
+            shown = sorted(_label(v) for v in missing)[:10]
+            found.append(
+                Finding(
+                    "class_imbalance",
+                    "warning",
+                    f"classes {shown} appear in validation/test but never in training",
+                    {"missing_in_train": shown},
+                )
+            )
+        return found
+
+
+@register_data_check("leakage")
+class Leakage(DataCheck):
+    """Exact duplicates (hashes of rounded rows, over all rows) and near duplicates (nearest
+    neighbour distance on a sample, after standardising and a random projection)."""
+
+    def check(self, data: DataView) -> list[Finding]:
+        found = []
+        for name, X in data.splits.items():
+            f = _leakage(data.X_train, X, name)
+            if f is not None:
+                found.append(f)
+        return found
+
+
+def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | None:
+    if len(X_train) < 2 or len(X_other) == 0:
+        return None
+    std = np.nanstd(np.where(np.isfinite(X_train), X_train, np.nan), axis=0)
+    keep = np.isfinite(std) & (std > 0)
+    if not keep.any():
+        return None
+    mean = np.nanmean(np.where(np.isfinite(X_train), X_train, np.nan), axis=0)
+    scale = lambda X: np.nan_to_num((X[:, keep] - mean[keep]) / std[keep])  # noqa: E731
+    A, B = scale(X_train), scale(X_other)
+    # Exact: hash rows rounded to 1e-6 of a standard deviation.
+    train_hash = _row_hashes(A)
+    other_hash = _row_hashes(B)
+    uniq, counts = np.unique(train_hash, return_counts=True)
+    exact_other = float(np.isin(other_hash, uniq).mean())
+    exact_train = float(np.isin(train_hash, uniq[counts > 1]).mean())
+    # Near: nearest training neighbour of sampled rows, against the within-train baseline.
+    rng = np.random.default_rng(0)
+    A_ref = A if len(A) <= _NN_REFERENCE else A[rng.choice(len(A), _NN_REFERENCE, replace=False)]
+    if A.shape[1] > _NN_DIMS:
+        proj = rng.standard_normal((A.shape[1], _NN_DIMS)) / math.sqrt(_NN_DIMS)
+        A_ref, B, A = A_ref @ proj, B @ proj, A @ proj
+    q_other = B if len(B) <= _NN_QUERIES else B[rng.choice(len(B), _NN_QUERIES, replace=False)]
+    idx_train = rng.choice(len(A_ref), min(_NN_QUERIES, len(A_ref)), replace=False)
+    d_other = _nearest(q_other, A_ref)
+    d_train = _nearest(A_ref[idx_train], A_ref, exclude=idx_train)
+    typical = float(np.median(d_train))
+    tau = NEAR_FRACTION * typical
+    near_other = float(np.mean(d_other <= tau)) if tau > 0 else exact_other
+    near_train = float(np.mean(d_train <= tau)) if tau > 0 else exact_train
+    rate = max(exact_other, near_other)
+    base = max(exact_train, near_train)
+    figures = {
+        "split": split,
+        "exact_share": exact_other,
+        "near_share": near_other,
+        "train_exact_share": exact_train,
+        "train_near_share": near_train,
+        "typical_neighbour_distance": typical,
+        "rows": len(X_other),
+    }
+    excess = rate - 3 * base
+    if rate < LEAK_WARN or excess < 0.02:
+        if rate > 0 and exact_other > 0:
+            return Finding(
+                "data_leakage",
+                "info",
+                f"{exact_other:.1%} of {split} rows also occur in training, about as often as "
+                f"training rows repeat each other ({exact_train:.1%}): natural duplicates",
+                figures,
+            )
+        return None
+    return Finding(
+        "data_leakage",
+        "error" if rate >= LEAK_ERROR else "warning",
+        f"{rate:.1%} of {split} rows duplicate a training row ({exact_other:.1%} exact, "
+        f"{near_other:.1%} within {tau:.2g} std units) while only {base:.1%} of training rows "
+        f"repeat each other: {split} scores will be optimistic",
+        figures,
+    )
+
+
+def _row_hashes(X: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    rounded = np.round(X, 6) + 0.0  # + 0.0 turns -0.0 into 0.0 so both hash alike
+    return pd.util.hash_pandas_object(pd.DataFrame(rounded), index=False).to_numpy()
+
+
+def _nearest(Q: np.ndarray, R: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distance from each row of Q to its nearest row of R (chunked, via torch)."""
+    import torch
+
+    q = torch.as_tensor(Q, dtype=torch.float32)
+    r = torch.as_tensor(R, dtype=torch.float32)
+    out = []
+    chunk = max(1, 2_000_000 // max(len(R), 1))
+    for start in range(0, len(q), chunk):
+        d = torch.cdist(q[start : start + chunk], r)
+        if exclude is not None:
+            rows = torch.arange(d.shape[0])
+            d[rows, torch.as_tensor(exclude[start : start + chunk])] = math.inf
+        out.append(d.min(dim=1).values)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+# ---- conversion -------------------------------------------------------------------------------
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    elif hasattr(a, "to_numpy"):
+        a = a.to_numpy()
+    return np.asarray(a)
+
+
+def _as_2d(X: Any, name: str) -> np.ndarray:
+    arr = _to_numpy(X)
+    if arr.dtype == object or (not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool):
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"data error: {name} must be numeric, got dtype {arr.dtype}; encode text and "
+                "categories first"
+            ) from None
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim == 0:
+        raise DataError(f"data error: {name} must be an array of rows, got a scalar")
+    return arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+
+
+def _as_labels(y: Any, rows: int, name: str) -> np.ndarray:
+    arr = _to_numpy(y)
+    if len(arr) != rows:
+        raise DataError(f"data error: {name} has {len(arr)} rows but its X has {rows}")
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        # String labels: map to codes (only balance is judged on them).
+        _, codes = np.unique(arr.astype(str), return_inverse=True)
+        return codes.astype(np.float64)
+
+
+def _label(value: Any) -> Any:
+    value = float(value)
+    return int(value) if value.is_integer() else value

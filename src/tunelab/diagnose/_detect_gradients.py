@@ -1,0 +1,149 @@
+"""Gradient detectors: vanishing and exploding gradients from the sampled per-layer norms.
+
+Layers are compared by the root-mean-square of their weight gradient (norm / sqrt(size)), so a
+wide layer is not "larger" just because it has more weights. First layer = first weight matrix
+in registration order, last = the output layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._detector import Detector, register_detector
+from ._finding import Finding
+from ._record import GradSample, TrainingRecord, median
+from ._signals import progress
+
+
+def _ratios(samples: list[GradSample]) -> list[float]:
+    """First-layer over last-layer gradient RMS for each sample that has both."""
+    out = []
+    for s in samples:
+        if len(s.grad_rms) >= 2 and s.grad_rms[-1] > 0 and math.isfinite(s.grad_rms[0]):
+            out.append(s.grad_rms[0] / s.grad_rms[-1])
+    return out
+
+
+@register_detector("vanishing_gradients")
+class VanishingGradients(Detector):
+    """The gradient reaching the first layer is a tiny fraction of the output layer's.
+
+    AUTOTRAINER (``utils/monitor.py``): first/last gradient-norm ratio < 1e-3 (beta_1) together
+    with a first-layer norm < 1e-4 (beta_2). The absolute part depends on the loss scale, so we
+    keep the ratio: warning below ``RATIO`` (median over the sampled steps; below
+    ``RATIO_STRUGGLING`` when the loss has not halved), error below ``RATIO_ERROR``. Healthy
+    networks in our zoo stay above 0.1. SageMaker's VanishingGradient (mean |grad| < 1e-7) is
+    the absolute analogue.
+    """
+
+    kinds = ("vanishing_gradients",)
+    RATIO = 1e-3
+    RATIO_STRUGGLING = 1e-2
+    RATIO_ERROR = 1e-5
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        samples = [s for s in record.grad_samples if s.finite]
+        ratios = _ratios(samples)
+        if len(ratios) < 2:
+            return []
+        ratio = median(ratios)
+        # Between RATIO and RATIO_STRUGGLING only when the loss is also stuck (AUTOTRAINER judges
+        # gradient problems only for runs that do not converge).
+        p = progress(record)
+        struggling = p is not None and p.remaining > 0.5
+        limit = self.RATIO_STRUGGLING if struggling else self.RATIO
+        if ratio is None or ratio >= limit:
+            return []
+        last = samples[-1]
+        first_low = next((s.step for s, r in zip(samples, ratios, strict=False) if r < limit), None)
+        return [
+            self.finding(
+                "vanishing_gradients",
+                "error" if ratio < self.RATIO_ERROR else "warning",
+                f"the gradient reaching the first layer ({last.names[0]}) is {ratio:.1e} times "
+                f"the output layer's ({last.names[-1]}) (median over {len(ratios)} sampled steps; "
+                f"healthy networks stay within a few orders of magnitude)",
+                {
+                    "first_over_last": ratio,
+                    "first_layer": last.names[0],
+                    "last_layer": last.names[-1],
+                    "grad_rms_by_layer": dict(zip(last.names, last.grad_rms, strict=True)),
+                    "samples": len(ratios),
+                },
+                record.where(step=first_low) if first_low else None,
+            )
+        ]
+
+
+@register_detector("exploding_gradients")
+class ExplodingGradients(Detector):
+    """Gradients that are non-finite, grow layer by layer towards the input, or blow up in time.
+
+    AUTOTRAINER: NaN/inf gradients or weights, or first/last gradient-norm ratio > 70 (beta_3);
+    our ratio is of RMS values (healthy MLPs and CNNs in our zoo stay between 0.1 and 2).
+    SageMaker's WeightUpdateRatio flags updates above 10x the weights; we warn once the median
+    step moves a layer by more than its own size (``UPDATE``). Growth: the total gradient norm
+    rising ``GROWTH``-fold over the run.
+    """
+
+    kinds = ("exploding_gradients",)
+    RATIO = 100.0
+    UPDATE = 1.0
+    GROWTH = 1e3
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        samples = record.grad_samples
+        if not samples:
+            return []
+        broken = next((s for s in samples if not s.finite), None)
+        data_bad = record.batches.nonfinite_batches > 0
+        if broken is not None:
+            finite_before = [s.total_norm for s in samples if s.step < broken.step and s.finite]
+            trail = (
+                f" (it was {finite_before[-1]:.3g} at the previous sampled step)"
+                if finite_before
+                else ""
+            )
+            return [
+                self.finding(
+                    "exploding_gradients",
+                    "warning" if data_bad else "error",
+                    f"gradients or weights became NaN/inf by step {broken.step}{trail}"
+                    + (" (the input batches hold NaN/inf too)" if data_bad else ""),
+                    {
+                        "step": broken.step,
+                        "previous_norm": finite_before[-1] if finite_before else None,
+                    },
+                    record.where(step=broken.step),
+                )
+            ]
+        finite = [s for s in samples if s.finite]
+        ratios = _ratios(finite)
+        ratio = median(ratios) if len(ratios) >= 2 else None
+        updates = [max(s.update_ratio) for s in finite if s.update_ratio]
+        update = median(updates) if len(updates) >= 2 else None
+        norms = [s.total_norm for s in finite if s.total_norm > 0]
+        growth = None
+        if len(norms) >= 6:
+            k = max(2, len(norms) // 5)
+            early, late = median(norms[:k]), median(norms[-k:])
+            growth = late / early if early else None
+        figures = {
+            "first_over_last": ratio,
+            "median_max_update_ratio": update,
+            "norm_growth": growth,
+            "last_total_norm": finite[-1].total_norm if finite else None,
+        }
+        reasons = []
+        if ratio is not None and ratio > self.RATIO:
+            reasons.append(
+                f"the first layer's gradient is {ratio:.3g}x the output layer's (median over "
+                f"{len(ratios)} sampled steps)"
+            )
+        if update is not None and update > self.UPDATE:
+            reasons.append(f"a typical step changes a layer by {update:.3g}x its own size")
+        if growth is not None and growth > self.GROWTH:
+            reasons.append(f"the total gradient norm grew {growth:.3g}-fold during training")
+        if not reasons:
+            return []
+        return [self.finding("exploding_gradients", "warning", "; ".join(reasons), figures)]

@@ -1,0 +1,231 @@
+"""Loss-trajectory detectors: diverging, oscillating and slowly converging training loss."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._detector import Detector, register_detector
+from ._finding import Finding
+from ._record import TrainingRecord
+from ._signals import diverged, progress, relative_improvements, smoothed, update_scale
+
+
+@register_detector("diverging_loss")
+class DivergingLoss(Detector):
+    """NaN/inf loss, or a loss that climbs back above where it started.
+
+    AUTOTRAINER (ICSE'21) treats a NaN loss as an explosion; Lightning's LR finder calls a loss
+    above 4x the best one diverged. Here: error on NaN/inf or on 10x the initial loss; warning
+    when the loss ends 50% above its start, or gave back most of its progress (>= 3x its best).
+    """
+
+    kinds = ("diverging_loss",)
+    GROWTH_WARN = 1.5
+    GROWTH_ERROR = 10.0
+    GIVEN_BACK = 0.6
+    ABOVE_BEST = 3.0
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        bad = record.first_nonfinite_step()
+        data_hint = (
+            " (the input batches hold NaN/inf, see nan_or_inf_data)"
+            if record.batches.nonfinite_batches
+            else ""
+        )
+        if bad is not None:
+            before = [v for v in record.step_losses[:bad] if math.isfinite(v)]
+            value = record.step_losses[bad]
+            trail = (
+                f" after moving from {before[0]:.3g} to {before[-1]:.3g}" if len(before) > 1 else ""
+            )
+            return [
+                self.finding(
+                    "diverging_loss",
+                    "error",
+                    f"the training loss became {value} at step {bad + 1}{trail}{data_hint}",
+                    {"step": bad + 1, "value": str(value), "finite_steps_before": len(before)},
+                    record.where(step=bad + 1),
+                )
+            ]
+        for e in record.all_epochs():
+            for name in ("train_loss", "val_loss"):
+                v = getattr(e, name)
+                if v is not None and not math.isfinite(v):
+                    return [
+                        self.finding(
+                            "diverging_loss",
+                            "error",
+                            f"{name} became {v} in epoch {e.epoch}{data_hint}",
+                            {"epoch": e.epoch, name: str(v)},
+                            record.where(epoch=e.epoch),
+                        )
+                    ]
+        losses = record.step_losses or record.epoch_losses()
+        curve = smoothed(losses)
+        initial = record.initial_loss()
+        if len(curve) < 4 or initial is None or initial <= 0:
+            return []
+        recent, best = curve[-1], min(curve)
+        growth = recent / initial
+        given_back = (recent - best) / (initial - best) if initial > best else 0.0
+        figures = {
+            "initial_loss": initial,
+            "best_loss": best,
+            "recent_loss": recent,
+            "growth": growth,
+            "progress_given_back": given_back,
+        }
+        if growth >= self.GROWTH_ERROR:
+            severity = "error"
+        elif growth >= self.GROWTH_WARN or (
+            given_back >= self.GIVEN_BACK and recent >= self.ABOVE_BEST * best
+        ):
+            severity = "warning"
+        else:
+            return []
+        peak = int(np.argmax(curve))
+        return [
+            self.finding(
+                "diverging_loss",
+                severity,
+                f"the training loss went from {initial:.3g} down to {best:.3g} and back up to "
+                f"{recent:.3g} ({growth:.2g}x the initial loss)",
+                figures,
+                record.where(step=max(1, int(len(losses) * peak / len(curve)))),
+            )
+        ]
+
+
+@register_detector("oscillating_loss")
+class OscillatingLoss(Detector):
+    """The loss keeps jumping back up instead of settling.
+
+    AUTOTRAINER counts accuracy peak-to-trough swings of at least 0.03 and flags the run when
+    they occur in at least 20% of the epochs (eta), judging after 30% of training. Step losses
+    are too noisy for swing counting, so we average them over chunks of at least
+    ``CHUNK_STEPS`` steps and count, after the first 30% of training, the chunks whose mean lies
+    more than ``SWING`` of the initial loss above the best chunk so far ("lost ground"). In our
+    zoo healthy runs stay below 0.06 and oscillating ones reach 0.3-0.6 in a third of the
+    chunks. With too few steps, epoch losses are used the same way.
+    """
+
+    kinds = ("oscillating_loss",)
+    SWING = 0.1
+    RATE = 0.2
+    MIN_SWINGS = 3
+    MAX_CHUNKS = 30
+    CHUNK_STEPS = 8
+    START = 0.3  # AUTOTRAINER judgment_point
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        p = progress(record)
+        if p is None or diverged(record):
+            return []
+        losses = [v for v in record.step_losses if math.isfinite(v)]
+        chunks = min(self.MAX_CHUNKS, len(losses) // self.CHUNK_STEPS)
+        if chunks >= 8:
+            means = [float(c.mean()) for c in np.array_split(np.asarray(losses), chunks)]
+            unit = "chunk"
+        else:
+            means = [v for v in record.epoch_losses() if math.isfinite(v)]
+            unit = "epoch"
+        start = max(1, int(len(means) * self.START))
+        if len(means) - start < 3:
+            return []
+        lost = [(means[i] - min(means[:i])) / p.initial for i in range(start, len(means))]
+        swings = sum(x >= self.SWING for x in lost)
+        rate = swings / len(lost)
+        if swings < self.MIN_SWINGS or rate < self.RATE:
+            return []
+        return [
+            self.finding(
+                "oscillating_loss",
+                "warning",
+                f"in {swings} of the last {len(lost)} {unit}s of training the loss jumped back "
+                f"up by more than {self.SWING:.0%} of its initial value {p.initial:.3g} above its "
+                f"best so far (by up to {max(lost):.0%})",
+                {
+                    "swings": swings,
+                    "windows": len(lost),
+                    "swing_rate": rate,
+                    "largest_jump": max(lost),
+                    "window": unit,
+                    "initial_loss": p.initial,
+                },
+            )
+        ]
+
+
+@register_detector("slow_convergence")
+class SlowConvergence(Detector):
+    """The loss falls, but so slowly that training will not get anywhere in reasonable time.
+
+    AUTOTRAINER: largest epoch-to-epoch accuracy gain < 0.01. Here: less than ``MAX_GAINED`` of
+    the initial loss is gone, the loss is still falling, and the steps are tiny: the median
+    (over sampled steps) of the largest per-layer update/weight ratio is below ``TINY_UPDATE``
+    (~1e-3 is the classic healthy value, Karpathy's "A Recipe for Training Neural Networks";
+    SageMaker's WeightUpdateRatio flags < 1e-8). Without update ratios (no optimiser given) the
+    trajectory decides: most epochs improve and late gains are not much smaller than early ones,
+    the signature of a too-small step rather than a plateau.
+    """
+
+    kinds = ("slow_convergence",)
+    MAX_GAINED = 0.5
+    MIN_EPOCHS = 2
+    TINY_UPDATE = 1e-3
+    STEADY = 0.7
+    LATE_OVER_EARLY = 0.3
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        p = progress(record)
+        if p is None or diverged(record):
+            return []
+        losses = _epoch_curve(record)
+        if len(losses) < self.MIN_EPOCHS or p.gained >= self.MAX_GAINED:
+            return []
+        steps = relative_improvements(losses, p.initial)
+        third = max(1, len(steps) // 3)
+        early = float(np.mean(steps[:third]))
+        late = float(np.mean(steps[-third:]))
+        steady = sum(s > 0 for s in steps) / len(steps)
+        update = update_scale(record)
+        figures = {
+            "loss_gained": p.gained,
+            "initial_loss": p.initial,
+            "recent_loss": p.recent,
+            "improving_epochs": steady,
+            "early_gain_per_epoch": early,
+            "late_gain_per_epoch": late,
+            "median_update_ratio": update,
+        }
+        if update is not None:
+            # Exactly zero updates are not small steps but dead units (see dead_relu).
+            slow = 0 < update < self.TINY_UPDATE and p.gained > -0.05
+        else:
+            slow = (
+                len(losses) >= 3
+                and steady >= self.STEADY
+                and late > 0
+                and late >= self.LATE_OVER_EARLY * early
+            )
+        if not slow:
+            return []
+        upd = (
+            f"; the largest layer update is {update:.1e} of the weights per step" if update else ""
+        )
+        return [
+            self.finding(
+                "slow_convergence",
+                "warning",
+                f"after {len(losses)} epochs the loss is still {p.remaining:.0%} of its initial "
+                f"value {p.initial:.3g}, falling by {max(late, 0):.2%} of it per epoch{upd}",
+                figures,
+            )
+        ]
+
+
+def _epoch_curve(record: TrainingRecord) -> list[float]:
+    """Training loss per epoch (finished epochs only, finite values)."""
+    return [v for v in record.epoch_losses() if math.isfinite(v)]

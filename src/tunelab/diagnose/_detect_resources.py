@@ -1,0 +1,106 @@
+"""Resource detectors: a data pipeline that starves the model, and memory pressure / OOM."""
+
+from __future__ import annotations
+
+from ._detector import Detector, register_detector
+from ._finding import Finding
+from ._record import TrainingRecord
+
+
+@register_detector("data_bottleneck")
+class DataBottleneck(Detector):
+    """Most of the loop's time is spent waiting for the next batch (``Doctor.watch`` timing).
+
+    SageMaker's profiler rules (LowGPUUtilization, IOBottleneck) look for the same thing from
+    the device side. Here: data wait above ``WAIT_SHARE`` of wall time; trivial absolute waits
+    (less than ``MIN_WAIT_PER_BATCH_S`` per batch or ``MIN_TOTAL_WAIT_S`` in all) are ignored, since
+    no remedy would pay for itself there.
+    """
+
+    kinds = ("data_bottleneck",)
+    WAIT_SHARE = 0.5
+    ERROR_SHARE = 0.85
+    MIN_WAIT_PER_BATCH_S = 1e-3
+    MIN_TOTAL_WAIT_S = 0.2
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        epochs = list(record.epochs)
+        if record.partial is not None:
+            epochs.append(record.partial)
+        wait = sum(e.data_wait_s for e in epochs)
+        compute = sum(e.compute_s for e in epochs)
+        batches = sum(e.batches for e in epochs)
+        if batches == 0 or wait + compute <= 0:
+            return []
+        share = wait / (wait + compute)
+        per_batch = wait / batches
+        if (
+            share < self.WAIT_SHARE
+            or per_batch < self.MIN_WAIT_PER_BATCH_S
+            or wait < self.MIN_TOTAL_WAIT_S
+        ):
+            return []
+        return [
+            self.finding(
+                "data_bottleneck",
+                "error" if share >= self.ERROR_SHARE else "warning",
+                f"the loop waited for data {share:.0%} of the time ({per_batch * 1e3:.1f} ms per "
+                f"batch against {compute / batches * 1e3:.1f} ms of compute, {batches} batches)",
+                {
+                    "wait_share": share,
+                    "wait_s": wait,
+                    "compute_s": compute,
+                    "batches": batches,
+                    "wait_per_batch_s": per_batch,
+                },
+            )
+        ]
+
+
+@register_detector("memory_pressure")
+class MemoryPressure(Detector):
+    """Out-of-memory errors, or a memory peak close to the limit (CUDA allocator or RSS)."""
+
+    kinds = ("memory_pressure",)
+    HIGH = 0.9
+
+    def check(self, record: TrainingRecord) -> list[Finding]:
+        if record.ooms:
+            first = record.ooms[0]
+            size = f" with batch size {first['batch_size']}" if first.get("batch_size") else ""
+            return [
+                self.finding(
+                    "memory_pressure",
+                    "error",
+                    f"out of memory {len(record.ooms)} time(s), first at step {first['step']} "
+                    f"(epoch {first['epoch']}){size}: {first['message']}",
+                    {"ooms": len(record.ooms), **first},
+                    {"epoch": first["epoch"], "step": first["step"]},
+                )
+            ]
+        epochs = list(record.epochs)
+        if record.partial is not None:
+            epochs.append(record.partial)
+        measured = [e for e in epochs if e.memory_peak and e.memory_limit]
+        if not measured:
+            return []
+        top = max(measured, key=lambda e: e.memory_peak / e.memory_limit)
+        share = top.memory_peak / top.memory_limit
+        if share < self.HIGH:
+            return []
+        what = "CUDA memory reserved" if top.memory_device == "cuda" else "process memory (RSS)"
+        return [
+            self.finding(
+                "memory_pressure",
+                "warning",
+                f"peak {what} reached {top.memory_peak / 2**20:.0f} MiB, {share:.0%} of the "
+                f"{top.memory_limit / 2**20:.0f} MiB available (epoch {top.epoch})",
+                {
+                    "peak_bytes": top.memory_peak,
+                    "limit_bytes": top.memory_limit,
+                    "share": share,
+                    "device": top.memory_device,
+                },
+                record.where(epoch=top.epoch),
+            )
+        ]

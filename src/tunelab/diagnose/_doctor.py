@@ -1,0 +1,476 @@
+"""``Doctor``: watches any PyTorch training loop and says what is wrong with it.
+
+The doctor is built for hand-written loops first (tunelab's Trainer uses it through
+:class:`~tunelab.diagnose.DoctorCallback`)::
+
+    doc = Doctor(model, optimizer)              # registers its hooks
+    for epoch in range(epochs):
+        for xb, yb in doc.watch(loader):         # times data wait vs compute
+            loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad(); loss.backward()
+            doc.after_backward(loss)             # before optimizer.step()
+            optimizer.step()
+        doc.end_epoch(train_loss=..., val_loss=..., train_metric=..., val_metric=...)
+    print(doc.diagnose().summary())
+
+Cost: per step, one hook call per activation module and a list append; every ``every_n_steps``
+steps, per-layer statistics reduced on the device and moved to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import _detectors  # noqa: F401  (registers the built-in detectors)
+from ._data_checks import check_data
+from ._detector import Detector, make_detectors
+from ._finding import DiagnosisReport, Finding, merge_findings
+from ._probes import (
+    NORM_LAYERS,
+    RELU_LIKE,
+    SQUASHING,
+    ActivationProbe,
+    GradProbe,
+    current_exception,
+    is_out_of_memory,
+    memory_usage,
+    observe_batch,
+    split_batch,
+)
+from ._record import EpochRecord, TrainingRecord
+from ._remedies import RemedyContext, prescribe
+
+# Losses are kept on the device and read in chunks of this many steps (one sync per chunk).
+_LOSS_CHUNK = 256
+# Sample every step until this many rows were seen in the epoch, so small epochs are still
+# measured on enough inputs to judge "active on fewer than 1% of inputs".
+_MIN_ROWS = 256
+
+
+class Doctor:
+    """Diagnoses a training run from hooks, sampled gradients and the loss trajectory.
+
+    Args:
+        model: the model being trained (hooks go on its activation modules and on itself).
+        optimizer: its optimiser (for update/weight ratios and the learning rate), or None.
+        every_n_steps: sample gradients/activations/batches every this many steps.
+        config: the :class:`~tunelab.config.ExperimentConfig` of the run, when there is one;
+            prescriptions then name exact config values.
+        metric_mode: ``"max"`` when ``train_metric``/``val_metric`` are higher-is-better
+            (accuracy, F1, R²), ``"min"`` for errors (MAE), ``"auto"`` to infer it from how the
+            metric moves with the loss.
+        memory_budget: bytes the run may use; default: the GPU's memory, or the process limit.
+        detectors: names of detectors to run (default: all registered).
+
+    Only ``nn.Module`` activations are hooked; ``F.relu``/``torch.tanh`` calls inside
+    ``forward`` are invisible to the activation checks (the other checks still work).
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> doc = Doctor(model, opt)
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> for _ in range(20):
+    ...     loss = torch.nn.functional.cross_entropy(model(x), y)
+    ...     opt.zero_grad(); loss.backward(); doc.after_backward(loss); opt.step()
+    >>> doc.end_epoch()
+    >>> doc.diagnose().steps
+    20
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        every_n_steps: int = 10,
+        config: Any = None,
+        metric_mode: str = "auto",
+        memory_budget: int | None = None,
+        detectors: list[str] | None = None,
+    ) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, but got {every_n_steps}")
+        if metric_mode not in ("auto", "max", "min"):
+            raise ValueError(f"metric_mode must be auto, max or min, but got {metric_mode!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.every_n_steps = every_n_steps
+        self.config = config
+        self.metric_mode = metric_mode
+        self.memory_budget = memory_budget
+        self.detectors = detectors
+        # The issue's API: constructing the doctor registers its hooks, nothing else to call.
+        self._attach()
+
+    # ---- set-up -----------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        self.record_ = TrainingRecord()
+        self.record_.metric_mode = self.metric_mode
+        self._detectors: list[Detector] = make_detectors(self.detectors)
+        self._acts = ActivationProbe()
+        self._grads = GradProbe(self.model)
+        self._handles: list[Any] = []
+        self._loss_buf: list[torch.Tensor] = []
+        self._first_seen: dict[str, dict[str, int | None]] = {}
+        self._seen_ooms: set[int] = set()
+        self._loader: Any = None
+        self._current_batch: Any = None
+        self._fwd = 0
+        self._grad_samples_epoch = 0
+        self._new_epoch_counters()
+        if self.model is not None:
+            for name, module in self.model.named_modules():
+                if isinstance(module, RELU_LIKE + SQUASHING):
+                    self._acts.names[module] = name or type(module).__name__
+                    self._handles.append(module.register_forward_hook(self._acts.hook))
+            self._handles.append(self.model.register_forward_pre_hook(self._before_forward))
+            self._handles.append(
+                self.model.register_forward_hook(self._after_forward, always_call=True)
+            )
+        if self.optimizer is not None and hasattr(self.optimizer, "register_step_post_hook"):
+            self._handles.append(
+                self.optimizer.register_step_post_hook(lambda *_: self._grads.after_step())
+            )
+
+    def _new_epoch_counters(self) -> None:
+        self._epoch_loss_start = len(self.record_.step_losses) + len(self._loss_buf)
+        self._epoch_step_start = self.record_.steps
+        self._wait = 0.0
+        self._compute = 0.0
+        self._batches = 0
+        self._epoch_t0: float | None = None
+        self._grad_samples_epoch = 0
+
+    def close(self) -> None:
+        """Remove every hook (the doctor keeps what it recorded)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> Doctor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[1] is not None and is_out_of_memory(exc[1]):
+            self.record_oom(exc[1])
+        self.close()
+
+    @property
+    def record(self) -> TrainingRecord:
+        """Everything observed so far, as plain numbers."""
+        self._flush_losses()
+        return self.record_
+
+    # ---- the loop-facing API ------------------------------------------------------------------
+
+    def watch(self, loader: Iterable[Any]) -> Iterator[Any]:
+        """Yield ``loader``'s batches unchanged, timing the wait for each against the compute."""
+        self._loader = loader
+        it = iter(loader)
+        index = 0
+        while True:
+            t0 = time.perf_counter()
+            if self._epoch_t0 is None:
+                self._epoch_t0 = t0
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    self.record_oom(exc)
+                raise
+            t1 = time.perf_counter()
+            self._wait += t1 - t0
+            self._batches += 1
+            self._current_batch = batch
+            stats = self.record_.batches
+            if index % self.every_n_steps == 0 or stats.rows < _MIN_ROWS:
+                x, y = split_batch(batch)
+                observe_batch(stats, self.record_.steps + 1, x, y)
+            index += 1
+            t2 = time.perf_counter()
+            yield batch
+            self._compute += time.perf_counter() - t2
+
+    def after_backward(self, loss: torch.Tensor | float | None = None) -> None:
+        """Call after ``loss.backward()`` and before ``optimizer.step()`` (once per step)."""
+        step = self.record_.steps
+        if loss is not None:
+            self._push_loss(loss)
+        k = self.every_n_steps
+        if self.model is not None and (step % k == 0 or self._grad_samples_epoch == 0):
+            sample = self._grads.sample(
+                step + 1, self.record_.epoch + 1, track_update=self.optimizer is not None
+            )
+            if sample is not None:
+                self.record_.grad_samples.append(sample)
+                self._grad_samples_epoch += 1
+        self.record_.steps = step + 1
+
+    def end_epoch(
+        self,
+        train_loss: float | None = None,
+        val_loss: float | None = None,
+        train_metric: float | None = None,
+        val_metric: float | None = None,
+    ) -> None:
+        """Close an epoch; every argument is optional (metrics: see ``metric_mode``)."""
+        self._flush_losses()
+        rec = self._epoch_record(closing=True)
+        rec.train_loss, rec.val_loss = _number(train_loss), _number(val_loss)
+        rec.train_metric, rec.val_metric = _number(train_metric), _number(val_metric)
+        self.record_.epochs.append(rec)
+        self.record_.partial = None
+        self._new_epoch_counters()
+        # Run the detectors now so each finding remembers the epoch it first appeared in.
+        for f in self._run_detectors():
+            if f.is_problem and f.kind not in self._first_seen:
+                self._first_seen[f.kind] = f.first_seen or self.record_.where(epoch=rec.epoch)
+
+    def record_oom(
+        self, exc: BaseException | None = None, *, batch_size: int | None = None
+    ) -> None:
+        """Note an out-of-memory error (the doctor also catches those raised in ``forward``)."""
+        if exc is not None:
+            if id(exc) in self._seen_ooms:
+                return
+            self._seen_ooms.add(id(exc))
+        message = str(exc).strip().splitlines()[0][:200] if exc is not None and str(exc) else ""
+        self.record_.ooms.append(
+            {
+                "step": self.record_.steps + 1,
+                "epoch": self.record_.epoch + 1,
+                "message": message or "out of memory",
+                "batch_size": batch_size if batch_size is not None else self._batch_size(),
+            }
+        )
+
+    @contextlib.contextmanager
+    def guard(self, *, suppress: bool = False) -> Iterator[None]:
+        """``with doc.guard():`` records an out-of-memory error raised inside (and re-raises
+        it unless ``suppress``); other exceptions pass through untouched."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self.record_oom(exc)
+            if not suppress:
+                raise
+
+    def diagnose(self) -> DiagnosisReport:
+        """The findings so far, worst first; safe to call at any time, also mid-epoch."""
+        self._flush_losses()
+        if self._epoch_step_start < self.record_.steps or not self.record_.epochs:
+            self.record_.partial = self._epoch_record(closing=False)
+        findings = self._run_detectors()
+        ctx = self.remedy_context()
+        for f in findings:
+            seen = self._first_seen.get(f.kind) if f.is_problem else None
+            f.first_seen = seen or f.first_seen or self.record_.where(epoch=self.record_.epoch)
+            prescribe(f, ctx)
+        return DiagnosisReport(findings, epochs=len(self.record_.epochs), steps=self.record_.steps)
+
+    @staticmethod
+    def check_data(
+        X_train: Any,
+        y_train: Any,
+        X_val: Any = None,
+        y_val: Any = None,
+        *,
+        task: str = "classification",
+        X_test: Any = None,
+    ) -> list[Finding]:
+        """Checks on the arrays before training: NaN/inf, scaling, constant columns, class
+        balance, train/val(/test) duplicates. See :func:`tunelab.diagnose.check_data`."""
+        findings = check_data(X_train, y_train, X_val, y_val, task=task, X_test=X_test)
+        ctx = RemedyContext()
+        return [prescribe(f, ctx) for f in findings]
+
+    # ---- what the remedies may know -----------------------------------------------------------
+
+    def remedy_context(self) -> RemedyContext:
+        ctx = RemedyContext(config=self.config)
+        opt = self.optimizer
+        if opt is not None and opt.param_groups:
+            group = opt.param_groups[0]
+            ctx.lr = _number(group.get("lr"))
+            ctx.weight_decay = _number(group.get("weight_decay"))
+            ctx.momentum = _number(group.get("momentum"))
+            ctx.optimizer = type(opt).__name__.lower()
+        ctx.batch_size = self._batch_size()
+        ctx.num_workers = getattr(self._loader, "num_workers", None)
+        if self.model is not None:
+            linears = [m for m in self.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+            hidden = [m.out_features for m in linears[:-1] if isinstance(m, nn.Linear)]
+            ctx.width = max(hidden) if hidden else None
+            ctx.depth = len(hidden) if linears and isinstance(linears[-1], nn.Linear) else None
+            for m in self.model.modules():
+                if isinstance(m, RELU_LIKE + SQUASHING):
+                    ctx.activations.add(_activation_name(m))
+                ctx.has_norm = ctx.has_norm or isinstance(m, NORM_LAYERS)
+                if isinstance(m, nn.Dropout):
+                    ctx.dropout = max(ctx.dropout or 0.0, float(m.p))
+            ctx.cuda = self._device().type == "cuda"
+        cfg = self.config
+        if cfg is not None:
+            train = cfg.train
+            ctx.lr, ctx.weight_decay = float(train.lr), float(train.weight_decay)
+            ctx.optimizer, ctx.momentum = str(train.optimizer), float(train.momentum)
+            ctx.batch_size, ctx.accumulate_steps = (
+                int(train.batch_size),
+                int(train.accumulate_steps),
+            )
+            ctx.num_workers, ctx.init = int(train.num_workers), str(cfg.model.init)
+            try:
+                from ..models import builder_parameters
+
+                ctx.builder_params = set(builder_parameters(cfg.model.builder))
+            except Exception:  # a custom builder we cannot inspect: allow everything
+                ctx.builder_params = None
+        return ctx
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _run_detectors(self) -> list[Finding]:
+        found: list[Finding] = []
+        for detector in self._detectors:
+            try:
+                found.extend(detector.check(self.record_))
+            except Exception as exc:  # a broken check must never end the user's training
+                warnings.warn(
+                    f"doctor: detector {detector.name!r} failed: {exc!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return merge_findings(found)
+
+    def _before_forward(self, module: nn.Module, args: Any) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            self._acts.sampling = False
+            return
+        self._fwd += 1
+        self._acts.calls.clear()
+        self._acts.sampling = (
+            self._fwd % self.every_n_steps == 1
+            or self.every_n_steps == 1
+            or self._acts.rows_seen() < _MIN_ROWS
+        )
+
+    def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        exc = current_exception()
+        if exc is not None and is_out_of_memory(exc):
+            self.record_oom(exc)
+        if self._acts.sampling and output is not None:
+            self._acts.model_output(output)
+        self._acts.sampling = False
+        self._acts.last = None
+
+    def _push_loss(self, loss: torch.Tensor | float) -> None:
+        if isinstance(loss, torch.Tensor):
+            value = loss.detach()
+            if value.numel() != 1:
+                value = value.float().mean()
+            if value.device.type == "cpu":  # no device to wait for: read it now
+                self._flush_losses()
+                self._append_loss(float(value))
+                return
+            self._loss_buf.append(value.reshape(()))
+            if len(self._loss_buf) >= _LOSS_CHUNK:
+                self._flush_losses()
+        else:
+            self._flush_losses()
+            self._append_loss(float(loss))
+
+    def _append_loss(self, value: float) -> None:
+        losses = self.record_.step_losses
+        if not math.isfinite(value) and all(math.isfinite(v) for v in losses[-1:]):
+            self._inspect_current_batch()
+        losses.append(value)
+
+    def _flush_losses(self) -> None:
+        if not self._loss_buf:
+            return
+        values = torch.stack([t.float() for t in self._loss_buf]).cpu().tolist()
+        self._loss_buf.clear()
+        for v in values:
+            self._append_loss(v)
+
+    def _inspect_current_batch(self) -> None:
+        """The loss just turned NaN/inf: look at the batch that did it (blame the data?)."""
+        if self._current_batch is None:
+            return
+        x, y = split_batch(self._current_batch)
+        observe_batch(self.record_.batches, self.record_.steps + 1, x, y)
+
+    def _epoch_record(self, *, closing: bool) -> EpochRecord:
+        rec = self.record_
+        losses = rec.step_losses[self._epoch_loss_start :]
+        mean = sum(losses) / len(losses) if losses else None
+        now = time.perf_counter()
+        wall = (now - self._epoch_t0) if self._epoch_t0 is not None else 0.0
+        peak, limit, kind = memory_usage(self._device())
+        if self.memory_budget is not None:
+            limit = int(self.memory_budget)
+        return EpochRecord(
+            epoch=rec.epoch + 1,
+            step_end=rec.steps,
+            step_loss_mean=mean,
+            step_losses=len(losses),
+            wall_s=wall,
+            data_wait_s=self._wait,
+            compute_s=self._compute,
+            batches=self._batches,
+            memory_peak=peak,
+            memory_limit=limit,
+            memory_device=kind,
+            activations=self._acts.collect() if closing else [],
+        )
+
+    def _device(self) -> torch.device:
+        if self.model is not None:
+            for p in self.model.parameters():
+                return p.device
+        return torch.device("cpu")
+
+    def _batch_size(self) -> int | None:
+        if self.config is not None:
+            return int(self.config.train.batch_size)
+        size = getattr(self._loader, "batch_size", None)
+        if size:
+            return int(size)
+        x, _ = split_batch(self._current_batch)
+        return int(x.shape[0]) if x is not None and x.ndim else None
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().mean().item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _activation_name(module: nn.Module) -> str:
+    names = {
+        nn.ReLU: "relu",
+        nn.LeakyReLU: "leaky_relu",
+        nn.GELU: "gelu",
+        nn.Tanh: "tanh",
+        nn.Sigmoid: "sigmoid",
+    }
+    return names.get(type(module), type(module).__name__.lower())

@@ -1,0 +1,198 @@
+"""What the doctor reports: :class:`Finding` objects gathered in a :class:`DiagnosisReport`.
+
+A finding names its ``kind`` (one of :data:`KINDS`), how bad it is, the evidence as one readable
+sentence plus the raw figures behind it, what to do about it, and the config change that does it.
+Reports serialise to plain JSON (``findings.json``) and back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "error"]
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
+
+KINDS: tuple[str, ...] = (
+    "overfitting",
+    "underfitting",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "dead_relu",
+    "saturated_activations",
+    "diverging_loss",
+    "oscillating_loss",
+    "slow_convergence",
+    "data_bottleneck",
+    "memory_pressure",
+    "nan_or_inf_data",
+    "unscaled_inputs",
+    "constant_features",
+    "class_imbalance",
+    "data_leakage",
+)
+
+
+def severity_rank(severity: str) -> int:
+    """0 for info, 1 for warning, 2 for error (for sorting and thresholds)."""
+    return SEVERITIES.index(severity)
+
+
+@dataclass
+class Finding:
+    """One problem the doctor found.
+
+    Args:
+        kind: One of :data:`KINDS`.
+        severity: ``"info"`` (worth knowing), ``"warning"`` (hurts the result) or ``"error"``
+            (the run is broken).
+        evidence: One readable sentence with the numbers that support the finding.
+        figures: The raw numbers behind ``evidence`` (JSON-able).
+        remedy: What to do and why.
+        config_change: Dotted config paths -> new values that apply the remedy
+            (``{"train.lr": 1e-4}``), or ``None`` when no config setting fixes it.
+        first_seen: Where the problem was first detected: ``{"epoch": e, "step": s}`` (0-based;
+            ``None`` for findings about the data before training).
+
+    >>> f = Finding("diverging_loss", "error", "loss rose from 2.3 to 41 in 30 steps")
+    >>> f.is_problem
+    True
+    """
+
+    kind: str
+    severity: Severity
+    evidence: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    remedy: str = ""
+    config_change: dict[str, Any] | None = None
+    first_seen: dict[str, int | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {KINDS}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(
+                f"severity must be one of {', '.join(SEVERITIES)}, but got {self.severity!r}"
+            )
+
+    @property
+    def is_problem(self) -> bool:
+        """True for warnings and errors (what a healthy run never shows)."""
+        return self.severity != "info"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class DiagnosisReport:
+    """The doctor's findings at one moment, worst first.
+
+    ``summary()`` is a short text table; ``problems`` drops the info-level findings.
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+    epochs: int = 0
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.findings = sorted(self.findings, key=lambda f: (-severity_rank(f.severity), f.kind))
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    @property
+    def problems(self) -> list[Finding]:
+        """Warnings and errors only."""
+        return [f for f in self.findings if f.is_problem]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def kinds(self, min_severity: Severity = "info") -> set[str]:
+        """The kinds found at ``min_severity`` or worse."""
+        rank = severity_rank(min_severity)
+        return {f.kind for f in self.findings if severity_rank(f.severity) >= rank}
+
+    def get(self, kind: str) -> Finding | None:
+        """The finding of ``kind`` or None."""
+        return next((f for f in self.findings if f.kind == kind), None)
+
+    def summary(self) -> str:
+        """A readable multi-line summary: one line per finding, worst first."""
+        head = f"Diagnosis after {self.epochs} epoch(s), {self.steps} step(s): "
+        if not self.findings:
+            return head + "no findings, the run looks healthy."
+        counts = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
+        head += ", ".join(f"{n} {s}" for s, n in reversed(counts.items()) if n)
+        lines = [head]
+        for f in self.findings:
+            lines.append(f"[{f.severity.upper():7s}] {f.kind}: {f.evidence}")
+            if f.remedy and f.is_problem:
+                lines.append(f"          remedy: {f.remedy}")
+            if f.config_change:
+                change = ", ".join(f"{k}={v!r}" for k, v in f.config_change.items())
+                lines.append(f"          config: {change}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiagnosisReport:
+        return cls(
+            [Finding.from_dict(f) for f in data.get("findings", [])],
+            epochs=int(data.get("epochs", 0)),
+            steps=int(data.get("steps", 0)),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the report as JSON (``findings.json``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DiagnosisReport:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def merge_findings(*groups: Iterable[Finding]) -> list[Finding]:
+    """One finding per kind: the most severe wins (the earlier one on ties)."""
+    best: dict[str, Finding] = {}
+    for group in groups:
+        for f in group:
+            kept = best.get(f.kind)
+            if kept is None or severity_rank(f.severity) > severity_rank(kept.severity):
+                best[f.kind] = f
+    return list(best.values())
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars and tuples appear in figures)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return _jsonable(value.item())
+    return value

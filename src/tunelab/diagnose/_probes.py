@@ -1,0 +1,419 @@
+"""The doctor's instruments: activation hooks, gradient sampling, input-batch statistics, memory.
+
+Every probe is cheap on the steps it does not sample: a hook that returns at once, a counter. On
+sampled steps it reduces tensors on their own device and moves one small tensor to the host, so
+a CUDA run pays one synchronisation per sampled step, not one per layer.
+
+Only ``nn.Module`` activations can be hooked: ``torch.relu(x)`` or ``F.gelu(x)`` called inside a
+``forward`` are invisible to the activation statistics (gradients and losses are still watched).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._record import ActivationStat, BatchStats, GradSample
+
+# Units whose output is > 0 when "active"; a unit that is never active passes no gradient
+# (for LeakyReLU/ELU-like units: almost none).
+RELU_LIKE: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+)
+SQUASHING: tuple[type[nn.Module], ...] = (
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Softsign,
+)
+NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+)
+
+# A unit is dead when active on fewer than 1% of inputs (SageMaker Debugger DeadRelu,
+# threshold_inactivity = 1.0); saturated when in the flat region on more than 99% of them
+# (SageMaker SaturatedActivation uses the same 1% inactivity rule).
+INACTIVE_SHARE = 0.01
+
+
+def saturated_mask(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """Where a squashing unit sits in its flat part: derivative below 1% of its maximum.
+
+    SageMaker's SaturatedActivation uses pre-activations beyond +-9.5 (tanh) and (-23, 17)
+    (sigmoid), where the derivative is ~1e-8; we flag the flat part earlier, where the derivative
+    is already below 1% of its peak (tanh: |y| > 0.995, sigmoid: y(1-y) < 0.0025), because the
+    gradient through such units is already too small to train them.
+    """
+    if isinstance(module, nn.Tanh):
+        return out.abs() > 0.995
+    if isinstance(module, nn.Sigmoid):
+        return (out < 0.0025) | (out > 0.9975)
+    if isinstance(module, nn.Hardtanh):  # derivative exactly 0 at the clamps
+        return (out <= module.min_val) | (out >= module.max_val)
+    if isinstance(module, nn.Hardsigmoid):
+        return (out <= 0) | (out >= 1)
+    return out.abs() > 0.9  # Softsign: derivative (1-|y|)^2 < 0.01
+
+
+@dataclass
+class _UnitCounts:
+    family: str
+    shape: tuple[int, ...]
+    counts: torch.Tensor
+    rows: int = 0
+    values: torch.Tensor | None = None  # saturated values (squashing only)
+    total_values: int = 0
+
+
+@dataclass
+class ActivationProbe:
+    """Forward hooks on activation modules counting, per unit, how often it is active/saturated.
+
+    A unit is a feature for 2-D outputs, a (position, feature) pair for 3-D outputs and a
+    channel for 4-D and 5-D (convolutional) outputs. A module used several times in one forward
+    gets one entry per call (``act#2``...). The activation that produces the model's output
+    (a final sigmoid for BCELoss) is excluded: saturating there means confident predictions.
+    """
+
+    names: dict[nn.Module, str] = field(default_factory=dict)
+    stats: dict[str, _UnitCounts] = field(default_factory=dict)
+    output_keys: set[str] = field(default_factory=set)
+    sampling: bool = False
+    calls: dict[int, int] = field(default_factory=dict)
+    last: tuple[str, Any] | None = None
+
+    def hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if not self.sampling or not module.training or not isinstance(output, torch.Tensor):
+            return
+        if output.ndim == 0 or output.numel() == 0:
+            return
+        n = self.calls.get(id(module), 0) + 1
+        self.calls[id(module)] = n
+        name = self.names.get(module, type(module).__name__)
+        key = name if n == 1 else f"{name}#{n}"
+        self.last = (key, output)
+        if key in self.output_keys:
+            return
+        x = output.detach()
+        if x.ndim >= 4:
+            dims = [0, *range(2, x.ndim)]
+            rows = x.shape[0] * math.prod(x.shape[2:])
+            shape: tuple[int, ...] = (x.shape[1],)
+        else:
+            dims = [0]
+            rows = x.shape[0]
+            shape = tuple(x.shape[1:]) if x.ndim > 1 else (1,)
+        family = "relu" if isinstance(module, RELU_LIKE) else "squash"
+        mask = x > 0 if family == "relu" else saturated_mask(module, x)
+        counts = mask.sum(dim=dims, dtype=torch.float32).reshape(shape)
+        entry = self.stats.get(key)
+        if entry is None or entry.shape != shape or entry.counts.device != counts.device:
+            entry = _UnitCounts(family, shape, torch.zeros_like(counts))
+            self.stats[key] = entry
+        entry.counts += counts
+        entry.rows += rows
+        if family == "squash":
+            total = counts.sum()
+            entry.values = total if entry.values is None else entry.values + total
+            entry.total_values += rows * math.prod(shape)
+
+    def model_output(self, output: Any) -> None:
+        """Mark the activation whose output *is* the model's output; drop its statistics."""
+        if self.last is None:
+            return
+        key, tensor = self.last
+        outs = output if isinstance(output, (tuple, list)) else (output,)
+        if any(o is tensor for o in outs):
+            self.output_keys.add(key)
+            self.stats.pop(key, None)
+        self.last = None
+
+    def rows_seen(self) -> int:
+        return max((s.rows for s in self.stats.values()), default=0)
+
+    def collect(self) -> list[ActivationStat]:
+        """Close the epoch: per-layer fractions (one host transfer), then reset the counts."""
+        if not self.stats:
+            return []
+        keys = list(self.stats)
+        per_unit = []
+        for key in keys:
+            s = self.stats[key]
+            share = s.counts.flatten() / max(s.rows, 1)
+            if s.family == "relu":
+                flagged = (share < INACTIVE_SHARE).float().mean()
+            else:
+                flagged = (share > 1 - INACTIVE_SHARE).float().mean()
+            values = (s.values / max(s.total_values, 1)) if s.values is not None else flagged * 0
+            per_unit.append(torch.stack([flagged.float(), values.float()]).cpu())
+        host = torch.stack(per_unit).tolist()
+        result = []
+        for key, (flagged, values) in zip(keys, host, strict=True):
+            s = self.stats[key]
+            stat = ActivationStat(key, s.family, math.prod(s.shape), s.rows)
+            if s.family == "relu":
+                stat.dead_fraction = flagged
+            else:
+                stat.saturated_fraction = flagged
+                stat.saturated_values = values
+            result.append(stat)
+        self.stats.clear()
+        return result
+
+
+class GradProbe:
+    """Per-layer gradient/weight norms, zero-gradient share and update/weight ratios.
+
+    Only weights with ``ndim >= 2`` (linear, conv, recurrent matrices) are used, in registration
+    order, which is the forward order for ``nn.Sequential`` and almost every hand-written model.
+    Embedding tables are skipped: their gradient is sparse by design.
+    """
+
+    def __init__(self, model: nn.Module | None) -> None:
+        self.model = model
+        self._layers: list[tuple[str, nn.Parameter]] | None = None
+        self._snapshot: list[torch.Tensor] | None = None
+        self._pending: GradSample | None = None
+        self._pending_params: list[nn.Parameter] = []
+        self._pending_norms: list[float] = []
+
+    def layers(self) -> list[tuple[str, nn.Parameter]]:
+        if self._layers is None:
+            self._layers = []
+            if self.model is not None:
+                skip = {
+                    id(p)
+                    for m in self.model.modules()
+                    if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
+                    for p in m.parameters(recurse=False)
+                }
+                for name, p in self.model.named_parameters():
+                    if p.requires_grad and p.ndim >= 2 and id(p) not in skip:
+                        layer = name[: -len(".weight")] if name.endswith(".weight") else name
+                        self._layers.append((layer, p))
+        return self._layers
+
+    def sample(self, step: int, epoch: int, *, track_update: bool) -> GradSample | None:
+        """Statistics of the current gradients (call after backward, before the step)."""
+        chosen = [(n, p) for n, p in self.layers() if p.grad is not None and not p.grad.is_sparse]
+        if not chosen:
+            return None
+        names = [n for n, _ in chosen]
+        grads = [p.grad.detach() for _, p in chosen]
+        weights = [p.detach() for _, p in chosen]
+        device = grads[0].device
+        g_norms = _norms(grads)
+        w_norms = _norms(weights)
+        zeros = [(g == 0).sum() for g in grads]
+        host = torch.stack([t.to(device, torch.float64) for t in (*g_norms, *w_norms, *zeros)])
+        values = host.cpu().tolist()
+        k = len(grads)
+        sizes = [g.numel() for g in grads]
+        g_vals, w_vals, z_vals = values[:k], values[k : 2 * k], values[2 * k :]
+        total = math.sqrt(sum(v * v for v in g_vals))
+        sample = GradSample(
+            step=step,
+            epoch=epoch,
+            names=names,
+            grad_rms=[v / math.sqrt(n) for v, n in zip(g_vals, sizes, strict=True)],
+            weight_rms=[v / math.sqrt(n) for v, n in zip(w_vals, sizes, strict=True)],
+            total_norm=total,
+            zero_fraction=sum(z_vals) / max(sum(sizes), 1),
+        )
+        if track_update:
+            # Copy the weights now; the optimiser post-step hook measures how far they moved.
+            self._snapshot = [w.clone() for w in weights]
+            self._pending = sample
+            self._pending_params = [p for _, p in chosen]
+            self._pending_norms = w_vals
+        return sample
+
+    def after_step(self) -> None:
+        """Optimiser post-step hook: fill the pending sample's update/weight ratios."""
+        if self._pending is None or self._snapshot is None:
+            return
+        params = [p.detach() for p in self._pending_params]
+        diffs = torch._foreach_sub(params, self._snapshot)
+        norms = torch.stack([t.to(torch.float64) for t in _norms(diffs)]).cpu().tolist()
+        self._pending.update_ratio = [
+            d / w if w > 0 else (0.0 if d == 0 else float("inf"))
+            for d, w in zip(norms, self._pending_norms, strict=True)
+        ]
+        self._pending = None
+        self._snapshot = None
+        self._pending_params = []
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    try:
+        return list(torch._foreach_norm(tensors))
+    except (RuntimeError, TypeError):  # mixed devices/dtypes on some builds
+        return [t.float().norm() for t in tensors]
+
+
+def split_batch(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The inputs and targets of a loader batch: ``(x, y)`` tuples, dicts, or a bare tensor."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and batch:
+        x = batch[0] if isinstance(batch[0], torch.Tensor) else None
+        y = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
+        return x, y
+    if isinstance(batch, dict):
+        x = next((batch[k] for k in ("x", "input", "inputs", "features") if k in batch), None)
+        y = next(
+            (batch[k] for k in ("y", "label", "labels", "target", "targets") if k in batch), None
+        )
+        return (x if isinstance(x, torch.Tensor) else None), (
+            y if isinstance(y, torch.Tensor) else None
+        )
+    return None, None
+
+
+def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) -> None:
+    """Fold one sampled input batch into the running input statistics (one host transfer)."""
+    if x is None or not x.is_floating_point() or x.ndim < 2 or x.shape[0] == 0:
+        return
+    x = x.detach()
+    # Images are summarised per channel, everything else per flattened feature.
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1).T if x.ndim >= 4 else x.reshape(len(x), -1)
+    finite = torch.isfinite(flat)
+    bad = (~finite).sum()
+    clean = torch.where(finite, flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
+    parts = torch.cat(
+        [
+            bad.reshape(1).to(torch.float64),
+            clean.to(torch.float64).sum(0),
+            clean.to(torch.float64).pow(2).sum(0),
+            torch.where(finite, flat, torch.full_like(flat, math.inf)).amin(0).to(torch.float64),
+            torch.where(finite, flat, torch.full_like(flat, -math.inf)).amax(0).to(torch.float64),
+        ]
+    ).cpu()
+    d = flat.shape[1]
+    stats.batches += 1
+    stats.rows += flat.shape[0]
+    nonfinite = int(parts[0])
+    if nonfinite:
+        stats.nonfinite_batches += 1
+        stats.nonfinite_values += nonfinite
+        if stats.first_nonfinite_step is None:
+            stats.first_nonfinite_step = step
+    sums, sumsq = parts[1 : 1 + d], parts[1 + d : 1 + 2 * d]
+    mins, maxs = parts[1 + 2 * d : 1 + 3 * d], parts[1 + 3 * d :]
+    if stats.feature_sumsq is None or len(stats.feature_sumsq) != d:
+        stats.feature_sum = sums.tolist()
+        stats.feature_sumsq = sumsq.tolist()
+        stats.feature_min = mins.tolist()
+        stats.feature_max = maxs.tolist()
+    else:
+        stats.feature_sum = _add(stats.feature_sum, sums.tolist())
+        stats.feature_sumsq = _add(stats.feature_sumsq, sumsq.tolist())
+        stats.feature_min = [
+            min(a, b) for a, b in zip(stats.feature_min, mins.tolist(), strict=True)
+        ]
+        stats.feature_max = [
+            max(a, b) for a, b in zip(stats.feature_max, maxs.tolist(), strict=True)
+        ]
+    if isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and y.numel():
+        labels = y.detach().cpu()
+        if int(labels.min()) >= 0:
+            for label, count in enumerate(torch.bincount(labels).tolist()):
+                if count:
+                    stats.label_counts[label] = stats.label_counts.get(label, 0) + count
+
+
+def _add(a: list[float] | None, b: list[float]) -> list[float]:
+    return b if a is None else [x + y for x, y in zip(a, b, strict=True)]
+
+
+def is_out_of_memory(exc: BaseException | None) -> bool:
+    """True for CUDA/MPS/CPU allocation failures, whatever class the backend raised."""
+    if exc is None:
+        return False
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(
+        torch.cuda, "OutOfMemoryError", None
+    )
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+    )
+
+
+def current_exception() -> BaseException | None:
+    """The exception being handled right now (inside an ``except``), if any."""
+    return sys.exc_info()[1]
+
+
+def memory_usage(device: torch.device | None) -> tuple[int | None, int | None, str]:
+    """``(peak bytes, limit bytes, "cuda"|"cpu")``: CUDA allocator on a GPU, process RSS else."""
+    if device is not None and device.type == "cuda" and torch.cuda.is_available():
+        peak = int(torch.cuda.max_memory_reserved(device))
+        _, total = torch.cuda.mem_get_info(device)
+        return peak, int(total), "cuda"
+    peak = _peak_rss()
+    return peak, _memory_limit(), "cpu"
+
+
+def _peak_rss() -> int | None:
+    try:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(kib) * (1 if sys.platform == "darwin" else 1024)
+    except (ImportError, OSError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.Process(os.getpid()).memory_info().rss)
+    except Exception:  # psutil missing or the platform refuses
+        return None
+
+
+def _memory_limit() -> int | None:
+    """The memory this process may use: the cgroup limit when one is set, else physical RAM."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="ascii") as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < (1 << 60):
+            limit = int(text)
+            break
+    else:
+        limit = None
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+        return min(limit, total) if limit else total
+    except Exception:  # psutil missing: the cgroup figure or nothing
+        return limit

@@ -1,0 +1,180 @@
+"""What the doctor has observed so far: the plain-number history detectors read.
+
+The probes (hooks, timers) write here; detectors only read. Everything is host-side Python
+numbers, so ``diagnose()`` never touches the device and stays fast on a long history.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GradSample:
+    """Per-layer gradient statistics at one sampled step (weights with ``ndim >= 2`` only)."""
+
+    step: int
+    epoch: int
+    names: list[str]
+    grad_rms: list[float]
+    weight_rms: list[float]
+    total_norm: float
+    zero_fraction: float
+    update_ratio: list[float] | None = None
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.total_norm) and all(math.isfinite(w) for w in self.weight_rms)
+
+
+@dataclass
+class ActivationStat:
+    """One activation layer over one epoch's sampled training forwards.
+
+    ``dead_fraction``: share of units active (output > 0) on fewer than 1% of sampled inputs.
+    ``saturated_fraction``: share of units in the flat part of tanh/sigmoid on more than 99% of
+    sampled inputs; ``saturated_values``: share of all sampled values in the flat part.
+    """
+
+    name: str
+    family: str  # "relu" (ReLU-like) or "squash" (tanh/sigmoid-like)
+    units: int
+    rows: int
+    dead_fraction: float = 0.0
+    saturated_fraction: float = 0.0
+    saturated_values: float = 0.0
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch: user metrics, the loss seen per step, timing and memory."""
+
+    epoch: int
+    step_end: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    train_metric: float | None = None
+    val_metric: float | None = None
+    step_loss_mean: float | None = None
+    step_losses: int = 0
+    wall_s: float = 0.0
+    data_wait_s: float = 0.0
+    compute_s: float = 0.0
+    batches: int = 0
+    memory_peak: int | None = None
+    memory_limit: int | None = None
+    memory_device: str = "cpu"
+    activations: list[ActivationStat] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float | None:
+        """The epoch's training loss: the mean of its step losses, else what the user passed."""
+        return self.step_loss_mean if self.step_loss_mean is not None else self.train_loss
+
+
+@dataclass
+class BatchStats:
+    """Running statistics of sampled input batches (seen through ``Doctor.watch``)."""
+
+    batches: int = 0
+    rows: int = 0
+    nonfinite_batches: int = 0
+    nonfinite_values: int = 0
+    first_nonfinite_step: int | None = None
+    feature_sum: list[float] | None = None
+    feature_sumsq: list[float] | None = None
+    feature_min: list[float] | None = None
+    feature_max: list[float] | None = None
+    label_counts: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingRecord:
+    """Everything observed during training, in plain numbers."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    grad_samples: list[GradSample] = field(default_factory=list)
+    ooms: list[dict[str, Any]] = field(default_factory=list)
+    batches: BatchStats = field(default_factory=BatchStats)
+    steps: int = 0
+    lr: float | None = None
+    planned_epochs: int | None = None
+    metric_mode: str = "auto"  # "max" | "min" | "auto": direction of train/val metrics
+    # The epoch in progress (not yet closed by end_epoch); detectors may look at it.
+    partial: EpochRecord | None = None
+
+    @property
+    def epoch(self) -> int:
+        """0-based index of the epoch in progress."""
+        return len(self.epochs)
+
+    def all_epochs(self) -> list[EpochRecord]:
+        """Finished epochs, plus the one in progress when it has seen steps and none finished."""
+        if not self.epochs and self.partial is not None and self.partial.step_losses:
+            return [self.partial]
+        return list(self.epochs)
+
+    def epoch_losses(self) -> list[float]:
+        """Training loss per finished epoch (step means, falling back to user values)."""
+        return [e.loss for e in self.all_epochs() if e.loss is not None]
+
+    def series(self, name: str) -> list[float]:
+        """A user metric per epoch where it was given (``val_loss``, ``val_metric``...)."""
+        values = [getattr(e, name) for e in self.all_epochs()]
+        return [float(v) for v in values if v is not None]
+
+    def initial_loss(self) -> float | None:
+        """The loss before training did much: median of the first few step losses.
+
+        Non-finite values are skipped; the first epoch's loss is the fallback when no step
+        losses were recorded.
+        """
+        head = [v for v in self.step_losses[:5] if math.isfinite(v)]
+        if head:
+            return _median(head)
+        losses = self.epoch_losses()
+        return losses[0] if losses else None
+
+    def recent_loss(self, fraction: float = 0.2, minimum: int = 5) -> float | None:
+        """Median of the most recent step losses (robust to one bad batch)."""
+        n = len(self.step_losses)
+        if n == 0:
+            losses = self.epoch_losses()
+            return losses[-1] if losses else None
+        k = max(minimum, int(n * fraction))
+        tail = [v for v in self.step_losses[-k:] if math.isfinite(v)]
+        return _median(tail) if tail else None
+
+    def first_nonfinite_step(self) -> int | None:
+        return next((i for i, v in enumerate(self.step_losses) if not math.isfinite(v)), None)
+
+    def epoch_of_step(self, step: int) -> int:
+        for e in self.epochs:
+            if step < e.step_end:
+                return e.epoch
+        return len(self.epochs)
+
+    def where(self, step: int | None = None, epoch: int | None = None) -> dict[str, int | None]:
+        """A ``first_seen`` value for a step (or an epoch)."""
+        if step is not None and epoch is None:
+            epoch = self.epoch_of_step(step)
+        if step is None and epoch is not None:
+            ends = [e.step_end for e in self.epochs if e.epoch == epoch]
+            step = ends[0] - 1 if ends and ends[0] > 0 else None
+        return {"epoch": epoch, "step": step}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def median(values: list[float]) -> float | None:
+    """Median of the finite values, None when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return _median(finite) if finite else None

@@ -1,0 +1,139 @@
+"""Small, scale-free summaries of a training history that several detectors share.
+
+Losses are compared with the run's own initial loss (``L0``), never with absolute values, so
+the same rule holds for cross-entropy on 10 classes and MSE on unscaled targets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._record import TrainingRecord
+
+
+@dataclass
+class Progress:
+    """How far the training loss has come, as fractions of the initial loss."""
+
+    initial: float
+    recent: float
+    best: float
+    epochs: int
+
+    @property
+    def remaining(self) -> float:
+        """Recent loss over initial loss (1.0: no progress; 0.0: solved)."""
+        return self.recent / self.initial if self.initial > 0 else 1.0
+
+    @property
+    def gained(self) -> float:
+        return 1.0 - self.remaining
+
+
+def progress(record: TrainingRecord) -> Progress | None:
+    """None until there is a finite initial and recent loss."""
+    initial = record.initial_loss()
+    recent = record.recent_loss()
+    if initial is None or recent is None or not math.isfinite(initial) or not math.isfinite(recent):
+        return None
+    losses = [v for v in record.step_losses if math.isfinite(v)] or record.epoch_losses()
+    best = min(smoothed(losses)) if losses else recent
+    return Progress(initial, recent, best, len(record.all_epochs()))
+
+
+def diverged(record: TrainingRecord) -> bool:
+    """NaN/inf losses, or a recent loss 50% above the initial one: other judgements are moot."""
+    if record.first_nonfinite_step() is not None:
+        return True
+    p = progress(record)
+    return p is not None and p.remaining >= 1.5
+
+
+def update_scale(record: TrainingRecord) -> float | None:
+    """Median over sampled steps of the largest per-layer update/weight ratio (None: unknown)."""
+    values = [
+        max(s.update_ratio)
+        for s in record.grad_samples
+        if s.update_ratio and s.finite and all(math.isfinite(r) for r in s.update_ratio)
+    ]
+    if len(values) < 3:
+        return None
+    return float(np.median(values))
+
+
+def smoothed(values: list[float], windows: int = 20) -> list[float]:
+    """Medians of consecutive windows (about ``windows`` of them): noise-free trajectory."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return []
+    w = max(1, len(finite) // windows)
+    arr = np.asarray(finite[: len(finite) // w * w]).reshape(-1, w)
+    return np.median(arr, axis=1).tolist()
+
+
+def chunk_means(values: list[float], chunks: int) -> list[float]:
+    """Means of ``chunks`` equal consecutive slices (fewer when there are fewer values)."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    if finite.size == 0:
+        return []
+    chunks = max(1, min(chunks, finite.size))
+    return [float(c.mean()) for c in np.array_split(finite, chunks)]
+
+
+def relative_improvements(losses: list[float], initial: float) -> list[float]:
+    """Per-epoch drop of the loss as a share of the initial loss (positive = improving)."""
+    if initial <= 0:
+        return []
+    return [(a - b) / initial for a, b in itertools.pairwise(losses)]
+
+
+def metric_direction(record: TrainingRecord) -> str:
+    """``max`` if the user's metric is higher-is-better, ``min`` if it is an error.
+
+    ``auto`` mode reads it off the history: a metric that falls as the loss falls is an error
+    metric. Without enough epochs, values inside [0, 1] are taken as scores (accuracy, R²).
+    """
+    mode = getattr(record, "metric_mode", "auto")
+    if mode in ("max", "min"):
+        return mode
+    epochs = record.all_epochs()
+    for metric, loss in (("train_metric", "loss"), ("val_metric", "val_loss")):
+        pairs = [
+            (getattr(e, metric), getattr(e, loss))
+            for e in epochs
+            if getattr(e, metric) is not None and getattr(e, loss) is not None
+        ]
+        pairs = [(m, v) for m, v in pairs if math.isfinite(m) and math.isfinite(v)]
+        if len(pairs) >= 3:
+            rho = _spearman([p[0] for p in pairs], [p[1] for p in pairs])
+            if rho > 0.3:
+                return "min"
+            if rho < -0.3:
+                return "max"
+    values = record.series("val_metric") + record.series("train_metric")
+    return "max" if all(0.0 <= v <= 1.0 for v in values) else "min"
+
+
+def score_scale(record: TrainingRecord) -> float | None:
+    """Divisor that puts a higher-is-better metric on [0, 1] (percentages: 100), else None."""
+    values = record.series("val_metric") + record.series("train_metric")
+    if not values or metric_direction(record) != "max":
+        return None
+    top = max(values)
+    if min(values) >= -1.0 and top <= 1.0:
+        return 1.0
+    if min(values) >= 0.0 and top <= 100.0:
+        return 100.0
+    return None
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
