@@ -97,14 +97,16 @@ def pareto_front(study: Any, names: list[str]) -> go.Figure:
     return _styled(plot_pareto_front(study, target_names=names), "Pareto front")
 
 
-def intermediate_values(study: Any) -> go.Figure:
+def intermediate_values(study: Any, names: list[str]) -> go.Figure:
     from optuna.visualization import plot_intermediate_values
 
     if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         raise ValueError("no trial reported a per-epoch value")
-    return _styled(
-        plot_intermediate_values(study), "Per-epoch value of every trial (pruned trials stop early)"
-    )
+    name = names[0]
+    fig = plot_intermediate_values(study)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=name)
+    return _styled(fig, "Per-epoch value of every trial (pruned trials stop early)")
 
 
 def timeline(study: Any) -> go.Figure:

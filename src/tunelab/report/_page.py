@@ -31,7 +31,8 @@ h3 { font-size:16px; margin:18px 0 6px; }
 table { border-collapse:collapse; margin:8px 0 12px; font-size:13px; }
 th, td { border:1px solid var(--line); padding:4px 8px; text-align:left; vertical-align:top; }
 th { background:var(--bg); }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+td:last-child { min-width:220px; }
 .table-wrap { max-width:100%; overflow-x:auto; }
 .plot { width:100%; min-height:200px; margin:8px 0; }
 .note { color:var(--muted); font-size:14px; }

@@ -36,7 +36,7 @@ def data_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     profile = art.data_profile
     if not isinstance(profile, dict):
         sec.missing = art.notes.get("data") or (
-            "no data_profile.json in the run directory (a study and the demo write it; "
+            "no data_profile.json in the run directory (`tunelab demo` writes one; "
             "`tunelab data profile CONFIG` prints one)"
         )
         return sec

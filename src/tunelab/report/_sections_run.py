@@ -238,7 +238,7 @@ def search_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     )
     plots = [
         ("optimization_history", "optimisation history", figs.optimization_history, names),
-        ("intermediate_values", "per-epoch values", figs.intermediate_values, None),
+        ("intermediate_values", "per-epoch values", figs.intermediate_values, names),
         ("parallel_coordinates", "parallel coordinates", figs.parallel_coordinates, names),
         ("param_importances", "parameter importances", figs.param_importances, names),
         ("pareto_front", "Pareto front", figs.pareto_front, names),
@@ -266,7 +266,9 @@ def _trials_table(art: RunArtifacts, trials: list[Any], names: list[str]) -> str
 
     params = list(dict.fromkeys(p for t in trials for p in t.params))
     cv = any("cv_std" in t.user_attrs for t in trials)
-    headers = ["#", "state", *names, *(["CV std"] if cv else []), *params]
+    short = [p.rsplit(".", 1)[-1] for p in params]
+    shown = [s if short.count(s) == 1 else p for s, p in zip(short, params, strict=True)]
+    headers = ["#", "state", *names, *(["CV std"] if cv else []), *shown]
     headers += ["epochs", "duration s", "why it ended"]
     default = {
         optuna.trial.TrialState.COMPLETE: "completed",
