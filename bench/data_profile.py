@@ -49,8 +49,10 @@ def main() -> None:
         start = time.perf_counter()
         write_csv(path, args.rows)
         size_mb = path.stat().st_size / 1e6
-        print(f"wrote {args.rows} x 20 (+label) CSV, {size_mb:.0f} MB, in "
-              f"{time.perf_counter() - start:.1f} s (not timed)")
+        print(
+            f"wrote {args.rows} x 20 (+label) CSV, {size_mb:.0f} MB, in "
+            f"{time.perf_counter() - start:.1f} s (not timed)"
+        )
         cfg = DataConfig(source="csv", path=str(path), label="label")
         times = []
         for _ in range(args.repeat):
@@ -59,12 +61,16 @@ def main() -> None:
             text = bundle.profile.to_text()
             times.append(time.perf_counter() - start)
         profile = bundle.profile
-        print(f"rows per split: {profile.rows}; features: {profile.features}; "
-              f"missing filled: {sum(profile.missing.values())}; profile text {len(text)} chars")
+        print(
+            f"rows per split: {profile.rows}; features: {profile.features}; "
+            f"missing filled: {sum(profile.missing.values())}; profile text {len(text)} chars"
+        )
         best, median = min(times), float(np.median(times))
         verdict = "PASS" if median < GOAL_S else "FAIL"
-        print(f"load + profile: best {best:.2f} s, median {median:.2f} s over {args.repeat} runs "
-              f"(goal < {GOAL_S:.0f} s): {verdict}")
+        print(
+            f"load + profile: best {best:.2f} s, median {median:.2f} s over {args.repeat} runs "
+            f"(goal < {GOAL_S:.0f} s): {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_missing_values_are_filled_with_training_statistics(tmp_path, strategy):
     if strategy == "constant":
         assert fill == -1.0
     else:
-        train_rows = frame.iloc[bundle._prepared.parts.train]["x"].dropna().to_numpy()
+        train_rows = frame.iloc[bundle.source_rows("train")]["x"].dropna().to_numpy()
         expected = {
             "mean": train_rows.mean(),
             "median": np.median(train_rows),
@@ -73,8 +73,9 @@ def test_missing_values_are_filled_with_training_statistics(tmp_path, strategy):
 
 
 def test_missing_drop_removes_rows_and_counts_them(tmp_path):
-    cfg = config(source="csv", path=_write(tmp_path, _frame_with_missing()),
-                 clean={"missing": "drop"})
+    cfg = config(
+        source="csv", path=_write(tmp_path, _frame_with_missing()), clean={"missing": "drop"}
+    )
     bundle = prepare_data(cfg, seed=0)
     # rows 0, 10, ... miss x (10 rows); rows 3, 7, 11, ... miss colour (25); no overlap
     assert bundle.profile.rows_dropped == 35
@@ -85,8 +86,9 @@ def test_missing_drop_removes_rows_and_counts_them(tmp_path):
 def test_missing_error_stops_at_the_first_missing_value(tmp_path):
     from tunelab.errors import DataError
 
-    cfg = config(source="csv", path=_write(tmp_path, _frame_with_missing()),
-                 clean={"missing": "error"})
+    cfg = config(
+        source="csv", path=_write(tmp_path, _frame_with_missing()), clean={"missing": "error"}
+    )
     with pytest.raises(DataError, match=r"column 'x' row 1 \(line 2\)"):
         prepare_data(cfg, seed=0)
 
@@ -108,8 +110,10 @@ def _frame_with_outliers() -> pd.DataFrame:
 @pytest.mark.parametrize("method", ["zscore", "iqr"])
 def test_outliers_are_clipped_to_training_bounds(tmp_path, method):
     cfg = config(
-        source="csv", path=_write(tmp_path, _frame_with_outliers()),
-        clean={"outliers": method, "outlier_action": "clip"}, scale="none",
+        source="csv",
+        path=_write(tmp_path, _frame_with_outliers()),
+        clean={"outliers": method, "outlier_action": "clip"},
+        scale="none",
     )
     bundle = prepare_data(cfg, seed=0)
     lo, hi = bundle.preprocessing.bounds_["x"]
@@ -124,8 +128,10 @@ def test_outliers_are_clipped_to_training_bounds(tmp_path, method):
 @pytest.mark.parametrize("method", ["zscore", "iqr"])
 def test_outlier_drop_removes_training_rows_only_and_counts_them(tmp_path, method):
     cfg = config(
-        source="csv", path=_write(tmp_path, _frame_with_outliers()),
-        clean={"outliers": method, "outlier_action": "drop"}, scale="none",
+        source="csv",
+        path=_write(tmp_path, _frame_with_outliers()),
+        clean={"outliers": method, "outlier_action": "drop"},
+        scale="none",
     )
     bundle = prepare_data(cfg, seed=0)
     lo, hi = bundle.preprocessing.bounds_["x"]
@@ -141,10 +147,11 @@ def test_iqr_bounds_come_from_training_quartiles(tmp_path):
     frame = _frame_with_outliers()
     cfg = config(source="csv", path=_write(tmp_path, frame), clean={"outliers": "iqr"})
     bundle = prepare_data(cfg, seed=0)
-    train = frame["x"].to_numpy()[bundle._prepared.parts.train]
+    train = frame["x"].to_numpy()[bundle.source_rows("train")]
     q1, q3 = np.percentile(train, [25, 75])
-    assert bundle.preprocessing.bounds_["x"] == pytest.approx([q1 - 1.5 * (q3 - q1),
-                                                               q3 + 1.5 * (q3 - q1)])
+    assert bundle.preprocessing.bounds_["x"] == pytest.approx(
+        [q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)]
+    )
 
 
 def test_dtype_declarations_convert_and_count_coerced_values(tmp_path):
@@ -157,7 +164,8 @@ def test_dtype_declarations_convert_and_count_coerced_values(tmp_path):
         }
     )
     cfg = config(
-        source="csv", path=_write(tmp_path, frame),
+        source="csv",
+        path=_write(tmp_path, frame),
         clean={"dtypes": {"code": "category", "reading": "float", "flag": "bool"}},
     )
     bundle = prepare_data(cfg, seed=0)
@@ -170,8 +178,9 @@ def test_dtype_declarations_convert_and_count_coerced_values(tmp_path):
 def test_one_hot_uses_training_categories_and_counts_unseen_ones(tmp_path):
     colours = ["red"] * 50 + ["blue"] * 49 + ["violet"]
     frame = pd.DataFrame({"colour": colours, "x": np.arange(100.0), "label": [0, 1] * 50})
-    cfg = config(source="csv", path=_write(tmp_path, frame), scale="none",
-                 split={"val": 0.1, "test": 0.1})
+    cfg = config(
+        source="csv", path=_write(tmp_path, frame), scale="none", split={"val": 0.1, "test": 0.1}
+    )
     bundle = prepare_data(cfg, seed=0)
     categories = bundle.preprocessing.categories_["colour"]
     in_train = "violet" in categories
@@ -198,8 +207,10 @@ def test_duplicates_are_counted_and_dropped_when_asked(tmp_path):
     assert kept.profile.duplicate_rows == 35
     assert sum(kept.profile.cross_split_duplicates.values()) > 0
     dropped = prepare_data(
-        config(source="csv", path=path, clean={"duplicates": "drop"},
-               split={"val": 0.2, "test": 0.2}), seed=0,
+        config(
+            source="csv", path=path, clean={"duplicates": "drop"}, split={"val": 0.2, "test": 0.2}
+        ),
+        seed=0,
     )
     assert dropped.profile.rows_dropped == 35
     assert sum(dropped.profile.rows.values()) == 5

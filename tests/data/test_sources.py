@@ -21,7 +21,12 @@ def test_csv_reads_numeric_categorical_and_bool_columns(csv_file):
     assert bundle.classes == ["cat", "dog", "owl"]
     assert _rows(bundle) == 120
     assert bundle.feature_names == [
-        "age", "income", "colour=blue", "colour=green", "colour=red", "member",
+        "age",
+        "income",
+        "colour=blue",
+        "colour=green",
+        "colour=red",
+        "member",
     ]
     assert bundle.X_train.dtype == torch.float32 and bundle.y_train.dtype == torch.int64
     assert bundle.input_shape == (6,)
@@ -56,7 +61,9 @@ def test_npy_table_takes_the_last_column_as_label_by_default(tmp_path):
     assert bundle.feature_names == ["f0", "f1", "f2"]
     assert bundle.classes == ["0", "1"]
     np.save(tmp_path / "first.npy", np.column_stack([y, X]))
-    first = prepare_data(config(source="numpy", path=str(tmp_path / "first.npy"), label="0"), seed=0)
+    first = prepare_data(
+        config(source="numpy", path=str(tmp_path / "first.npy"), label="0"), seed=0
+    )
     assert torch.equal(first.X_train, bundle.X_train)
 
 

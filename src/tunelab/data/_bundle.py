@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 Task = Literal["classification", "regression"]
@@ -61,6 +62,15 @@ class DataBundle:
         if name not in ("train", "val", "test"):
             raise ValueError(f"split must be one of train, val, test, got {name!r}")
         return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+    def source_rows(self, split: str) -> np.ndarray | None:
+        """0-based rows of the source (file row after the header, array index, image number)
+        that make up ``split``, in order; ``None`` for a bundle not built by ``prepare_data``
+        (``from_arrays``, or a copy made by :meth:`replace`)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be one of train, val, test, got {split!r}")
+        prepared = getattr(self, "_prepared", None)
+        return None if prepared is None else prepared.source_rows(split)
 
     def replace(self, **changes: Any) -> DataBundle:
         """A shallow copy with some fields changed (e.g. the folds of cross-validation)."""

@@ -121,13 +121,15 @@ class ImagePreprocessing(Preprocessing):
             if array.ndim == 2 and channels == 1:
                 array = array[None, None]
             elif array.ndim == 3:
-                # One image (C, H, W) or (H, W, C), or a batch of one-channel (n, H, W).
-                if array.shape == (channels, height, width):
+                # One image (C, H, W) or (H, W, C) — or, for one-channel models, (n, H, W).
+                if channels == 1:
+                    array = array[:, None] if array.shape[0] != 1 else array[None]
+                elif array.shape[0] == channels and array.shape[-1] != channels:
                     array = array[None]
-                elif array.shape == (height, width, channels):
+                elif array.shape[-1] == channels:
                     array = array.transpose(2, 0, 1)[None]
-                elif channels == 1:
-                    array = array[:, None]
+            elif array.ndim == 4 and array.shape[1] != channels and array.shape[-1] == channels:
+                array = array.transpose(0, 3, 1, 2)  # NHWC; the known channel count decides
             images = images_to_nchw(array, "input")
             if self.resize_to and images.shape[2:] != (height, width):
                 if images.dtype != np.uint8:

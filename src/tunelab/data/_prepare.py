@@ -34,12 +34,17 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class _Prepared:
-    """What a bundle was built from: cleaned data, config, seed and split positions."""
+    """What a bundle was built from: cleaned data, config, seed, the split positions as cut
+    (``parts``) and as used after training outliers were dropped (``final``)."""
 
     tidied: TidyTable | TidyImages
     cfg: DataConfig
     seed: int
     parts: SplitPositions
+    final: SplitPositions
+
+    def source_rows(self, split: str) -> np.ndarray:
+        return self.tidied.source_index[getattr(self.final, split)]
 
 
 def prepare_data(cfg: DataConfig, *, seed: int) -> DataBundle:
@@ -196,7 +201,7 @@ def build_bundle(
         profile=profile,
         name=name,
     )
-    bundle._prepared = _Prepared(tidied, cfg, seed, parts)  # type: ignore[attr-defined]
+    bundle._prepared = _Prepared(tidied, cfg, seed, parts, final)  # type: ignore[attr-defined]
     return bundle
 
 

@@ -88,5 +88,7 @@ def data_error(place: str, message: str) -> DataError:
 
 def short(value: object, limit: int = 40) -> str:
     """A value as a message shows it: repr, cut to ``limit`` characters."""
+    if isinstance(value, np.generic):
+        value = value.item()
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

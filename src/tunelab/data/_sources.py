@@ -161,11 +161,16 @@ def load_numpy(path: Path, cfg: DataConfig) -> RawTable | RawImages:
                     origin,
                     f"no label array {y_key or '(y, labels or target)'}; arrays: {keys}",
                 )
-            X, y = loaded[x_key], loaded[y_key]
-            if "classes" in keys:
-                classes = [str(c) for c in loaded["classes"].tolist()]
-            if "feature_names" in keys:
-                names = [str(c) for c in loaded["feature_names"].tolist()]
+            try:
+                X, y = loaded[x_key], loaded[y_key]
+                if "classes" in keys:
+                    classes = [str(c) for c in loaded["classes"].tolist()]
+                if "feature_names" in keys:
+                    names = [str(c) for c in loaded["feature_names"].tolist()]
+            except ValueError as exc:  # object arrays: numpy would need pickle
+                raise data_error(
+                    origin, f"cannot read without unpickling: {_first_line(exc)}"
+                ) from None
     else:
         array = loaded
         if array.ndim != 2 or array.shape[1] < 2:

@@ -39,6 +39,7 @@ class Tidy:
     actions: list[CleaningAction] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     line_offset: int | None = None
+    source_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -200,6 +201,7 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
         kinds=kinds,
         coerce=coerce,
         missing=missing,
+        source_index=frame.index.to_numpy(dtype=np.int64),
     )
     _duplicates(tidied, row_hash, cfg)
     return tidied
@@ -336,6 +338,7 @@ def tidy_images(raw: RawImages, cfg: DataConfig, *, seed: int) -> TidyImages:
     if keep is not None:
         images, labels = images[keep], labels[keep]
         items = [items[i] for i in keep] if items else None
+    source_index = keep if keep is not None else np.arange(rows_loaded)
     if cfg.image_size and raw.resize_to is None and list(images.shape[2:]) != cfg.image_size:
         h, w = images.shape[2:]
         raise data_error(
@@ -373,6 +376,7 @@ def tidy_images(raw: RawImages, cfg: DataConfig, *, seed: int) -> TidyImages:
         items=items,
         mode=raw.mode,
         resize_to=raw.resize_to,
+        source_index=source_index,
     )
     if raw.ignored:
         actions.append(CleaningAction("files", f"ignored {raw.ignored} non-image file(s)"))
@@ -418,6 +422,7 @@ def _duplicates(tidied: TidyTable | TidyImages, feature_hash: np.ndarray, cfg: D
         )
         tidied.y = tidied.y[keep]
         tidied.row_hash = feature_hash[keep]
+        tidied.source_index = tidied.source_index[keep]
         if isinstance(tidied, TidyTable):
             tidied.frame = tidied.frame[keep]
         else:
