@@ -8,6 +8,7 @@ applies the same rules to the input batches it samples inside a training loop.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,8 +36,8 @@ IMBALANCE_INFO = 3.0
 LEAK_WARN = 0.05
 LEAK_ERROR = 0.5
 NEAR_FRACTION = 0.1  # "near" = closer than 10% of the typical train-to-train neighbour distance
-_NN_QUERIES = 1000
-_NN_REFERENCE = 20000
+_NN_QUERIES = 500
+_NN_REFERENCE = 10000
 _NN_DIMS = 64
 
 
@@ -49,7 +50,23 @@ class DataView:
     splits: dict[str, np.ndarray]  # "val"/"test" -> 2-D features
     y_splits: dict[str, np.ndarray]
     task: str
-    channels: np.ndarray | None  # per-channel view of image data (rows, channels)
+    channels: int | None  # image data: channels per row (pixels are channel-major)
+    finite: bool  # X_train holds no NaN/inf (fast paths)
+
+    def train_columns(self) -> np.ndarray:
+        """X_train with NaN/inf as NaN (a copy only when there are any)."""
+        X = self.X_train
+        return X if self.finite else np.where(np.isfinite(X), X, np.nan)
+
+    def reduce(self, X: np.ndarray, how: str, axes: tuple[int, ...]) -> np.ndarray:
+        """``mean``/``max``/``min`` over ``axes``, NaN-aware only when NaN are present."""
+        if self.finite:
+            fn = {"mean": np.mean, "max": np.max, "min": np.min}[how]
+        else:
+            fn = {"mean": np.nanmean, "max": np.nanmax, "min": np.nanmin}[how]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            return fn(X, axis=axes)
 
 
 class DataCheck:
@@ -105,11 +122,10 @@ def check_data(
         if y is not None:
             y_splits[name] = _as_labels(y, len(arr), f"y_{name}")
     yt = _as_labels(y_train, len(xt), "y_train") if y_train is not None else None
-    raw = np.asarray(_to_numpy(X_train))
-    channels = None
-    if raw.ndim == 4:  # (n, C, H, W): scale is judged per channel, constancy per pixel
-        channels = raw.astype(np.float64).transpose(1, 0, 2, 3).reshape(raw.shape[1], -1).T
-    view = DataView(xt, yt, splits, y_splits, task, channels)
+    shape = np.shape(_to_numpy(X_train))
+    # (n, C, H, W) images: scale is judged per channel, constancy per pixel.
+    channels = int(shape[1]) if len(shape) == 4 else None
+    view = DataView(xt, yt, splits, y_splits, task, channels, bool(np.isfinite(xt).all()))
     found: list[Finding] = []
     for cls in _CHECKS.values():
         found.extend(cls().check(view))
@@ -209,6 +225,8 @@ class NanOrInf(DataCheck):
         bad = {}
         columns: set[int] = set()
         for name, arr in parts.items():
+            if (name == "X_train" and data.finite) or np.isfinite(arr).all():
+                continue
             mask = ~np.isfinite(arr)
             if mask.any():
                 bad[name] = int(mask.sum())
@@ -231,11 +249,14 @@ class NanOrInf(DataCheck):
 @register_data_check("scale")
 class Scale(DataCheck):
     def check(self, data: DataView) -> list[Finding]:
-        X = data.channels if data.channels is not None else data.X_train
-        finite = np.where(np.isfinite(X), X, np.nan)
-        with np.errstate(all="ignore"):
-            rms = np.sqrt(np.nanmean(finite**2, axis=0))
-            constant = ~(np.nanmax(finite, axis=0) > np.nanmin(finite, axis=0))
+        X = data.train_columns()
+        if data.channels is not None:  # (n, C*H*W) -> per channel, without a copy
+            X = X.reshape(len(X), data.channels, -1)
+            axes: tuple[int, ...] = (0, 2)
+        else:
+            axes = (0,)
+        rms = np.sqrt(data.reduce(np.square(X, dtype=np.float64), "mean", axes))
+        constant = ~(data.reduce(X, "max", axes) > data.reduce(X, "min", axes))
         found = scale_finding(rms.tolist(), constant.tolist())
         return [found] if found else []
 
@@ -243,9 +264,8 @@ class Scale(DataCheck):
 @register_data_check("constant")
 class Constant(DataCheck):
     def check(self, data: DataView) -> list[Finding]:
-        X = np.where(np.isfinite(data.X_train), data.X_train, np.nan)
-        with np.errstate(all="ignore"):
-            constant = ~(np.nanmax(X, axis=0) > np.nanmin(X, axis=0))
+        X = data.train_columns()
+        constant = ~(data.reduce(X, "max", (0,)) > data.reduce(X, "min", (0,)))
         found = constant_finding(constant.tolist(), rows=len(X))
         return [found] if found else []
 
@@ -299,28 +319,25 @@ class Leakage(DataCheck):
 def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | None:
     if len(X_train) < 2 or len(X_other) == 0:
         return None
-    std = np.nanstd(np.where(np.isfinite(X_train), X_train, np.nan), axis=0)
+    mean, std = _mean_std(X_train)
     keep = np.isfinite(std) & (std > 0)
     if not keep.any():
         return None
-    mean = np.nanmean(np.where(np.isfinite(X_train), X_train, np.nan), axis=0)
-    scale = lambda X: np.nan_to_num((X[:, keep] - mean[keep]) / std[keep])  # noqa: E731
-    A, B = scale(X_train), scale(X_other)
-    # Exact: hash rows rounded to 1e-6 of a standard deviation.
-    train_hash = _row_hashes(A)
-    other_hash = _row_hashes(B)
+    # Exact: hash every row (float32 bytes; NaN rows hash alike, which is what we want).
+    train_hash = _row_hashes(X_train)
+    other_hash = _row_hashes(X_other)
     uniq, counts = np.unique(train_hash, return_counts=True)
     exact_other = float(np.isin(other_hash, uniq).mean())
     exact_train = float(np.isin(train_hash, uniq[counts > 1]).mean())
-    # Near: nearest training neighbour of sampled rows, against the within-train baseline.
+    # Near: nearest training neighbour of sampled rows (standardised, randomly projected to
+    # at most _NN_DIMS dimensions), against the same distance within the training set.
     rng = np.random.default_rng(0)
-    A_ref = A if len(A) <= _NN_REFERENCE else A[rng.choice(len(A), _NN_REFERENCE, replace=False)]
-    if A.shape[1] > _NN_DIMS:
-        proj = rng.standard_normal((A.shape[1], _NN_DIMS)) / math.sqrt(_NN_DIMS)
-        A_ref, B, A = A_ref @ proj, B @ proj, A @ proj
-    q_other = B if len(B) <= _NN_QUERIES else B[rng.choice(len(B), _NN_QUERIES, replace=False)]
+    project = _projection(mean, std, keep, rng)
+    ref_rows = rng.choice(len(X_train), min(_NN_REFERENCE, len(X_train)), replace=False)
+    A_ref = project(X_train[np.sort(ref_rows)])
+    q_rows = rng.choice(len(X_other), min(_NN_QUERIES, len(X_other)), replace=False)
     idx_train = rng.choice(len(A_ref), min(_NN_QUERIES, len(A_ref)), replace=False)
-    d_other = _nearest(q_other, A_ref)
+    d_other = _nearest(project(X_other[np.sort(q_rows)]), A_ref)
     d_train = _nearest(A_ref[idx_train], A_ref, exclude=idx_train)
     typical = float(np.median(d_train))
     tau = NEAR_FRACTION * typical
@@ -358,11 +375,45 @@ def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | 
     )
 
 
-def _row_hashes(X: np.ndarray) -> np.ndarray:
-    import pandas as pd
+def _mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if np.isfinite(X).all():
+        return X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+    clean = np.where(np.isfinite(X), X, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        return np.nanmean(clean, axis=0, dtype=np.float64), np.nanstd(clean, axis=0)
 
-    rounded = np.round(X, 6) + 0.0  # + 0.0 turns -0.0 into 0.0 so both hash alike
-    return pd.util.hash_pandas_object(pd.DataFrame(rounded), index=False).to_numpy()
+
+def _projection(mean: np.ndarray, std: np.ndarray, keep: np.ndarray, rng: np.random.Generator):
+    """Rows -> standardised rows of the non-constant features, projected when there are many."""
+    scale = np.where(keep, 1.0 / np.where(keep, std, 1.0), 0.0)
+    dims = int(keep.sum())
+    if dims <= _NN_DIMS:
+        cols = np.flatnonzero(keep)
+
+        def standardise(X: np.ndarray) -> np.ndarray:
+            return np.nan_to_num((X[:, cols] - mean[cols]) * scale[cols])
+
+        return standardise
+    # Johnson-Lindenstrauss: distances survive a Gaussian projection to 64 dims within ~15%.
+    proj = rng.standard_normal((len(mean), _NN_DIMS)) / math.sqrt(_NN_DIMS) * scale[:, None]
+    offset = (np.nan_to_num(mean) @ proj).astype(np.float32)
+    proj = proj.astype(np.float32)
+
+    def projected(X: np.ndarray) -> np.ndarray:
+        X = X.astype(np.float32, copy=False)
+        finite = np.isfinite(X)
+        if not finite.all():
+            X = np.where(finite, X, np.float32(0.0))
+        return X @ proj - offset
+
+    return projected
+
+
+def _row_hashes(X: np.ndarray) -> np.ndarray:
+    """One hash per row of its float32 values (exact duplicates collide, others do not)."""
+    rows = np.ascontiguousarray(X.astype(np.float32) + np.float32(0.0))  # -0.0 == 0.0
+    return np.fromiter((hash(row.tobytes()) for row in rows), dtype=np.int64, count=len(X))
 
 
 def _nearest(Q: np.ndarray, R: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -403,7 +454,9 @@ def _as_2d(X: Any, name: str) -> np.ndarray:
                 f"data error: {name} must be numeric, got dtype {arr.dtype}; encode text and "
                 "categories first"
             ) from None
-    arr = arr.astype(np.float64, copy=False)
+    # float32 stays float32 (images are large); everything else becomes float64.
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64, copy=False)
     if arr.ndim == 0:
         raise DataError(f"data error: {name} must be an array of rows, got a scalar")
     return arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
