@@ -1,8 +1,9 @@
 """Atomic checkpoint files and the random-number state a resumed run needs.
 
-Every file is written to a temporary name in the same directory, flushed to disk, then moved
-over the old one with ``os.replace`` (atomic on POSIX and Windows): a process killed during a
-save leaves the previous checkpoint intact, never a half-written one. ``checkpoint.pt`` holds
+Every file is written to a temporary name in the same directory, then moved over the old one
+with ``os.replace`` (atomic on POSIX and Windows): a process killed during a save leaves the
+previous checkpoint intact, never a half-written one. (No ``fsync``: it costs milliseconds per
+save and guards against power loss, not against a killed process.) ``checkpoint.pt`` holds
 only tensors and plain Python data so it loads with ``torch.load(weights_only=True)``.
 """
 
@@ -30,8 +31,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

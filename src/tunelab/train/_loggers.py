@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._result import FitResult
     from ._trainer import Trainer
 
-GRAD_SAMPLES_PER_EPOCH = 16
+GRAD_SAMPLES_PER_EPOCH = 4
 
 
 def jsonable(value: Any) -> Any:
@@ -73,8 +73,10 @@ def _tag(name: str) -> str:
 class TensorBoardLogger(Callback):
     """Scalars and LR per epoch, plus a histogram of each layer's gradient norm per epoch.
 
-    The histogram of layer ``L`` at epoch ``e`` holds ``L``'s gradient norm at up to 16 evenly
-    spaced optimiser steps of that epoch (every ``every`` epochs; 0 turns them off).
+    The histogram of layer ``L`` at epoch ``e`` holds ``L``'s gradient norm at up to
+    ``GRAD_SAMPLES_PER_EPOCH`` evenly spaced optimiser steps of that epoch (every ``every``
+    epochs; 0 turns them off). A sample is one fused norm over all gradients into a device
+    buffer; the epoch's scalars and histograms go out together as a single event.
     """
 
     def __init__(self, logdir: Path, *, every: int = 1) -> None:
@@ -93,77 +95,75 @@ class TensorBoardLogger(Callback):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(self.logdir), purge_step=trainer.epoch + 1)
-        names = []
-        for name, param in trainer.model.named_parameters():
-            layer = name.rsplit(".", 1)[0] if "." in name else name
-            if layer not in names:
-                names.append(layer)
-            self._params.append(param)
-        self._layers = names
-        layer_index = [
-            names.index(n.rsplit(".", 1)[0] if "." in n else n)
-            for n, _ in trainer.model.named_parameters()
-        ]
-        self._layer_of = torch.tensor(layer_index, device=trainer.device)
-        self._buffer = torch.zeros(GRAD_SAMPLES_PER_EPOCH, len(names), device=trainer.device)
-        self._stride = max(1, math.ceil(trainer.steps_per_epoch / GRAD_SAMPLES_PER_EPOCH))
+        named = list(trainer.model.named_parameters())
+        layer_names = [n.rsplit(".", 1)[0] if "." in n else n for n, _ in named]
+        self._layers = list(dict.fromkeys(layer_names))
+        self._params = [p for _, p in named]
+        index = [self._layers.index(n) for n in layer_names]
+        self._layer_of = torch.tensor(index, device=trainer.device)
+        shape = (GRAD_SAMPLES_PER_EPOCH, len(self._layers))
+        self._buffer = torch.zeros(shape, device=trainer.device)
+        self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._count = 0
         self._active = self.every > 0 and epoch % self.every == 0
 
     def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
-        if (
-            not self._active
-            or trainer.global_step % self._stride
-            or self._count >= len(self._buffer)
+        if not self._active or trainer.global_step % self._stride or self._count >= len(
+            self._buffer
         ):
             return
-        present = [(i, p.grad) for i, p in enumerate(self._params) if p.grad is not None]
-        if not present:
-            return
-        index = self._layer_of[[i for i, _ in present]]
-        norms = torch.stack(torch._foreach_norm([g for _, g in present])).float()
-        row = self._buffer[self._count]
-        row.zero_().index_add_(0, index, norms.square()).sqrt_()
+        grads = [p.grad for p in self._params]
+        if any(g is None for g in grads):  # a frozen backbone: only the layers with gradients
+            present = [i for i, g in enumerate(grads) if g is not None]
+            if not present:
+                return
+            index, grads = self._layer_of[present], [grads[i] for i in present]
+        else:
+            index = self._layer_of
+        squares = torch.stack(torch._foreach_norm(grads)).float().square_()
+        self._buffer[self._count].zero_().index_add_(0, index, squares)
         self._count += 1
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 
         values = [
             Summary.Value(tag=_tag(k), simple_value=float(v))
             for k, v in metrics.items()
             if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        self.writer._get_file_writer().add_summary(Summary(value=values), epoch)
         if self._active and self._count:
-            samples = self._buffer[: self._count].cpu().numpy().astype(np.float64)
+            norms = np.sqrt(self._buffer[: self._count].cpu().numpy().astype(np.float64))
             for j, layer in enumerate(self._layers):
-                self._histogram(f"grad_norm/{layer}", samples[:, j], epoch)
-
-    def _histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            return
-        low, high = float(values.min()), float(values.max())
-        counts, edges = np.histogram(values, bins=8, range=(low, high if high > low else low + 1))
-        self.writer.add_histogram_raw(
-            tag,
-            min=low,
-            max=high,
-            num=int(values.size),
-            sum=float(values.sum()),
-            sum_squares=float((values**2).sum()),
-            bucket_limits=edges[1:].tolist(),
-            bucket_counts=counts.tolist(),
-            global_step=step,
-        )
+                histogram = _histogram(norms[:, j], HistogramProto)
+                if histogram is not None:
+                    values.append(Summary.Value(tag=f"grad_norm/{layer}", histo=histogram))
+        self.writer._get_file_writer().add_summary(Summary(value=values), epoch)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _histogram(values: np.ndarray, proto: Any) -> Any:
+    """A TensorBoard histogram of ``values`` in 8 equal buckets (None when nothing is finite)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    low, high = float(values.min()), float(values.max())
+    counts, edges = np.histogram(values, bins=8, range=(low, high if high > low else low + 1e-12))
+    return proto(
+        min=low,
+        max=high,
+        num=float(values.size),
+        sum=float(values.sum()),
+        sum_squares=float(values @ values),
+        bucket_limit=edges[1:].tolist(),
+        bucket=counts.astype(np.float64).tolist(),
+    )
 
 
 def _headline(metrics: dict[str, Any], monitor: str) -> str:

@@ -392,7 +392,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.epoch, self.global_step, self.history = 0, 0, []
         self.best_epoch, self.best_metrics, self.is_best, self._stop = None, {}, False, None
-        self._last_checkpoint = -math.inf
+        self._last_checkpoint = time.monotonic()
         self._wall_before, self._fit_started = 0.0, time.perf_counter()
         self._cbs = CallbackList(self.callbacks + self._builtin_callbacks() if self.is_main else [])
 
@@ -481,8 +481,7 @@ class Trainer:
             return False
         interval = self.config.checkpoint_interval_s
         return (
-            epoch == 1
-            or epoch == self.config.epochs
+            epoch == self.config.epochs
             or self._stop is not None
             or time.monotonic() - self._last_checkpoint >= interval
         )
