@@ -64,10 +64,36 @@ def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in unwrap_model(model).parameters() if id(p) not in head_ids]
 
 
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _frozen_norm_hook(module: nn.Module, args: Any) -> None:
+    # A frozen BatchNorm keeps its pretrained statistics: while its affine parameters are
+    # frozen it normalises with the running stats (eval behaviour) even when the model is in
+    # train mode, so a few tiny fine-tuning batches cannot overwrite them. After unfreeze()
+    # it follows model.train()/eval() again.
+    if module.weight is not None and not module.weight.requires_grad and module.training:
+        module.training = False
+
+
 def freeze_backbone(model: nn.Module) -> nn.Module:
-    """Stop gradients to everything but the head; returns ``model``."""
+    """Stop gradients to everything but the head and keep BatchNorm statistics; returns ``model``.
+
+    Frozen BatchNorm layers normalise with their pretrained running statistics (and do not
+    update them) until :func:`unfreeze`.
+    """
     for param in backbone_parameters(model):
         param.requires_grad_(False)
+    head_ids = {id(m) for m in head_module(model).modules()}
+    for module in unwrap_model(model).modules():
+        if (
+            isinstance(module, _NORMS)
+            and module.affine
+            and id(module) not in head_ids
+            and not getattr(module, "_tunelab_frozen_hook", False)
+        ):
+            module.register_forward_pre_hook(_frozen_norm_hook)
+            module._tunelab_frozen_hook = True
     return model
 
 
