@@ -262,7 +262,7 @@ def _table_actions(
         )
     if pre.outliers != "none":
         rule = (
-            f"z-score > {pre.zscore_threshold:g}"
+            f"|z-score| > {pre.zscore_threshold:g}"
             if pre.outliers == "zscore"
             else f"{pre.iqr_factor:g} x IQR"
         )
@@ -386,6 +386,7 @@ def _profile(
         assert isinstance(pre, TablePreprocessing)
         profile.columns = _table_columns(tidied, pre, counts, tidied.frame.iloc[parts.train])
         profile.constant_columns = [c.name for c in profile.columns if c.constant]
+        profile.outlier_rule = _outlier_rule(pre)
     else:
         assert isinstance(pre, ImagePreprocessing)
         profile.columns = [
@@ -395,6 +396,13 @@ def _profile(
             )
         ]
     return profile
+
+
+def _outlier_rule(pre: TablePreprocessing) -> str:
+    if pre.outliers == "iqr":
+        return f"outside {pre.iqr_factor:g} x IQR of the training quartiles"
+    rule = f"|z-score| > {pre.zscore_threshold:g} against training mean and std"
+    return rule if pre.outliers == "zscore" else rule + " (reported only)"
 
 
 def _table_columns(

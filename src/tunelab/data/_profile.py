@@ -71,6 +71,7 @@ class DataProfile:
     cross_split_duplicates: dict[str, int] = field(default_factory=dict)
     actions: list[CleaningAction] = field(default_factory=list)
     stratified: bool = False
+    outlier_rule: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -131,6 +132,8 @@ class DataProfile:
         ]
         for split, count in self.cross_split_duplicates.items():
             rows.append((f"{split} rows also in train", str(count)))
+        if self.outlier_rule:
+            rows.append(("outliers counted by", self.outlier_rule))
         if self.constant_columns:
             rows.append(("constant columns (train)", _cut(", ".join(self.constant_columns))))
         for what, value in rows:
