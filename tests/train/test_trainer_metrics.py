@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -79,7 +80,7 @@ def test_step_and_exponential_schedules_decay_per_epoch():
 def test_cosine_with_warmup_ramps_up_then_anneals_to_min_lr():
     seen, sched = _lrs(ScheduleConfig(name="cosine", warmup_epochs=1, min_lr=0.001))
     assert seen[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
-    assert all(a >= b for a, b in zip(seen[5:], seen[6:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(seen[5:]))
     sched.apply()
     assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
 

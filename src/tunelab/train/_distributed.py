@@ -1,6 +1,6 @@
 """Distributed data parallel training on one machine (``tunelab train CONFIG --nproc N``).
 
-``torch.multiprocessing.spawn`` starts N processes that join a gloo process group over the
+``torch.multiprocessing`` starts N processes that join a gloo process group over the
 loopback interface. Each prepares the same data (same seed), builds the same model and runs
 :func:`run_training`; the trainer sees the process group, wraps the model in
 ``DistributedDataParallel`` and gives each rank its own shard of every epoch's permutation
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,14 @@ def run_distributed(
     from ..data import prepare_data
 
     prepare_data(cfg.data, seed=cfg.seed)
-    torch.multiprocessing.spawn(
+    # fork (Linux) starts the workers without re-importing torch and tunelab in each of them;
+    # elsewhere spawn is the only safe method.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    torch.multiprocessing.start_processes(
         _worker,
         args=(nproc, free_port(), cfg.to_dict(), str(run_dir), resume),
         nprocs=nproc,
         join=True,
+        start_method=method,
     )
     return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
