@@ -38,7 +38,7 @@ def train(
     cfg = load_config(config)
     if epochs is not None:
         cfg = cfg.with_values({"train.epochs": epochs})
-    console = Console()
+    console = Console(soft_wrap=True)  # paths and reports stay on one line each
     if find_lr:
         _find_lr(cfg, config, write=write, run_dir=run_dir, console=console)
         return
