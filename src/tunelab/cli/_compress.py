@@ -119,6 +119,9 @@ def serve(
         None, "--max-body-bytes", help="Request body size limit in bytes."
     ),
     threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
+    log_level: str = typer.Option(
+        "info", "--log-level", help="uvicorn log level (warning hides the per-request lines)."
+    ),
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /health, GET /metadata, docs at /docs."""
     from ..deploy import serve as run_server
@@ -132,4 +135,5 @@ def serve(
         max_rows=max_rows or deploy.max_rows,
         max_body_bytes=max_body_bytes or deploy.max_body_bytes,
         threads=threads or deploy.threads,
+        log_level=log_level,
     )

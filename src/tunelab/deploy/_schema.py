@@ -130,11 +130,17 @@ class InputSchema:
             return {"rows": [row]}
         return {"rows": [np.zeros(self.shapes[0]).tolist()]}
 
-    def parse(self, rows: list[Any]) -> Any:
-        """Validated raw input: a list of clean dicts (table) or a float array (tensor)."""
-        return self._parse_table(rows) if self.kind == "table" else self._parse_tensor(rows)
+    def parse(self, rows: list[Any]) -> tuple[Any, list[str]]:
+        """``(raw input, warnings)``: clean dicts (table) or a float array (tensor).
 
-    def _parse_table(self, rows: list[Any]) -> list[dict[str, Any]]:
+        Warnings note accepted but unusual values, such as a category never seen in training
+        (the preprocessing encodes it as "none of the known categories").
+        """
+        if self.kind == "table":
+            return self._parse_table(rows)
+        return self._parse_tensor(rows), []
+
+    def _parse_table(self, rows: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
         names = [f["name"] for f in self.fields]
         known = set(names)
         clean = []
@@ -156,7 +162,19 @@ class InputSchema:
                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                 )
             clean.append({f["name"]: self._value(f, row[f["name"]], i) for f in self.fields})
-        return clean
+        warnings = []
+        for f in self.fields:
+            known_categories = f.get("categories")
+            if not known_categories:
+                continue
+            seen = set(known_categories)
+            unseen = sorted({r[f["name"]] for r in clean} - seen - {None})
+            if unseen:
+                warnings.append(
+                    f"feature {f['name']!r}: {', '.join(map(repr, unseen[:5]))} not seen in "
+                    f"training (known: {_preview(list(known_categories))})"
+                )
+        return clean, warnings
 
     def _value(self, spec: dict[str, Any], value: Any, i: int) -> Any:
         name, dtype = spec["name"], spec["dtype"]

@@ -42,20 +42,21 @@ class PredictionService:
             return []
         return list(spec.classes) or [str(i) for i in range(max(spec.output_size, 2))]
 
-    def model_input(self, rows: list[Any]) -> np.ndarray:
-        raw = self.schema.parse(rows)
+    def model_input(self, rows: list[Any]) -> tuple[np.ndarray, list[str]]:
+        """Validated, preprocessed model input and any warnings about the raw values."""
+        raw, warnings = self.schema.parse(rows)
         pre = self.served.preprocessing
         if pre is None or not hasattr(pre, "transform"):
-            return raw
+            return raw, warnings
         try:
             if self.schema.kind == "image" and hasattr(pre, "normalise"):
-                return pre.normalise(raw)  # rows are already (n, C, H, W) at the fitted size
-            return np.asarray(pre.transform(raw), dtype=np.float32)
+                return pre.normalise(raw), warnings  # rows are (n, C, H, W) at the fitted size
+            return np.asarray(pre.transform(raw), dtype=np.float32), warnings
         except Exception as exc:  # the transform only ever sees validated user input
             raise InputError(f"input could not be preprocessed: {_first_line(exc)}") from None
 
     def predict(self, rows: list[Any]) -> dict[str, Any]:
-        X = self.model_input(rows)
+        X, warnings = self.model_input(rows)
         expected = tuple(int(d) for d in self.served.spec.input_shape)
         if tuple(X.shape[1:]) != expected:
             raise InputError(
@@ -63,9 +64,10 @@ class PredictionService:
             )
         self.forward_calls += 1
         outputs = np.asarray(self.served.predictor(np.ascontiguousarray(X, dtype=np.float32)))
+        extra = {"warnings": warnings} if warnings else {}
         if self.served.spec.task != "classification":
             values = outputs.reshape(len(X)) if outputs.size == len(X) else outputs
-            return {"predictions": values.tolist(), "rows": len(X)}
+            return {"predictions": values.tolist(), "rows": len(X), **extra}
         probs = _softmax(outputs)
         idx = predicted_labels(outputs)
         classes = self.classes
@@ -76,6 +78,7 @@ class PredictionService:
             "probabilities": np.round(probs, 6).tolist(),
             "classes": classes,
             "rows": len(X),
+            **extra,
         }
 
     def metadata(self) -> dict[str, Any]:
