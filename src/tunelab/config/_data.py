@@ -100,4 +100,10 @@ class DataConfig(Section):
             raise ValueError(f"data.source '{self.source}' needs data.path")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) <= 0):
             raise ValueError(f"data.image_size must be [height, width], got {self.image_size}")
+        if self.classes is not None and (
+            len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
+        ):
+            raise ValueError(
+                f"data.classes must list at least two distinct class names, got {self.classes}"
+            )
         return self

@@ -17,7 +17,7 @@ import pandas as pd
 from ..config import DataConfig
 from ..errors import ConfigError
 from ._images import images_to_nchw, load_cifar, load_image_folder
-from ._raw import RawImages, RawTable, data_error, where
+from ._raw import RawImages, RawTable, data_error
 
 LABEL_GUESSES = ("label", "target", "y", "class", "labels", "targets")
 NPZ_X_KEYS = ("X", "x", "data", "features", "images", "inputs")
@@ -323,6 +323,3 @@ def _listing(columns: list[str], limit: int = 30) -> str:
 def _suggest(bad: str, options: list[str]) -> str:
     close = difflib.get_close_matches(bad, options, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-__all__ = ["load_source", "read_csv", "read_parquet", "split_label", "where"]

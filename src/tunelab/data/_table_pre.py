@@ -28,8 +28,8 @@ class TablePreprocessing(Preprocessing):
     >>> train = pd.DataFrame({"a": [1.0, None, 3.0], "c": ["x", "y", "x"]})
     >>> pre.fit(train).feature_names_
     ['a', 'c=x', 'c=y']
-    >>> pre.transform([{"a": 2.0, "c": "y"}]).round(3).tolist()
-    [[0.0, -0.707, 1.414]]
+    >>> pre.transform([{"a": 2.0, "c": "y"}]).astype(float).round(3).tolist()
+    [[0.0, -1.414, 1.414]]
     """
 
     kind = "table"
