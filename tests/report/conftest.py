@@ -116,30 +116,52 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare_data(DataConfig(source="sklearn", dataset="digits"), seed=0).profile.save(
         run / "data_profile.json"
     )
+    # doctor/ as `tunelab doctor --fix` leaves it: one training directory per round.
     doctor = run / "doctor"
-    doctor.mkdir()
+    (doctor / "round_0").mkdir(parents=True)
+    shutil.copytree(best_dir, doctor / "round_1", ignore=shutil.ignore_patterns("best"))
+    diverging = [{"epoch": e, "train_loss": 2.3 * 3**e, "val_accuracy": 0.1} for e in (1, 2, 3)]
+    (doctor / "round_0" / "metrics.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in diverging)
+    )
+    rounds = [
+        {
+            "round": 0,
+            "changes": {},
+            "status": "diverged",
+            "reason": "loss rose 41x",
+            "metric": "val_accuracy",
+            "value": 0.11,
+            "directory": str(doctor / "round_0"),
+            "findings": [
+                {
+                    "kind": "diverging_loss",
+                    "severity": "error",
+                    "evidence": "loss 2.3 -> 41 in 3 epochs",
+                    "figures": {"ratio": 17.8},
+                    "remedy": "lower the learning rate 10x",
+                    "config_change": {"train.lr": 0.05},
+                    "first_seen": {"epoch": 0, "step": 12},
+                }
+            ],
+        },
+        {
+            "round": 1,
+            "changes": {"train.lr": 0.05},
+            "status": "completed",
+            "reason": "ran all 3 epochs",
+            "metric": "val_accuracy",
+            "value": 0.93,
+            "directory": str(doctor / "round_1"),
+            "findings": [],
+        },
+    ]
     (doctor / "fix_rounds.json").write_text(
         json.dumps(
-            [
-                {
-                    "round": 0,
-                    "findings": [
-                        {
-                            "kind": "diverging_loss",
-                            "severity": "error",
-                            "evidence": "loss 2.3 -> 41 in 3 epochs",
-                            "remedy": "lower the learning rate 10x",
-                            "config_change": {"train.lr": 0.05},
-                        }
-                    ],
-                    "val_metric": 0.11,
-                    "metric_name": "val_accuracy",
-                    "changes": {"train.lr": 0.05},
-                },
-                {"round": 1, "findings": [], "val_metric": 0.93, "metric_name": "val_accuracy"},
-            ]
+            {"repaired": True, "stopped_because": "no warning or error left", "rounds": rounds}
         )
     )
+    (doctor / "config.yaml").write_text(yaml.safe_dump(config))
     from tunelab.compress import compress_run
     from tunelab.deploy import export_run
 

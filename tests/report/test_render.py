@@ -41,6 +41,7 @@ def test_full_run_has_every_section_and_plot(handmade_run: Path):
         "grad_norms",
         "class_balance",
         "compression_tradeoff",
+        "fix_rounds",
     }
 
 
@@ -69,6 +70,8 @@ def test_doctor_section_shows_evidence_remedy_and_fix_rounds(handmade_run: Path)
     assert "raise weight decay or dropout" in html
     assert "diverging_loss (error)" in html  # round 0 of --fix
     assert "0.93 val_accuracy" in html  # round 1, after the fix
+    assert "train.lr=0.05" in html  # the change applied before round 1
+    assert "Repaired: stopped because no warning or error left" in html
     assert "#5" in html  # the sick trial of the search
 
 

@@ -228,6 +228,37 @@ def grad_norms(series: dict[str, list[tuple[float, float]]], x_label: str) -> go
     return _styled(fig, "Per-layer gradient norms over training")
 
 
+def round_curves(curves: dict[str, list[dict[str, Any]]], metric: str) -> go.Figure:
+    """The doctor's repair rounds side by side: validation metric and train loss per epoch."""
+    if not curves:
+        raise ValueError("no round has a metrics.jsonl")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[metric, "train_loss"])
+    for i, (name, rows) in enumerate(curves.items()):
+        color = _PALETTE[i % len(_PALETTE)]
+        for col, key in ((1, metric), (2, "train_loss")):
+            xs, ys = _series(rows, key)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    name=name,
+                    mode="lines+markers",
+                    line={"color": color},
+                    legendgroup=name,
+                    showlegend=col == 1,
+                ),
+                1,
+                col,
+            )
+    fig.update_xaxes(title_text="epoch")
+    fig = _styled(fig, "Before and after --fix: each repair round's training")
+    fig.update_layout(margin={"t": 90})
+    return fig
+
+
+_PALETTE = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b")
+
+
 # ---- data and compression -------------------------------------------------------------------
 
 

@@ -10,11 +10,11 @@ from ..errors import FatalError
 from ._artifacts import RunArtifacts, load_run
 from ._page import FigureRegistry, ReportSection, page
 from ._section_data import data_section
+from ._section_doctor import doctor_section
 from ._sections_model import (
     best_model_section,
     compression_section,
     deploy_section,
-    doctor_section,
 )
 from ._sections_run import dataset_name, search_section, started_at, summary_section
 
