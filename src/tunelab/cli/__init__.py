@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import FatalError
-from . import _compress, _data, _report, _train, _tune, _validate  # noqa: F401  (commands register on import)
+from . import _compress, _data, _doctor, _report, _train, _tune, _validate  # noqa: F401  (commands register on import)
 from ._app import app
 
 __all__ = ["app", "main"]

@@ -8,8 +8,16 @@ from ._base import Section
 
 
 class DiagnoseConfig(Section):
-    """The training doctor attached to the trainer."""
+    """The training doctor attached to the trainer (``docs/diagnose.md``)."""
 
     enabled: bool = False
+    # Sample per-layer gradients, activations and input batches every this many steps.
     every_n_steps: int = Field(10, ge=1)
+    # End a fit whose loss diverged, whose gradients blew up or whose inputs hold NaN/inf.
     stop_on_error: bool = True
+    # Log per-layer gradient RMS and dead/saturated fractions to the run's TensorBoard.
+    tensorboard: bool = True
+    # `tunelab doctor`: epochs of each diagnostic run (default: train.epochs, at most 10).
+    epochs: int | None = Field(None, gt=0)
+    # `tunelab doctor --fix`: how many repair rounds at most.
+    rounds: int = Field(3, ge=1, le=10)

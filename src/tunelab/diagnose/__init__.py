@@ -9,6 +9,7 @@ Works in any hand-written PyTorch loop and inside tunelab's Trainer (``DoctorCal
 []
 """
 
+from ._callback import DoctorCallback, doctor_callbacks
 from ._data_checks import DataCheck, check_data, data_check_names, register_data_check
 from ._detector import Detector, detector_names, register_detector
 from ._doctor import Doctor
@@ -23,6 +24,7 @@ __all__ = [
     "Detector",
     "DiagnosisReport",
     "Doctor",
+    "DoctorCallback",
     "Finding",
     "Remedy",
     "RemedyContext",
@@ -30,6 +32,7 @@ __all__ = [
     "check_data",
     "data_check_names",
     "detector_names",
+    "doctor_callbacks",
     "register_data_check",
     "register_detector",
     "register_remedy",

@@ -6,14 +6,11 @@ import math
 
 import numpy as np
 
+from ._detect_loss import SlowConvergence
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import EpochRecord, TrainingRecord
 from ._signals import diverged, progress, relative_improvements, score_scale, update_scale
-
-# Below this largest-layer update/weight ratio the steps are too small to judge capacity
-# (the same value SlowConvergence uses).
-SLOW_UPDATE = 1e-3
 
 
 def _metric_gap(record: TrainingRecord, epochs: list[EpochRecord]) -> tuple[float, float] | None:
@@ -166,8 +163,9 @@ class Underfitting(Detector):
             return []
         if gap is not None and gap[0] >= Overfitting.GAP:
             return []
-        if update is not None and update < SLOW_UPDATE and p.gained < 0.5:
-            return []  # tiny steps: that is slow convergence, not missing capacity
+        slow = SlowConvergence().measure(record)
+        if slow is not None and slow["slow"]:
+            return []  # small steps: that is slow convergence, not missing capacity
         stalled_high = late < self.PLATEAU and p.remaining >= self.REMAINING
         low_score = score is not None and score < self.LOW_SCORE and late < self.CREEP
         if not (stalled_high or low_score):

@@ -163,35 +163,73 @@ class SlowConvergence(Detector):
     """The loss falls, but so slowly that training will not get anywhere in reasonable time.
 
     AUTOTRAINER: largest epoch-to-epoch accuracy gain < 0.01. Here: less than ``MAX_GAINED`` of
-    the initial loss is gone, the loss is still falling, and the steps are tiny: the median
-    (over sampled steps) of the largest per-layer update/weight ratio is below ``TINY_UPDATE``
-    (~1e-3 is the classic healthy value, Karpathy's "A Recipe for Training Neural Networks";
-    SageMaker's WeightUpdateRatio flags < 1e-8). Without update ratios (no optimiser given) the
-    trajectory decides: most epochs improve and late gains are not much smaller than early ones,
-    the signature of a too-small step rather than a plateau.
+    the initial loss is gone and the steps are tiny: the median (over sampled steps) of the
+    largest per-layer update/weight ratio is below ``TINY_UPDATE`` (~1e-3 is the classic healthy
+    value, Karpathy's "A Recipe for Training Neural Networks"; SageMaker's WeightUpdateRatio
+    flags < 1e-8), or below ``SMALL_UPDATE`` while the loss falls at a near-constant rate under
+    ``SLOW_GAIN`` of the initial loss per epoch (the signature of a too-small step rather than a
+    plateau). Without update ratios (no optimiser given) the trajectory alone decides.
     """
 
     kinds = ("slow_convergence",)
     MAX_GAINED = 0.5
     MIN_EPOCHS = 2
     TINY_UPDATE = 1e-3
+    SMALL_UPDATE = 3e-3
+    SLOW_GAIN = 0.05
     STEADY = 0.7
-    LATE_OVER_EARLY = 0.3
+    LATE_OVER_EARLY = 0.7
 
     def check(self, record: TrainingRecord) -> list[Finding]:
+        figures = self.measure(record)
+        if figures is None or not figures["slow"]:
+            return []
+        update, late = figures["median_update_ratio"], figures["late_gain_per_epoch"]
+        upd = (
+            f"; the largest layer update is {update:.1e} of the weights per step" if update else ""
+        )
+        return [
+            self.finding(
+                "slow_convergence",
+                "warning",
+                f"after {figures['epochs']} epochs the loss is still "
+                f"{1 - figures['loss_gained']:.0%} of its initial value "
+                f"{figures['initial_loss']:.3g}, falling by {max(late, 0):.2%} of it per epoch"
+                f"{upd}",
+                figures,
+            )
+        ]
+
+    def measure(self, record: TrainingRecord) -> dict | None:
+        """The figures behind the verdict (``figures["slow"]``), or None if not judgeable."""
         p = progress(record)
         if p is None or diverged(record):
-            return []
+            return None
         losses = _epoch_curve(record)
-        if len(losses) < self.MIN_EPOCHS or p.gained >= self.MAX_GAINED:
-            return []
+        if len(losses) < self.MIN_EPOCHS:
+            return None
         steps = relative_improvements(losses, p.initial)
         third = max(1, len(steps) // 3)
         early = float(np.mean(steps[:third]))
         late = float(np.mean(steps[-third:]))
         steady = sum(s > 0 for s in steps) / len(steps)
         update = update_scale(record)
-        figures = {
+        # Still falling at a near-constant, small rate: the step size, not a plateau.
+        linear = (
+            steady >= self.STEADY
+            and 0 < late < self.SLOW_GAIN
+            and late >= self.LATE_OVER_EARLY * early
+        )
+        if p.gained >= self.MAX_GAINED or p.gained < -0.05:
+            slow = False
+        elif update is not None:
+            # Exactly zero updates are not small steps but dead units (see dead_relu).
+            slow = 0 < update < self.TINY_UPDATE or (update < self.SMALL_UPDATE and linear)
+        else:
+            slow = len(losses) >= 3 and linear
+        return {
+            "slow": slow,
+            "epochs": len(losses),
             "loss_gained": p.gained,
             "initial_loss": p.initial,
             "recent_loss": p.recent,
@@ -200,30 +238,6 @@ class SlowConvergence(Detector):
             "late_gain_per_epoch": late,
             "median_update_ratio": update,
         }
-        if update is not None:
-            # Exactly zero updates are not small steps but dead units (see dead_relu).
-            slow = 0 < update < self.TINY_UPDATE and p.gained > -0.05
-        else:
-            slow = (
-                len(losses) >= 3
-                and steady >= self.STEADY
-                and late > 0
-                and late >= self.LATE_OVER_EARLY * early
-            )
-        if not slow:
-            return []
-        upd = (
-            f"; the largest layer update is {update:.1e} of the weights per step" if update else ""
-        )
-        return [
-            self.finding(
-                "slow_convergence",
-                "warning",
-                f"after {len(losses)} epochs the loss is still {p.remaining:.0%} of its initial "
-                f"value {p.initial:.3g}, falling by {max(late, 0):.2%} of it per epoch{upd}",
-                figures,
-            )
-        ]
 
 
 def _epoch_curve(record: TrainingRecord) -> list[float]:

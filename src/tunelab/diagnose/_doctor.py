@@ -24,6 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -45,7 +46,7 @@ from ._probes import (
     observe_batch,
     split_batch,
 )
-from ._record import EpochRecord, TrainingRecord
+from ._record import ActivationStat, BatchStats, EpochRecord, GradSample, TrainingRecord
 from ._remedies import RemedyContext, prescribe
 
 # Losses are kept on the device and read in chunks of this many steps (one sync per chunk).
@@ -53,6 +54,8 @@ _LOSS_CHUNK = 256
 # Sample every step until this many rows were seen in the epoch, so small epochs are still
 # measured on enough inputs to judge "active on fewer than 1% of inputs".
 _MIN_ROWS = 256
+# Gradient samples kept in a checkpoint (the detectors look at recent ones and medians).
+_KEPT_SAMPLES = 500
 
 
 class Doctor:
@@ -62,8 +65,8 @@ class Doctor:
         model: the model being trained (hooks go on its activation modules and on itself).
         optimizer: its optimiser (for update/weight ratios and the learning rate), or None.
         every_n_steps: sample gradients/activations/batches every this many steps.
-        config: the :class:`~tunelab.config.ExperimentConfig` of the run, when there is one;
-            prescriptions then name exact config values.
+        config: the :class:`~tunelab.config.ExperimentConfig` of the run (or just its
+            ``TrainConfig``), when there is one; prescriptions then start from its values.
         metric_mode: ``"max"`` when ``train_metric``/``val_metric`` are higher-is-better
             (accuracy, F1, R²), ``"min"`` for errors (MAE), ``"auto"`` to infer it from how the
             metric moves with the loss.
@@ -239,19 +242,23 @@ class Doctor:
                 self._first_seen[f.kind] = f.first_seen or self.record_.where(epoch=rec.epoch)
 
     def record_oom(
-        self, exc: BaseException | None = None, *, batch_size: int | None = None
+        self,
+        exc: BaseException | None = None,
+        *,
+        batch_size: int | None = None,
+        message: str | None = None,
     ) -> None:
         """Note an out-of-memory error (the doctor also catches those raised in ``forward``)."""
         if exc is not None:
             if id(exc) in self._seen_ooms:
                 return
             self._seen_ooms.add(id(exc))
-        message = str(exc).strip().splitlines()[0][:200] if exc is not None and str(exc) else ""
+            message = message or (str(exc).strip().splitlines() or [""])[0][:200]
         self.record_.ooms.append(
             {
                 "step": self.record_.steps + 1,
                 "epoch": self.record_.epoch + 1,
-                "message": message or "out of memory",
+                "message": (message or "out of memory")[:300],
                 "batch_size": batch_size if batch_size is not None else self._batch_size(),
             }
         )
@@ -278,7 +285,12 @@ class Doctor:
         ctx = self.remedy_context()
         for f in findings:
             seen = self._first_seen.get(f.kind) if f.is_problem else None
-            f.first_seen = seen or f.first_seen or self.record_.where(epoch=self.record_.epoch)
+            now = (
+                self.record_.where(step=self.record_.steps)
+                if self.record_.steps
+                else self.record_.where(epoch=max(1, self.record_.epoch))
+            )
+            f.first_seen = seen or f.first_seen or now
             prescribe(f, ctx)
         return DiagnosisReport(findings, epochs=len(self.record_.epochs), steps=self.record_.steps)
 
@@ -297,6 +309,45 @@ class Doctor:
         findings = check_data(X_train, y_train, X_val, y_val, task=task, X_test=X_test)
         ctx = RemedyContext()
         return [prescribe(f, ctx) for f in findings]
+
+    # ---- resume ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The history as plain data (a trainer checkpoint stores it for resumed runs)."""
+        self._flush_losses()
+        rec = self.record_
+        return {
+            "epochs": [asdict(e) for e in rec.epochs],
+            "step_losses": torch.tensor(rec.step_losses, dtype=torch.float32),
+            "grad_samples": [asdict(s) for s in rec.grad_samples[-_KEPT_SAMPLES:]],
+            "ooms": list(rec.ooms),
+            "batches": asdict(rec.batches),
+            "steps": rec.steps,
+            "first_seen": dict(self._first_seen),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the hooks stay as they are)."""
+        if not state:
+            return
+        rec = self.record_
+        rec.epochs = [
+            EpochRecord(
+                **{k: v for k, v in e.items() if k != "activations"},
+                activations=[ActivationStat(**a) for a in e.get("activations", [])],
+            )
+            for e in state.get("epochs", [])
+        ]
+        losses = state.get("step_losses")
+        rec.step_losses = (
+            losses.tolist() if isinstance(losses, torch.Tensor) else list(losses or [])
+        )
+        rec.grad_samples = [GradSample(**s) for s in state.get("grad_samples", [])]
+        rec.ooms = list(state.get("ooms", []))
+        rec.batches = BatchStats(**state.get("batches", {}))
+        rec.steps = int(state.get("steps", 0))
+        self._first_seen = dict(state.get("first_seen", {}))
+        self._new_epoch_counters()
 
     # ---- what the remedies may know -----------------------------------------------------------
 
@@ -324,21 +375,26 @@ class Doctor:
                     ctx.dropout = max(ctx.dropout or 0.0, float(m.p))
             ctx.cuda = self._device().type == "cuda"
         cfg = self.config
-        if cfg is not None:
-            train = cfg.train
+        train = getattr(cfg, "train", cfg)  # an ExperimentConfig or just its TrainConfig
+        if train is not None and hasattr(train, "batch_size"):
+            ctx.train = train
             ctx.lr, ctx.weight_decay = float(train.lr), float(train.weight_decay)
             ctx.optimizer, ctx.momentum = str(train.optimizer), float(train.momentum)
             ctx.batch_size, ctx.accumulate_steps = (
                 int(train.batch_size),
                 int(train.accumulate_steps),
             )
-            ctx.num_workers, ctx.init = int(train.num_workers), str(cfg.model.init)
+            ctx.num_workers = int(train.num_workers)
+        if cfg is not None and hasattr(cfg, "model"):
+            ctx.init = str(cfg.model.init)
             try:
                 from ..models import builder_parameters
 
                 ctx.builder_params = set(builder_parameters(cfg.model.builder))
             except Exception:  # a custom builder we cannot inspect: allow everything
                 ctx.builder_params = None
+        else:
+            ctx.config = None  # remedies read model params only from a whole experiment config
         return ctx
 
     # ---- internals ----------------------------------------------------------------------------
@@ -445,8 +501,9 @@ class Doctor:
         return torch.device("cpu")
 
     def _batch_size(self) -> int | None:
-        if self.config is not None:
-            return int(self.config.train.batch_size)
+        train = getattr(self.config, "train", self.config)
+        if train is not None and hasattr(train, "batch_size"):
+            return int(train.batch_size)
         size = getattr(self._loader, "batch_size", None)
         if size:
             return int(size)

@@ -55,8 +55,8 @@ class Finding:
         remedy: What to do and why.
         config_change: Dotted config paths -> new values that apply the remedy
             (``{"train.lr": 1e-4}``), or ``None`` when no config setting fixes it.
-        first_seen: Where the problem was first detected: ``{"epoch": e, "step": s}`` (0-based;
-            ``None`` for findings about the data before training).
+        first_seen: Where the problem was first detected: ``{"epoch": e, "step": s}``, both
+            counted from 1 like the trainer's hooks (``None`` for data checks before training).
 
     >>> f = Finding("diverging_loss", "error", "loss rose from 2.3 to 41 in 30 steps")
     >>> f.is_problem

@@ -108,7 +108,7 @@ class TrainingRecord:
 
     @property
     def epoch(self) -> int:
-        """0-based index of the epoch in progress."""
+        """Epochs finished so far (the one in progress is ``epoch + 1``)."""
         return len(self.epochs)
 
     def all_epochs(self) -> list[EpochRecord]:
@@ -152,18 +152,19 @@ class TrainingRecord:
         return next((i for i, v in enumerate(self.step_losses) if not math.isfinite(v)), None)
 
     def epoch_of_step(self, step: int) -> int:
+        """The (1-based) epoch in which 1-based ``step`` ran."""
         for e in self.epochs:
-            if step < e.step_end:
+            if step <= e.step_end:
                 return e.epoch
-        return len(self.epochs)
+        return len(self.epochs) + 1
 
     def where(self, step: int | None = None, epoch: int | None = None) -> dict[str, int | None]:
-        """A ``first_seen`` value for a step (or an epoch)."""
+        """A ``first_seen`` value for a 1-based step (or a 1-based epoch: its last step)."""
         if step is not None and epoch is None:
             epoch = self.epoch_of_step(step)
         if step is None and epoch is not None:
             ends = [e.step_end for e in self.epochs if e.epoch == epoch]
-            step = ends[0] - 1 if ends and ends[0] > 0 else None
+            step = ends[0] if ends and ends[0] > 0 else (self.steps or None)
         return {"epoch": epoch, "step": step}
 
 

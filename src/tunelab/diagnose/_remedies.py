@@ -41,6 +41,7 @@ class RemedyContext:
     depth: int | None = None  # hidden weight layers
     builder_params: set[str] | None = None  # what model.params accepts (None: unknown)
     config: Any = None  # an ExperimentConfig when the run came from one
+    train: Any = None  # its TrainConfig (also known when only the trainer's config is)
 
     def accepts(self, param: str) -> bool:
         """Whether ``model.params.<param>`` can be set (unknown builders: yes)."""
@@ -102,9 +103,12 @@ def _lr(ctx: RemedyContext, factor: float, *, cap: float | None = None) -> dict[
 
 def _changed(ctx: RemedyContext, path: str, value: Any) -> dict[str, Any]:
     """``{path: value}`` unless the config already has that value."""
-    if ctx.config is not None:
-        node: Any = ctx.config
-        for part in path.split("."):
+    root, rest = ctx.config, path
+    if root is None and path.startswith("train.") and ctx.train is not None:
+        root, rest = ctx.train, path[len("train.") :]
+    if root is not None:
+        node: Any = root
+        for part in rest.split("."):
             node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
         if node == value:
             return {}
@@ -120,7 +124,7 @@ class Regularise(Remedy):
         if ctx.accepts("dropout"):
             current = float(ctx.dropout or ctx.model_param("dropout", 0.0) or 0.0)
             change["model.params.dropout"] = round(min(0.5, current + 0.2 if current else 0.3), 2)
-        if ctx.config is not None and not ctx.config.train.early_stopping.enabled:
+        if ctx.train is not None and not ctx.train.early_stopping.enabled:
             change["train.early_stopping.enabled"] = True
         return (
             "The model fits the training set far better than unseen data: regularise it "

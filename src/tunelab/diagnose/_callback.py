@@ -1,0 +1,186 @@
+"""``DoctorCallback``: the doctor inside tunelab's Trainer (``diagnose.enabled: true``).
+
+The callback feeds the trainer's hooks to a :class:`Doctor`, measures the training score on a
+fixed subset of training rows each epoch (the trainer only scores validation), logs per-layer
+gradient RMS and dead/saturated fractions to TensorBoard, stops a run that has clearly broken
+(``diagnose.stop_on_error``), and writes ``findings.json`` into the training directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import DiagnoseConfig, ExperimentConfig
+from ..train import Callback
+from ..train import predicted_classes as _predicted_classes
+from ._doctor import Doctor
+from ._finding import DiagnosisReport
+
+# Rows of the training split scored each epoch for the train metric (bounded cost).
+TRAIN_SCORE_ROWS = 1024
+# Errors of these kinds mean more epochs are wasted: stop when ``stop_on_error`` is set.
+STOPPING_KINDS = ("diverging_loss", "exploding_gradients", "nan_or_inf_data")
+
+
+class DoctorCallback(Callback):
+    """Attach the doctor to a :class:`~tunelab.train.Trainer`.
+
+    Args:
+        config: the ``diagnose`` section, or a whole experiment config (its ``diagnose``
+            section is used and prescriptions name its exact values).
+        verbose: print the diagnosis summary when the fit ends.
+
+    >>> from tunelab.config import parse_config
+    >>> cb = DoctorCallback.from_config(parse_config({"diagnose": {"enabled": True}}))
+    >>> cb.settings.every_n_steps
+    10
+    """
+
+    def __init__(
+        self, config: DiagnoseConfig | ExperimentConfig | None = None, *, verbose: bool = False
+    ):
+        self.config = config
+        self.verbose = verbose
+        self.doctor: Doctor | None = None
+        self.report: DiagnosisReport | None = None
+        self._state: dict[str, Any] | None = None
+        self._writer: Any = None
+        self._rows: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> DoctorCallback:
+        """The callback ``tunelab train`` attaches: prints its summary at the end."""
+        return cls(cfg, verbose=True)
+
+    @property
+    def settings(self) -> DiagnoseConfig:
+        if isinstance(self.config, ExperimentConfig):
+            return self.config.diagnose
+        return self.config if self.config is not None else DiagnoseConfig()
+
+    # ---- hooks --------------------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: Any) -> None:
+        experiment = self.config if isinstance(self.config, ExperimentConfig) else None
+        self.doctor = Doctor(
+            trainer.model,
+            trainer.optimizer,
+            every_n_steps=self.settings.every_n_steps,
+            config=experiment if experiment is not None else trainer.config,
+            metric_mode="max",
+        )
+        if self._state:
+            self.doctor.load_state_dict(self._state)
+        run_dir = getattr(trainer, "run_dir", None)
+        if run_dir is not None and self.settings.tensorboard and trainer.config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(
+                str(Path(run_dir) / "tensorboard"), filename_suffix=".doctor"
+            )
+
+    def after_backward(self, trainer: Any, loss: torch.Tensor) -> None:
+        self.doctor.after_backward(loss)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+        doc = self.doctor
+        val_metric = metrics.get("val_accuracy", metrics.get("val_r2"))
+        doc.end_epoch(
+            train_loss=metrics.get("train_loss"),
+            val_loss=metrics.get("val_loss"),
+            train_metric=self._train_score(trainer),
+            val_metric=val_metric,
+        )
+        self._log(epoch)
+        if self.settings.stop_on_error:
+            report = doc.diagnose()
+            broken = [
+                f for f in report.problems if f.severity == "error" and f.kind in STOPPING_KINDS
+            ]
+            if broken:
+                trainer.request_stop(f"{broken[0].kind}: {broken[0].evidence}", status="diverged")
+
+    def on_fit_end(self, trainer: Any, result: Any) -> None:
+        doc = self.doctor
+        if doc is None:
+            return
+        if getattr(result, "status", None) == "oom":
+            doc.record_oom(message=result.reason, batch_size=int(trainer.config.batch_size))
+        self.report = doc.diagnose()
+        doc.close()
+        run_dir = getattr(trainer, "run_dir", None)
+        if run_dir is not None and getattr(trainer, "is_main", True):
+            self.report.save(Path(run_dir) / "findings.json")
+        if self._writer is not None:
+            self._writer.add_text("doctor/summary", f"```\n{self.report.summary()}\n```")
+            self._writer.close()
+            self._writer = None
+        if self.verbose:
+            print(self.report.summary())
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.doctor.state_dict() if self.doctor is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._state = dict(state)
+        if self.doctor is not None:
+            self.doctor.load_state_dict(self._state)
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _train_score(self, trainer: Any) -> float | None:
+        """Accuracy (classification) or R² (regression) on a fixed subset of training rows."""
+        bundle = getattr(trainer, "bundle", None)
+        if bundle is None or len(bundle.X_train) == 0:
+            return None
+        if self._rows is None:
+            n = len(bundle.X_train)
+            gen = torch.Generator().manual_seed(0)
+            self._rows = torch.randperm(n, generator=gen)[: min(n, TRAIN_SCORE_ROWS)]
+        X, y = bundle.X_train[self._rows], bundle.y_train[self._rows]
+        outputs = trainer.predict(trainer.model, X).float()
+        if not bool(torch.isfinite(outputs).all()):
+            return None
+        if bundle.task == "classification":
+            return float((_predicted_classes(outputs) == y.to(outputs.device)).float().mean())
+        target = y.float().reshape(len(y), -1)
+        pred = outputs.reshape(len(y), -1)
+        sst = float(((target - target.mean(0)) ** 2).sum())
+        return 1.0 - float(((target - pred) ** 2).sum()) / sst if sst > 0 else None
+
+    def _log(self, epoch: int) -> None:
+        if self._writer is None:
+            return
+        record = self.doctor.record_
+        if record.grad_samples:
+            last = record.grad_samples[-1]
+            for name, value in zip(last.names, last.grad_rms, strict=True):
+                if math.isfinite(value):
+                    self._writer.add_scalar(f"doctor/grad_rms/{name}", value, epoch)
+            for name, value in zip(last.names, last.update_ratio or [], strict=False):
+                if math.isfinite(value):
+                    self._writer.add_scalar(f"doctor/update_ratio/{name}", value, epoch)
+        for act in record.epochs[-1].activations if record.epochs else []:
+            if act.family == "relu":
+                self._writer.add_scalar(
+                    f"doctor/dead_fraction/{act.name}", act.dead_fraction, epoch
+                )
+            else:
+                self._writer.add_scalar(
+                    f"doctor/saturated_fraction/{act.name}", act.saturated_fraction, epoch
+                )
+        self._writer.flush()
+
+
+def doctor_callbacks(cfg: ExperimentConfig, *, verbose: bool = True) -> list[Callback]:
+    """The callbacks ``diagnose`` asks for: ``[DoctorCallback]`` when enabled, else ``[]``.
+
+    Pass them to :func:`tunelab.train.run_training` (``callbacks=doctor_callbacks(cfg)``).
+    """
+    if not cfg.diagnose.enabled:
+        return []
+    return [DoctorCallback(cfg, verbose=verbose)]
