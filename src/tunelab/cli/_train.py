@@ -53,7 +53,9 @@ def train(
 
         run = run_training(cfg, run_dir=run_dir, resume=resume, callbacks=_callbacks(cfg))
         summary = run.summary()
-    _print_summary(summary, console, run_dir or cfg.run_dir)
+    # The progress display already printed how training ended, unless it was off.
+    shown = cfg.train.progress != "none"
+    _print_summary(summary, console, run_dir or cfg.run_dir, status_shown=shown)
 
 
 def _callbacks(cfg: Any) -> list[Any]:
@@ -69,7 +71,9 @@ def _callbacks(cfg: Any) -> list[Any]:
     return [from_config(cfg) if from_config is not None else callback()]
 
 
-def _print_summary(summary: dict[str, Any], console: Any, run_dir: Path) -> None:
+def _print_summary(
+    summary: dict[str, Any], console: Any, run_dir: Path, *, status_shown: bool
+) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['name']}: {summary['status']}", show_lines=False)
@@ -85,7 +89,8 @@ def _print_summary(summary: dict[str, Any], console: Any, run_dir: Path) -> None
         test_name = name.replace("val_", "test_", 1) if name.startswith("val_") else None
         table.add_row(name, _fmt(best.get(name)), _fmt(test.get(test_name) if test_name else None))
     console.print(table)
-    console.print(f"{summary['status']}: {summary['reason']}")
+    if not status_shown:
+        console.print(f"{summary['status']}: {summary['reason']}")
     if summary.get("best_epoch") is not None:
         console.print(f"best epoch: {summary['best_epoch']} of {summary['epochs_run']}")
     if summary.get("classification_report"):
