@@ -81,3 +81,11 @@ def test_a_config_with_search_spaces_points_to_tune(tmp_path, capsys):
     config = _config(tmp_path, "  batch_size: {choice: [32, 64]}\n")
     code, _, err = _tunelab(capsys, "train", str(config))
     assert code == 2 and "tunelab tune" in err
+
+
+def test_the_doctor_rides_along_when_diagnose_is_enabled(tmp_path, capsys):
+    config = _config(tmp_path)
+    config.write_text(config.read_text() + "diagnose:\n  enabled: true\n")
+    code, _, err = _tunelab(capsys, "train", str(config), "--epochs", "1")
+    assert code == 0, err
+    assert (tmp_path / "runs" / "cli_digits" / "findings.json").is_file()

@@ -60,15 +60,9 @@ def train(
 
 def _callbacks(cfg: Any) -> list[Any]:
     """The doctor rides along when the config turns it on (``diagnose.enabled``)."""
-    if not cfg.diagnose.enabled:
-        return []
-    from .. import diagnose
+    from ..diagnose import doctor_callbacks
 
-    callback = getattr(diagnose, "DoctorCallback", None)
-    if callback is None:
-        return []
-    from_config = getattr(callback, "from_config", None)
-    return [from_config(cfg) if from_config is not None else callback()]
+    return doctor_callbacks(cfg)
 
 
 def _print_summary(

@@ -110,8 +110,10 @@ class TensorBoardLogger(Callback):
         self._active = self.every > 0 and epoch % self.every == 0
 
     def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
-        if not self._active or trainer.global_step % self._stride or self._count >= len(
-            self._buffer
+        if (
+            not self._active
+            or trainer.global_step % self._stride
+            or self._count >= len(self._buffer)
         ):
             return
         grads = [p.grad for p in self._params]

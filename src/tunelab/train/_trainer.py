@@ -203,15 +203,15 @@ class Trainer:
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            first = str(exc).strip().splitlines()[0][:200]
-            status, reason = (
-                "oom",
-                (
-                    f"out of memory in epoch {self.epoch} (batch_size {cfg.batch_size}): {first}; "
-                    "lower train.batch_size, use train.accumulate_steps or a smaller model"
-                ),
-            )
+            status, reason = "oom", self._oom_reason(exc)
         return self._finish(status, reason)
+
+    def _oom_reason(self, exc: BaseException) -> str:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return (
+            f"out of memory in epoch {self.epoch} (batch_size {self.config.batch_size}): "
+            f"{first}; lower train.batch_size, use train.accumulate_steps or a smaller model"
+        )
 
     def _train_epoch(self) -> float:
         """One pass over the training data; returns the mean loss (one host sync)."""
