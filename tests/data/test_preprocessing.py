@@ -169,6 +169,10 @@ def test_preprocessing_json_is_plain_json_without_pickle(tmp_path):
             '{"format": "tunelab.preprocessing", "version": 1, "kind": "audio"}',
             "unknown preprocessing kind",
         ),
+        (
+            '{"format": "tunelab.preprocessing", "version": 1, "kind": "table", "params": {}}',
+            "incomplete table preprocessing",
+        ),
     ],
 )
 def test_bad_preprocessing_documents_are_one_line_errors(text, message):

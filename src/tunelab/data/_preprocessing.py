@@ -116,10 +116,15 @@ class Preprocessing:
                 f"data error: unknown preprocessing kind {kind!r}; expected one of "
                 f"{', '.join(sorted(Preprocessing._registry))}"
             )
-        instance = target(**data["params"])
-        for name in target._fitted:
-            setattr(instance, name, data["fitted"][name])
-        instance._restore()
+        try:
+            instance = target(**data["params"])
+            for name in target._fitted:
+                setattr(instance, name, data["fitted"][name])
+            instance._restore()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"data error: incomplete {kind} preprocessing document: {type(exc).__name__}: {exc}"
+            ) from None
         return instance
 
     @classmethod
