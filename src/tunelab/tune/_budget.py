@@ -26,11 +26,10 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
 
 
 def trial_epochs(trial: FrozenTrial) -> int:
-    """Epochs a trial trained: what it recorded, else the number of steps it reported."""
+    """Epochs a trial trained: what it recorded, or the steps it reported if more (running)."""
     epochs = trial.user_attrs.get(EPOCHS_ATTR)
-    if isinstance(epochs, (int, float)):
-        return int(epochs)
-    return len(trial.intermediate_values)
+    recorded = int(epochs) if isinstance(epochs, (int, float)) else 0
+    return max(recorded, len(trial.intermediate_values))
 
 
 @dataclass

@@ -50,8 +50,8 @@ class PruningCallback(Callback):
             then only records progress.
         last_step: the trial's final step; a trial is not pruned there, since it has already
             spent its whole budget and its final value is worth keeping.
-        epochs_before: epochs the trial trained before this fit (earlier folds); the running
-            total is kept in the ``epochs`` user attribute for the live table and the budget.
+        epochs_before: epochs the trial trained before this fit (earlier folds); when nothing
+            is reported, the running total is kept in the ``epochs`` user attribute.
     """
 
     def __init__(
@@ -81,8 +81,11 @@ class PruningCallback(Callback):
             )
         value = float(metrics[self.monitor])
         step = self.step_offset + epoch
-        self.trial.set_user_attr(EPOCHS_ATTR, self.epochs_before + epoch)
-        if not self.report or not math.isfinite(value):
+        if not self.report:
+            # Nothing is reported, so the running epoch count is kept as an attribute instead.
+            self.trial.set_user_attr(EPOCHS_ATTR, self.epochs_before + epoch)
+            return
+        if not math.isfinite(value):
             return  # a NaN is the sick-trial check's business, not the pruner's statistics
         self.trial.report(value, step)
         if self.last_step is not None and step >= self.last_step:

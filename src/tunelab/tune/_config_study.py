@@ -214,6 +214,8 @@ def work(
         max_consecutive_failures=cfg.tune.max_consecutive_failures,
         max_retries=cfg.tune.max_retries,
         parent_pid=parent_pid,
+        # Local workers (and a second `tunelab tune` on the same run) take turns starting trials.
+        lock_path=cfg.run_dir / ".start.lock",
     )
 
 

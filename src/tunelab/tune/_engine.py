@@ -13,6 +13,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -97,6 +98,7 @@ def execute(
     max_retries: int = 2,
     extra_callbacks: Sequence[Callable] = (),
     parent_pid: int | None = None,
+    lock_path: Path | None = None,
 ) -> str:
     """Reclaim crashed trials, then run the trial loop under the chosen progress display."""
     reclaim_orphans(study, max_retries=max_retries)
@@ -113,6 +115,7 @@ def execute(
             max_consecutive_failures=max_consecutive_failures,
             max_retries=max_retries,
             parent_pid=parent_pid,
+            lock_path=lock_path,
         )
 
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: one worker per machine is safe, several may overshoot by one
+    fcntl = None  # type: ignore[assignment]
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -30,6 +36,32 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+class StartLock:
+    """Makes "is there budget left? then start a trial" one step across local processes.
+
+    Two workers that check the budget at the same moment would both start a trial and overshoot
+    it (or, with grid search, evaluate one point twice). The lock (``flock`` on a file next to
+    the study) is taken before the check and released by the objective once its trial exists
+    (RUNNING, grid point assigned). Without a path it does nothing (one process).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        if self.path is None or fcntl is None:
+            return
+        self._handle = open(self.path, "a+")  # noqa: SIM115 (held across calls)
+        fcntl.flock(self._handle, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
 class RecordingObjective:
     """Wraps an ``objective(trial)``: records which process runs it and why it failed.
 
@@ -39,12 +71,16 @@ class RecordingObjective:
     an out-of-memory error so the next trial can run.
     """
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any]) -> None:
+    def __init__(
+        self, objective: Callable[[optuna.Trial], Any], lock: StartLock | None = None
+    ) -> None:
         self.objective = objective
         self.identity = worker_identity()
+        self.lock = lock or StartLock(None)
 
     def __call__(self, trial: optuna.Trial) -> Any:
         trial.set_user_attr(WORKER_ATTR, self.identity)
+        self.lock.release()  # the trial is RUNNING: other workers now count it
         try:
             return self.objective(trial)
         except optuna.TrialPruned:
@@ -74,6 +110,7 @@ def run_trials(
     max_consecutive_failures: int = 5,
     max_retries: int = 2,
     parent_pid: int | None = None,
+    lock_path: Path | None = None,
 ) -> str:
     """Run trials of ``study`` until ``budget`` is used up; returns why it stopped.
 
@@ -86,8 +123,10 @@ def run_trials(
             failed and none in the study has succeeded (a systematic error, not a bad corner).
         max_retries: how often an interrupted trial is re-queued.
         parent_pid: for worker processes: stop when the parent process has gone away.
+        lock_path: a file that serialises trial starts among local worker processes.
     """
-    wrapped = RecordingObjective(objective)
+    lock = StartLock(lock_path)
+    wrapped = RecordingObjective(objective, lock)
     failures: list[str] = []
     finished: list[FrozenTrial] = []
 
@@ -95,12 +134,13 @@ def run_trials(
         finished.append(trial)
 
     while True:
-        reason = budget.exhausted(study)
-        if reason is not None:
-            return reason
         if parent_pid is not None and os.getppid() != parent_pid:
             return "parent process gone"
+        lock.acquire()
         try:
+            reason = budget.exhausted(study)
+            if reason is not None:
+                return reason
             study.optimize(
                 wrapped,
                 n_trials=1,
@@ -111,6 +151,8 @@ def run_trials(
         except KeyboardInterrupt:
             _requeue_interrupted(study, wrapped.identity, max_retries)
             raise
+        finally:
+            lock.release()  # normally released by the objective already; this is a no-op then
         if not finished:
             continue
         last = finished.pop()

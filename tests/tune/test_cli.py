@@ -1,0 +1,56 @@
+"""``tunelab tune``: progress lines, the summary tables, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import tiny_config
+
+from tunelab.cli import main
+
+
+def _write(tmp_path, **sections):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, name="cli", **sections)))
+    return path
+
+
+def test_tune_prints_progress_best_params_importances_and_top_trials(tmp_path, capsys):
+    train = {"epochs": 2, "batch_size": 32, "tensorboard": False, "lr": {"low": 1e-3, "high": 0.1}}
+    path = _write(tmp_path, train=train)
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(path), "--trials", "3", "--progress", "plain", "--pruner", "none"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    # Not a terminal: one plain line per finished trial.
+    assert out.count("complete  value=") == 3
+    assert "best trial #" in out and "train.lr" in out
+    assert "parameter importance" in out
+    assert "top 5 trials" in out
+    assert "study: sqlite:///" in out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--sampler", "bayes", "config error: tune.sampler = 'bayes' — expected one of auto, grid"),
+        ("--pruner", "asha2", "config error: tune.pruner = 'asha2' — expected one of none"),
+        ("--timeout", "soon", "config error: tune.timeout"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(tmp_path, capsys, flag, value, expected):
+    path = _write(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(path), flag, value])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(expected)
+    assert "\n" not in err
+
+
+def test_grid_over_a_continuous_range_is_one_line_error(tmp_path, capsys):
+    path = _write(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(path), "--sampler", "grid"])
+    assert done.value.code == 2
+    assert "train.lr is a continuous range" in capsys.readouterr().err
