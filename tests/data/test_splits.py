@@ -72,10 +72,13 @@ def test_zero_fractions_give_empty_splits():
     assert bundle.X_val.shape == (0, 4) and len(bundle.X_test) == 30
 
 
-def test_a_class_with_one_row_still_splits():
+@pytest.mark.parametrize("seed", range(5))
+def test_a_class_with_one_row_stays_in_training(seed):
     y = np.array([0] * 50 + [1] * 50 + [2])
-    parts = split_positions(y, task="classification", split=SplitConfig(), seed=0)
+    parts = split_positions(y, task="classification", split=SplitConfig(), seed=seed)
     assert sum(map(len, (parts.train, parts.val, parts.test))) == 101
+    assert len(parts.val) == len(parts.test) == 16
+    assert 2 in y[parts.train]
 
 
 def test_kfold_refits_preprocessing_on_each_folds_training_rows():
@@ -126,3 +129,11 @@ def test_stratified_kfold_with_too_small_a_class_is_a_data_error():
     bundle = DataBundle.from_arrays(np.zeros((12, 1)), [0] * 10 + [1] * 2, np.zeros((2, 1)), [0, 1])
     with pytest.raises(DataError, match="smallest class has 3"):
         list(kfold_splits(bundle, folds=5, stratified=True, seed=0))
+
+
+def test_kfold_over_images_refits_the_channel_normalisation():
+    bundle = prepare_data(config(dataset="digits", as_images=True, max_rows=300), seed=0)
+    for fold in kfold_splits(bundle, folds=3, stratified=True, seed=0):
+        assert fold.is_image and fold.input_shape == (1, 8, 8)
+        assert abs(fold.X_train.double().mean().item()) < 1e-5
+        assert fold.preprocessing.offset_ != bundle.preprocessing.offset_

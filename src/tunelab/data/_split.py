@@ -48,8 +48,11 @@ def split_positions(
     stratify = split.stratify and task == "classification"
     groups = [positions[y == c] for c in np.unique(y)] if stratify else [positions]
     sizes = np.array([len(g) for g in groups])
-    test_counts = _allocate(sizes, n_test, rng)
-    val_counts = _allocate(sizes - test_counts, n_val, rng, weights=sizes)
+    # Every class keeps at least one training row where it can: a class seen only at
+    # evaluation time cannot be learned.
+    spare = np.maximum(sizes - 1, 0)
+    test_counts = _allocate(spare, n_test, rng, weights=sizes)
+    val_counts = _allocate(spare - test_counts, n_val, rng, weights=sizes)
     train, val, test = [], [], []
     for group, t, v in zip(groups, test_counts, val_counts, strict=True):
         shuffled = rng.permutation(group)
