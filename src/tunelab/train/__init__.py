@@ -1,10 +1,16 @@
 """The train stage: a fast, plain training loop with callbacks, metrics and checkpoints.
 
->>> from tunelab.train import Callback, Trainer, FitResult
+``Trainer.fit`` trains any ``nn.Module`` on a :class:`~tunelab.data.DataBundle`;
+``run_training`` does what ``tunelab train`` does (data, model, fit, test, training directory).
+See ``docs/train.md``.
+
+>>> from tunelab.train import Callback, FitResult, Trainer
 """
 
 from ._callbacks import Callback
+from ._distributed import run_distributed
 from ._early_stopping import EarlyStopping, infer_mode
+from ._lr_finder import LRFinderResult, find_lr, write_lr
 from ._metrics import Evaluation, class_probabilities, predicted_classes
 from ._result import STATUSES, FitResult
 from ._run import TrainingRun, run_training
@@ -17,11 +23,15 @@ __all__ = [
     "EarlyStopping",
     "Evaluation",
     "FitResult",
+    "LRFinderResult",
     "LRSchedule",
     "Trainer",
     "TrainingRun",
     "class_probabilities",
+    "find_lr",
     "infer_mode",
     "predicted_classes",
+    "run_distributed",
     "run_training",
+    "write_lr",
 ]
