@@ -179,3 +179,34 @@ def test_bad_preprocessing_documents_are_one_line_errors(text, message):
     with pytest.raises(DataError, match=message) as info:
         Preprocessing.from_json(text)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("missing", "outliers", "action", "scale", "constant"),
+    [
+        ("mean", "zscore", "clip", "standard", "keep"),
+        ("median", "iqr", "drop", "minmax", "drop"),
+        ("most_frequent", "none", "clip", "none", "keep"),
+        ("constant", "iqr", "clip", "standard", "drop"),
+        ("drop", "zscore", "drop", "minmax", "keep"),
+        ("mean", "iqr", "clip", "none", "drop"),
+    ],
+)
+def test_round_trip_holds_for_every_cleaning_combination(
+    tmp_path, missing, outliers, action, scale, constant
+):
+    path, frame = _messy_csv(tmp_path)
+    frame = frame.assign(flat=1.0)
+    frame.to_csv(path, index=False)
+    clean = {
+        "missing": missing,
+        "outliers": outliers,
+        "outlier_action": action,
+        "constant": constant,
+    }
+    bundle = prepare_data(config(source="csv", path=path, scale=scale, clean=clean), seed=4)
+    pre = Preprocessing.from_json(bundle.preprocessing.to_json())
+    for split in ("train", "val", "test"):
+        raw = _split_rows(bundle, frame, split).drop(columns=["label"])
+        np.testing.assert_array_equal(pre.transform(raw), getattr(bundle, f"X_{split}").numpy())
+    assert ("flat" in bundle.feature_names) == (constant == "keep")
