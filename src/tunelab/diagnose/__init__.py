@@ -9,13 +9,25 @@ Works in any hand-written PyTorch loop and inside tunelab's Trainer (``DoctorCal
 []
 """
 
-from ._callback import DoctorCallback, doctor_callbacks
 from ._data_checks import DataCheck, check_data, data_check_names, register_data_check
 from ._detector import Detector, detector_names, register_detector
 from ._doctor import Doctor
 from ._finding import KINDS, SEVERITIES, DiagnosisReport, Finding
 from ._record import TrainingRecord
 from ._remedies import Remedy, RemedyContext, register_remedy, remedy_names
+
+# The Trainer callback pulls in the train stage (and its sklearn metrics); load it on first use
+# so that the Doctor in a plain loop imports light.
+_LAZY = {"DoctorCallback", "doctor_callbacks"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import _callback
+
+        return getattr(_callback, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "KINDS",

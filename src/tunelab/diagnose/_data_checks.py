@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from ._finding import Finding
+from ._remedies import RemedyContext, prescribe
 
 _CHECKS: dict[str, type[DataCheck]] = {}
 
@@ -100,10 +101,12 @@ def check_data(
     task: str = "classification",
     X_test: Any = None,
     y_test: Any = None,
+    context: RemedyContext | None = None,
 ) -> list[Finding]:
-    """Every registered data check on the arrays; findings carry no remedy yet.
+    """Every registered data check on the arrays, with prescriptions.
 
     Arrays may be numpy, torch or pandas; ``X`` is ``(n, features)`` or ``(n, C, H, W)``.
+    ``context`` lets the prescriptions start from a run's config (default: none known).
     """
     if task not in ("classification", "regression"):
         raise DataError(f"data error: task must be classification or regression, got {task!r}")
@@ -129,7 +132,8 @@ def check_data(
     found: list[Finding] = []
     for cls in _CHECKS.values():
         found.extend(cls().check(view))
-    return found
+    ctx = context if context is not None else RemedyContext()
+    return [prescribe(f, ctx) for f in found]
 
 
 # ---- rules shared with the in-loop batch checks ----------------------------------------------

@@ -306,9 +306,7 @@ class Doctor:
     ) -> list[Finding]:
         """Checks on the arrays before training: NaN/inf, scaling, constant columns, class
         balance, train/val(/test) duplicates. See :func:`tunelab.diagnose.check_data`."""
-        findings = check_data(X_train, y_train, X_val, y_val, task=task, X_test=X_test)
-        ctx = RemedyContext()
-        return [prescribe(f, ctx) for f in findings]
+        return check_data(X_train, y_train, X_val, y_val, task=task, X_test=X_test)
 
     # ---- resume ---------------------------------------------------------------------------------
 
@@ -427,7 +425,9 @@ class Doctor:
     def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         exc = current_exception()
         if exc is not None and is_out_of_memory(exc):
-            self.record_oom(exc)
+            first = args[0] if args else None
+            rows = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else None
+            self.record_oom(exc, batch_size=rows)
         if self._acts.sampling and output is not None:
             self._acts.model_output(output)
         self._acts.sampling = False

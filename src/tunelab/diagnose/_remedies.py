@@ -311,8 +311,9 @@ class FixBottleneck(Remedy):
 class FixMemory(Remedy):
     def prescribe(self, finding, ctx):
         change: dict[str, Any] = {}
-        if ctx.batch_size is not None and ctx.batch_size > 1:
-            change["train.batch_size"] = max(1, ctx.batch_size // 2)
+        batch = ctx.batch_size or finding.figures.get("batch_size")
+        if batch is not None and batch > 1:
+            change["train.batch_size"] = max(1, int(batch) // 2)
             change["train.accumulate_steps"] = ctx.accumulate_steps * 2
         if ctx.cuda:
             change["train.precision"] = "bf16"

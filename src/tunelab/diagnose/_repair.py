@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ._callback import DoctorCallback
 from ._data_checks import check_data
 from ._finding import DiagnosisReport, Finding, merge_findings, severity_rank
-from ._remedies import RemedyContext, prescribe
+from ._remedies import RemedyContext
 
 # When two prescriptions set the same field, the more severe finding wins; on a tie, the kind
 # listed first (instability before capacity: a run must be stable before it can be judged).
@@ -197,10 +197,9 @@ def _data_findings(bundle: Any, cfg: ExperimentConfig) -> list[Finding]:
         as_np(bundle.y_val) if len(bundle.y_val) else None,
         task=bundle.task,
         X_test=as_np(test) if test is not None else None,
+        context=RemedyContext(config=cfg, train=cfg.train),
     )
-    ctx = RemedyContext(config=cfg, train=cfg.train)
     for f in found:
-        prescribe(f, ctx)
         # Class weights do not change the data: once applied, the imbalance is treated.
         if f.kind == "class_imbalance" and f.is_problem and not f.config_change:
             f.severity = "info"

@@ -1,0 +1,111 @@
+"""Findings, reports, detectors and remedies as extension points."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tunelab.config import parse_config
+from tunelab.diagnose import (
+    KINDS,
+    DiagnosisReport,
+    Doctor,
+    Finding,
+    Remedy,
+    RemedyContext,
+    detector_names,
+    register_remedy,
+)
+from tunelab.diagnose._remedies import prescribe
+
+
+def test_finding_rejects_unknown_kind_and_severity():
+    with pytest.raises(ValueError, match="unknown finding kind"):
+        Finding("bad_vibes", "warning", "x")
+    with pytest.raises(ValueError, match="severity must be one of info, warning, error"):
+        Finding("overfitting", "fatal", "x")
+
+
+def test_report_orders_worst_first_and_summarises():
+    report = DiagnosisReport(
+        [
+            Finding("constant_features", "info", "2 columns constant"),
+            Finding("diverging_loss", "error", "loss became nan at step 3", remedy="lower lr"),
+            Finding(
+                "overfitting", "warning", "gap 0.2", config_change={"train.weight_decay": 1e-3}
+            ),
+        ],
+        epochs=2,
+        steps=40,
+    )
+    assert [f.kind for f in report] == ["diverging_loss", "overfitting", "constant_features"]
+    assert report.kinds("warning") == {"diverging_loss", "overfitting"}
+    text = report.summary()
+    assert (
+        text.splitlines()[0] == "Diagnosis after 2 epoch(s), 40 step(s): 1 error, 1 warning, 1 info"
+    )
+    assert "train.weight_decay=0.001" in text
+    assert not report.healthy
+
+
+def test_every_kind_has_a_detector_or_data_check_and_a_remedy():
+    ctx = RemedyContext(lr=0.1, batch_size=64)
+    for kind in KINDS:
+        f = prescribe(Finding(kind, "warning", "x"), ctx)
+        assert f.remedy, kind
+    assert "dead_relu" in detector_names() and "batch_data" in detector_names()
+
+
+def test_remedies_compute_values_from_the_config():
+    cfg = parse_config(
+        {
+            "model": {"builder": "mlp", "params": {"width": 32, "depth": 1, "dropout": 0.1}},
+            "train": {"lr": 0.02, "batch_size": 128, "accumulate_steps": 2, "weight_decay": 1e-4},
+        }
+    )
+    ctx = RemedyContext(
+        config=cfg,
+        train=cfg.train,
+        lr=0.02,
+        batch_size=128,
+        accumulate_steps=2,
+        weight_decay=1e-4,
+        builder_params={"width", "depth", "dropout", "activation", "batch_norm", "widths"},
+    )
+    change = lambda kind: prescribe(Finding(kind, "warning", "x"), ctx).config_change  # noqa: E731
+    assert change("diverging_loss") == {"train.lr": 0.002, "train.clip_grad_norm": 1.0}
+    assert change("memory_pressure") == {"train.batch_size": 64, "train.accumulate_steps": 4}
+    assert change("overfitting") == {"train.weight_decay": 0.001, "model.params.dropout": 0.3}
+    assert change("underfitting") == {"model.params.width": 64, "model.params.depth": 2}
+    assert change("slow_convergence") == {"train.lr": 0.2 if ctx.optimizer else 0.01}
+
+
+def test_a_registered_remedy_replaces_the_default():
+    @register_remedy("halve_lr_gently", "oscillating_loss")
+    class Gentle(Remedy):
+        def prescribe(self, finding, ctx):
+            return "halve it", {"train.lr": ctx.lr / 2}
+
+    try:
+        f = prescribe(Finding("oscillating_loss", "warning", "x"), RemedyContext(lr=0.1))
+        assert f.remedy == "halve it" and f.config_change == {"train.lr": 0.05}
+    finally:
+        from tunelab.diagnose import _remedies
+
+        register_remedy("lower_lr", "oscillating_loss")(_remedies.FixOscillating)
+
+
+def test_plain_loop_prescriptions_read_the_optimizer():
+    model = nn.Sequential(nn.Linear(4, 16), nn.Sigmoid(), nn.Linear(16, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
+    ctx = Doctor(model, opt).remedy_context()
+    assert (ctx.lr, ctx.weight_decay, ctx.optimizer) == (3e-3, 0.05, "adamw")
+    assert ctx.activations == {"sigmoid"} and ctx.width == 16 and ctx.depth == 1
+    f = prescribe(Finding("vanishing_gradients", "warning", "x"), ctx)
+    assert f.config_change["model.params.activation"] == "relu"
+
+
+def test_unknown_detector_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"registered detectors: .*dead_relu"):
+        Doctor(nn.Linear(2, 2), None, detectors=["dead_relus"])
