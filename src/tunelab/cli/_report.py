@@ -26,3 +26,22 @@ def report(
     for section in built.sections:
         if section.missing:
             typer.echo(f"  missing {section.title}: {section.missing}")
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(
+        False, "--quick", help="A small budget (6 trials, 3 epochs): about a minute."
+    ),
+    dataset: str = typer.Option(
+        "digits", "--dataset", help="digits (8x8 images, CNN) or breast_cancer (table, MLP)."
+    ),
+    run_root: Path = typer.Option(
+        Path("runs"), "--run-root", help="Where demo-<dataset>/ is written (replaced if there)."
+    ),
+) -> None:
+    """The whole workflow on bundled data: profile, doctor + fix, tune, test, compress, export,
+    report."""
+    from ..report import run_demo
+
+    run_demo(dataset, quick=quick, run_root=run_root)
