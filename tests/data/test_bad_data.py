@@ -241,3 +241,17 @@ def test_cifar_batches_in_every_pickle_protocol_load(tmp_path, protocol):
         pickle.dump(batch, handle, protocol=protocol)
     bundle = prepare_data(config(source="cifar", path=str(folder)), seed=0)
     assert bundle.input_shape == (3, 4, 4)
+
+
+def test_date_column_is_named_instead_of_encoded_as_numbers(tmp_path):
+    frame = pd.DataFrame(
+        {"day": pd.date_range("2024-01-01", periods=20), "x": np.arange(20.0), "label": [0, 1] * 10}
+    )
+    path = _csv(tmp_path, frame)
+    _fails(config(source="csv", path=path), path, "column 'day'", "dates or times")
+
+
+def test_repeated_column_name(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,label\n1,2,0\n3,4,1\n")
+    _fails(config(source="csv", path=str(path)), str(path), "'a' appears more than once")

@@ -35,6 +35,12 @@ def infer_kind(
 ) -> Kind:
     """The kind of an undeclared column; one-line errors for columns tunelab cannot use."""
     column = str(series.name)
+    if _is_temporal(series):
+        raise data_error(
+            where(origin, column=column),
+            f"the column holds dates or times ({series.dtype}); tunelab does not encode them — "
+            "derive numeric columns from it, or leave it out of data.features",
+        )
     if pd.api.types.is_bool_dtype(series.dtype):
         return "bool"
     if pd.api.types.is_integer_dtype(series.dtype):
@@ -74,6 +80,18 @@ def infer_kind(
             "leave it out of data.features, or raise max_categories",
         )
     return "category"
+
+
+def _is_temporal(series: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return True
+    if pd.api.types.is_timedelta64_dtype(series.dtype):
+        return True
+    if series.dtype == object:
+        sample = series.dropna().iloc[:SAMPLE]
+        kind = pd.api.types.infer_dtype(sample, skipna=True)
+        return kind in ("date", "datetime", "datetime64", "time", "timedelta", "timedelta64")
+    return False
 
 
 def to_numeric(
