@@ -22,6 +22,7 @@ from tunelab.compress import (
 )
 from tunelab.config import TrainConfig
 from tunelab.errors import ConfigError
+from tunelab.models import ModelSpec
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,13 +49,31 @@ def test_dynamic_quantization_stores_int8_weights_and_uses_integer_matmuls(
     assert _agreement(OnnxPredictor(int8)(X), TorchPredictor(model)(X)) >= 0.98
 
 
-def test_auto_mode_picks_static_for_conv_nets_and_dynamic_for_mlps(
+def test_auto_mode_is_static_for_feed_forward_nets_and_dynamic_for_recurrent_and_attention(
     trained_mlp, trained_cnn, tmp_path
 ):
     mlp = export_onnx(trained_mlp[0], torch.zeros(2, 64), tmp_path / "mlp.onnx")
     cnn = export_onnx(trained_cnn[0], torch.zeros(2, 1, 8, 8), tmp_path / "cnn.onnx")
-    assert resolve_mode("auto", mlp) == "dynamic"
+    assert resolve_mode("auto", mlp) == "static"
     assert resolve_mode("auto", cnn) == "static"
+    assert resolve_mode("auto", mlp, has_calibration=False) == "dynamic"
+    for builder, params, shape in [
+        ("lstm", {"hidden": 16}, (8, 8)),
+        ("transformer", {"d_model": 16, "heads": 2, "layers": 1}, (6,)),
+    ]:
+        net = ModelSpec(builder, params, input_shape=shape, output_size=3).build().eval()
+        path = export_onnx(net, torch.zeros(2, *shape), tmp_path / f"{builder}.onnx")
+        assert resolve_mode("auto", path) == "dynamic", builder
+
+
+def test_an_lstm_is_quantised_dynamically_with_int8_lstm_kernels(tmp_path):
+    net = ModelSpec("lstm", {"hidden": 32}, input_shape=(8, 8), output_size=4).build().eval()
+    x = torch.randn(64, 8, 8)
+    fp32 = export_onnx(net, x[:2], tmp_path / "lstm.onnx")
+    int8, mode = quantize_onnx(fp32, tmp_path / "lstm8.onnx", calibration=x.numpy())
+    assert mode == "dynamic" and "DynamicQuantizeLSTM" in graph_ops(int8)
+    ref = TorchPredictor(net)(x.numpy())
+    assert np.abs(OnnxPredictor(int8)(x.numpy()) - ref).max() < 0.05
 
 
 def test_static_quantization_of_a_conv_net_is_calibrated_on_training_rows(

@@ -65,7 +65,7 @@ def test_methods_compose_in_order_and_every_variant_is_saved_and_loadable(
     q = result.table.row("distill+prune+quantize")
     assert q.format == "onnx" and q.size_ratio > 10
     assert q.params == result.table.row("distill+prune").params
-    assert "int8 dynamic" in q.notes
+    assert "int8 static" in q.notes
 
 
 def test_compressing_twice_replaces_the_previous_table(trained_mlp, digits, tmp_path):

@@ -3,6 +3,12 @@
 Latency is wall time of one call on a batch taken from the test split, with warm-up calls run
 first and not counted (first calls pay for allocation, ORT graph optimisation and lazy init),
 and with the thread count fixed for torch and ONNX Runtime alike so the two compare fairly.
+
+Each call's process CPU time is recorded too. On a machine shared with other work, wall time
+includes the time the scheduler gave to other processes, which inflates long calls far more
+than short ones (a 3 ms torch call measured 11 ms wall at load 7 on 2 cores, a 0.5 ms ONNX call
+0.5 ms), so ratios of wall times exaggerate speed-ups. With one thread, CPU time is what the
+call costs and what it would take on an idle core.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class Latency:
     mean_ms: float
     calls: int
     throughput_rows_s: float
+    cpu_p50_ms: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,13 +78,15 @@ def measure_latency(
             for _ in range(warmup):
                 predictor(batch)
             times: list[float] = []
+            cpu: list[float] = []
             started = time.perf_counter()
             while len(times) < repeats and (
                 len(times) < 5 or time.perf_counter() - started < max_seconds
             ):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 predictor(batch)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             ms = np.asarray(times) * 1000.0
             p50 = float(np.percentile(ms, 50))
             results[batch_size] = Latency(
@@ -87,6 +96,7 @@ def measure_latency(
                 mean_ms=float(ms.mean()),
                 calls=len(times),
                 throughput_rows_s=batch_size * 1000.0 / p50 if p50 > 0 else float("inf"),
+                cpu_p50_ms=float(np.percentile(cpu, 50)) * 1000.0,
             )
     return results
 

@@ -45,30 +45,50 @@ def export_onnx(
         >>> export_onnx(net, torch.zeros(2, 4), out).exists()
         True
     """
-    import onnx
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Exporting a deep copy keeps the caller's module (hooks, device, train mode) as it was.
     net = copy.deepcopy(model).cpu().eval()
     example = example.detach().cpu().float()
     try:
+        _export(net, example, path, opset=opset, dynamo=False)
+    except Exception as first:  # the exporters raise many types; the user needs one line
+        try:
+            # The dynamo exporter handles some graphs the TorchScript one cannot.
+            _export(net, example, path, opset=opset, dynamo=True)
+        except Exception:
+            raise FatalError(
+                f"error: could not export {type(model).__name__} to ONNX: "
+                f"{str(first).strip().splitlines()[0] if str(first).strip() else first!r}"
+            ) from None
+    return path
+
+
+def _export(net: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamo: bool) -> None:
+    import onnx
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # nn.TransformerEncoderLayer's inference fast path is one fused op no exporter knows.
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
+            kwargs = (
+                {"dynamic_shapes": ({0: torch.export.Dim("batch")},), "verbose": False}
+                if dynamo
+                else {"dynamic_axes": {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}}
+            )
             torch.onnx.export(
                 net,
                 (example,),
                 str(path),
-                dynamo=False,
+                dynamo=dynamo,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 opset_version=opset,
                 do_constant_folding=True,
+                **kwargs,
             )
         onnx.checker.check_model(str(path))
-    except Exception as exc:  # the exporter raises many types; the user needs one line
-        raise FatalError(
-            f"error: could not export {type(model).__name__} to ONNX: {str(exc).splitlines()[0]}"
-        ) from None
-    return path
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)

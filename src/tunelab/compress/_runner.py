@@ -82,6 +82,8 @@ def measure_variant(
         throughput_rows_s=b64.throughput_rows_s,
         metric=metric,
         test_metric=value,
+        b1_cpu_ms=b1.cpu_p50_ms,
+        b64_cpu_ms=b64.cpu_p50_ms,
         threads=threads,
         path=str(folder),
         notes=notes,
