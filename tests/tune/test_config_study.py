@@ -44,9 +44,11 @@ def test_study_writes_the_run_directory_and_copies_the_best_weights(tmp_path):
     assert set(again.search_spaces()) == {"train.lr"}
 
 
-def test_nan_trial_is_pruned_with_reason_and_findings_and_the_study_goes_on(tmp_path):
+@pytest.mark.parametrize("doctor", [False, True], ids=["plain-check", "doctor"])
+def test_nan_trial_is_pruned_with_reason_and_findings_and_the_study_goes_on(tmp_path, doctor):
     train = {**FAST_TRAIN, "optimizer": "sgd", "momentum": 0.0, "lr": {"choice": [1.0e6, 0.01]}}
-    result = run_study(tiny_config(tmp_path, train=train), sampler="grid", trials=2)
+    cfg = tiny_config(tmp_path, train=train, diagnose={"enabled": doctor, "tensorboard": False})
+    result = run_study(cfg, sampler="grid", trials=2)
     by_lr = {t.params["train.lr"]: t for t in result.trials}
     sick, healthy = by_lr[1.0e6], by_lr[0.01]
     assert sick.state == "pruned"

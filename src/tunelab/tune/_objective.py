@@ -32,6 +32,7 @@ import optuna
 
 from ..config import ExperimentConfig
 from ..data import DataBundle
+from ..diagnose import DoctorCallback
 from ..errors import TrialFailed
 from ..train import run_training
 from ._budget import EPOCHS_ATTR
@@ -196,7 +197,7 @@ class TrainingObjective:
         result = run.result
         if result.status == "stopped" and result.reason.startswith("interrupted"):
             raise KeyboardInterrupt  # the trainer ends the fit on Ctrl-C; the study must stop too
-        findings = _findings_of(directory, doctor, sick)
+        findings = _findings_of(doctor, sick)
         if result.status in SICK_STATUSES and not findings:
             # The trainer saw the NaN itself (at the end of the epoch) before any check did.
             findings.append(
@@ -290,26 +291,18 @@ def _copy_best(outcome: FoldOutcome, trial_dir: Path) -> None:
         )
 
 
-def _doctor_callback(cfg: ExperimentConfig) -> Any:
-    """The doctor as a trainer callback, when the diagnose stage provides one."""
-    try:
-        from ..diagnose import DoctorCallback  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return DoctorCallback(cfg.diagnose)
+def _doctor_callback(cfg: ExperimentConfig) -> DoctorCallback:
+    """The doctor for one fit; its error findings of the stopping kinds end the trial at once."""
+    return DoctorCallback(cfg, verbose=False)
 
 
-def _findings_of(directory: Path, doctor: Any, sick: SickTrialCallback | None) -> list[dict]:
-    """Error findings of the fit: the doctor's ``findings.json`` and the plain check's."""
+def _findings_of(
+    doctor: DoctorCallback | None, sick: SickTrialCallback | None
+) -> list[dict[str, Any]]:
+    """Error findings of the fit: the doctor's (also in ``findings.json``) and the plain check's."""
     found: list[dict[str, Any]] = []
-    path = directory / "findings.json"
-    if doctor is not None and path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            data = []
-        items = data.get("findings", []) if isinstance(data, dict) else data
-        found.extend(f for f in items if isinstance(f, dict) and f.get("severity") == "error")
+    if doctor is not None and doctor.report is not None:
+        found.extend(f.to_dict() for f in doctor.report.problems if f.severity == "error")
     if sick is not None:
         found.extend(sick.findings)
     return found

@@ -1,0 +1,133 @@
+"""Trials per hour of ``tunelab tune`` with 1 and with 2 worker processes.
+
+The same study (random sampler, no pruning, a fixed number of epochs per trial on a synthetic
+classification set with an MLP) runs through the real command, ``tunelab tune CONFIG --workers
+W``, alternating W = 1, 2, 1, 2, ... so that load from other users of the machine hits both
+alike. Two throughputs per run:
+
+- end to end: trials / wall time of the whole command (process start-up and data preparation
+  included, which a second worker pays again);
+- trial phase: trials / (last trial finished - first trial started), read from the study.
+
+The load average before and after each run is printed too: on a shared machine it says how
+many cores the two workers could actually get.
+
+    python bench/parallel.py [--trials 24] [--epochs 6] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import yaml
+
+
+def config(run_root: Path, name: str, trials: int, epochs: int) -> dict:
+    return {
+        "name": name,
+        "seed": 0,
+        "run_root": str(run_root),
+        "data": {
+            "source": "synthetic",
+            "synthetic": {"n_samples": 3000, "n_features": 32, "n_informative": 12, "n_classes": 4},
+        },
+        "model": {
+            "builder": "mlp",
+            "params": {"depth": 2, "width": {"choice": [64, 128, 256]}},
+        },
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+            "tensorboard": False,
+            "deterministic": False,
+            "early_stopping": {"enabled": False},
+        },
+        "tune": {"trials": trials, "sampler": "random", "pruner": "none", "progress": "plain"},
+    }
+
+
+def tunelab_command() -> list[str]:
+    script = shutil.which("tunelab") or str(Path(sys.executable).parent / "tunelab")
+    return [script] if Path(script).exists() else [sys.executable, "-m", "tunelab.cli"]
+
+
+def run(workers: int, root: Path, index: int, trials: int, epochs: int) -> dict:
+    name = f"par-{workers}w-{index}"
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config(root / "runs", name, trials, epochs)))
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*tunelab_command(), "tune", str(path), "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
+    study = optuna.load_study(
+        study_name=name, storage=f"sqlite:///{root / 'runs' / name / 'study.db'}"
+    )
+    finished = [t for t in study.trials if t.datetime_complete is not None]
+    first = min(t.datetime_start for t in finished)
+    last = max(t.datetime_complete for t in finished)
+    phase = (last - first).total_seconds()
+    return {
+        "workers": workers,
+        "trials": len(finished),
+        "wall_s": round(wall, 1),
+        "trial_phase_s": round(phase, 1),
+        "per_hour_wall": round(len(finished) / wall * 3600),
+        "per_hour_phase": round(len(finished) / phase * 3600),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(args.repeats):
+            for workers in (1, 2):
+                row = run(workers, Path(tmp), index, args.trials, args.epochs)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print(
+        f"\n{args.trials} trials x {args.epochs} epochs, {os.cpu_count()} CPU cores, "
+        f"median of {args.repeats}"
+    )
+    medians = {}
+    for workers in (1, 2):
+        mine = [r for r in rows if r["workers"] == workers]
+        medians[workers] = {
+            k: statistics.median(r[k] for r in mine) for k in ("per_hour_wall", "per_hour_phase")
+        }
+        print(
+            f"{workers} worker(s): {medians[workers]['per_hour_wall']:.0f} trials/h end to end, "
+            f"{medians[workers]['per_hour_phase']:.0f} trials/h in the trial phase"
+        )
+    for key, label in (("per_hour_wall", "end to end"), ("per_hour_phase", "trial phase")):
+        print(f"speed-up {label}: {medians[2][key] / medians[1][key]:.2f}x (goal >= 1.8x)")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "medians": medians}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Training epochs until the best validation accuracy first reaches a target, per search method.
+
+Three tasks where hyperparameters matter (wide learning-rate ranges include settings that never
+learn and settings that blow up):
+
+- ``digits-cnn``: sklearn digits as 1x8x8 images, a small CNN;
+- ``tabular-mlp``: sklearn digits as 64 flat numeric columns, an MLP;
+- ``synthetic-hard``: make_classification (4 classes, 10 informative of 30 features, low class
+  separation, 3% flipped labels), an MLP.
+
+Methods, all training with the same Trainer, data, epochs per trial and early stopping:
+
+- ``tunelab``: the default of ``tunelab tune`` -- ``sampler: auto`` (multivariate TPE here),
+  ``pruner: asha``, sick-trial stopping on;
+- ``tpe``: Optuna's ``TPESampler()`` with its defaults, no pruning, no sick-trial stopping;
+- ``random``: ``RandomSampler()``, no pruning, no sick-trial stopping.
+
+Each (task, seed, method) runs trials one after another until any epoch of any trial reaches the
+task's target validation accuracy (or the trial budget ends); the score is the total number of
+epochs trained by then (every epoch of every trial, pruned ones included). Reported: the median
+over seeds, and tunelab's median as a fraction of plain TPE's (goal: <= 0.5).
+
+    python bench/search_efficiency.py [--seeds 5] [--trials 30] [--tasks ...] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+from tunelab.config import parse_config
+from tunelab.data import prepare_data
+from tunelab.tune._budget import Budget
+from tunelab.tune._config_study import build_study
+from tunelab.tune._engine import execute, quiet_optuna
+from tunelab.tune._objective import TrainingObjective
+
+TRAIN = {
+    "batch_size": {"choice": [16, 32, 64, 128]},
+    "lr": {"low": 1.0e-5, "high": 1.0, "log": True},
+    "optimizer": {"choice": ["adam", "sgd"]},
+    "momentum": 0.9,
+    "tensorboard": False,
+    "deterministic": False,
+    "progress": "none",
+    "early_stopping": {"patience": 4},
+}
+
+TASKS = {
+    "digits-cnn": {
+        "target": 0.985,
+        "epochs": 10,
+        "data": {"source": "sklearn", "dataset": "digits", "as_images": True},
+        "model": {
+            "builder": "cnn",
+            "params": {
+                "channels": [8, 16],
+                "hidden": {"choice": [0, 32, 64]},
+                "dropout": {"low": 0.0, "high": 0.5},
+            },
+        },
+    },
+    "tabular-mlp": {
+        "target": 0.975,
+        "epochs": 10,
+        "data": {"source": "sklearn", "dataset": "digits"},
+        "model": {
+            "builder": "mlp",
+            "params": {
+                "depth": {"low": 1, "high": 3},
+                "width": {"choice": [8, 32, 128]},
+                "dropout": {"low": 0.0, "high": 0.5},
+            },
+        },
+    },
+    "synthetic-hard": {
+        "target": 0.68,
+        "epochs": 12,
+        "data": {
+            "source": "synthetic",
+            "synthetic": {
+                "n_samples": 2000,
+                "n_features": 30,
+                "n_informative": 10,
+                "n_redundant": 4,
+                "n_classes": 4,
+                "class_sep": 0.8,
+                "flip_y": 0.03,
+            },
+        },
+        "model": {
+            "builder": "mlp",
+            "params": {
+                "depth": {"low": 1, "high": 4},
+                "width": {"choice": [16, 64, 256]},
+                "dropout": {"low": 0.0, "high": 0.5},
+            },
+        },
+    },
+}
+
+
+class TargetBudget(Budget):
+    """The trial budget, plus: stop once any reported epoch reaches ``target``."""
+
+    def __init__(self, trials: int, target: float) -> None:
+        super().__init__(trials=trials)
+        self.target = target
+
+    def exhausted(self, study: optuna.Study) -> str | None:
+        if epochs_to_target(study, self.target) is not None:
+            return "target reached"
+        return super().exhausted(study)
+
+
+def epochs_to_target(study: optuna.Study, target: float) -> int | None:
+    """Epochs trained (in trial order) until a validation accuracy >= target; None if never."""
+    total = 0
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        for step in sorted(trial.intermediate_values):
+            total += 1
+            if trial.intermediate_values[step] >= target:
+                return total
+    return None
+
+
+def total_epochs(study: optuna.Study) -> int:
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
+def config(task: str, seed: int, run_root: Path, method: str) -> dict:
+    spec = TASKS[task]
+    return {
+        "name": f"{task}-{method}-{seed}",
+        "seed": seed,
+        "run_root": str(run_root),
+        "data": spec["data"],
+        "model": spec["model"],
+        "train": {**TRAIN, "epochs": spec["epochs"], "monitor": "val_accuracy"},
+        "tune": {
+            "metric": "val_accuracy",
+            "pruner": "asha" if method == "tunelab" else "none",
+            "stop_sick_trials": method == "tunelab",
+            "heartbeat_interval": 0,
+            "progress": "none",
+        },
+    }
+
+
+def run_one(task: str, seed: int, method: str, trials: int, root: Path, bundle) -> dict:
+    cfg = parse_config(config(task, seed, root, method))
+    cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": trials})})
+    start = time.perf_counter()
+    with quiet_optuna():
+        study, choice = build_study(cfg)
+        if method == "tpe":
+            study.sampler = optuna.samplers.TPESampler(seed=seed)
+        elif method == "random":
+            study.sampler = optuna.samplers.RandomSampler(seed=seed)
+        objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir)
+        budget = TargetBudget(trials, TASKS[task]["target"])
+        execute(study, objective, budget, progress="none", title="bench")
+    states = [t.state.name for t in study.trials]
+    return {
+        "task": task,
+        "seed": seed,
+        "method": method,
+        "sampler": choice.name if method == "tunelab" else method,
+        "epochs_to_target": epochs_to_target(study, TASKS[task]["target"]),
+        "epochs_total": total_epochs(study),
+        "trials": len(states),
+        "pruned": states.count("PRUNED"),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def median_epochs(rows: list[dict]) -> tuple[float, int]:
+    """Median epochs-to-target; a run that never reached it counts all the epochs it spent
+    (a lower bound of its true cost, which favours the method that missed)."""
+    values = [
+        r["epochs_to_target"] if r["epochs_to_target"] is not None else r["epochs_total"]
+        for r in rows
+    ]
+    return statistics.median(values), sum(r["epochs_to_target"] is None for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=["tunelab", "tpe", "random"])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks:
+            for seed in range(args.seeds):
+                data_cfg = parse_config(config(task, seed, Path(tmp), "x")).data
+                bundle = prepare_data(data_cfg, seed=seed)
+                for method in args.methods:
+                    row = run_one(task, seed, method, args.trials, Path(tmp), bundle)
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+    print(
+        f"\nepochs until val_accuracy >= target; median over {args.seeds} seeds; "
+        f"budget {args.trials} trials (a run that never reaches it counts its total epochs)"
+    )
+    print(f"{'task':<16} {'target':>6} " + " ".join(f"{m:>16}" for m in args.methods) + "  ratio")
+    summary = {}
+    for task in args.tasks:
+        cells, medians = [], {}
+        for method in args.methods:
+            mine = [r for r in rows if r["task"] == task and r["method"] == method]
+            med, missed = median_epochs(mine)
+            medians[method] = med
+            cells.append(f"{med:>10.0f}" + (f" ({missed} miss)" if missed else " " * 9)[:6])
+        ratio = medians.get("tunelab", 0) / medians["tpe"] if medians.get("tpe") else float("nan")
+        summary[task] = {"medians": medians, "ratio_vs_tpe": ratio}
+        print(
+            f"{task:<16} {TASKS[task]['target']:>6} "
+            + " ".join(f"{c:>16}" for c in cells)
+            + f"  {ratio:.2f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
