@@ -210,7 +210,7 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
 def _label_series(labels: Any, index: pd.Index, name: str) -> pd.Series | None:
     """1-D labels as a Series on the frame's index; ``None`` for a 2-D regression target."""
     if isinstance(labels, pd.Series):
-        return pd.Series(labels.to_numpy(), index=index, name=name)
+        return pd.Series(labels.array, index=index, name=name)
     array = np.asarray(labels)
     if array.ndim == 2 and array.shape[1] > 1:
         return None
