@@ -128,10 +128,14 @@ class DataProfile:
             ("rows dropped by cleaning", str(self.rows_dropped)),
             ("input shape", "x".join(map(str, self.input_shape)) or "-"),
             ("features", str(self.features)),
-            ("duplicate rows in the data", str(self.duplicate_rows)),
+            (
+                f"duplicate {'rows' if self.kind == 'table' else 'images'} in the data",
+                str(self.duplicate_rows),
+            ),
         ]
+        unit = "rows" if self.kind == "table" else "images"
         for split, count in self.cross_split_duplicates.items():
-            rows.append((f"{split} rows also in train", str(count)))
+            rows.append((f"{split} {unit} also in train", str(count)))
         if self.outlier_rule:
             rows.append(("outliers counted by", self.outlier_rule))
         if self.constant_columns:
@@ -173,8 +177,9 @@ class DataProfile:
         return self.to_text()
 
     def _columns_table(self, Table: Any) -> Any:
-        title = "Columns" if self.kind == "table" else "Channels (train)"
-        table = Table(title=title, title_justify="left")
+        if self.kind == "image":
+            return self._channels_table(Table)
+        table = Table(title="Columns (min, mean, max over train)", title_justify="left")
         for name in ("column", "kind", "missing", "outliers", "distinct", "min", "mean", "max"):
             table.add_column(name, justify="left" if name in ("column", "kind") else "right")
         for c in self.columns[:MAX_COLUMNS_SHOWN]:
@@ -193,6 +198,16 @@ class DataProfile:
             missing = sum(c.missing for c in self.columns[MAX_COLUMNS_SHOWN:])
             outliers = sum(c.outliers for c in self.columns[MAX_COLUMNS_SHOWN:])
             table.add_row(f"... {hidden} more", "", str(missing), str(outliers), "", "", "", "")
+        return table
+
+    def _channels_table(self, Table: Any) -> Any:
+        table = Table(
+            title="Channels (training pixels, after the pixel scale)", title_justify="left"
+        )
+        for name in ("channel", "min", "mean", "max"):
+            table.add_column(name, justify="left" if name == "channel" else "right")
+        for c in self.columns:
+            table.add_row(c.name, _num(c.min), _num(c.mean), _num(c.max))
         return table
 
     def _balance_table(self, Table: Any) -> Any:
