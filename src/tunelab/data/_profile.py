@@ -201,9 +201,7 @@ class DataProfile:
         return table
 
     def _channels_table(self, Table: Any) -> Any:
-        table = Table(
-            title="Channels (training pixels, after the pixel scale)", title_justify="left"
-        )
+        table = Table(title="Channels (train pixels)", title_justify="left")
         for name in ("channel", "min", "mean", "max"):
             table.add_column(name, justify="left" if name == "channel" else "right")
         for c in self.columns:
