@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.utils.deterministic
 
 from ..config import TrainConfig
 from ..config._space import SearchSpace
@@ -333,11 +334,15 @@ class Trainer:
         self._autocast = autocast_context(precision, self.device)
         self._scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self._prev_deterministic = torch.are_deterministic_algorithms_enabled()
+        self._prev_fill = torch.utils.deterministic.fill_uninitialized_memory
         self._prev_threads = torch.get_num_threads()
         if cfg.threads is not None:
             torch.set_num_threads(int(cfg.threads))
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+            # Filling every new tensor with NaN only helps find reads of uninitialised memory;
+            # results are as reproducible without it, and it costs ~5% on small models.
+            torch.utils.deterministic.fill_uninitialized_memory = False
         torch.manual_seed(self.seed + self.rank)
         self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.model, self.bundle = model.to(self.device), bundle
@@ -449,7 +454,7 @@ class Trainer:
         return padded[self.rank :: self.world_size]
 
     def _eval_batch_size(self) -> int:
-        return int(self.config.eval_batch_size or max(4 * int(self.config.batch_size), 256))
+        return int(self.config.eval_batch_size or max(4 * int(self.config.batch_size), 1024))
 
     def _maybe_unfreeze(self, epoch: int) -> None:
         if apply_unfreeze_schedule(self.model, epochs_done=epoch - 1) and self.world_size > 1:
@@ -569,6 +574,7 @@ class Trainer:
         for cb in self._cbs.hook("on_fit_end"):
             cb.on_fit_end(self, result)
         torch.use_deterministic_algorithms(self._prev_deterministic)
+        torch.utils.deterministic.fill_uninitialized_memory = self._prev_fill
         torch.set_num_threads(self._prev_threads)
         return result
 
