@@ -20,7 +20,7 @@ skipped. Checks that do not apply are not run by sklearn itself: the sample-weig
 ...     {"lr": [0.003, 0.01], "hidden_sizes": [(16,), (32,)]},
 ...     cv=3,
 ... ).fit(X, y)
->>> search.best_score_ > 0.9
+>>> bool(search.best_score_ > 0.9)
 True
 """
 
@@ -310,7 +310,7 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
     >>> from tunelab.sklearn import NeuralClassifier
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = NeuralClassifier(hidden_sizes=(16,), lr=0.01, epochs=40, random_state=0).fit(X, y)
-    >>> clf.score(X, y) > 0.9, clf.predict_proba(X[:2]).shape
+    >>> bool(clf.score(X, y) > 0.9), clf.predict_proba(X[:2]).shape
     (True, (2, 3))
     """
 
@@ -351,7 +351,7 @@ class NeuralRegressor(RegressorMixin, _NeuralEstimator):
     >>> from tunelab.sklearn import NeuralRegressor
     >>> X, y = load_diabetes(return_X_y=True)
     >>> reg = NeuralRegressor(hidden_sizes=(32,), lr=0.01, epochs=60, random_state=0).fit(X, y)
-    >>> reg.score(X, y) > 0.5, reg.predict(X[:3]).shape
+    >>> bool(reg.score(X, y) > 0.5), reg.predict(X[:3]).shape
     (True, (3,))
     """
 
