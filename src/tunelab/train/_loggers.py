@@ -259,3 +259,22 @@ class RichProgress(Callback):
             self._progress.stop()
             self._progress.console.print(f"{result.status}: {result.reason}")
             self._progress = None
+
+
+def builtin_loggers(cfg: Any, run_dir: Path | None) -> list[Callback]:
+    """The recording callbacks ``cfg`` asks for: files in ``run_dir``, the progress display."""
+    found: list[Callback] = []
+    if run_dir is not None:
+        found.append(MetricsFile(run_dir / "metrics.jsonl"))
+        if cfg.tensorboard:
+            found.append(
+                TensorBoardLogger(run_dir / "tensorboard", every=cfg.grad_histograms_every)
+            )
+    progress = cfg.progress
+    if progress == "auto":
+        progress = "rich" if sys.stdout.isatty() else "plain"
+    if progress == "rich":
+        found.append(RichProgress())
+    elif progress == "plain":
+        found.append(PlainProgress())
+    return found

@@ -1,15 +1,29 @@
-"""Where and how a fit runs: device, precision, autocast, DDP rank, out-of-memory detection."""
+"""Where and how a fit runs: device, precision, autocast, DDP, batches, out-of-memory detection."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn as nn
 
+from ..config import TrainConfig
+from ..config._space import SearchSpace
 from ..errors import ConfigError
+
+
+def check_resolved(cfg: TrainConfig) -> None:
+    """A search space left in the ``train`` section is a config error (tune resolves them)."""
+    for name in type(cfg).model_fields:
+        if isinstance(getattr(cfg, name), SearchSpace):
+            raise ConfigError(
+                f"config error: train.{name} is a search space; give it a value "
+                "(cfg.with_values(...)) or run `tunelab tune`",
+                field=f"train.{name}",
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,3 +74,37 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "out of memory" in text or "can't allocate memory" in text
+
+
+def wrap_model(
+    model: nn.Module, *, distributed: bool, compile: bool
+) -> tuple[nn.Module, nn.Module, Any]:
+    """``(train_forward, eval_forward, ddp)``: DDP for training in a process group, compiled
+    when asked; evaluation runs the plain (or compiled) module without DDP's collectives."""
+    ddp = None
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model)
+    train_forward: nn.Module = ddp if ddp is not None else model
+    eval_forward: nn.Module = model
+    if compile:
+        train_forward = torch.compile(train_forward)
+        eval_forward = train_forward if ddp is None else torch.compile(model)
+    return train_forward, eval_forward, ddp
+
+
+def batch_scales(rows: int, batch_size: int, accumulate: int) -> Sequence[float]:
+    """Per micro-batch, its rows over the rows of its accumulation group.
+
+    Scaling each micro-batch's mean loss this way makes the accumulated gradient equal the
+    gradient of one batch of the whole group, even when the last group is short.
+    """
+    sizes = [min(batch_size, rows - start) for start in range(0, rows, batch_size)]
+    if accumulate == 1:
+        return [1.0] * len(sizes)
+    scales = []
+    for g in range(0, len(sizes), accumulate):
+        group = sizes[g : g + accumulate]
+        scales += [s / sum(group) for s in group]
+    return scales

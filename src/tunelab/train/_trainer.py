@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,43 +21,28 @@ import torch.nn as nn
 import torch.utils.deterministic
 
 from ..config import TrainConfig
-from ..config._space import SearchSpace
 from ..errors import ConfigError
 from ..models import apply_unfreeze_schedule, param_groups, transfer_settings
 from ._callbacks import Callback, CallbackList
-from ._checkpoint import (
-    CHECKPOINT_FORMAT,
-    cpu_state,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-    save_weights,
-)
+from ._checkpoint import cpu_state, save_checkpoint, save_weights
 from ._early_stopping import EarlyStopping, Monitor, check_metric
-from ._loggers import MetricsFile, PlainProgress, RichProgress, TensorBoardLogger
+from ._loggers import builtin_loggers
 from ._losses import build_loss
 from ._metrics import Evaluation, epoch_scores, full_evaluation, metric_names
 from ._optim import build_optimizer, l1_parameters, l1_penalty
 from ._result import REQUESTABLE, STATUSES, FitResult
+from ._resume import restore_trainer, trainer_state
 from ._schedules import LRSchedule
 from ._setup import (
     autocast_context,
+    batch_scales,
+    check_resolved,
     distributed_info,
     is_out_of_memory,
     resolve_device,
     resolve_precision,
+    wrap_model,
 )
-
-
-def _check_resolved(cfg: TrainConfig) -> None:
-    for name in type(cfg).model_fields:
-        if isinstance(getattr(cfg, name), SearchSpace):
-            raise ConfigError(
-                f"config error: train.{name} is a search space; give it a value "
-                "(cfg.with_values(...)) or run `tunelab tune`",
-                field=f"train.{name}",
-            )
 
 
 class Trainer:
@@ -151,7 +136,7 @@ class Trainer:
         cfg = self.config
         self._setup(model, bundle)
         if resume:
-            self._restore()
+            restore_trainer(self)
         if self._stop is not None:  # the checkpoint says this run already finished
             return self._finish(*self._stop)
         for cb in self._cbs.hook("on_fit_start"):
@@ -327,7 +312,7 @@ class Trainer:
 
     def _setup(self, model: nn.Module, bundle: Any) -> None:
         cfg = self.config
-        _check_resolved(cfg)
+        check_resolved(cfg)
         self.rank, self.world_size = distributed_info()
         self.device = resolve_device(cfg.device)
         precision = resolve_precision(cfg.precision, self.device)
@@ -371,9 +356,11 @@ class Trainer:
         self._trainable = list(self.model.parameters())
         self._l1 = float(cfg.l1)
         self._l1_params = l1_parameters(self.model) if self._l1 else []
-        self._train_forward, self._eval_forward, self._ddp = self._wrap_model()
+        self._train_forward, self._eval_forward, self._ddp = wrap_model(
+            self.model, distributed=self.world_size > 1, compile=bool(cfg.compile)
+        )
         local_rows = math.ceil(len(self._X) / self.world_size)
-        self._batch_scales = _batch_scales(
+        self._batch_scales = batch_scales(
             local_rows, int(cfg.batch_size), int(cfg.accumulate_steps)
         )
         self.steps_per_epoch = math.ceil(len(self._batch_scales) / int(cfg.accumulate_steps))
@@ -399,7 +386,8 @@ class Trainer:
         self.best_epoch, self.best_metrics, self.is_best, self._stop = None, {}, False, None
         self._last_checkpoint = time.monotonic()
         self._wall_before, self._fit_started = 0.0, time.perf_counter()
-        self._cbs = CallbackList(self.callbacks + self._builtin_callbacks() if self.is_main else [])
+        loggers = builtin_loggers(cfg, self.run_dir)
+        self._cbs = CallbackList(self.callbacks + loggers if self.is_main else [])
 
     def _check_monitors(self, task: str) -> None:
         """Reject misspelt monitors up front; without a validation split fall back to train_loss."""
@@ -410,38 +398,6 @@ class Trainer:
             check_metric(es.monitor, names, field="train.early_stopping.monitor")
         monitor = self.config.monitor
         self._monitor = monitor if self._has_val or not monitor.startswith("val_") else "train_loss"
-
-    def _wrap_model(self) -> tuple[nn.Module, nn.Module, Any]:
-        model, ddp = self.model, None
-        if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ddp = DistributedDataParallel(model)
-        train_forward = ddp if ddp is not None else model
-        eval_forward = model
-        if self.config.compile:
-            train_forward = torch.compile(train_forward)
-            eval_forward = train_forward if ddp is None else torch.compile(model)
-        return train_forward, eval_forward, ddp
-
-    def _builtin_callbacks(self) -> list[Callback]:
-        cfg, found = self.config, []
-        if self.run_dir is not None:
-            found.append(MetricsFile(self.run_dir / "metrics.jsonl"))
-            if cfg.tensorboard:
-                found.append(
-                    TensorBoardLogger(self.run_dir / "tensorboard", every=cfg.grad_histograms_every)
-                )
-        progress = cfg.progress
-        if progress == "auto":
-            import sys
-
-            progress = "rich" if sys.stdout.isatty() else "plain"
-        if progress == "rich":
-            found.append(RichProgress())
-        elif progress == "plain":
-            found.append(PlainProgress())
-        return found
 
     def _epoch_order(self) -> torch.Tensor:
         n = len(self._X)
@@ -491,66 +447,15 @@ class Trainer:
             or time.monotonic() - self._last_checkpoint >= interval
         )
 
-    def _state(self, status: str | None = None, reason: str = "") -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.scheduler.state_dict(),
-            "scaler": self._scaler.state_dict() if self._scaler is not None else {},
-            "early_stopping": self._early.state_dict() if self._early is not None else {},
-            "best": {
-                **self._best.state_dict(),
-                "metrics": self.best_metrics,
-                "state": self._best_state,
-            },
-            "history": self.history,
-            "callbacks": self._cbs.state_dict(),
-            "rng": rng_state(self._gen),
-            "finished": {"status": status, "reason": reason} if status else {},
-            "wall_time_s": self._wall_time(),
-        }
-
     def _wall_time(self) -> float:
         return self._wall_before + time.perf_counter() - self._fit_started
 
     def _save_checkpoint(self, status: str | None = None, reason: str = "") -> None:
-        save_checkpoint(self._state(status, reason), self.run_dir / "checkpoint.pt")
+        save_checkpoint(trainer_state(self, status, reason), self.run_dir / "checkpoint.pt")
         if self._best_dirty and self._best_state is not None:
             save_weights(self._best_state, self.run_dir / "best" / "model.safetensors")
             self._best_dirty = False
         self._last_checkpoint = time.monotonic()
-
-    def _restore(self) -> None:
-        """Load ``checkpoint.pt`` from ``run_dir`` if there is one."""
-        path = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
-        if path is None or not path.is_file():
-            return
-        state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["schedule"])
-        if self._scaler is not None and state["scaler"]:
-            self._scaler.load_state_dict(state["scaler"])
-        if self._early is not None and state["early_stopping"]:
-            self._early.load_state_dict(state["early_stopping"])
-        best = state["best"]
-        self._best.load_state_dict(best)
-        self.best_epoch, self.best_metrics = best.get("best_epoch"), dict(best.get("metrics", {}))
-        self._best_state = best.get("state")
-        self.history = list(state["history"])
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self._cbs.load_state_dict(state["callbacks"])
-        restore_rng(state["rng"], self._gen)
-        self._maybe_unfreeze(self.epoch + 1)
-        # A finished run stays finished, unless more epochs were asked for than it ran.
-        finished = state.get("finished") or {}
-        status = finished.get("status")
-        if status == "early_stopped" or (status is not None and self.epoch >= self.config.epochs):
-            self._stop = (status, finished["reason"])
-        self._wall_before = float(state.get("wall_time_s", 0.0))
 
     def _finish(self, status: str, reason: str) -> FitResult:
         interrupted = status == "stopped" and reason.startswith("interrupted")
@@ -577,15 +482,3 @@ class Trainer:
         torch.utils.deterministic.fill_uninitialized_memory = self._prev_fill
         torch.set_num_threads(self._prev_threads)
         return result
-
-
-def _batch_scales(rows: int, batch_size: int, accumulate: int) -> Sequence[float]:
-    """Per micro-batch, its rows over the rows of its accumulation group."""
-    sizes = [min(batch_size, rows - start) for start in range(0, rows, batch_size)]
-    if accumulate == 1:
-        return [1.0] * len(sizes)
-    scales = []
-    for g in range(0, len(sizes), accumulate):
-        group = sizes[g : g + accumulate]
-        scales += [s / sum(group) for s in group]
-    return scales
