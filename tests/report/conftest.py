@@ -170,17 +170,14 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-@pytest.fixture(scope="session")
-def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "train-only"
-    _train(run, epochs=2)
-    return run
-
-
 @pytest.fixture
-def training_only_run(_trained_once: Path, tmp_path: Path) -> Path:
+def training_only_run(handmade_run: Path, tmp_path: Path) -> Path:
     """What `tunelab train` leaves: one training directory, no study, no later stages."""
-    return Path(shutil.copytree(_trained_once, tmp_path / "train-only"))
+    # The best trial's directory is what tunelab's trainer wrote (run_training).
+    trial = next(p for p in (handmade_run / "trials").iterdir() if (p / "metrics.jsonl").is_file())
+    return Path(
+        shutil.copytree(trial, tmp_path / "train-only", ignore=shutil.ignore_patterns("findings*"))
+    )
 
 
 @pytest.fixture

@@ -130,10 +130,6 @@ class Demo:
             self._write_info(time.perf_counter() - start)
         wall = time.perf_counter() - start
         self._write_info(wall)
-        # The report is re-rendered once more so its Steps table includes its own timing.
-        from ._render import render_report
-
-        render_report(self.run_dir)
         result = DemoResult(
             run_dir=self.run_dir,
             report=self.run_dir / "report.html",

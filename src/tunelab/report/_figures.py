@@ -250,10 +250,18 @@ def round_curves(curves: dict[str, list[dict[str, Any]]], metric: str) -> go.Fig
                 1,
                 col,
             )
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", dtick=1)
     fig = _styled(fig, "Before and after --fix: each repair round's training")
     fig.update_layout(margin={"t": 90})
     return fig
+
+
+def _axis_label(key: str) -> str:
+    labels = {
+        "b64_p50_ms": "latency p50 at batch 64 (ms)",
+        "b1_p50_ms": "latency p50 at batch 1 (ms)",
+    }
+    return labels.get(key, key)
 
 
 _PALETTE = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b")
@@ -302,7 +310,11 @@ def compression_tradeoff(
             hovertemplate="%{text}<br>" + x_key + " %{x}<br>" + y_key + " %{y}<extra></extra>",
         )
     )
-    fig.update_xaxes(title_text=x_key)
-    fig.update_yaxes(title_text=y_key)
+    xs = [float(r[x_key]) for r in points]
+    # Latencies of torch and ONNX Runtime variants differ by orders of magnitude.
+    log_x = min(xs) > 0 and max(xs) / min(xs) > 20
+    fig.update_xaxes(title_text=_axis_label(x_key), type="log" if log_x else "linear")
+    metric = points[0].get("metric") if y_key == "test_metric" else None
+    fig.update_yaxes(title_text=f"test {metric}" if metric else y_key)
     subtitle = f" (marker area ~ {size_key})" if size_key else ""
     return _styled(fig, f"Compression trade-off{subtitle}")

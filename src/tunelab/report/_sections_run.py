@@ -87,11 +87,22 @@ def _hardware(art: RunArtifacts) -> tuple[str, bool]:
     for source in (art.run_info, art.best.result if art.best else None):
         hw = _get(source, "hardware")
         if isinstance(hw, dict):
-            return fmt(hw), True
+            return _describe_hardware(hw), True
         if hw:
             return str(hw), True
     cpu = platform.processor() or platform.machine()
     return f"{os.cpu_count()} CPU cores, {cpu}, {platform.system()} (report machine)", False
+
+
+def _describe_hardware(hw: dict[str, Any]) -> str:
+    """``2 CPU cores (x86_64), 23.5 GB RAM, no GPU; torch 2.13.0`` from the demo's record."""
+    if "cpu_cores" not in hw:
+        return fmt(hw)
+    text = f"{hw['cpu_cores']} CPU cores ({hw.get('cpu', '?')})"
+    if hw.get("memory_gb"):
+        text += f", {hw['memory_gb']} GB RAM"
+    text += f", GPU {hw['gpu']}" if hw.get("gpu") else ", no GPU"
+    return text + (f"; torch {hw['torch']}" if hw.get("torch") else "")
 
 
 def best_metric(art: RunArtifacts) -> tuple[str | None, Any]:
