@@ -16,7 +16,13 @@ def _write(tmp_path, **sections):
 
 
 def test_tune_prints_progress_best_params_importances_and_top_trials(tmp_path, capsys):
-    train = {"epochs": 2, "batch_size": 32, "tensorboard": False, "lr": {"low": 1e-3, "high": 0.1}}
+    train = {
+        "epochs": 2,
+        "batch_size": 32,
+        "tensorboard": False,
+        "deterministic": False,
+        "lr": {"low": 1e-3, "high": 0.1},
+    }
     path = _write(tmp_path, train=train)
     with pytest.raises(SystemExit) as done:
         main(["tune", str(path), "--trials", "3", "--progress", "plain", "--pruner", "none"])
@@ -54,3 +60,20 @@ def test_grid_over_a_continuous_range_is_one_line_error(tmp_path, capsys):
         main(["tune", str(path), "--sampler", "grid"])
     assert done.value.code == 2
     assert "train.lr is a continuous range" in capsys.readouterr().err
+
+
+def test_live_table_shows_running_and_finished_trials():
+    import optuna
+    from rich.console import Console
+
+    from tunelab.tune._progress import LiveTable
+
+    study = optuna.create_study()
+    study.tell(study.ask({"lr": optuna.distributions.FloatDistribution(0.001, 0.1)}), 0.5)
+    running = study.ask({"lr": optuna.distributions.FloatDistribution(0.001, 0.1)})
+    running.report(0.7, 1)
+    console = Console(record=True, width=120)
+    console.print(LiveTable(study, title="live").render())
+    text = console.export_text()
+    assert "complete" in text and "running" in text
+    assert "lr=" in text and "0.5" in text

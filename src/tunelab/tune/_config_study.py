@@ -74,7 +74,8 @@ def run_study(
 
     Args:
         config: an :class:`ExperimentConfig`, its dict form, or a YAML path.
-        bundle: prepared data (default: ``prepare_data(cfg.data)``, once per process).
+        bundle: prepared data (default: ``prepare_data(cfg.data)``, once per process); with
+            several workers each worker process prepares the data itself.
         trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress:
             override the ``tune`` section (``None`` keeps the config's value).
 
@@ -204,6 +205,9 @@ def work(
     """Run this process's share of the study (the whole of it with one worker)."""
     study, choice = opened or build_study(cfg, worker=worker)
     bundle = bundle if bundle is not None else load_bundle(cfg)
+    profile = cfg.run_dir / "data_profile.json"
+    if worker == 0 and not profile.exists() and hasattr(bundle.profile, "save"):
+        bundle.profile.save(profile)  # what the report's data section shows
     objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir)
     return execute(
         study,
@@ -224,6 +228,11 @@ def _run(cfg: ExperimentConfig, bundle: DataBundle | None) -> StudyResult:
         raise ConfigError(
             "config error: nothing to tune — no field is a search space; write one as "
             "{choice: [...]} or {low, high, log, step} (or use `tunelab train`)"
+        )
+    if cfg.tune.workers > 1 and storage_url(cfg.tune.storage, cfg.run_dir) == "memory":
+        raise ConfigError(
+            "config error: tune.storage = 'memory' — worker processes need a shared storage; "
+            "leave it unset (SQLite in the run directory) or give a database URL"
         )
     run_dir = prepare_run_dir(cfg)
     study, choice = build_study(cfg)
