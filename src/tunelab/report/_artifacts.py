@@ -14,6 +14,7 @@ directory* that may add ``data_profile.json``, ``study.db``, ``trials/<n>/``, ``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -391,7 +392,25 @@ def load_run(path: str | Path) -> RunArtifacts:
 def _best_training_dir(run: Path, art: RunArtifacts) -> Path | None:
     """The training directory whose curves describe the best model."""
     if art.best_trial_number is not None and art.best_trial_number in art.trial_dirs:
-        return art.trial_dirs[art.best_trial_number]
+        return _best_fold(art.trial_dirs[art.best_trial_number])
     if (run / "metrics.jsonl").is_file() or (run / "result.json").is_file():
         return run
     return None
+
+
+def _best_fold(trial_dir: Path) -> Path:
+    """A cross-validated trial trains in ``fold_<k>/``; its ``best/`` is one fold's copy.
+
+    The fold whose weights are byte-identical to the trial's ``best/`` is the one shown.
+    """
+    folds = sorted(p for p in trial_dir.glob("fold_*") if (p / "metrics.jsonl").is_file())
+    if (trial_dir / "metrics.jsonl").is_file() or not folds:
+        return trial_dir
+    weights = trial_dir / "best" / "model.safetensors"
+    if weights.is_file():
+        digest = hashlib.sha256(weights.read_bytes()).digest()
+        for fold in folds:
+            candidate = fold / "best" / "model.safetensors"
+            if candidate.is_file() and hashlib.sha256(candidate.read_bytes()).digest() == digest:
+                return fold
+    return folds[0]
