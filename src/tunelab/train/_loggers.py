@@ -250,9 +250,12 @@ class RichProgress(Callback):
         self._progress.advance(self._batch_task)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        info = _headline(metrics, trainer.config.monitor)
+        line = _headline(metrics, trainer.config.monitor)
+        self._progress.console.print(f"epoch {epoch}/{trainer.config.epochs}  {line}")
+        # The bar keeps only the loss and the monitored metric, so it fits a narrow terminal.
+        short = {k: metrics[k] for k in ("train_loss", trainer.config.monitor) if k in metrics}
+        info = "  ".join(f"{k} {v:.4g}" for k, v in short.items())
         self._progress.update(self._epoch_task, advance=1, info=info)
-        self._progress.console.print(f"epoch {epoch}/{trainer.config.epochs}  {info}")
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         if self._progress is not None:
