@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import Section
 from ._registry import allowed_names
@@ -12,7 +12,13 @@ from ._space import resolve_nested_spaces
 
 
 class ModelConfig(Section):
-    """A model builder by registry name with its parameters (any of which may be tuned)."""
+    """A model builder by registry name with its parameters (any of which may be tuned).
+
+    ``checkpoint`` names a directory written by ``tunelab.models.save_model`` (a training run's
+    ``best/``); the architecture and weights come from it and the head is replaced when the
+    classes differ. ``freeze_backbone`` trains only the head, ``unfreeze_after`` thaws the rest
+    after that many epochs, and ``backbone_lr_mult`` scales the backbone's learning rate.
+    """
 
     builder: str = "mlp"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -36,3 +42,11 @@ class ModelConfig(Section):
         if not isinstance(value, dict):
             return value
         return resolve_nested_spaces(value)
+
+    @model_validator(mode="after")
+    def _unfreeze_needs_freeze(self) -> ModelConfig:
+        if self.unfreeze_after is not None and not self.freeze_backbone:
+            raise ValueError(
+                "model.unfreeze_after needs model.freeze_backbone: true (nothing is frozen)"
+            )
+        return self
