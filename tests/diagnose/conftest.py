@@ -1,4 +1,8 @@
-"""Fixtures of the doctor's tests: one CPU thread and a fixed seed for every test."""
+"""Fixtures of the doctor's tests: one CPU thread for the whole package, a fixed seed per test.
+
+Package scope, so the module-scoped runs (the repair zoo) are single-threaded too: on a shared
+machine extra OpenMP threads only spin.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

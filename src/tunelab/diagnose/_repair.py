@@ -137,6 +137,7 @@ def diagnose_config(
                 "train.epochs": n_epochs,
                 "train.early_stopping.enabled": False,
                 "train.progress": "none",
+                "train.tensorboard": False,
                 "diagnose.enabled": True,
             }
         )
@@ -150,7 +151,7 @@ def diagnose_config(
             run.stopped_because = f"the changes of round {index} do not fit this model; reverted"
             break
         report = doctor.report or DiagnosisReport()
-        findings = merge_findings(data_findings, report.findings)
+        findings = DiagnosisReport(merge_findings(data_findings, report.findings)).findings
         metric = "val_accuracy" if bundle.task == "classification" else "val_r2"
         value = result.result.best_metrics.get(metric)
         DiagnosisReport(findings, epochs=report.epochs, steps=report.steps).save(

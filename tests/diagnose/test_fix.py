@@ -1,0 +1,98 @@
+"""``tunelab doctor --fix``: faulty configs are diagnosed, repaired, and the repair is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tunelab.cli import main
+from tunelab.config import load_config, parse_config
+from tunelab.diagnose._repair import diagnose_config
+
+from .fix_zoo import FIX_CASES
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("doctor")
+    out = {}
+    for case in FIX_CASES:
+        cfg = parse_config({**case.config, "run_root": str(root)})
+        out[case.name] = diagnose_config(cfg, epochs=case.epochs, fix=True, rounds=3)
+    return out
+
+
+@pytest.mark.parametrize("case", FIX_CASES, ids=[c.name for c in FIX_CASES])
+def test_faulty_config_is_diagnosed_with_its_kind(runs, case):
+    first = runs[case.name].rounds[0]
+    assert case.expect in {f.kind for f in first.problems}, [f.kind for f in first.findings]
+
+
+def test_fix_repairs_at_least_80_percent_of_the_faulty_configs(runs):
+    repaired = []
+    for case in FIX_CASES:
+        run = runs[case.name]
+        last = run.final
+        if run.repaired and last.value is not None and last.value >= case.metric_at_least:
+            repaired.append(case.name)
+    assert len(repaired) >= 0.8 * len(FIX_CASES), repaired
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(runs):
+    run = runs["out_of_memory"]
+    assert run.rounds[0].status == "oom"
+    sizes = [
+        (r.changes.get("train.batch_size"), r.changes.get("train.accumulate_steps"))
+        for r in run.rounds[1:]
+    ]
+    assert sizes[0] == (64, 2)
+    final = run.config.train
+    assert final.batch_size * final.accumulate_steps == 128
+    assert run.final.status == "completed"
+
+
+def test_fix_rounds_and_repaired_config_are_written(runs):
+    run = runs["diverging"]
+    rounds = json.loads((run.directory / "fix_rounds.json").read_text())
+    assert rounds["repaired"] is True
+    first = {f["kind"]: f for f in rounds["rounds"][0]["findings"]}
+    assert first["diverging_loss"]["severity"] == "error"
+    assert rounds["rounds"][1]["changes"]["train.lr"] == pytest.approx(0.5)
+    repaired = load_config(run.directory / "config.yaml")
+    assert repaired.train.lr == pytest.approx(0.5) and repaired.train.clip_grad_norm == 1.0
+    # The user's own epochs and early stopping are kept; only the diagnostic runs change them.
+    assert repaired.train.epochs == 20 and repaired.train.early_stopping.enabled
+    assert (run.directory / "round_1" / "findings.json").is_file()
+
+
+def test_cli_prints_the_findings_table(tmp_path, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "cli",
+                "run_root": str(tmp_path / "runs"),
+                "data": {"source": "sklearn", "dataset": "digits", "max_rows": 500},
+                "model": {"builder": "mlp", "params": {"depth": 1, "width": 32}},
+                "train": {"optimizer": "sgd", "lr": 1e-4, "momentum": 0.0},
+            }
+        )
+    )
+    with pytest.raises(SystemExit) as done:
+        main(["doctor", str(config), "--epochs", "3"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "slow_convergence" in out and "warning" in out and "remedy" in out
+    assert (tmp_path / "runs" / "cli" / "doctor" / "fix_rounds.json").is_file()
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train: {lr: -1}\n")
+    with pytest.raises(SystemExit) as done:
+        main(["doctor", str(config)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("config error: train.lr") and "\n" not in err
