@@ -284,17 +284,16 @@ def _trial_dirs(run: Path) -> dict[int, Path]:
     return found
 
 
-def load_study(db: Path) -> Any:
-    """The (last) Optuna study stored in a SQLite file, opened read-only in spirit."""
+def load_study(db: Path, name: str | None = None) -> Any:
+    """The study called ``name`` in a SQLite file (the run's name), else the newest one."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{db.resolve()}"
-    summaries = optuna.get_all_study_summaries(storage=storage)
-    if not summaries:
+    names = optuna.get_all_study_names(storage=storage)  # in creation order
+    if not names:
         raise ValueError("study.db holds no study")
-    name = max(summaries, key=lambda s: s._study_id).study_name
-    return optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=name if name in names else names[-1], storage=storage)
 
 
 def best_trial_number(study: Any) -> int | None:
@@ -336,7 +335,7 @@ def load_run(path: str | Path) -> RunArtifacts:
     if db.is_file():
         art.study_path = db
         try:
-            art.study = load_study(db)
+            art.study = load_study(db, (art.config or {}).get("name"))
             art.best_trial_number = best_trial_number(art.study)
         except Exception as exc:  # a locked or foreign SQLite file: say so, keep going
             notes["search"] = f"study.db could not be read as an Optuna study ({exc})"
