@@ -141,3 +141,24 @@ def test_cross_validated_best_trial_shows_the_fold_whose_weights_it_kept(
     html = build_report(run).section("best-model").to_html()
     assert f"trials/{trial.name}/fold_1" in html
     assert "learning_curves" in build_report(run).plots
+
+
+def test_regression_run_has_curves_and_no_classification_parts(tmp_path: Path):
+    from tunelab.config import parse_config
+    from tunelab.train import run_training
+
+    cfg = parse_config(
+        {
+            "name": "reg",
+            "data": {"source": "sklearn", "dataset": "diabetes"},
+            "model": {"builder": "mlp", "params": {"width": 16, "depth": 1}},
+            "train": {"epochs": 2, "progress": "none", "tensorboard": False},
+        }
+    )
+    run_training(cfg, run_dir=tmp_path / "reg")
+    report = build_report(tmp_path / "reg")
+    best = report.section("best-model")
+    assert "learning_curves" in report.plots
+    assert "confusion_matrix" not in report.plots
+    assert not any("confusion" in g or "classification" in g for g in best.gaps)
+    assert "<td>r2</td>" in best.to_html()

@@ -99,7 +99,7 @@ def best_model_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
 
     classification = task_name(art) != "regression"
     matrix = _find(result, "confusion_matrix")
-    if matrix is not None:
+    if matrix:  # regression runs write an empty one
         sec.add("<h3>Confusion matrix</h3>")
         _try_plot(
             sec,
