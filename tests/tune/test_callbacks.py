@@ -85,3 +85,13 @@ def test_sick_callback_leaves_a_healthy_run_alone():
     for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.6], start=1):
         cb.on_epoch_end(trainer, epoch, {"train_loss": loss, "val_loss": loss})
     assert trainer.stopped is None and cb.findings == []
+
+
+def test_successive_halving_lets_a_trial_past_its_last_rung_finish():
+    # 10 epochs, r = 3: rungs at epochs 1 and 3 can prune; epoch 9 would only save one epoch.
+    trial, trainer = FakeTrial(prune_at=1), FakeTrainer()
+    cb = PruningCallback(trial, "val_loss", last_step=10, final_rung_factor=3)
+    cb.on_epoch_end(trainer, 9, {"val_loss": 1.0})
+    assert trainer.stopped is None
+    cb.on_epoch_end(trainer, 3, {"val_loss": 1.0})
+    assert trainer.stopped[0] == "pruned"

@@ -156,3 +156,11 @@ def test_resuming_a_run_directory_with_another_search_is_refused(tmp_path):
     other = tiny_config(tmp_path, train=FAST_TRAIN | {"weight_decay": {"choice": [0.0, 0.1]}})
     with pytest.raises(Exception, match="different search"):
         run_study(other, trials=1)
+
+
+def test_an_unknown_objective_metric_is_one_clear_error_before_any_trial(tmp_path):
+    tune = {"metric": "val_acc", "progress": "none", "heartbeat_interval": 0}
+    cfg = tiny_config(tmp_path, train=FAST_TRAIN | {"lr": {"choice": [0.01]}}, tune=tune)
+    with pytest.raises(ConfigError, match=r"tune.metric = 'val_acc' .*val_accuracy"):
+        run_study(cfg)
+    assert not (tmp_path / "runs" / "tiny" / "trials").exists()

@@ -50,6 +50,10 @@ class PruningCallback(Callback):
             then only records progress.
         last_step: the trial's final step; a trial is not pruned there, since it has already
             spent its whole budget and its final value is worth keeping.
+        final_rung_factor: for successive halving (``asha``/``hyperband``, factor ``r``): once
+            ``step * r`` passes ``last_step`` the trial has cleared its last rung below the full
+            budget and runs to the end -- pruning it then would save under ``1/r`` of its cost
+            and discard a nearly finished result (10 epochs, r=3: rungs at 1 and 3, not 9).
         epochs_before: epochs the trial trained before this fit (earlier folds); when nothing
             is reported, the running total is kept in the ``epochs`` user attribute.
     """
@@ -63,6 +67,7 @@ class PruningCallback(Callback):
         report: bool = True,
         last_step: int | None = None,
         epochs_before: int = 0,
+        final_rung_factor: int | None = None,
     ) -> None:
         self.trial = trial
         self.monitor = monitor
@@ -70,6 +75,7 @@ class PruningCallback(Callback):
         self.report = report
         self.last_step = last_step
         self.epochs_before = epochs_before
+        self.final_rung_factor = final_rung_factor
         self.pruned_reason: str | None = None
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
@@ -88,7 +94,10 @@ class PruningCallback(Callback):
         if not math.isfinite(value):
             return  # a NaN is the sick-trial check's business, not the pruner's statistics
         self.trial.report(value, step)
-        if self.last_step is not None and step >= self.last_step:
+        if self.last_step is not None and (
+            step >= self.last_step
+            or (self.final_rung_factor and step * self.final_rung_factor > self.last_step)
+        ):
             return
         if self.trial.should_prune():
             self.pruned_reason = (

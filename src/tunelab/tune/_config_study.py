@@ -23,6 +23,7 @@ from ..data import DataBundle
 from ..errors import ConfigError, FatalError
 from ._budget import Budget
 from ._engine import execute, open_study, quiet_optuna, session_seed
+from ._measure import COST_METRICS
 from ._objective import TrainingObjective, max_trial_epochs, study_objectives
 from ._pruners import make_pruner
 from ._result import StudyResult, summarize
@@ -193,6 +194,22 @@ def load_bundle(cfg: ExperimentConfig) -> DataBundle:
     return prepare_data(cfg.data, seed=cfg.seed)
 
 
+def check_metrics(cfg: ExperimentConfig, bundle: DataBundle) -> None:
+    """Every objective metric is one the trainer reports for this data (else one clear line)."""
+    from ..train._metrics import metric_names
+
+    has_val = cfg.tune.cv.folds >= 2 or len(bundle.X_val) > 0
+    known = [m for m in metric_names(bundle.task, has_val=has_val) if m != "epoch"]
+    metrics, _ = study_objectives(cfg)
+    for metric in metrics:
+        if metric not in known and metric not in COST_METRICS:
+            field = "tune.objectives" if cfg.tune.objectives else "tune.metric"
+            raise ConfigError(
+                f"config error: {field} = {metric!r} — not a metric of this {bundle.task} task; "
+                f"expected one of {', '.join([*known, *COST_METRICS])}"
+            )
+
+
 def work(
     cfg: ExperimentConfig,
     bundle: DataBundle | None,
@@ -205,6 +222,7 @@ def work(
     """Run this process's share of the study (the whole of it with one worker)."""
     study, choice = opened or build_study(cfg, worker=worker)
     bundle = bundle if bundle is not None else load_bundle(cfg)
+    check_metrics(cfg, bundle)
     profile = cfg.run_dir / "data_profile.json"
     if worker == 0 and not profile.exists() and hasattr(bundle.profile, "save"):
         bundle.profile.save(profile)  # what the report's data section shows

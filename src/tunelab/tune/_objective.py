@@ -183,6 +183,9 @@ class TrainingObjective:
             step_offset=step_offset,
             report=single and metrics[0] not in COST_METRICS,
             last_step=self._last_step,
+            final_rung_factor=(
+                cfg.tune.reduction_factor if cfg.tune.pruner in ("asha", "hyperband") else None
+            ),
             epochs_before=epochs_before,
         )
         callbacks: list[Any] = [pruning]
