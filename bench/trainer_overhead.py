@@ -3,7 +3,8 @@
 Same data (digits, prepared by tunelab.data), same model and initial weights, same batch size,
 optimiser (Adam), epochs and per-epoch validation. The Trainer runs with its progress display
 off and TensorBoard on (scalars, LR, gradient-norm histograms), writing metrics.jsonl,
-checkpoint.pt and the best weights to a temporary run directory. The two are interleaved
+checkpoint.pt and the best weights to a fresh run directory (made and deleted outside the
+timed region). The two are interleaved
 (alternating which goes first), 5 timed repeats each after one warm-up, in one process, on one
 CPU thread. Printed: median seconds per fit and the median of the per-repeat ratios (wall
 clock, and process CPU time, which is steadier when other processes share the cores).
@@ -15,6 +16,7 @@ clock, and process CPU time, which is steadier when other processes share the co
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -56,7 +58,9 @@ def hand_loop(model: nn.Module, bundle, *, epochs: int, batch_size: int, lr: flo
     return accuracy
 
 
-def trainer_fit(model: nn.Module, bundle, *, epochs: int, batch_size: int, lr: float) -> float:
+def trainer_fit(
+    model: nn.Module, bundle, *, epochs: int, batch_size: int, lr: float, run_dir: Path
+) -> float:
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -66,8 +70,7 @@ def trainer_fit(model: nn.Module, bundle, *, epochs: int, batch_size: int, lr: f
         tensorboard=True,
         early_stopping={"enabled": False},
     )
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = Trainer(cfg, run_dir=Path(run_dir)).fit(model, bundle)
+    result = Trainer(cfg, run_dir=run_dir).fit(model, bundle)
     return result.history[-1]["val_accuracy"]
 
 
@@ -79,7 +82,13 @@ def fresh_model(builder: str, params: dict, bundle) -> nn.Module:
 
 
 def compare(name, builder, params, bundle, *, epochs, batch_size, lr, repeats) -> dict:
-    runs = {"hand": hand_loop, "trainer": trainer_fit}
+    # Each trainer fit gets a fresh run directory, made and removed outside the timed region.
+    scratch = Path(tempfile.mkdtemp(prefix="trainer_overhead_"))
+    dirs = iter(scratch / str(i) for i in range(repeats + 1))
+    runs = {
+        "hand": hand_loop,
+        "trainer": lambda *a, **k: trainer_fit(*a, run_dir=next(dirs), **k),
+    }
     wall: dict[str, list[float]] = {"hand": [], "trainer": []}
     cpu: dict[str, list[float]] = {"hand": [], "trainer": []}
     accuracy: dict[str, float] = {}
@@ -95,6 +104,7 @@ def compare(name, builder, params, bundle, *, epochs, batch_size, lr, repeats) -
             )
             wall[which].append(time.perf_counter() - w0)
             cpu[which].append(time.process_time() - c0)
+    shutil.rmtree(scratch, ignore_errors=True)
     wall_ratios = [t / h for t, h in zip(wall["trainer"], wall["hand"], strict=True)]
     cpu_ratios = [t / h for t, h in zip(cpu["trainer"], cpu["hand"], strict=True)]
     row = {

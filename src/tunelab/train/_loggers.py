@@ -85,7 +85,7 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
         self._layers: list[str] = []
         self._params: list[torch.nn.Parameter] = []
-        self._layer_of: torch.Tensor | None = None
+        self._layer_of: np.ndarray | None = None
         self._buffer: torch.Tensor | None = None
         self._count = 0
         self._stride = 1
@@ -99,9 +99,8 @@ class TensorBoardLogger(Callback):
         layer_names = [n.rsplit(".", 1)[0] if "." in n else n for n, _ in named]
         self._layers = list(dict.fromkeys(layer_names))
         self._params = [p for _, p in named]
-        index = [self._layers.index(n) for n in layer_names]
-        self._layer_of = torch.tensor(index, device=trainer.device)
-        shape = (GRAD_SAMPLES_PER_EPOCH, len(self._layers))
+        self._layer_of = np.array([self._layers.index(n) for n in layer_names])
+        shape = (GRAD_SAMPLES_PER_EPOCH, len(self._params))
         self._buffer = torch.zeros(shape, device=trainer.device)
         self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
 
@@ -116,16 +115,18 @@ class TensorBoardLogger(Callback):
             or self._count >= len(self._buffer)
         ):
             return
+        # One fused norm per parameter tensor, straight into the buffer row; layers are summed
+        # on the host at the epoch's end. A frozen parameter (no gradient) counts as 0.
         grads = [p.grad for p in self._params]
-        if any(g is None for g in grads):  # a frozen backbone: only the layers with gradients
+        row = self._buffer[self._count]
+        if any(g is None for g in grads):
+            row.zero_()
             present = [i for i, g in enumerate(grads) if g is not None]
-            if not present:
-                return
-            index, grads = self._layer_of[present], [grads[i] for i in present]
+            if present:
+                norms = torch._foreach_norm([grads[i] for i in present])
+                row[present] = torch.stack(norms).float()
         else:
-            index = self._layer_of
-        squares = torch.stack(torch._foreach_norm(grads)).float().square_()
-        self._buffer[self._count].zero_().index_add_(0, index, squares)
+            torch.stack(torch._foreach_norm(grads), out=row)
         self._count += 1
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
@@ -137,7 +138,10 @@ class TensorBoardLogger(Callback):
             if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
         if self._active and self._count:
-            norms = np.sqrt(self._buffer[: self._count].cpu().numpy().astype(np.float64))
+            per_param = self._buffer[: self._count].cpu().numpy().astype(np.float64)
+            squares = np.zeros((self._count, len(self._layers)))
+            np.add.at(squares.T, self._layer_of, (per_param**2).T)
+            norms = np.sqrt(squares)
             for j, layer in enumerate(self._layers):
                 histogram = _histogram(norms[:, j], HistogramProto)
                 if histogram is not None:
@@ -150,20 +154,22 @@ class TensorBoardLogger(Callback):
             self.writer = None
 
 
-def _histogram(values: np.ndarray, proto: Any) -> Any:
-    """A TensorBoard histogram of ``values`` in 8 equal buckets (None when nothing is finite)."""
+def _histogram(values: np.ndarray, proto: Any, buckets: int = 8) -> Any:
+    """A TensorBoard histogram of ``values`` in equal buckets (None when nothing is finite)."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
     low, high = float(values.min()), float(values.max())
-    counts, edges = np.histogram(values, bins=8, range=(low, high if high > low else low + 1e-12))
+    width = (high - low) / buckets or 1e-12
+    index = np.minimum(((values - low) / width).astype(np.int64), buckets - 1)
+    counts = np.bincount(index, minlength=buckets)
     return proto(
         min=low,
         max=high,
         num=float(values.size),
         sum=float(values.sum()),
         sum_squares=float(values @ values),
-        bucket_limit=edges[1:].tolist(),
+        bucket_limit=[low + width * (i + 1) for i in range(buckets)],
         bucket=counts.astype(np.float64).tolist(),
     )
 
