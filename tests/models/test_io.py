@@ -197,3 +197,21 @@ def test_tied_weights_are_stored_once_and_restored(tmp_path):
     load_weights(fresh, tmp_path / "model.safetensors")
     assert torch.equal(fresh.head.weight, model.head.weight)
     assert fresh.head.weight is fresh.encode.weight
+
+
+def test_custom_model_round_trip_reimports_its_factory(tmp_path, monkeypatch):
+    (tmp_path / "zoo_nets.py").write_text(
+        "import torch.nn as nn\n"
+        "def two_layer(input_shape, output_size, hidden=5):\n"
+        "    net = nn.Sequential(nn.Linear(input_shape[0], hidden), nn.Tanh())\n"
+        "    net.add_module('head', nn.Linear(hidden, output_size))\n"
+        "    return net\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = ModelSpec(
+        "custom", {"factory": "zoo_nets:two_layer", "hidden": 6}, input_shape=(3,), output_size=2
+    )
+    model = spec.build()
+    save_model(tmp_path / "saved", model, spec)
+    x = torch.randn(4, 3)
+    assert torch.equal(load_model(tmp_path / "saved").model(x), model.eval()(x))
