@@ -56,7 +56,8 @@ class RecurrentNet(HeadedModel):
         else:
             h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
             # The last layer's final state of each direction: forward at t=T, backward at t=0.
-            pooled = torch.cat(list(h_n[-self.directions :]), dim=-1)
+            last = h_n[-self.directions :]  # (directions, batch, hidden)
+            pooled = last.transpose(0, 1).reshape(last.shape[1], -1)
         return self.dropout(pooled)
 
 
