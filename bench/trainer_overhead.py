@@ -11,6 +11,7 @@ clock, and process CPU time, which is steadier when other processes share the co
 
     python bench/trainer_overhead.py            # MLP and CNN on digits
     python bench/trainer_overhead.py --repeats 9 --epochs 30
+    python bench/trainer_overhead.py --breakdown  # + CPU time spent in each trainer hook
 """
 
 from __future__ import annotations
@@ -126,12 +127,64 @@ def compare(name, builder, params, bundle, *, epochs, batch_size, lr, repeats) -
     return row
 
 
+def breakdown(builder, params, bundle, *, epochs, batch_size, lr, fits: int = 3) -> None:
+    """Process CPU time per fit inside the trainer's own bookkeeping (what a hand loop lacks)."""
+    import collections
+    import functools
+
+    import tunelab.train._loggers as loggers
+    import tunelab.train._trainer as trainer_module
+
+    spent: collections.Counter[str] = collections.Counter()
+    originals = []
+
+    def timed(owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] += time.process_time() - start
+
+        setattr(owner, name, wrapper)
+
+    for cls in (loggers.MetricsFile, loggers.TensorBoardLogger):
+        for hook in ("on_fit_start", "after_backward", "on_epoch_end", "on_fit_end"):
+            if hook in cls.__dict__:
+                timed(cls, hook, f"{cls.__name__}.{hook}")
+    for method in ("fit", "_setup", "_validate", "_keep_best", "_save_checkpoint"):
+        timed(trainer_module.Trainer, method, f"Trainer.{method}")
+    scratch = Path(tempfile.mkdtemp(prefix="trainer_breakdown_"))
+    try:
+        for i in range(fits + 1):
+            if i == 1:
+                spent.clear()  # the first fit pays one-off imports
+            model = fresh_model(builder, params, bundle)
+            trainer_fit(
+                model, bundle, epochs=epochs, batch_size=batch_size, lr=lr, run_dir=scratch / str(i)
+            )
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+        shutil.rmtree(scratch, ignore_errors=True)
+    total = spent["Trainer.fit"]
+    for label, seconds in spent.most_common():
+        print(f"  {label:36s} {seconds / fits * 1000:8.2f} ms/fit  {seconds / total:6.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the trainer's bookkeeping per hook"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tab = prepare_data(DataConfig(source="sklearn", dataset="digits"), seed=0)
@@ -142,8 +195,18 @@ def main() -> None:
         flush=True,
     )
     common = {"epochs": args.epochs, "batch_size": args.batch_size, "repeats": args.repeats}
-    compare("MLP", "mlp", {"depth": 2, "width": 128}, tab, lr=1e-3, **common)
-    compare("CNN", "cnn", {"channels": [16, 32], "hidden": 64}, img, lr=1e-3, **common)
+    models = {
+        "MLP": ("mlp", {"depth": 2, "width": 128}, tab),
+        "CNN": ("cnn", {"channels": [16, 32], "hidden": 64}, img),
+    }
+    for name, (builder, params, bundle) in models.items():
+        compare(name, builder, params, bundle, lr=1e-3, **common)
+    if args.breakdown:
+        for name, (builder, params, bundle) in models.items():
+            print(f"{name} breakdown (process CPU time; the per-step hooks include timer cost):")
+            breakdown(
+                builder, params, bundle, epochs=args.epochs, batch_size=args.batch_size, lr=1e-3
+            )
 
 
 if __name__ == "__main__":
