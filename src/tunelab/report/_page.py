@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,9 +77,9 @@ class ReportSection:
     def to_html(self) -> str:
         body = list(self.parts)
         if self.missing:
-            body = [f'<div class="missing-box">Not available: {esc(self.missing)}</div>']
+            body = [f'<div class="missing-box">Not available: {prose(self.missing)}</div>']
         elif self.gaps:
-            items = "".join(f"<li>{esc(g)}</li>" for g in self.gaps)
+            items = "".join(f"<li>{prose(g)}</li>" for g in self.gaps)
             body.append(f'<div class="missing-box">Parts not shown:<ul>{items}</ul></div>')
         return (
             f'<section id="{self.key}" data-section="{self.key}">'
@@ -106,6 +107,11 @@ class FigureRegistry:
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def prose(text: str) -> str:
+    """Escaped text with `backticked` spans as ``<code>`` (the missing-part reasons use them)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -176,7 +182,7 @@ def page(title: str, subtitle: str, sections: list[ReportSection], plotly_js: st
     missing = [s for s in sections if s.missing]
     overview = ""
     if missing:
-        items = "".join(f"<li><b>{esc(s.title)}</b>: {esc(s.missing)}</li>" for s in missing)
+        items = "".join(f"<li><b>{esc(s.title)}</b>: {prose(s.missing)}</li>" for s in missing)
         overview = (
             '<div class="missing-box" id="missing-sections">Sections missing from this run:'
             f"<ul>{items}</ul></div>"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 from typing import Any
 
 from . import _figures as figs
@@ -67,8 +66,10 @@ def best_model_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
             )
         return sec
     result = best.result or {}
-    where = best.path.relative_to(art.path) if best.path != art.path else Path(".")
-    intro = f"Trained in <code>{esc(where)}</code>"
+    if best.path == art.path:
+        intro = "Trained in this directory"
+    else:
+        intro = f"Trained in <code>{esc(best.path.relative_to(art.path))}</code>"
     if art.best_trial_number is not None and art.study is not None:
         params = art.study.trials[art.best_trial_number].params
         intro += f" (trial #{art.best_trial_number}: {esc(fmt(params))})"
