@@ -41,7 +41,7 @@ from torch.func import functional_call
 
 from .config import TrainConfig
 from .data import DataBundle
-from .models import ModelSpec, build_model
+from .models import ModelSpec
 from .train import Trainer
 
 __all__ = ["NeuralClassifier", "NeuralRegressor"]
@@ -104,14 +104,17 @@ class _NeuralEstimator(BaseEstimator):
     def _model_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if self.builder == "mlp":
-            params = {
-                "widths": [int(h) for h in self.hidden_sizes],
-                "activation": self.activation,
-                "dropout": float(self.dropout),
-                "batch_norm": bool(self.batch_norm),
-            }
-            if not params["widths"]:  # () means no hidden layer: a linear model
-                params = {"depth": 0}
+            sizes = self.hidden_sizes
+            widths = (
+                [int(sizes)] if isinstance(sizes, (int, np.integer)) else [int(h) for h in sizes]
+            )
+            # () means no hidden layer: a linear model.
+            params = {"widths": widths} if widths else {"depth": 0}
+            params.update(
+                activation=self.activation,
+                dropout=float(self.dropout),
+                batch_norm=bool(self.batch_norm),
+            )
         params.update(self.builder_params or {})
         return params
 
@@ -125,6 +128,22 @@ class _NeuralEstimator(BaseEstimator):
                 f"{n_features} features"
             )
         return shape
+
+    def _split(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+        """``(X_train, y_train, X_val, y_val)``; the validation part is empty unless early
+        stopping is on (and there are at least 10 samples)."""
+        if not (self.early_stopping and len(y) >= 10 and self.validation_fraction > 0):
+            return X, y, X[:0], y[:0]
+        stratify = None
+        if self._task == "classification":
+            n_val = math.ceil(len(y) * float(self.validation_fraction))
+            counts = np.bincount(y)
+            if counts.min() >= 2 and n_val >= len(counts):
+                stratify = y
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            X, y, test_size=float(self.validation_fraction), random_state=seed, stratify=stratify
+        )
+        return X_tr, y_tr, X_val, y_val
 
     def _train_config(self, has_val: bool, n_train: int) -> TrainConfig:
         return TrainConfig(
@@ -150,34 +169,18 @@ class _NeuralEstimator(BaseEstimator):
         """Scale, split, build and train; ``y`` is encoded (class indices or float targets)."""
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        # Learned scaling (None when off), so a later set_params cannot desynchronise predict.
+        self.x_mean_ = self.x_scale_ = None
         if self.standardize:
             self.x_mean_ = X.mean(axis=0)
             scale = X.std(axis=0)
             self.x_scale_ = np.where(scale > 0, scale, 1.0)
-        Xs = self._scaled(X)
-        stratify = None
-        if self._task == "classification":
-            counts = np.bincount(y)
-            n_val = math.ceil(len(y) * float(self.validation_fraction))
-            if counts.min() >= 2 and n_val >= len(counts):
-                stratify = y
-        use_val = bool(self.early_stopping) and len(y) >= 10 and self.validation_fraction > 0
-        if use_val:
-            X_tr, X_val, y_tr, y_val = train_test_split(
-                Xs,
-                y,
-                test_size=float(self.validation_fraction),
-                random_state=seed,
-                stratify=stratify,
-            )
-        else:
-            X_tr, y_tr, X_val, y_val = Xs, y, Xs[:0], y[:0]
         shape = self._sample_shape(X.shape[1])
-        reshape = lambda a: a.reshape(len(a), *shape)  # noqa: E731
+        X_tr, y_tr, X_val, y_val = self._split(self._scaled(X), y, seed)
         bundle = DataBundle.from_arrays(
-            reshape(X_tr),
+            X_tr.reshape(len(X_tr), *shape),
             y_tr,
-            reshape(X_val),
+            X_val.reshape(len(X_val), *shape),
             y_val,
             task=self._task,
             classes=classes,
@@ -195,13 +198,7 @@ class _NeuralEstimator(BaseEstimator):
         # The model's initial weights depend only on random_state, not on torch's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(
-                spec.builder,
-                spec.params,
-                input_shape=shape,
-                output_size=output_size,
-                init=spec.init,
-            )
+            model = spec.build()
         trainer = Trainer(self._train_config(len(y_val) > 0, len(y_tr)), seed=seed)
         with torch.random.fork_rng(devices=[]):
             result = trainer.fit(model, bundle)
@@ -216,7 +213,7 @@ class _NeuralEstimator(BaseEstimator):
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
-        if self.standardize:
+        if self.x_mean_ is not None:
             X = (X - self.x_mean_) / self.x_scale_
         return np.asarray(X, dtype=np.float32)
 
@@ -279,7 +276,8 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
     batch_size : int, default=32
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` (stratified) and stop once the validation loss has not
-        improved for ``patience`` epochs; the best epoch's weights are kept.
+        improved for ``patience`` epochs; the best epoch's weights are kept. Needs at least 10
+        samples (below that, all are used for training and every epoch runs).
     validation_fraction : float, default=0.1
     patience : int, default=10
     standardize : bool, default=True
@@ -363,6 +361,7 @@ class NeuralRegressor(RegressorMixin, _NeuralEstimator):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         y2 = y.reshape(len(y), -1)
+        self.y_mean_ = self.y_scale_ = None
         if self.standardize:
             self.y_mean_ = y2.mean(axis=0)
             scale = y2.std(axis=0)
@@ -374,7 +373,7 @@ class NeuralRegressor(RegressorMixin, _NeuralEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_samples,) or (n_samples, n_targets) as in ``fit``."""
         out = self._outputs(X).numpy()
-        if self.standardize:
+        if self.y_mean_ is not None:
             out = out * self.y_scale_ + self.y_mean_
         return out.ravel() if self._y_1d else out
 

@@ -137,3 +137,16 @@ def test_bad_builder_parameters_are_one_line_config_errors():
         NeuralClassifier(builder_params={"dept": 2}, epochs=1).fit(X, y)
     with pytest.raises(ValueError, match=r"input_shape=\(2, 3\) holds 6 values .* 4 features"):
         NeuralClassifier(input_shape=(2, 3), epochs=1).fit(X, y)
+
+
+def test_standardize_off_uses_raw_features_and_an_int_hidden_size_is_one_layer():
+    X, y = load_iris(return_X_y=True)
+    clf = NeuralClassifier(
+        hidden_sizes=12, standardize=False, lr=0.02, epochs=30, random_state=0
+    ).fit(X, y)
+    assert clf.x_mean_ is None and clf.spec_.params["widths"] == [12]
+    assert clf.score(X, y) > 0.9
+    # Scaling is learned state: turning it on after fit changes nothing until the next fit.
+    before = clf.predict_proba(X)
+    clf.set_params(standardize=True)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
