@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 import torch
@@ -115,3 +116,41 @@ def test_a_structurally_pruned_model_saves_and_loads_with_its_smaller_layers(
     x = digit_images.X_test[:16]
     with torch.no_grad():
         assert torch.allclose(loaded.model(x), pruned.model(x), atol=1e-6)
+
+
+def test_unstructured_pruning_reaches_recurrent_weights_too():
+    spec = ModelSpec("lstm", {"hidden": 16}, input_shape=(8, 8), output_size=3)
+    model = spec.build().eval()
+    prune_unstructured(model, 0.5)
+    make_permanent(model)
+    assert weight_sparsity(model) == pytest.approx(0.5, abs=0.01)
+    assert float((model.rnn.weight_hh_l0 == 0).float().mean()) > 0.2
+    assert model(torch.zeros(2, 8, 8)).shape == (2, 3)
+
+
+def test_structured_pruning_shrinks_the_feed_forward_part_of_a_transformer():
+    spec = ModelSpec(
+        "transformer", {"d_model": 32, "heads": 4, "ff": 128}, input_shape=(10,), output_size=3
+    )
+    model = spec.build().eval()
+    prune_structured(model, 0.5, torch.zeros(2, 10))
+    assert [layer.linear1.out_features for layer in model.encoder.layers] == [64, 64]
+    assert model(torch.zeros(2, 10)).shape == (2, 3)
+
+
+def test_an_unprunable_model_fails_before_any_method_runs(digits, tmp_path):
+    from tunelab.compress import compress_model
+    from tunelab.data import DataBundle
+    from tunelab.errors import ConfigError
+
+    seq = DataBundle.from_arrays(
+        digits.X_train.reshape(-1, 8, 8),
+        digits.y_train,
+        digits.X_val.reshape(-1, 8, 8),
+        digits.y_val,
+    )
+    spec = ModelSpec("lstm", {"hidden": 8}, input_shape=(8, 8), output_size=10)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="structured: false"):
+        compress_model(spec.build(), spec, seq, methods=["distill", "prune"], out_dir=tmp_path)
+    assert time.perf_counter() - started < 10  # distillation never started

@@ -129,6 +129,11 @@ class CompressionMethod(ABC):
     def apply(self, variant: Variant, ctx: CompressContext) -> Variant:
         """Return the compressed variant made from ``variant``."""
 
+    def check(self, variant: Variant, ctx: CompressContext) -> None:
+        """Optional: raise a ``ConfigError`` before the chain starts if ``apply`` cannot work
+        on this kind of model (so a late method does not fail after an hour of distillation)."""
+        return None
+
 
 _METHODS: dict[str, type[CompressionMethod]] = {}
 

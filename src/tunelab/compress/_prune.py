@@ -16,6 +16,8 @@ gradually with a fine-tune after every step.
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Any
 
 import torch
@@ -27,6 +29,7 @@ from ..errors import ConfigError
 from ._base import CompressContext, CompressionMethod, Variant, register_method
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_UNPRUNED = (nn.RNNBase, nn.MultiheadAttention)
 
 
 def head_layer(model: nn.Module) -> nn.Module | None:
@@ -45,11 +48,24 @@ def prunable_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, _WEIGHTED) and m is not head]
 
 
+def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(module, name)`` of every weight matrix unstructured pruning ranks: Linear and Conv
+    weights (not the output layer's), LSTM/GRU input and recurrent weights, and attention's
+    packed input projection."""
+    found: list[tuple[nn.Module, str]] = [(m, "weight") for m in prunable_layers(model)]
+    for module in model.modules():
+        if isinstance(module, nn.RNNBase):
+            found += [(module, n) for n in module._flat_weights_names if n.startswith("weight_")]
+        elif isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
+            found.append((module, "in_proj_weight"))
+    return found
+
+
 def weight_sparsity(model: nn.Module) -> float:
-    """Fraction of zero weights over the prunable layers (masks applied if still attached)."""
-    layers = prunable_layers(model)
-    total = sum(m.weight.numel() for m in layers)
-    zeros = sum(int((m.weight.detach() == 0).sum()) for m in layers)
+    """Fraction of zero weights over :func:`prunable_weights` (masks applied if attached)."""
+    weights = [getattr(m, name).detach() for m, name in prunable_weights(model)]
+    total = sum(w.numel() for w in weights)
+    zeros = sum(int((w == 0).sum()) for w in weights)
     return zeros / total if total else 0.0
 
 
@@ -57,28 +73,30 @@ def prune_unstructured(model: nn.Module, sparsity: float) -> nn.Module:
     """Mask the ``sparsity`` fraction of smallest-magnitude weights, ranked globally.
 
     The masks stay attached (``weight_orig`` * ``weight_mask``) so a fine-tune keeps pruned
-    weights at zero; call :func:`make_permanent` afterwards. Masks compose: pruning an already
-    masked model to a higher sparsity extends the existing mask.
+    weights at zero; call :func:`make_permanent` afterwards. Pruning an already masked model
+    to a higher sparsity extends the existing masks.
     """
-    layers = prunable_layers(model)
-    if not layers:
-        raise ConfigError("config error: compress.methods — the model has no Linear/Conv to prune")
-    already = weight_sparsity(model)
-    if sparsity <= already:
+    params = prunable_weights(model)
+    if not params:
+        raise ConfigError("config error: compress.methods — the model has no weights to prune")
+    total = sum(getattr(m, name).numel() for m, name in params)
+    target = round(sparsity * total)
+    already = round(weight_sparsity(model) * total)
+    if target <= already:
         return model
-    # global_unstructured's amount is a fraction of the weights still unpruned.
-    amount = (sparsity - already) / (1.0 - already)
+    # An int amount counts weights among those still unpruned (torch's pruning container).
     torch_prune.global_unstructured(
-        [(m, "weight") for m in layers], pruning_method=torch_prune.L1Unstructured, amount=amount
+        params, pruning_method=torch_prune.L1Unstructured, amount=target - already
     )
     return model
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold pruning masks into plain ``weight`` tensors (zeros stay zeros)."""
+    """Fold pruning masks into plain weight tensors (zeros stay zeros)."""
     for module in model.modules():
-        if torch_prune.is_pruned(module) and hasattr(module, "weight_orig"):
-            torch_prune.remove(module, "weight")
+        for name, _ in list(module.named_parameters(recurse=False)):
+            if name.endswith("_orig"):
+                torch_prune.remove(module, name[: -len("_orig")])
     return model
 
 
@@ -102,25 +120,40 @@ def prune_structured(
     import torch_pruning as tp
 
     head = head_layer(model)
+    # Recurrent cells and attention heads are left whole (their gates and heads couple the
+    # channels in ways the pruner would have to be told about); Linear/Conv around them shrink.
+    ignored = [head] if head is not None else []
+    ignored += [m for m in model.modules() if isinstance(m, _UNPRUNED)]
     was_training = model.training
     model.eval()
     try:
-        pruner = tp.pruner.MagnitudePruner(
-            model,
-            example,
-            importance=tp.importance.MagnitudeImportance(p=2),
-            pruning_ratio=ratio,
-            iterative_steps=steps,
-            ignored_layers=[head] if head is not None else [],
-        )
+        with warnings.catch_warnings():
+            # "unwrapped parameters" (a transformer's position table): they follow d_model,
+            # which stays whole because attention is ignored above.
+            warnings.filterwarnings("ignore", module="torch_pruning")
+            pruner = tp.pruner.MagnitudePruner(
+                model,
+                example,
+                importance=tp.importance.MagnitudeImportance(p=2),
+                pruning_ratio=ratio,
+                iterative_steps=steps,
+                ignored_layers=ignored,
+            )
     except Exception as exc:  # tracing fails on layouts the dependency graph cannot follow
         raise ConfigError(
             f"config error: compress.structured — cannot trace {type(model).__name__} for "
             f"structured pruning ({str(exc).splitlines()[0]}); set compress.structured: false"
         ) from None
+    before = sum(p.numel() for p in model.parameters())
     for step in range(1, steps + 1):
         model.eval()
         pruner.step()
+        if step == 1 and sum(p.numel() for p in model.parameters()) == before:
+            raise ConfigError(
+                f"config error: compress.structured — nothing in {type(model).__name__} can be "
+                "pruned structurally (its weights sit in LSTM/GRU/attention layers or the output "
+                "layer); set compress.structured: false, or use distill"
+            )
         if after_step is not None:
             after_step(step)
     model.train(was_training)
@@ -197,9 +230,15 @@ class Prune(CompressionMethod):
             finetune_lr=config.finetune_lr,
         )
 
-    def apply(self, variant: Variant, ctx: CompressContext) -> Variant:
-        import copy
+    def check(self, variant: Variant, ctx: CompressContext) -> None:
+        """Try the pruning on a copy, so an unprunable model fails before any training."""
+        model = copy.deepcopy(variant.torch_model()).cpu()
+        if self.structured:
+            prune_structured(model, self.sparsity, ctx.bundle.X_train[:2].cpu())
+        else:
+            prune_unstructured(model, self.sparsity)
 
+    def apply(self, variant: Variant, ctx: CompressContext) -> Variant:
         model = copy.deepcopy(variant.torch_model()).cpu()
         widths_before = layer_widths(model)
         finetune_log: list[dict[str, Any]] = []

@@ -174,6 +174,9 @@ def compress_model(
     current = Variant("original", ("original",), spec, model=copy.deepcopy(model).cpu().eval())
     record(current, "the saved model, torch fp32")
     current = Variant("original", (), spec, model=current.model)
+    preflight = CompressContext(bundle=bundle, train_config=train_config, seed=seed)
+    for method in instances:
+        method.check(current, preflight)
     for name, method in zip(names, instances, strict=True):
         log(f"applying {name} to {current.name if current.methods else 'original'} ...")
         ctx = CompressContext(
