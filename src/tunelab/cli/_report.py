@@ -31,7 +31,7 @@ def report(
 @app.command()
 def demo(
     quick: bool = typer.Option(
-        False, "--quick", help="A small budget (6 trials, 3 epochs): about a minute."
+        False, "--quick", help="A small budget (8 trials, 3 epochs): about a minute."
     ),
     dataset: str = typer.Option(
         "digits", "--dataset", help="digits (8x8 images, CNN) or breast_cancer (table, MLP)."

@@ -39,7 +39,7 @@ FULL = DemoBudget(
     finetune_epochs=2,
 )
 QUICK = DemoBudget(
-    trials=6,
+    trials=8,  # enough for ASHA to let at least two trials complete (importances need two)
     workers=1,
     epochs=3,
     doctor_epochs=3,
