@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_helpers import table_frame
+from .data_helpers import table_frame
 
 
 @pytest.fixture(autouse=True)

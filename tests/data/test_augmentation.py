@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from data_helpers import config
+from .data_helpers import config
 
 from tunelab.data import ImageAugmenter, prepare_data
 from tunelab.errors import ConfigError

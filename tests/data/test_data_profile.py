@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from data_helpers import config
+from .data_helpers import config
 
 from tunelab.data import DataProfile, prepare_data
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from data_helpers import config, write_images
+from .data_helpers import config, write_images
 
 from tunelab.data import prepare_data
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_helpers import config
+from .data_helpers import config
 
 from tunelab.config import SplitConfig
 from tunelab.data import DataBundle, kfold_splits, prepare_data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import tiny_config
+from .conftest import tiny_config
 
 from tunelab.cli import main
 

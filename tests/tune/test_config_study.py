@@ -7,7 +7,7 @@ import json
 import optuna
 import pytest
 import yaml
-from conftest import tiny_config
+from .conftest import tiny_config
 
 from tunelab.config import parse_config
 from tunelab.errors import ConfigError

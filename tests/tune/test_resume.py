@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import yaml
-from conftest import tiny_config
+from .conftest import tiny_config
 from optuna.trial import TrialState
 
 

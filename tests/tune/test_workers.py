@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import tiny_config
+from .conftest import tiny_config
 
 from tunelab.tune import run_study
 from tunelab.tune._workers import threads_per_worker
