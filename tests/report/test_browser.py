@@ -26,7 +26,8 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOT_DIR = Path(os.environ.get("TUNELAB_SCREENSHOT_DIR", "")) or None
+# Screenshots go to the test's tmp_path unless TUNELAB_SCREENSHOT_DIR names a folder to keep.
+SCREENSHOT_DIR = os.environ.get("TUNELAB_SCREENSHOT_DIR") or None
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def _plot_sizes(driver) -> list[dict]:
 
 
 def _save_screenshot(driver, run: Path, tmp_path: Path, name: str) -> Path:
-    target = (SCREENSHOT_DIR or tmp_path) / name
+    target = (Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path) / name
     target.parent.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1400, min(int(height) + 100, 16000))
