@@ -44,7 +44,7 @@ class DeadRelu(Detector):
         worst = max(stats, key=lambda a: a.dead_fraction)
         if worst.dead_fraction < self.DEAD:
             return []
-        recent = [s.zero_fraction for s in record.grad_samples[-5:]]
+        recent = [s.zero_fraction for s in record.grad_samples[-6:] if s.zero_fraction is not None]
         zeros = sum(recent) / len(recent) if recent else None
         dead_layers = [a.name for a in stats if a.dead_fraction >= self.DEAD]
         extra = (

@@ -188,14 +188,14 @@ class SlowConvergence(Detector):
         upd = (
             f"; the largest layer update is {update:.1e} of the weights per step" if update else ""
         )
+        pace = f"falling by {late:.2%} of it per epoch" if late >= 5e-4 else "and has barely moved"
         return [
             self.finding(
                 "slow_convergence",
                 "warning",
                 f"after {figures['epochs']} epochs the loss is still "
                 f"{1 - figures['loss_gained']:.0%} of its initial value "
-                f"{figures['initial_loss']:.3g}, falling by {max(late, 0):.2%} of it per epoch"
-                f"{upd}",
+                f"{figures['initial_loss']:.3g}, {pace}{upd}",
                 figures,
             )
         ]

@@ -53,7 +53,11 @@ from ._remedies import RemedyContext, prescribe
 _LOSS_CHUNK = 256
 # Sample every step until this many rows were seen in the epoch, so small epochs are still
 # measured on enough inputs to judge "active on fewer than 1% of inputs".
-_MIN_ROWS = 256
+_MIN_ROWS = 128
+# Input statistics settle quickly: every sampled batch until this many rows were seen, then
+# one batch in ``_BATCH_SPARSITY`` sampling periods (a NaN loss still inspects its own batch).
+_BATCH_ROWS = 1024
+_BATCH_SPARSITY = 10
 # Gradient samples kept in a checkpoint (the detectors look at recent ones and medians).
 _KEPT_SAMPLES = 500
 
@@ -135,15 +139,14 @@ class Doctor:
             for name, module in self.model.named_modules():
                 if isinstance(module, RELU_LIKE + SQUASHING):
                     self._acts.names[module] = name or type(module).__name__
-                    self._handles.append(module.register_forward_hook(self._acts.hook))
+            # Activation hooks are attached only for sampled forwards (see _before_forward), so
+            # the other steps run the modules on PyTorch's hook-free fast path.
             self._handles.append(self.model.register_forward_pre_hook(self._before_forward))
             self._handles.append(
                 self.model.register_forward_hook(self._after_forward, always_call=True)
             )
-        if self.optimizer is not None and hasattr(self.optimizer, "register_step_post_hook"):
-            self._handles.append(
-                self.optimizer.register_step_post_hook(lambda *_: self._grads.after_step())
-            )
+        self._act_handles: list[Any] = []
+        self._step_handle: Any = None
 
     def _new_epoch_counters(self) -> None:
         self._epoch_loss_start = len(self.record_.step_losses) + len(self._loss_buf)
@@ -156,9 +159,13 @@ class Doctor:
 
     def close(self) -> None:
         """Remove every hook (the doctor keeps what it recorded)."""
-        for handle in self._handles:
+        for handle in self._handles + self._act_handles:
             handle.remove()
         self._handles.clear()
+        self._act_handles.clear()
+        if self._step_handle is not None:
+            self._step_handle.remove()
+            self._step_handle = None
 
     def __enter__(self) -> Doctor:
         return self
@@ -198,7 +205,8 @@ class Doctor:
             self._batches += 1
             self._current_batch = batch
             stats = self.record_.batches
-            if index % self.every_n_steps == 0 or stats.rows < _MIN_ROWS:
+            period = self.every_n_steps * (1 if stats.rows < _BATCH_ROWS else _BATCH_SPARSITY)
+            if index % period == 0:
                 x, y = split_batch(batch)
                 observe_batch(stats, self.record_.steps + 1, x, y)
             index += 1
@@ -213,9 +221,16 @@ class Doctor:
             self._push_loss(loss)
         k = self.every_n_steps
         if self.model is not None and (step % k == 0 or self._grad_samples_epoch == 0):
-            sample = self._grads.sample(
-                step + 1, self.record_.epoch + 1, track_update=self.optimizer is not None
+            # Update ratios need a copy of the weights: every other sample is plenty. The
+            # optimiser hook that measures the step is attached for that one step only.
+            track = (
+                self.optimizer is not None
+                and hasattr(self.optimizer, "register_step_post_hook")
+                and len(self.record_.grad_samples) % 2 == 0
             )
+            sample = self._grads.sample(step + 1, self.record_.epoch + 1, track_update=track)
+            if track and sample is not None and self._step_handle is None:
+                self._step_handle = self.optimizer.register_step_post_hook(self._after_step)
             if sample is not None:
                 self.record_.grad_samples.append(sample)
                 self._grad_samples_epoch += 1
@@ -410,6 +425,12 @@ class Doctor:
                 )
         return merge_findings(found)
 
+    def _after_step(self, *_: Any) -> None:
+        self._grads.after_step()
+        if self._step_handle is not None:
+            self._step_handle.remove()
+            self._step_handle = None
+
     def _before_forward(self, module: nn.Module, args: Any) -> None:
         if not (module.training and torch.is_grad_enabled()):
             self._acts.sampling = False
@@ -421,6 +442,8 @@ class Doctor:
             or self.every_n_steps == 1
             or self._acts.rows_seen() < _MIN_ROWS
         )
+        if self._acts.sampling and not self._act_handles:
+            self._act_handles = [m.register_forward_hook(self._acts.hook) for m in self._acts.names]
 
     def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         exc = current_exception()
@@ -432,6 +455,9 @@ class Doctor:
             self._acts.model_output(output)
         self._acts.sampling = False
         self._acts.last = None
+        for handle in self._act_handles:
+            handle.remove()
+        self._act_handles = []
 
     def _push_loss(self, loss: torch.Tensor | float) -> None:
         if isinstance(loss, torch.Tensor):

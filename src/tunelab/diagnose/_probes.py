@@ -10,12 +10,14 @@ Only ``nn.Module`` activations can be hooked: ``torch.relu(x)`` or ``F.gelu(x)``
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -225,11 +227,13 @@ class GradProbe:
         grads = [p.grad.detach() for _, p in chosen]
         weights = [p.detach() for _, p in chosen]
         device = grads[0].device
-        g_norms = _norms(grads)
-        w_norms = _norms(weights)
-        zeros = [(g == 0).sum() for g in grads]
-        host = torch.stack([t.to(device, torch.float64) for t in (*g_norms, *w_norms, *zeros)])
-        values = host.cpu().tolist()
+        parts = [t.to(device).float() for t in _norms(grads + weights)]
+        # The zero-gradient share (AUTOTRAINER's dying-ReLU signal) costs one reduction per
+        # layer: measured on the samples that do not also measure the update.
+        count_zeros = not track_update
+        if count_zeros:
+            parts += [(g == 0).sum().to(device).float() for g in grads]
+        values = torch.stack(parts).tolist()
         k = len(grads)
         sizes = [g.numel() for g in grads]
         g_vals, w_vals, z_vals = values[:k], values[k : 2 * k], values[2 * k :]
@@ -241,7 +245,7 @@ class GradProbe:
             grad_rms=[v / math.sqrt(n) for v, n in zip(g_vals, sizes, strict=True)],
             weight_rms=[v / math.sqrt(n) for v, n in zip(w_vals, sizes, strict=True)],
             total_norm=total,
-            zero_fraction=sum(z_vals) / max(sum(sizes), 1),
+            zero_fraction=sum(z_vals) / max(sum(sizes), 1) if count_zeros else None,
         )
         if track_update:
             # Copy the weights now; the optimiser post-step hook measures how far they moved.
@@ -257,7 +261,7 @@ class GradProbe:
             return
         params = [p.detach() for p in self._pending_params]
         diffs = torch._foreach_sub(params, self._snapshot)
-        norms = torch.stack([t.to(torch.float64) for t in _norms(diffs)]).cpu().tolist()
+        norms = torch.stack([t.float() for t in _norms(diffs)]).double().tolist()
         self._pending.update_ratio = [
             d / w if w > 0 else (0.0 if d == 0 else float("inf"))
             for d, w in zip(norms, self._pending_norms, strict=True)
@@ -300,18 +304,21 @@ def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) 
     x = x.detach()
     # Images are summarised per channel, everything else per flattened feature.
     flat = x.transpose(0, 1).reshape(x.shape[1], -1).T if x.ndim >= 4 else x.reshape(len(x), -1)
-    finite = torch.isfinite(flat)
-    bad = (~finite).sum()
-    clean = torch.where(finite, flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
-    parts = torch.cat(
-        [
-            bad.reshape(1).to(torch.float64),
-            clean.to(torch.float64).sum(0),
-            clean.to(torch.float64).pow(2).sum(0),
-            torch.where(finite, flat, torch.full_like(flat, math.inf)).amin(0).to(torch.float64),
-            torch.where(finite, flat, torch.full_like(flat, -math.inf)).amax(0).to(torch.float64),
-        ]
-    ).cpu()
+    flat = flat.float()
+    parts = _batch_summary(flat)
+    if not np.isfinite(parts).all():  # rare: NaN/inf inputs; summarise the finite values only
+        finite = torch.isfinite(flat)
+        bad = (~finite).sum()
+        clean = torch.where(finite, flat, torch.zeros((), device=flat.device))
+        parts = _batch_summary(clean)
+        low = torch.where(finite, flat, torch.full_like(flat, math.inf)).amin(0)
+        high = torch.where(finite, flat, torch.full_like(flat, -math.inf)).amax(0)
+        d = flat.shape[1]
+        parts[2 * d : 3 * d] = low.numpy(force=True)
+        parts[3 * d :] = high.numpy(force=True)
+        parts = np.concatenate([[float(bad)], parts])
+    else:
+        parts = np.concatenate([[0.0], parts])
     d = flat.shape[1]
     stats.batches += 1
     stats.rows += flat.shape[0]
@@ -324,19 +331,13 @@ def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) 
     sums, sumsq = parts[1 : 1 + d], parts[1 + d : 1 + 2 * d]
     mins, maxs = parts[1 + 2 * d : 1 + 3 * d], parts[1 + 3 * d :]
     if stats.feature_sumsq is None or len(stats.feature_sumsq) != d:
-        stats.feature_sum = sums.tolist()
-        stats.feature_sumsq = sumsq.tolist()
-        stats.feature_min = mins.tolist()
-        stats.feature_max = maxs.tolist()
+        stats.feature_sum, stats.feature_sumsq = sums.tolist(), sumsq.tolist()
+        stats.feature_min, stats.feature_max = mins.tolist(), maxs.tolist()
     else:
-        stats.feature_sum = _add(stats.feature_sum, sums.tolist())
-        stats.feature_sumsq = _add(stats.feature_sumsq, sumsq.tolist())
-        stats.feature_min = [
-            min(a, b) for a, b in zip(stats.feature_min, mins.tolist(), strict=True)
-        ]
-        stats.feature_max = [
-            max(a, b) for a, b in zip(stats.feature_max, maxs.tolist(), strict=True)
-        ]
+        stats.feature_sum = (np.asarray(stats.feature_sum) + sums).tolist()
+        stats.feature_sumsq = (np.asarray(stats.feature_sumsq) + sumsq).tolist()
+        stats.feature_min = np.minimum(stats.feature_min, mins).tolist()
+        stats.feature_max = np.maximum(stats.feature_max, maxs).tolist()
     if isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and y.numel():
         labels = y.detach().cpu()
         if int(labels.min()) >= 0:
@@ -345,8 +346,14 @@ def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) 
                     stats.label_counts[label] = stats.label_counts.get(label, 0) + count
 
 
-def _add(a: list[float] | None, b: list[float]) -> list[float]:
-    return b if a is None else [x + y for x, y in zip(a, b, strict=True)]
+def _batch_summary(flat: torch.Tensor) -> np.ndarray:
+    """Per column: sum, sum of squares, min, max (float64, one host transfer)."""
+    # amin/amax, not aminmax: aminmax(dim=0) takes milliseconds on a busy multi-threaded CPU.
+    low, high = flat.amin(0), flat.amax(0)
+    wide = flat.double()
+    return torch.cat([wide.sum(0), (wide * wide).sum(0), low.double(), high.double()]).numpy(
+        force=True
+    )
 
 
 def is_out_of_memory(exc: BaseException | None) -> bool:
@@ -397,6 +404,7 @@ def _peak_rss() -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def _memory_limit() -> int | None:
     """The memory this process may use: the cgroup limit when one is set, else physical RAM."""
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):

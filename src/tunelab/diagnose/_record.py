@@ -21,7 +21,7 @@ class GradSample:
     grad_rms: list[float]
     weight_rms: list[float]
     total_norm: float
-    zero_fraction: float
+    zero_fraction: float | None
     update_ratio: list[float] | None = None
 
     @property
@@ -105,6 +105,8 @@ class TrainingRecord:
     metric_mode: str = "auto"  # "max" | "min" | "auto": direction of train/val metrics
     # The epoch in progress (not yet closed by end_epoch); detectors may look at it.
     partial: EpochRecord | None = None
+    # Detectors share derived numbers (the loss progress) through here within one pass.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def epoch(self) -> int:

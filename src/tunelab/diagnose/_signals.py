@@ -35,7 +35,15 @@ class Progress:
 
 
 def progress(record: TrainingRecord) -> Progress | None:
-    """None until there is a finite initial and recent loss."""
+    """None until there is a finite initial and recent loss (cached per record state)."""
+    key = (len(record.step_losses), len(record.epochs), record.steps, id(record.partial))
+    cache = record.cache
+    if cache.get("progress_key") != key:
+        cache["progress_key"], cache["progress"] = key, _progress(record)
+    return cache["progress"]
+
+
+def _progress(record: TrainingRecord) -> Progress | None:
     initial = record.initial_loss()
     recent = record.recent_loss()
     if initial is None or recent is None or not math.isfinite(initial) or not math.isfinite(recent):
@@ -60,7 +68,7 @@ def update_scale(record: TrainingRecord) -> float | None:
         for s in record.grad_samples
         if s.update_ratio and s.finite and all(math.isfinite(r) for r in s.update_ratio)
     ]
-    if len(values) < 3:
+    if len(values) < 2:
         return None
     return float(np.median(values))
 

@@ -1,0 +1,153 @@
+"""How much the training doctor slows a training loop down, and how fast ``diagnose()`` is.
+
+The same plain PyTorch loop (DataLoader over digits, Adam) runs with and without the doctor
+(``watch`` + ``after_backward`` + ``end_epoch``), interleaved so that a busy machine hurts both
+alike; each configuration is timed ``--repeats`` times and the medians are compared, for an MLP
+and a CNN. Then ``diagnose()`` is timed on a 100-epoch history.
+
+    python bench/doctor_overhead.py [--repeats 5] [--epochs 3] [--every 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+
+from tunelab.diagnose import Doctor
+
+
+def digits(images: bool) -> torch.utils.data.TensorDataset:
+    X, y = load_digits(return_X_y=True)
+    X = ((X / 16.0) - 0.3).astype(np.float32)
+    Xt = torch.as_tensor(X)
+    if images:
+        Xt = Xt.reshape(-1, 1, 8, 8)
+    return torch.utils.data.TensorDataset(Xt, torch.as_tensor(y))
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)
+    )
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 16, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+def train(build, data, *, doctor: bool, epochs: int, every: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for ``epochs`` epochs of the plain loop (model built outside)."""
+    torch.manual_seed(0)
+    model = build()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    doc = Doctor(model, opt, every_n_steps=every) if doctor else None
+    for _ in range(epochs):
+        batches = doc.watch(loader) if doc else loader
+        total = torch.zeros(())
+        for xb, yb in batches:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            if doc:
+                doc.after_backward(loss)
+            opt.step()
+            total += loss.detach()
+        if doc:
+            doc.end_epoch(train_loss=float(total))
+    if doc:
+        doc.diagnose()
+        doc.close()
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def overhead(name: str, build, data, args) -> tuple[float, float, float]:
+    train(build, data, doctor=True, epochs=1, every=args.every)  # warm-up
+    train(build, data, doctor=False, epochs=1, every=args.every)
+    off, on = [], []
+    for _ in range(args.repeats):
+        off.append(train(build, data, doctor=False, epochs=args.epochs, every=args.every))
+        on.append(train(build, data, doctor=True, epochs=args.epochs, every=args.every))
+    a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
+    ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
+    print(
+        f"{name:4s} wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
+        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x"
+    )
+    return a, b, b / a
+
+
+def diagnose_time(args) -> float:
+    """Median ``diagnose()`` time on a 100-epoch history (20 steps per epoch)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    doc = Doctor(model, opt, every_n_steps=args.every)
+    X, y = torch.randn(640, 16), torch.randint(0, 4, (640,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32)
+    for _ in range(100):
+        for xb, yb in doc.watch(loader):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            doc.after_backward(loss)
+            opt.step()
+        doc.end_epoch(
+            train_loss=float(loss.detach()),
+            val_loss=float(loss.detach()) * 1.1,
+            train_metric=0.9,
+            val_metric=0.85,
+        )
+    times = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        doc.diagnose()
+        times.append(time.perf_counter() - started)
+    ms = statistics.median(times) * 1e3
+    print(f"diagnose() on {len(doc.record.epochs)} epochs / {doc.record.steps} steps: {ms:.1f} ms")
+    return ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--every", type=int, default=10, help="Doctor every_n_steps")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}, "
+        f"{args.epochs} epochs of digits per run, every_n_steps={args.every}"
+    )
+    overhead("MLP", mlp, digits(images=False), args)
+    overhead("CNN", cnn, digits(images=True), args)
+    diagnose_time(args)
+
+
+if __name__ == "__main__":
+    main()
