@@ -150,3 +150,13 @@ def test_resuming_a_finished_run_trains_nothing(digits, make_mlp, quiet, tmp_pat
     spy = StopAfter(99)
     again = Trainer(cfg, run_dir=tmp_path, callbacks=[spy]).fit(make_mlp(), digits, resume=True)
     assert again.status == "completed" and again.epochs_run == 2 and spy.seen == 0
+
+
+def test_checkpoint_best_only_false_keeps_every_epochs_weights(digits, make_mlp, quiet, tmp_path):
+    Trainer(quiet(epochs=3, checkpoint_best_only=False), run_dir=tmp_path).fit(make_mlp(), digits)
+    kept = sorted(p.name for p in (tmp_path / "epochs").iterdir())
+    assert kept == ["epoch_001.safetensors", "epoch_002.safetensors", "epoch_003.safetensors"]
+    first, last = (load_file(tmp_path / "epochs" / n) for n in (kept[0], kept[-1]))
+    assert not torch.equal(first["0.weight"], last["0.weight"])
+    Trainer(quiet(epochs=1), run_dir=tmp_path / "default").fit(make_mlp(), digits)
+    assert not (tmp_path / "default" / "epochs").exists()

@@ -30,7 +30,7 @@ from ._setup import distributed_info
 from ._trainer import Trainer
 
 # What a training run writes; a fresh (not resumed) run removes these first and nothing else.
-ARTIFACTS = ("metrics.jsonl", "checkpoint.pt", "result.json", "tensorboard", "best")
+ARTIFACTS = ("metrics.jsonl", "checkpoint.pt", "result.json", "tensorboard", "best", "epochs")
 
 
 @dataclass

@@ -108,3 +108,11 @@ def batch_scales(rows: int, batch_size: int, accumulate: int) -> Sequence[float]
         group = sizes[g : g + accumulate]
         scales += [s / sum(group) for s in group]
     return scales
+
+
+def to_device(tensor: torch.Tensor, *, device: torch.device, pin: bool = False) -> torch.Tensor:
+    """``tensor`` on ``device``; with ``pin`` a CPU tensor goes through pinned memory (faster
+    one-time copy to a GPU). The data moves once per fit, never per batch."""
+    if pin and device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -10,6 +10,7 @@ as fast as a hand-written one (``bench/trainer_overhead.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Iterable
@@ -41,6 +42,7 @@ from ._setup import (
     is_out_of_memory,
     resolve_device,
     resolve_precision,
+    to_device,
     wrap_model,
 )
 
@@ -179,6 +181,8 @@ class Trainer:
                 self._sync_stop()
                 if finite and self._checkpoint_due(epoch):
                     self._save_checkpoint()
+                if finite and not cfg.checkpoint_best_only and self._writes_files:
+                    save_weights(cpu_state(self.model), self._epoch_weights(epoch))
                 if self._stop is not None:
                     status, reason = self._stop
                     break
@@ -335,8 +339,9 @@ class Trainer:
             torch.cuda.manual_seed_all(self.seed + self.rank)
         self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.model, self.bundle = model.to(self.device), bundle
-        self._X, self._y = bundle.X_train.to(self.device), bundle.y_train.to(self.device)
-        self._Xv, self._yv = bundle.X_val.to(self.device), bundle.y_val.to(self.device)
+        move = functools.partial(to_device, device=self.device, pin=cfg.pin_memory)
+        self._X, self._y = move(bundle.X_train), move(bundle.y_train)
+        self._Xv, self._yv = move(bundle.X_val), move(bundle.y_val)
         if len(self._X) == 0:
             raise ConfigError("config error: data — the training split is empty")
         self._has_val = len(self._Xv) > 0
@@ -451,6 +456,14 @@ class Trainer:
         if epoch == self.config.epochs or self._stop is not None:
             return False  # the final checkpoint is written once, with the status, by _finish
         return time.monotonic() - self._last_checkpoint >= self.config.checkpoint_interval_s
+
+    @property
+    def _writes_files(self) -> bool:
+        return self.run_dir is not None and self.is_main
+
+    def _epoch_weights(self, epoch: int) -> Path:
+        """Where ``checkpoint_best_only: false`` keeps every epoch's weights."""
+        return self.run_dir / "epochs" / f"epoch_{epoch:03d}.safetensors"
 
     def _wall_time(self) -> float:
         return self._wall_before + time.perf_counter() - self._fit_started
