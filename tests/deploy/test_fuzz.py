@@ -92,4 +92,4 @@ def test_null_is_refused_for_a_feature_without_a_fill_value():
     with pytest.raises(InputError, match="null is not allowed"):
         schema.parse([{"a": None}])
     filled = InputSchema("table", fields=[{"name": "a", "dtype": "float"}], fillable={"a"})
-    assert filled.parse([{"a": None}]) == ([{"a": None}], [])
+    assert filled.parse([{"a": None}]) == ({"a": [None]}, [])

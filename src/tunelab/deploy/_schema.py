@@ -131,7 +131,7 @@ class InputSchema:
         return {"rows": [np.zeros(self.shapes[0]).tolist()]}
 
     def parse(self, rows: list[Any]) -> tuple[Any, list[str]]:
-        """``(raw input, warnings)``: clean dicts (table) or a float array (tensor).
+        """``(raw input, warnings)``: clean columns (table) or a float array (tensor).
 
         Warnings note accepted but unusual values, such as a category never seen in training
         (the preprocessing encodes it as "none of the known categories").
@@ -140,41 +140,52 @@ class InputSchema:
             return self._parse_table(rows)
         return self._parse_tensor(rows), []
 
-    def _parse_table(self, rows: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    def _parse_table(self, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
+        """Columns ``{feature: values}`` (what the table preprocessing reads) and warnings."""
         names = [f["name"] for f in self.fields]
         known = set(names)
-        clean = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise InputError(
                     f"row {i}: expected an object of named features ({_preview(names)}), "
                     f"got {_kind(row)}"
                 )
+            if row.keys() == known:
+                continue
             unknown = [k for k in row if k not in known]
             if unknown:
                 raise InputError(
                     f"row {i}: unknown feature {unknown[0]!r}; expected features: {_preview(names)}"
                 )
             missing = [n for n in names if n not in row]
-            if missing:
-                raise InputError(
-                    f"row {i}: missing feature {missing[0]!r}"
-                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                )
-            clean.append({f["name"]: self._value(f, row[f["name"]], i) for f in self.fields})
+            raise InputError(
+                f"row {i}: missing feature {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        columns: dict[str, Any] = {}
         warnings = []
         for f in self.fields:
-            known_categories = f.get("categories")
-            if not known_categories:
-                continue
-            seen = set(known_categories)
-            unseen = sorted({r[f["name"]] for r in clean} - seen - {None})
-            if unseen:
-                warnings.append(
-                    f"feature {f['name']!r}: {', '.join(map(repr, unseen[:5]))} not seen in "
-                    f"training (known: {_preview(list(known_categories))})"
-                )
-        return clean, warnings
+            name = f["name"]
+            values = [row[name] for row in rows]
+            if f["dtype"] in _NUMERIC and all(type(v) in (int, float) for v in values):
+                # Fast path for a clean numeric column; anything odd takes the path below,
+                # which names the row and the problem.
+                try:
+                    array = np.asarray(values, dtype=np.float64)
+                except OverflowError:
+                    array = None
+                if array is not None and np.isfinite(array).all():
+                    columns[name] = array
+                    continue
+            columns[name] = [self._value(f, v, i) for i, v in enumerate(values)]
+            if f.get("categories"):
+                unseen = sorted(set(columns[name]) - set(f["categories"]) - {None})
+                if unseen:
+                    warnings.append(
+                        f"feature {name!r}: {', '.join(map(repr, unseen[:5]))} not seen in "
+                        f"training (known: {_preview(list(f['categories']))})"
+                    )
+        return columns, warnings
 
     def _value(self, spec: dict[str, Any], value: Any, i: int) -> Any:
         name, dtype = spec["name"], spec["dtype"]
