@@ -139,8 +139,12 @@ def test_out_of_memory_becomes_a_status(digits, make_mlp, quiet):
 
 
 def test_other_runtime_errors_are_not_swallowed(digits, quiet):
+    threads = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        Trainer(quiet()).fit(torch.nn.Linear(3, 10), digits)
+        Trainer(quiet(threads=2)).fit(torch.nn.Linear(3, 10), digits)
+    # the fit's process-wide settings are put back even when it raises
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_a_search_space_left_in_the_config_is_a_config_error(digits, make_mlp, quiet):

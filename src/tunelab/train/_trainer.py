@@ -103,6 +103,7 @@ class Trainer:
         self._autocast: Any = contextlib.nullcontext
         self._wall_before = 0.0
         self._fit_started = time.perf_counter()
+        self._saved_globals: tuple[bool, bool, int] | None = None
 
     # ---- the public surface callbacks use ---------------------------------------------------
 
@@ -135,15 +136,21 @@ class Trainer:
         it (model, optimiser, schedule, early stopping, callbacks, RNG) and ends with the same
         metrics as an uninterrupted run.
         """
-        cfg = self.config
         self._setup(model, bundle)
-        if resume:
-            restore_trainer(self)
-        if self._stop is not None:  # the checkpoint says this run already finished
-            return self._finish(*self._stop)
+        try:
+            if resume:
+                restore_trainer(self)
+            if self._stop is not None:  # the checkpoint says this run already finished
+                return self._finish(*self._stop)
+            return self._finish(*self._loop())
+        finally:
+            self._reset_globals()  # also when a callback or a bug raises
+
+    def _loop(self) -> tuple[str, str]:
+        """The epochs; returns ``(status, reason)``."""
+        cfg = self.config
         for cb in self._cbs.hook("on_fit_start"):
             cb.on_fit_start(self)
-        status, reason = "completed", f"ran all {cfg.epochs} epochs"
         try:
             for epoch in range(self.epoch + 1, cfg.epochs + 1):
                 self.epoch = epoch
@@ -151,50 +158,54 @@ class Trainer:
                 for cb in self._cbs.hook("on_epoch_start"):
                     cb.on_epoch_start(self, epoch)
                 t0 = time.perf_counter()
-                train_loss = self._train_epoch()
-                metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-                finite = math.isfinite(train_loss)
-                if finite and self._has_val:
+                metrics: dict[str, Any] = {"epoch": epoch, "train_loss": self._train_epoch()}
+                if math.isfinite(metrics["train_loss"]) and self._has_val:
                     metrics.update(self._validate())
-                    finite = math.isfinite(metrics["val_loss"])
                 metrics["lr"] = self.lr
                 metrics["epoch_time_s"] = time.perf_counter() - t0
                 self.history.append(metrics)
-                if not finite:
-                    bad = "train" if not math.isfinite(train_loss) else "val"
-                    self._stop = self._stop or (
-                        "nan",
-                        f"{bad} loss became {metrics[f'{bad}_loss']} in epoch {epoch} "
-                        f"(lr {metrics['lr']:.3g}); lower train.lr or set train.clip_grad_norm",
-                    )
-                else:
-                    self._keep_best(epoch, metrics)
-                    if self._early is not None:
-                        stop, why = self._early.update_and_check(
-                            float(metrics[self._early.metric]), epoch
-                        )
-                        if stop:
-                            self._stop = self._stop or ("early_stopped", why)
-                    self.scheduler.step_epoch(metrics)
+                healthy = self._judge_epoch(epoch, metrics)  # NaN, best, early stop, LR schedule
                 for cb in self._cbs.hook("on_epoch_end"):
                     cb.on_epoch_end(self, epoch, metrics)
                 self._sync_stop()
-                if finite and self._checkpoint_due(epoch):
-                    self._save_checkpoint()
-                if finite and not cfg.checkpoint_best_only and self._writes_files:
-                    save_weights(cpu_state(self.model), self._epoch_weights(epoch))
+                if healthy:
+                    self._checkpoint_epoch(epoch)
                 if self._stop is not None:
-                    status, reason = self._stop
-                    break
+                    return self._stop
         except KeyboardInterrupt:
-            status, reason = "stopped", f"interrupted by the user in epoch {self.epoch}"
+            return "stopped", f"interrupted by the user in epoch {self.epoch}"
         except RuntimeError as exc:  # only out-of-memory becomes a status; bugs still raise
             if not is_out_of_memory(exc):
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            status, reason = "oom", self._oom_reason(exc)
-        return self._finish(status, reason)
+            return "oom", self._oom_reason(exc)
+        return "completed", f"ran all {cfg.epochs} epochs"
+
+    def _judge_epoch(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        """NaN check, best weights, early stopping and the LR schedule; False on a NaN/inf loss."""
+        for split in ("train", "val"):
+            value = metrics.get(f"{split}_loss")
+            if value is not None and not math.isfinite(value):
+                self._stop = self._stop or (
+                    "nan",
+                    f"{split} loss became {value} in epoch {epoch} (lr {metrics['lr']:.3g}); "
+                    "lower train.lr or set train.clip_grad_norm",
+                )
+                return False
+        self._keep_best(epoch, metrics)
+        if self._early is not None:
+            stop, why = self._early.update_and_check(float(metrics[self._early.metric]), epoch)
+            if stop:
+                self._stop = self._stop or ("early_stopped", why)
+        self.scheduler.step_epoch(metrics)
+        return True
+
+    def _checkpoint_epoch(self, epoch: int) -> None:
+        if self._checkpoint_due(epoch):
+            self._save_checkpoint()
+        if not self.config.checkpoint_best_only and self._writes_files:
+            save_weights(cpu_state(self.model), self._epoch_weights(epoch))
 
     def _oom_reason(self, exc: BaseException) -> str:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -322,16 +333,6 @@ class Trainer:
         precision = resolve_precision(cfg.precision, self.device)
         self._autocast = autocast_context(precision, self.device)
         self._scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-        self._prev_deterministic = torch.are_deterministic_algorithms_enabled()
-        self._prev_fill = torch.utils.deterministic.fill_uninitialized_memory
-        self._prev_threads = torch.get_num_threads()
-        if cfg.threads is not None:
-            torch.set_num_threads(int(cfg.threads))
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            # Filling every new tensor with NaN only helps find reads of uninitialised memory;
-            # results are as reproducible without it, and it costs ~5% on small models.
-            torch.utils.deterministic.fill_uninitialized_memory = False
         # torch.manual_seed would also seed lazily-initialised backends by capturing a stack
         # trace (milliseconds per fit); seeding the CPU and CUDA generators directly is enough.
         torch.default_generator.manual_seed(self.seed + self.rank)
@@ -397,6 +398,32 @@ class Trainer:
         self._wall_before, self._fit_started = 0.0, time.perf_counter()
         loggers = builtin_loggers(cfg, self.run_dir)
         self._cbs = CallbackList(self.callbacks + loggers if self.is_main else [])
+        self._set_globals()
+
+    def _set_globals(self) -> None:
+        """Process-wide torch settings for the fit; :meth:`_reset_globals` puts them back."""
+        cfg = self.config
+        self._saved_globals = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.utils.deterministic.fill_uninitialized_memory,
+            torch.get_num_threads(),
+        )
+        if cfg.threads is not None:
+            torch.set_num_threads(int(cfg.threads))
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            # Filling every new tensor with NaN only helps find reads of uninitialised memory;
+            # results are as reproducible without it, and it costs ~5% on small models.
+            torch.utils.deterministic.fill_uninitialized_memory = False
+
+    def _reset_globals(self) -> None:
+        if self._saved_globals is None:
+            return
+        deterministic, fill, threads = self._saved_globals
+        torch.use_deterministic_algorithms(deterministic)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        torch.set_num_threads(threads)
+        self._saved_globals = None
 
     def _check_monitors(self, task: str) -> None:
         """Reject misspelt monitors up front; without a validation split fall back to train_loss."""
@@ -496,7 +523,4 @@ class Trainer:
         )
         for cb in self._cbs.hook("on_fit_end"):
             cb.on_fit_end(self, result)
-        torch.use_deterministic_algorithms(self._prev_deterministic)
-        torch.utils.deterministic.fill_uninitialized_memory = self._prev_fill
-        torch.set_num_threads(self._prev_threads)
         return result
