@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from .data_helpers import table_frame
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .data_helpers import config
 
 from tunelab.data import ImageAugmenter, prepare_data
 from tunelab.errors import ConfigError
+
+from .data_helpers import config
 
 
 def _batch(n: int = 16, c: int = 3, h: int = 8, w: int = 12) -> torch.Tensor:

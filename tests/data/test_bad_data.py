@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from .data_helpers import config, table_frame, write_cifar, write_images
 
 from tunelab.data import prepare_data
 from tunelab.errors import DataError
+
+from .data_helpers import config, table_frame, write_cifar, write_images
 
 
 def _fails(cfg, *needles: str) -> str:

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from .data_helpers import config
 
 from tunelab.data import prepare_data
+
+from .data_helpers import config
 
 
 def _write(tmp_path, frame: pd.DataFrame, name: str = "d.csv") -> str:

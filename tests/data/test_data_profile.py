@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from .data_helpers import config
 
 from tunelab.data import DataProfile, prepare_data
+
+from .data_helpers import config
 
 
 def _profile(tmp_path) -> DataProfile:

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from .data_helpers import config, table_frame, write_cifar, write_images
 
 from tunelab.data import (
     ImagePreprocessing,
@@ -19,6 +18,8 @@ from tunelab.data import (
 )
 from tunelab.data._images import read_batch
 from tunelab.errors import DataError
+
+from .data_helpers import config, table_frame, write_cifar, write_images
 
 
 def _messy_csv(tmp_path) -> tuple[str, pd.DataFrame]:

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from .data_helpers import config, write_images
 
 from tunelab.data import prepare_data
+
+from .data_helpers import config, write_images
 
 
 def _drifting_csv(tmp_path) -> tuple[str, pd.DataFrame]:

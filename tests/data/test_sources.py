@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from .data_helpers import config, table_frame, write_cifar, write_images
 
 from tunelab.data import DataBundle, prepare_data
+
+from .data_helpers import config, table_frame, write_cifar, write_images
 
 
 def _rows(bundle: DataBundle) -> int:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from .data_helpers import config
 
 from tunelab.config import SplitConfig
 from tunelab.data import DataBundle, kfold_splits, prepare_data
 from tunelab.data._split import split_positions
+
+from .data_helpers import config
 
 
 def test_split_sizes_follow_the_fractions():

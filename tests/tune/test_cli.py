@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from .conftest import tiny_config
 
 from tunelab.cli import main
+
+from .conftest import tiny_config
 
 
 def _write(tmp_path, **sections):

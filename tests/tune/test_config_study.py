@@ -7,12 +7,13 @@ import json
 import optuna
 import pytest
 import yaml
-from .conftest import tiny_config
 
 from tunelab.config import parse_config
 from tunelab.errors import ConfigError
 from tunelab.models import build_model, count_parameters
 from tunelab.tune import run_study
+
+from .conftest import tiny_config
 
 FAST_TRAIN = {"epochs": 2, "batch_size": 32, "tensorboard": False}
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import optuna
 import yaml
-from .conftest import tiny_config
 from optuna.trial import TrialState
+
+from .conftest import tiny_config
 
 
 def _tunelab() -> list[str]:

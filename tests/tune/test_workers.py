@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .conftest import tiny_config
-
 from tunelab.tune import run_study
 from tunelab.tune._workers import threads_per_worker
+
+from .conftest import tiny_config
 
 
 def test_two_workers_share_the_study_and_split_the_cores(tmp_path):

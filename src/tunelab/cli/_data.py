@@ -13,7 +13,6 @@ from pathlib import Path
 import typer
 
 from ..config import load_config
-from ..data import prepare_data
 from ._app import app
 
 data_app = typer.Typer(
@@ -35,6 +34,8 @@ def profile(
     width: int = typer.Option(110, "--width", help="Table width in characters."),
 ) -> None:
     """Prepare the data of CONFIG and print its profile."""
+    from ..data import prepare_data  # imported here so that `tunelab validate` starts fast
+
     cfg = load_config(config)
     bundle = prepare_data(cfg.data, seed=cfg.seed)
     if save is not None:
