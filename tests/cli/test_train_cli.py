@@ -89,3 +89,14 @@ def test_the_doctor_rides_along_when_diagnose_is_enabled(tmp_path, capsys):
     code, _, err = _tunelab(capsys, "train", str(config), "--epochs", "1")
     assert code == 0, err
     assert (tmp_path / "runs" / "cli_digits" / "findings.json").is_file()
+
+
+def test_a_diverging_run_prints_the_reason_and_exits_1(tmp_path, capsys):
+    config = _config(tmp_path, "  optimizer: sgd\n  momentum: 0.0\n")
+    text = config.read_text().replace("lr: 0.003", "lr: 1.0e+30")
+    config.write_text(text)
+    code, out, _ = _tunelab(capsys, "train", str(config), "--epochs", "3")
+    assert code == 1
+    assert "nan: train loss became nan in epoch 1" in out
+    result = json.loads((tmp_path / "runs" / "cli_digits" / "result.json").read_text())
+    assert result["status"] == "nan" and result["test_metrics"] == {}

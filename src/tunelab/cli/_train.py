@@ -9,6 +9,9 @@ import typer
 
 from ._app import app
 
+# Statuses after which there is no usable model: the command exits with code 1.
+FAILED = ("nan", "oom", "diverged")
+
 
 @app.command()
 def train(
@@ -56,6 +59,8 @@ def train(
     # The progress display already printed how training ended, unless it was off.
     shown = cfg.train.progress != "none"
     _print_summary(summary, console, run_dir or cfg.run_dir, status_shown=shown)
+    if summary["status"] in FAILED:
+        raise typer.Exit(1)
 
 
 def _callbacks(cfg: Any) -> list[Any]:
