@@ -93,3 +93,24 @@ def test_null_is_refused_for_a_feature_without_a_fill_value():
         schema.parse([{"a": None}])
     filled = InputSchema("table", fields=[{"name": "a", "dtype": "float"}], fillable={"a"})
     assert filled.parse([{"a": None}]) == ({"a": [None]}, [])
+
+
+nested = st.recursive(
+    st.floats(allow_nan=False, allow_infinity=False, width=32) | st.integers(-5, 20) | scalars,
+    lambda inner: st.lists(inner, min_size=0, max_size=9),
+    max_leaves=80,
+)
+
+
+@pytest.fixture(scope="module")
+def image_client(image_run):
+    return TestClient(create_app(load_served_model(image_run, "best")))
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(nested, min_size=1, max_size=3))
+def test_no_malformed_image_request_gives_a_5xx(image_client, rows):
+    reply = image_client.post("/predict", json={"rows": rows})
+    assert reply.status_code in (200, 413, 422), (rows, reply.text)

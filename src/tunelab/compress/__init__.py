@@ -46,6 +46,7 @@ from ._predictor import (
     onnx_is_quantized,
     open_onnx_session,
     refuse_pickle,
+    require,
 )
 from ._prune import (
     Prune,
@@ -116,6 +117,7 @@ __all__ = [
     "read_preprocessing",
     "refuse_pickle",
     "register_method",
+    "require",
     "resolve_mode",
     "run_bundle",
     "run_config",

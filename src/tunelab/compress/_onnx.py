@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import FatalError
+from ._predictor import require
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -45,6 +46,7 @@ def export_onnx(
         >>> export_onnx(net, torch.zeros(2, 4), out).exists()
         True
     """
+    require("onnx", "onnx")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Exporting a deep copy keeps the caller's module (hooks, device, train mode) as it was.

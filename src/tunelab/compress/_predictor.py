@@ -13,6 +13,7 @@ import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,9 +80,21 @@ class OnnxPredictor(Predictor):
         return onnx_is_quantized(self.path)
 
 
+def require(module: str, extra: str) -> Any:
+    """Import an optional dependency, or say in one line which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise FatalError(
+            f"error: this needs the {module.split('.')[0]} package: pip install 'tunelab[{extra}]'"
+        ) from None
+
+
 def open_onnx_session(path: str | Path, *, threads: int | None = None):
     """An ``onnxruntime.InferenceSession`` on the CPU; a non-ONNX file is one clear error."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "onnx")
 
     path = Path(path)
     refuse_pickle(path)

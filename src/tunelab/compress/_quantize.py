@@ -39,6 +39,7 @@ from ..config import CompressConfig
 from ..errors import FatalError
 from ._base import CompressContext, CompressionMethod, Variant, register_method
 from ._onnx import INPUT_NAME, export_onnx
+from ._predictor import require
 
 QuantMode = Literal["auto", "dynamic", "static"]
 
@@ -87,6 +88,7 @@ def quantize_onnx(
         calibration_batch: rows per calibration batch.
         reduce_range: 7-bit weights, which avoid int16 saturation on CPUs without VNNI.
     """
+    require("onnxruntime", "onnx")
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,

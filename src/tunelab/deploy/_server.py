@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compress import predicted_labels
+from ..compress import predicted_labels, require
 from ._loading import ServedModel, load_served_model
 from ._schema import InputError, InputSchema, parse_body, schema_for
 
@@ -117,6 +117,7 @@ def create_app(
         >>> client = TestClient(create_app(load_served_model("runs/digits")))  # doctest: +SKIP
         >>> client.post("/predict", json={"rows": [[0.0] * 64]}).json()  # doctest: +SKIP
     """
+    require("fastapi", "serve")
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse
@@ -222,7 +223,7 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Load ``model`` from ``run_dir`` and serve it with uvicorn until interrupted."""
-    import uvicorn
+    uvicorn = require("uvicorn", "serve")
 
     served = load_served_model(run_dir, model, threads=threads)
     if threads:
