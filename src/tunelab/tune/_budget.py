@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 ERROR_ATTR = "error"
@@ -59,6 +60,13 @@ class Budget:
         """Why no further trial should start, or ``None`` while budget is left."""
         if self.timeout_s is not None and self.elapsed_s() >= self.timeout_s:
             return f"timeout of {self.timeout_s:g}s reached"
+        if self.max_total_epochs is None:
+            # Fast path: while even an over-count of the trials stays below every limit, one
+            # COUNT query answers (loading all trials costs six queries on an RDB storage).
+            upper = _count_upper_bound(study)
+            limits = [n for n in (self.trials, self.grid_size) if n is not None]
+            if upper is not None and limits and upper < min(limits):
+                return None
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         done = [t for t in trials if counts_toward_budget(t)]
         running = [t for t in trials if t.state == TrialState.RUNNING]
@@ -77,3 +85,31 @@ class Budget:
             if len(covered) >= self.grid_size:
                 return f"all {self.grid_size} grid points done"
         return None
+
+
+_COUNT_STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+
+
+def _count_upper_bound(study: optuna.Study) -> int | None:
+    """Complete + pruned + failed + running trials by one SQL COUNT; None if not an RDB.
+
+    An upper bound of what the budget counts (crashed failures are included). Reads Optuna's
+    ``trials`` table directly; any surprise (another storage, a schema change) returns None and
+    the caller falls back to loading the trials.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        return None
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT state, COUNT(*) FROM trials WHERE study_id = :study GROUP BY state"
+                ),
+                {"study": study._study_id},
+            ).all()
+    except Exception:
+        return None
+    counts = {str(state).rsplit(".", 1)[-1]: int(n) for state, n in rows}
+    return sum(counts.get(state, 0) for state in _COUNT_STATES)
