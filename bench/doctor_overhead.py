@@ -99,6 +99,42 @@ def overhead(name: str, build, data, args) -> tuple[float, float, float]:
     return a, b, b / a
 
 
+def trainer_overhead(args) -> float:
+    """The same comparison through tunelab's Trainer (``diagnose.enabled`` adds the callback)."""
+    from tunelab.config import DiagnoseConfig, TrainConfig
+    from tunelab.data import DataBundle
+    from tunelab.diagnose import DoctorCallback
+    from tunelab.train import Trainer
+
+    X, y = load_digits(return_X_y=True)
+    X = ((X / 16.0) - 0.3).astype(np.float32)
+    bundle = DataBundle.from_arrays(X[:1400], y[:1400], X[1400:], y[1400:])
+    cfg = TrainConfig(
+        epochs=args.epochs, progress="none", tensorboard=False, early_stopping={"enabled": False}
+    )
+
+    def fit(doctor: bool) -> tuple[float, float]:
+        torch.manual_seed(0)
+        model = mlp()
+        callbacks = [DoctorCallback(DiagnoseConfig(enabled=True))] if doctor else []
+        started, cpu = time.perf_counter(), time.process_time()
+        Trainer(cfg, callbacks=callbacks).fit(model, bundle)
+        return time.perf_counter() - started, time.process_time() - cpu
+
+    fit(True), fit(False)  # warm-up
+    off, on = [], []
+    for _ in range(args.repeats):
+        off.append(fit(False))
+        on.append(fit(True))
+    a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
+    ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
+    print(
+        f"MLP in Trainer  wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
+        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x"
+    )
+    return b / a
+
+
 def diagnose_time(args) -> float:
     """Median ``diagnose()`` time on a 100-epoch history (20 steps per epoch)."""
     torch.manual_seed(0)
@@ -146,6 +182,7 @@ def main() -> None:
     )
     overhead("MLP", mlp, digits(images=False), args)
     overhead("CNN", cnn, digits(images=True), args)
+    trainer_overhead(args)
     diagnose_time(args)
 
 

@@ -167,7 +167,7 @@ def test_report_survives_json_round_trip(tmp_path):
     assert json.loads(path.read_text())["findings"][0]["kind"] == "memory_pressure"
 
 
-def test_functional_activations_are_not_hooked_but_losses_still_are():
+def test_functional_relu_is_not_hooked_but_dead_units_show_in_the_gradients():
     class Functional(nn.Module):
         def __init__(self):
             super().__init__()
@@ -188,6 +188,8 @@ def test_functional_activations_are_not_hooked_but_losses_still_are():
     doc.end_epoch()
     assert doc.record.epochs[0].activations == []
     assert len(doc.record.step_losses) == 12 and all(map(math.isfinite, doc.record.step_losses))
+    dead = doc.diagnose().get("dead_relu")
+    assert dead.severity == "error" and dead.figures["layer"] == "b"
 
 
 def test_reused_activation_module_gets_one_entry_per_call():

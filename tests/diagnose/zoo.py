@@ -127,6 +127,23 @@ def small_cnn() -> nn.Sequential:
     )
 
 
+class FunctionalNet(nn.Module):
+    """A hand-written model whose activations are ``F.relu`` calls the doctor cannot hook."""
+
+    def __init__(self, inputs: int, width: int, outputs: int, *, bias: float = 0.0) -> None:
+        super().__init__()
+        self.a, self.b, self.c = (
+            nn.Linear(inputs, width),
+            nn.Linear(width, width),
+            nn.Linear(width, outputs),
+        )
+        self.shift = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.a(x) + self.shift)
+        return self.c(F.relu(self.b(h) + self.shift))
+
+
 class MemoryCapped(nn.Module):
     """An MLP on a pretend small GPU: training batches above ``limit`` rows run out of memory."""
 
@@ -327,6 +344,11 @@ FAULTY: list[Case] = [
         lambda: Setup(mlp(64, [64, 64], 10, hidden_bias=-4.0), _adam(1e-3), _digits(), 3),
     ),
     Case(
+        "dead_relu: F.relu after a shift of -4, seen through zero gradients",
+        "dead_relu",
+        lambda: Setup(FunctionalNet(64, 64, 10, bias=-4.0), _adam(1e-3), _digits(), 3),
+    ),
+    Case(
         "saturated_activations: tanh with weights of std 1",
         "saturated_activations",
         lambda: Setup(mlp(64, [64, 64], 10, nn.Tanh, weight_std=1.0), _sgd(0.01), _digits(), 3),
@@ -437,6 +459,11 @@ HEALTHY: list[Case] = [
             batch=32,
             loss="bce_probs",
         ),
+    ),
+    Case(
+        "digits, hand-written module with F.relu, SGD with momentum",
+        None,
+        lambda: Setup(FunctionalNet(64, 64, 10), _sgd(0.05, 0.9), _digits(), 6, batch=32),
     ),
     Case(
         "moons, LeakyReLU MLP, Adam",

@@ -20,8 +20,10 @@ from ..train import predicted_classes as _predicted_classes
 from ._doctor import Doctor
 from ._finding import DiagnosisReport
 
-# Rows of the training split scored each epoch for the train metric (bounded cost).
-TRAIN_SCORE_ROWS = 1024
+# Rows of the training split scored each epoch for the train metric: an eighth of the split,
+# at least 128 and at most 512 (an accuracy estimate within a few points, at a few percent of
+# an epoch's compute).
+TRAIN_SCORE_ROWS = (128, 512)
 # Errors of these kinds mean more epochs are wasted: stop when ``stop_on_error`` is set.
 STOPPING_KINDS = ("diverging_loss", "exploding_gradients", "nan_or_inf_data")
 
@@ -97,10 +99,7 @@ class DoctorCallback(Callback):
         )
         self._log(epoch)
         if self.settings.stop_on_error:
-            report = doc.diagnose()
-            broken = [
-                f for f in report.problems if f.severity == "error" and f.kind in STOPPING_KINDS
-            ]
+            broken = [f for f in doc.latest_ if f.severity == "error" and f.kind in STOPPING_KINDS]
             if broken:
                 trainer.request_stop(f"{broken[0].kind}: {broken[0].evidence}", status="diverged")
 
@@ -140,7 +139,8 @@ class DoctorCallback(Callback):
         if self._rows is None:
             n = len(bundle.X_train)
             gen = torch.Generator().manual_seed(0)
-            self._rows = torch.randperm(n, generator=gen)[: min(n, TRAIN_SCORE_ROWS)]
+            low, high = TRAIN_SCORE_ROWS
+            self._rows = torch.randperm(n, generator=gen)[: min(n, max(low, min(high, n // 8)))]
         X, y = bundle.X_train[self._rows], bundle.y_train[self._rows]
         outputs = trainer.predict(trainer.model, X).float()
         if not bool(torch.isfinite(outputs).all()):

@@ -27,29 +27,32 @@ class DeadRelu(Detector):
     """Most units of a ReLU-like layer are never active.
 
     SageMaker Debugger DeadRelu: a unit active on fewer than 1% of inputs is dead; the rule fires
-    when more than 50% of a layer is dead. AUTOTRAINER's dying-ReLU signal (>= 70% exactly-zero
-    gradients) is reported alongside. Error when ``ERROR`` of a layer is dead: it no longer learns.
+    when more than 50% of a layer is dead. Error when ``ERROR`` of a layer is dead: it no longer
+    learns. When the activations are functional calls (``F.relu``) the hooks see nothing, and
+    AUTOTRAINER's signal decides instead: >= 70% exactly-zero weight gradients. We read it per
+    layer after the first (a dead unit zeroes the column of the next layer's weight gradient;
+    sparse inputs zero the first layer's columns, which is normal), median of recent samples.
     """
 
     kinds = ("dead_relu",)
     DEAD = 0.5
     ERROR = 0.9
     ZERO_GRADS = 0.7
+    ZERO_GRADS_ERROR = 0.95
 
     def check(self, record: TrainingRecord) -> list[Finding]:
         found = _latest(record, "relu")
         if found is None:
-            return []
+            return self._from_gradients(record)
         epoch, stats = found
         worst = max(stats, key=lambda a: a.dead_fraction)
         if worst.dead_fraction < self.DEAD:
             return []
-        recent = [s.zero_fraction for s in record.grad_samples[-6:] if s.zero_fraction is not None]
-        zeros = sum(recent) / len(recent) if recent else None
+        zeros = self._zero_share(record)
         dead_layers = [a.name for a in stats if a.dead_fraction >= self.DEAD]
         extra = (
-            f"; {zeros:.0%} of weight gradients are exactly zero"
-            if zeros is not None and zeros >= self.ZERO_GRADS
+            f"; {zeros[0]:.0%} of the weight gradient of {zeros[1]} is exactly zero"
+            if zeros is not None and zeros[0] >= self.ZERO_GRADS
             else ""
         )
         return [
@@ -62,10 +65,40 @@ class DeadRelu(Detector):
                 {
                     "dead_fraction_by_layer": {a.name: a.dead_fraction for a in stats},
                     "dead_layers": dead_layers,
-                    "zero_gradient_fraction": zeros,
+                    "zero_gradient_fraction": zeros[0] if zeros else None,
                     "epoch": epoch,
                 },
                 record.where(epoch=epoch),
+            )
+        ]
+
+    def _zero_share(self, record: TrainingRecord) -> tuple[float, str] | None:
+        """(median zero-gradient share, layer) of the worst layer after the first."""
+        samples = [s for s in record.grad_samples[-12:] if s.zero_by_layer and s.finite]
+        if not samples or len(samples[-1].zero_by_layer) < 2:
+            return None
+        names = samples[-1].names
+        best: tuple[float, str] | None = None
+        for i in range(1, len(names)):
+            values = sorted(s.zero_by_layer[i] for s in samples if len(s.zero_by_layer) > i)
+            share = values[len(values) // 2]
+            if best is None or share > best[0]:
+                best = (share, names[i])
+        return best
+
+    def _from_gradients(self, record: TrainingRecord) -> list[Finding]:
+        zeros = self._zero_share(record)
+        if zeros is None or zeros[0] < self.ZERO_GRADS:
+            return []
+        share, layer = zeros
+        return [
+            self.finding(
+                "dead_relu",
+                "error" if share >= self.ZERO_GRADS_ERROR else "warning",
+                f"{share:.0%} of the weight gradient of {layer} is exactly zero (median of recent "
+                "sampled steps): the units feeding it never fire (activations are not modules, "
+                "so they could not be counted directly)",
+                {"zero_gradient_fraction": share, "layer": layer},
             )
         ]
 

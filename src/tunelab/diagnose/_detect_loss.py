@@ -9,7 +9,7 @@ import numpy as np
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import TrainingRecord
-from ._signals import diverged, progress, relative_improvements, smoothed, update_scale
+from ._signals import chunk_means, diverged, progress, relative_improvements, smoothed, update_scale
 
 
 @register_detector("diverging_loss")
@@ -126,7 +126,7 @@ class OscillatingLoss(Detector):
         losses = [v for v in record.step_losses if math.isfinite(v)]
         chunks = min(self.MAX_CHUNKS, len(losses) // self.CHUNK_STEPS)
         if chunks >= 8:
-            means = [float(c.mean()) for c in np.array_split(np.asarray(losses), chunks)]
+            means = chunk_means(losses, chunks)
             unit = "chunk"
         else:
             means = [v for v in record.epoch_losses() if math.isfinite(v)]

@@ -60,6 +60,8 @@ _BATCH_ROWS = 1024
 _BATCH_SPARSITY = 10
 # Gradient samples kept in a checkpoint (the detectors look at recent ones and medians).
 _KEPT_SAMPLES = 500
+# end_epoch's detector pass runs when at least this many times its own duration has passed.
+_PASS_SHARE = 20.0
 
 
 class Doctor:
@@ -134,6 +136,9 @@ class Doctor:
         self._current_batch: Any = None
         self._fwd = 0
         self._grad_samples_epoch = 0
+        # The findings of the last end_epoch (no remedies yet): cheap to poll every epoch.
+        self.latest_: list[Finding] = []
+        self._last_pass = (-math.inf, 0.0)  # (when the last detector pass ended, its duration)
         self._new_epoch_counters()
         if self.model is not None:
             for name, module in self.model.named_modules():
@@ -251,10 +256,15 @@ class Doctor:
         self.record_.epochs.append(rec)
         self.record_.partial = None
         self._new_epoch_counters()
-        # Run the detectors now so each finding remembers the epoch it first appeared in.
-        for f in self._run_detectors():
-            if f.is_problem and f.kind not in self._first_seen:
-                self._first_seen[f.kind] = f.first_seen or self.record_.where(epoch=rec.epoch)
+        # Run the detectors now so each finding remembers the epoch it first appeared in; when
+        # epochs are so short that this would cost more than ~5% of the time, skip some.
+        now = time.perf_counter()
+        if now - self._last_pass[0] >= _PASS_SHARE * self._last_pass[1]:
+            self.latest_ = self._run_detectors()
+            self._last_pass = (time.perf_counter(), time.perf_counter() - now)
+            for f in self.latest_:
+                if f.is_problem and f.kind not in self._first_seen:
+                    self._first_seen[f.kind] = f.first_seen or self.record_.where(epoch=rec.epoch)
 
     def record_oom(
         self,

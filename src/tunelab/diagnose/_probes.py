@@ -227,12 +227,14 @@ class GradProbe:
         grads = [p.grad.detach() for _, p in chosen]
         weights = [p.detach() for _, p in chosen]
         device = grads[0].device
-        parts = [t.to(device).float() for t in _norms(grads + weights)]
+        parts = _norms(grads + weights)
         # The zero-gradient share (AUTOTRAINER's dying-ReLU signal) costs one reduction per
         # layer: measured on the samples that do not also measure the update.
         count_zeros = not track_update
         if count_zeros:
-            parts += [(g == 0).sum().to(device).float() for g in grads]
+            parts += [(g == 0).sum() for g in grads]
+        if any(t.device != device or t.dtype != torch.float32 for t in parts):
+            parts = [t.to(device, torch.float32) for t in parts]
         values = torch.stack(parts).tolist()
         k = len(grads)
         sizes = [g.numel() for g in grads]
@@ -246,6 +248,9 @@ class GradProbe:
             weight_rms=[v / math.sqrt(n) for v, n in zip(w_vals, sizes, strict=True)],
             total_norm=total,
             zero_fraction=sum(z_vals) / max(sum(sizes), 1) if count_zeros else None,
+            zero_by_layer=[z / n for z, n in zip(z_vals, sizes, strict=True)]
+            if count_zeros
+            else None,
         )
         if track_update:
             # Copy the weights now; the optimiser post-step hook measures how far they moved.
@@ -260,8 +265,8 @@ class GradProbe:
         if self._pending is None or self._snapshot is None:
             return
         params = [p.detach() for p in self._pending_params]
-        diffs = torch._foreach_sub(params, self._snapshot)
-        norms = torch.stack([t.float() for t in _norms(diffs)]).double().tolist()
+        torch._foreach_sub_(self._snapshot, params)  # the snapshot becomes -(update), in place
+        norms = [float(t) for t in torch.stack([t.float() for t in _norms(self._snapshot)])]
         self._pending.update_ratio = [
             d / w if w > 0 else (0.0 if d == 0 else float("inf"))
             for d, w in zip(norms, self._pending_norms, strict=True)

@@ -23,6 +23,7 @@ class GradSample:
     total_norm: float
     zero_fraction: float | None
     update_ratio: list[float] | None = None
+    zero_by_layer: list[float] | None = None
 
     @property
     def finite(self) -> bool:

@@ -75,21 +75,24 @@ def update_scale(record: TrainingRecord) -> float | None:
 
 def smoothed(values: list[float], windows: int = 20) -> list[float]:
     """Medians of consecutive windows (about ``windows`` of them): noise-free trajectory."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
         return []
-    w = max(1, len(finite) // windows)
-    arr = np.asarray(finite[: len(finite) // w * w]).reshape(-1, w)
-    return np.median(arr, axis=1).tolist()
+    w = max(1, finite.size // windows)
+    return np.median(finite[: finite.size // w * w].reshape(-1, w), axis=1).tolist()
 
 
 def chunk_means(values: list[float], chunks: int) -> list[float]:
     """Means of ``chunks`` equal consecutive slices (fewer when there are fewer values)."""
-    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return []
     chunks = max(1, min(chunks, finite.size))
-    return [float(c.mean()) for c in np.array_split(finite, chunks)]
+    # Equal chunks (the first ``size % chunks`` values dropped): a reshape, not a Python loop.
+    width = finite.size // chunks
+    return finite[finite.size - width * chunks :].reshape(chunks, width).mean(axis=1).tolist()
 
 
 def relative_improvements(losses: list[float], initial: float) -> list[float]:
