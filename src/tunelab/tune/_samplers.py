@@ -15,6 +15,7 @@ picks from the space and the budget:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -114,7 +115,9 @@ def make_sampler(
             seed=seed, n_startup_trials=startup, warn_independent_sampling=False
         )
     elif concrete == "qmc":
-        sampler = samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
     else:
         # Optuna's default population of 50 would leave a small budget in generation zero.
         population = max(4, min(50, trials // 4))
