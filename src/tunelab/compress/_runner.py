@@ -171,12 +171,12 @@ def compress_model(
             f"batch-64 p50 {row.b64_p50_ms:.3f} ms, {row.file_bytes / 1024:.1f} KiB"
         )
 
-    current = Variant("original", ("original",), spec, model=copy.deepcopy(model).cpu().eval())
-    record(current, "the saved model, torch fp32")
-    current = Variant("original", (), spec, model=current.model)
+    original = copy.deepcopy(model).cpu().eval()
+    current = Variant("original", (), spec, model=original)
     preflight = CompressContext(bundle=bundle, train_config=train_config, seed=seed)
     for method in instances:
         method.check(current, preflight)
+    record(Variant("original", ("original",), spec, model=original), "the saved model, fp32")
     for name, method in zip(names, instances, strict=True):
         log(f"applying {name} to {current.name if current.methods else 'original'} ...")
         ctx = CompressContext(
