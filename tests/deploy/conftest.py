@@ -71,3 +71,15 @@ def table_row(**changes) -> dict:
     row = {"f1": 0.5, "f2": -1.0, "f3": 0.0, "f4": 1.2, "f5": 0.3, "color": "red", "count": 2}
     row.update(changes)
     return row
+
+
+@pytest.fixture(scope="session")
+def regression_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("regression")
+    cfg = {
+        "name": "diabetes",
+        "data": {"source": "sklearn", "dataset": "diabetes"},
+        "model": {"builder": "mlp", "params": {"depth": 1, "width": 16}},
+        "train": {"epochs": 3, "progress": "none", "tensorboard": False},
+    }
+    return _train(cfg, root / "run")

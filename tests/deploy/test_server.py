@@ -223,3 +223,20 @@ def test_serving_onnx_before_exporting_says_which_command_to_run(tmp_path, table
 
 def test_metadata_is_json_serialisable_for_every_model(client):
     json.dumps(client.get("/metadata").json())
+
+
+def test_regression_models_return_values_and_compress_on_r2(regression_run):
+    from tunelab.compress import compress_run
+
+    client = TestClient(create_app(load_served_model(regression_run, "best")))
+    meta = client.get("/metadata").json()
+    assert meta["task"] == "regression" and meta["classes"] == []
+    row = {f["name"]: 0.01 for f in meta["input"]["features"]}
+    data = client.post("/predict", json={"rows": [row, row]}).json()
+    assert set(data) == {"predictions", "rows"} and len(data["predictions"]) == 2
+    assert all(isinstance(v, float) for v in data["predictions"])
+    loaded = load_variant(regression_run / "best")
+    expected = loaded.predictor(loaded.preprocessing.transform([row])).reshape(-1)[0]
+    assert data["predictions"][0] == pytest.approx(float(expected), rel=1e-5)
+    table = compress_run(regression_run, methods=["quantize"]).table
+    assert [r.metric for r in table.rows] == ["r2"] * 3
