@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from sklearn import metrics as skm
+
 from tunelab.config import ScheduleConfig
 from tunelab.train import LRSchedule
 from tunelab.train._metrics import epoch_scores, full_evaluation
