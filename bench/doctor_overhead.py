@@ -2,15 +2,17 @@
 
 The same plain PyTorch loop (DataLoader over digits, Adam) runs with and without the doctor
 (``watch`` + ``after_backward`` + ``end_epoch``), interleaved so that a busy machine hurts both
-alike; each configuration is timed ``--repeats`` times and the medians are compared, for an MLP
-and a CNN. Then ``diagnose()`` is timed on a 100-epoch history.
+alike; each configuration is timed ``--repeats`` times (wall and process CPU time) and the
+medians are compared, for an MLP and a CNN, and for the MLP inside tunelab's Trainer with
+``diagnose.enabled``. Then ``diagnose()`` is timed on a 100-epoch history.
 
-    python bench/doctor_overhead.py [--repeats 5] [--epochs 3] [--every 10]
+    python bench/doctor_overhead.py [--repeats 7] [--epochs 5] [--every 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -87,9 +89,13 @@ def overhead(name: str, build, data, args) -> tuple[float, float, float]:
     train(build, data, doctor=True, epochs=1, every=args.every)  # warm-up
     train(build, data, doctor=False, epochs=1, every=args.every)
     off, on = [], []
-    for _ in range(args.repeats):
-        off.append(train(build, data, doctor=False, epochs=args.epochs, every=args.every))
-        on.append(train(build, data, doctor=True, epochs=args.epochs, every=args.every))
+    for i in range(args.repeats):
+        # Alternate which goes first, and collect garbage before each, so neither side
+        # systematically inherits the other's leftovers.
+        for doctor in (False, True) if i % 2 == 0 else (True, False):
+            gc.collect()
+            result = train(build, data, doctor=doctor, epochs=args.epochs, every=args.every)
+            (on if doctor else off).append(result)
     a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
     ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
     print(
@@ -123,9 +129,10 @@ def trainer_overhead(args) -> float:
 
     fit(True), fit(False)  # warm-up
     off, on = [], []
-    for _ in range(args.repeats):
-        off.append(fit(False))
-        on.append(fit(True))
+    for i in range(args.repeats):
+        for doctor in (False, True) if i % 2 == 0 else (True, False):
+            gc.collect()
+            (on if doctor else off).append(fit(doctor))
     a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
     ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
     print(
@@ -170,8 +177,8 @@ def diagnose_time(args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--every", type=int, default=10, help="Doctor every_n_steps")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -53,15 +53,16 @@ from ._remedies import RemedyContext, prescribe
 _LOSS_CHUNK = 256
 # Sample every step until this many rows were seen in the epoch, so small epochs are still
 # measured on enough inputs to judge "active on fewer than 1% of inputs".
-_MIN_ROWS = 128
+_MIN_ROWS = 64
 # Input statistics settle quickly: every sampled batch until this many rows were seen, then
 # one batch in ``_BATCH_SPARSITY`` sampling periods (a NaN loss still inspects its own batch).
-_BATCH_ROWS = 1024
+_BATCH_ROWS = 512
 _BATCH_SPARSITY = 10
 # Gradient samples kept in a checkpoint (the detectors look at recent ones and medians).
 _KEPT_SAMPLES = 500
-# end_epoch's detector pass runs when at least this many times its own duration has passed.
-_PASS_SHARE = 20.0
+# end_epoch's detector pass runs when at least this many times its own duration has passed
+# (at most ~2% of the time goes to it on very short epochs).
+_PASS_SHARE = 50.0
 
 
 class Doctor:
@@ -135,7 +136,9 @@ class Doctor:
         self._loader: Any = None
         self._current_batch: Any = None
         self._fwd = 0
-        self._grad_samples_epoch = 0
+        self._batch_index = 0  # batches seen by watch(), across epochs
+        self._last_grad_step = -(10**9)
+        self._last_loss_finite = True
         # The findings of the last end_epoch (no remedies yet): cheap to poll every epoch.
         self.latest_: list[Finding] = []
         self._last_pass = (-math.inf, 0.0)  # (when the last detector pass ended, its duration)
@@ -160,7 +163,6 @@ class Doctor:
         self._compute = 0.0
         self._batches = 0
         self._epoch_t0: float | None = None
-        self._grad_samples_epoch = 0
 
     def close(self) -> None:
         """Remove every hook (the doctor keeps what it recorded)."""
@@ -192,7 +194,6 @@ class Doctor:
         """Yield ``loader``'s batches unchanged, timing the wait for each against the compute."""
         self._loader = loader
         it = iter(loader)
-        index = 0
         while True:
             t0 = time.perf_counter()
             if self._epoch_t0 is None:
@@ -211,10 +212,10 @@ class Doctor:
             self._current_batch = batch
             stats = self.record_.batches
             period = self.every_n_steps * (1 if stats.rows < _BATCH_ROWS else _BATCH_SPARSITY)
-            if index % period == 0:
+            if self._batch_index % period == 0:
                 x, y = split_batch(batch)
                 observe_batch(stats, self.record_.steps + 1, x, y)
-            index += 1
+            self._batch_index += 1
             t2 = time.perf_counter()
             yield batch
             self._compute += time.perf_counter() - t2
@@ -224,21 +225,28 @@ class Doctor:
         step = self.record_.steps
         if loss is not None:
             self._push_loss(loss)
-        k = self.every_n_steps
-        if self.model is not None and (step % k == 0 or self._grad_samples_epoch == 0):
-            # Update ratios need a copy of the weights: every other sample is plenty. The
-            # optimiser hook that measures the step is attached for that one step only.
+        # Every k steps, counted across epochs (tiny epochs are still sampled, just not all).
+        if self.model is not None and step - self._last_grad_step >= self.every_n_steps:
+            self._last_grad_step = step
+            # Update ratios need a copy of the weights: every other sample is plenty once a few
+            # exist. The optimiser hook that measures the step is attached for that step only.
+            samples = len(self.record_.grad_samples)
             track = (
                 self.optimizer is not None
                 and hasattr(self.optimizer, "register_step_post_hook")
-                and len(self.record_.grad_samples) % 2 == 0
+                and (samples < 4 or samples % 2 == 0)
             )
-            sample = self._grads.sample(step + 1, self.record_.epoch + 1, track_update=track)
+            # The zero-gradient count costs a reduction per layer: on the other samples.
+            sample = self._grads.sample(
+                step + 1,
+                self.record_.epoch + 1,
+                track_update=track,
+                count_zeros=samples < 4 or not track,
+            )
             if track and sample is not None and self._step_handle is None:
                 self._step_handle = self.optimizer.register_step_post_hook(self._after_step)
             if sample is not None:
                 self.record_.grad_samples.append(sample)
-                self._grad_samples_epoch += 1
         self.record_.steps = step + 1
 
     def end_epoch(
@@ -257,7 +265,7 @@ class Doctor:
         self.record_.partial = None
         self._new_epoch_counters()
         # Run the detectors now so each finding remembers the epoch it first appeared in; when
-        # epochs are so short that this would cost more than ~5% of the time, skip some.
+        # epochs are so short that this would cost more than ~2% of the time, skip some.
         now = time.perf_counter()
         if now - self._last_pass[0] >= _PASS_SHARE * self._last_pass[1]:
             self.latest_ = self._run_detectors()
@@ -471,13 +479,14 @@ class Doctor:
 
     def _push_loss(self, loss: torch.Tensor | float) -> None:
         if isinstance(loss, torch.Tensor):
+            if not loss.is_cuda and loss.numel() == 1:  # no device to wait for: read it now
+                if self._loss_buf:
+                    self._flush_losses()
+                self._append_loss(loss.item())
+                return
             value = loss.detach()
             if value.numel() != 1:
                 value = value.float().mean()
-            if value.device.type == "cpu":  # no device to wait for: read it now
-                self._flush_losses()
-                self._append_loss(float(value))
-                return
             self._loss_buf.append(value.reshape(()))
             if len(self._loss_buf) >= _LOSS_CHUNK:
                 self._flush_losses()
@@ -486,10 +495,11 @@ class Doctor:
             self._append_loss(float(loss))
 
     def _append_loss(self, value: float) -> None:
-        losses = self.record_.step_losses
-        if not math.isfinite(value) and all(math.isfinite(v) for v in losses[-1:]):
-            self._inspect_current_batch()
-        losses.append(value)
+        finite = math.isfinite(value)
+        if not finite and self._last_loss_finite:
+            self._inspect_current_batch()  # the first NaN/inf loss: did its batch cause it?
+        self._last_loss_finite = finite
+        self.record_.step_losses.append(value)
 
     def _flush_losses(self) -> None:
         if not self._loss_buf:

@@ -106,6 +106,7 @@ class ActivationProbe:
     sampling: bool = False
     calls: dict[int, int] = field(default_factory=dict)
     last: tuple[str, Any] | None = None
+    epoch_rows: int = 0  # most rows any layer has seen this epoch
 
     def hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if not self.sampling or not module.training or not isinstance(output, torch.Tensor):
@@ -137,6 +138,7 @@ class ActivationProbe:
             self.stats[key] = entry
         entry.counts += counts
         entry.rows += rows
+        self.epoch_rows = max(self.epoch_rows, entry.rows)
         if family == "squash":
             total = counts.sum()
             entry.values = total if entry.values is None else entry.values + total
@@ -154,7 +156,7 @@ class ActivationProbe:
         self.last = None
 
     def rows_seen(self) -> int:
-        return max((s.rows for s in self.stats.values()), default=0)
+        return self.epoch_rows
 
     def collect(self) -> list[ActivationStat]:
         """Close the epoch: per-layer fractions (one host transfer), then reset the counts."""
@@ -183,6 +185,7 @@ class ActivationProbe:
                 stat.saturated_values = values
             result.append(stat)
         self.stats.clear()
+        self.epoch_rows = 0
         return result
 
 
@@ -218,7 +221,9 @@ class GradProbe:
                         self._layers.append((layer, p))
         return self._layers
 
-    def sample(self, step: int, epoch: int, *, track_update: bool) -> GradSample | None:
+    def sample(
+        self, step: int, epoch: int, *, track_update: bool, count_zeros: bool
+    ) -> GradSample | None:
         """Statistics of the current gradients (call after backward, before the step)."""
         chosen = [(n, p) for n, p in self.layers() if p.grad is not None and not p.grad.is_sparse]
         if not chosen:
@@ -228,9 +233,7 @@ class GradProbe:
         weights = [p.detach() for _, p in chosen]
         device = grads[0].device
         parts = _norms(grads + weights)
-        # The zero-gradient share (AUTOTRAINER's dying-ReLU signal) costs one reduction per
-        # layer: measured on the samples that do not also measure the update.
-        count_zeros = not track_update
+        # The zero-gradient share (AUTOTRAINER's dying-ReLU signal) costs one reduction per layer.
         if count_zeros:
             parts += [(g == 0).sum() for g in grads]
         if any(t.device != device or t.dtype != torch.float32 for t in parts):
