@@ -61,8 +61,8 @@ _BATCH_SPARSITY = 10
 # Gradient samples kept in a checkpoint (the detectors look at recent ones and medians).
 _KEPT_SAMPLES = 500
 # end_epoch's detector pass runs when at least this many times its own duration has passed
-# (at most ~2% of the time goes to it on very short epochs).
-_PASS_SHARE = 50.0
+# (at most ~1% of the time goes to it on very short epochs).
+_PASS_SHARE = 100.0
 
 
 class Doctor:
@@ -265,7 +265,7 @@ class Doctor:
         self.record_.partial = None
         self._new_epoch_counters()
         # Run the detectors now so each finding remembers the epoch it first appeared in; when
-        # epochs are so short that this would cost more than ~2% of the time, skip some.
+        # epochs are so short that this would cost more than ~1% of the time, skip some.
         now = time.perf_counter()
         if now - self._last_pass[0] >= _PASS_SHARE * self._last_pass[1]:
             self.latest_ = self._run_detectors()
