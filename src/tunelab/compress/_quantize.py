@@ -6,8 +6,8 @@ kernels do, so the model is exported to ONNX and quantised there:
 
 * ``dynamic`` (``quantize_dynamic``): int8 weights, activations quantised on the fly per batch.
   No calibration. Recurrent layers (``DynamicQuantizeLSTM``) and attention need it: static
-  int8 activations after softmax/layer norm flipped 8% of a small transformer's predictions,
-  dynamic none.
+  int8 activations after softmax/layer norm changed 8% of the predictions of a small untrained
+  transformer on random inputs, dynamic none.
 * ``static`` (``quantize_static``): int8 weights and activations with scales fixed from
   calibration batches drawn from the *training* split, operator format (``QLinearConv``,
   ``QGemm``), per-channel weight scales; pooling stays fp32. Dynamic
