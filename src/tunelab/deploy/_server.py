@@ -7,6 +7,7 @@ forward pass. Bad input is a 4xx with a message naming what is wrong; a 5xx woul
 """
 
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,11 @@ class PredictionService:
     def __init__(self, served: ServedModel, *, max_rows: int = 1024) -> None:
         self.served = served
         self.max_rows = max_rows
-        self.schema: InputSchema = schema_for(served.preprocessing, served.spec)
         self.forward_calls = 0
+
+    @cached_property
+    def schema(self) -> InputSchema:
+        return schema_for(self.served.preprocessing, self.served.spec)
 
     @property
     def classes(self) -> list[str]:
