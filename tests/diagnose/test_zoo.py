@@ -89,3 +89,18 @@ def test_detection_does_not_depend_on_layer_names():
         renamed.add_module(f"block_{chr(97 + i)}", module)
     setup = Setup(renamed, lambda p: torch.optim.SGD(p, lr=0.05), _digits(), 3)
     assert train(setup).report.get("vanishing_gradients").is_problem
+
+
+LOSS_ONLY = [
+    "digits, ReLU MLP, Adam",
+    "breast cancer, 2-layer MLP, AdamW, BCE with logits",
+    "20 features, sigmoid output with BCELoss, SGD with momentum",
+    "overfitting: 60 digits, a wide MLP, 30 epochs",
+]
+
+
+@pytest.mark.parametrize("name", LOSS_ONLY)
+def test_the_verdict_holds_when_end_epoch_gets_losses_only(name):
+    case = next(c for c in FAULTY + HEALTHY if c.name == name)
+    report = train(case.build(), scores=False).report
+    assert {f.kind for f in report.problems} == ({case.expect} if case.expect else set())

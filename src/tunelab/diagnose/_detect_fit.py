@@ -36,6 +36,9 @@ class Overfitting(Detector):
     training loss falls), made scale-free: the validation loss
     sits at least ``RISE`` above its best for ``PATIENCE`` epochs, and the train/val loss gap is at
     least ``LOSS_GAP`` of the initial loss (a mild rise on a nearly-solved task is not a problem).
+    When no scores are given, a settled gap also counts: validation loss no longer improving
+    (less than ``SETTLED`` over the last third of the epochs), ``STABLE_GAP`` of the initial loss
+    above a training loss at most a ``TRAIN_FRACTION``-th of it.
     """
 
     kinds = ("overfitting",)
@@ -45,6 +48,9 @@ class Overfitting(Detector):
     RISE = 0.5
     PATIENCE = 2
     LOSS_GAP = 0.25
+    STABLE_GAP = 0.15
+    TRAIN_FRACTION = 10.0
+    SETTLED = 0.05
     MIN_EPOCHS = 3
 
     def check(self, record: TrainingRecord) -> list[Finding]:
@@ -100,6 +106,23 @@ class Overfitting(Detector):
                 loss_severity = "error" if rise >= 1.0 and loss_gap >= 0.5 else "warning"
                 if severity is None or loss_severity == "error":
                     severity = loss_severity
+            # Without scores, a wide and settled gap says it too: validation has stopped
+            # improving while the training loss is a small fraction of it.
+            third = vals[-max(2, len(vals) // 3) :]
+            settled = (third[0] - vals[-1]) < self.SETTLED * vals[-1]
+            if (
+                gap is None
+                and severity is None
+                and loss_gap >= self.STABLE_GAP
+                and train_now * self.TRAIN_FRACTION <= vals[-1]
+                and settled
+            ):
+                times = vals[-1] / max(train_now, 1e-12)
+                reasons.append(
+                    f"validation loss settled at {vals[-1]:.3g}, {times:.0f}x the training loss "
+                    f"{train_now:.3g} ({loss_gap:.0%} of the initial loss apart)"
+                )
+                severity = "warning"
         if severity is None:
             return []
         return [

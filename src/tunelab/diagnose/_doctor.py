@@ -54,6 +54,8 @@ _LOSS_CHUNK = 256
 # Sample every step until this many rows were seen in the epoch, so small epochs are still
 # measured on enough inputs to judge "active on fewer than 1% of inputs".
 _MIN_ROWS = 64
+# Gradients are sampled at every one of the first steps (a cost paid once per run).
+_EARLY_STEPS = 5
 # Input statistics settle quickly: every sampled batch until this many rows were seen, then
 # one batch in ``_BATCH_SPARSITY`` sampling periods (a NaN loss still inspects its own batch).
 _BATCH_ROWS = 512
@@ -225,8 +227,10 @@ class Doctor:
         step = self.record_.steps
         if loss is not None:
             self._push_loss(loss)
-        # Every k steps, counted across epochs (tiny epochs are still sampled, just not all).
-        if self.model is not None and step - self._last_grad_step >= self.every_n_steps:
+        # Every k steps, counted across epochs (tiny epochs are still sampled, just not all), and
+        # every one of the first few steps, where explosions and bad initialisations show.
+        due = step < _EARLY_STEPS or step - self._last_grad_step >= self.every_n_steps
+        if self.model is not None and due:
             self._last_grad_step = step
             # Update ratios need a copy of the weights: every other sample is plenty once a few
             # exist. The optimiser hook that measures the step is attached for that step only.
