@@ -216,3 +216,21 @@ def test_close_removes_every_hook():
     doc.close()
     assert not model._forward_hooks and not model[1]._forward_hooks
     assert not model._forward_pre_hooks
+
+
+def test_without_watch_the_model_input_is_checked_for_nan_and_scale():
+    X, y, _, _ = dataset("breast_cancer", scaled=False)
+    X = X.copy()
+    X[40, 3] = np.nan
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y).long()
+    model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    doc = Doctor(model, opt, every_n_steps=2)
+    for i in range(0, len(Xt), 16):  # no DataLoader, no watch(): index the tensors directly
+        loss = F.cross_entropy(model(Xt[i : i + 16]), yt[i : i + 16])
+        opt.zero_grad()
+        loss.backward()
+        doc.after_backward(loss)
+        opt.step()
+    kinds = doc.diagnose().kinds("warning")
+    assert {"nan_or_inf_data", "unscaled_inputs", "diverging_loss"} <= kinds

@@ -12,16 +12,17 @@ class DataBottleneck(Detector):
     """Most of the loop's time is spent waiting for the next batch (``Doctor.watch`` timing).
 
     SageMaker's profiler rules (LowGPUUtilization, IOBottleneck) look for the same thing from
-    the device side. Here: data wait above ``WAIT_SHARE`` of wall time; trivial absolute waits
-    (less than ``MIN_WAIT_PER_BATCH_S`` per batch or ``MIN_TOTAL_WAIT_S`` in all) are ignored, since
-    no remedy would pay for itself there.
+    the device side. Here: data wait above ``WAIT_SHARE`` of wall time (in-memory DataLoaders
+    feeding tiny models in our zoo stay below 0.45, even on a loaded machine); trivial waits
+    (less than ``MIN_WAIT_PER_BATCH_S`` per batch or ``MIN_TOTAL_WAIT_S`` in all) are ignored,
+    since no remedy would pay for itself there.
     """
 
     kinds = ("data_bottleneck",)
-    WAIT_SHARE = 0.5
+    WAIT_SHARE = 0.6
     ERROR_SHARE = 0.85
-    MIN_WAIT_PER_BATCH_S = 1e-3
-    MIN_TOTAL_WAIT_S = 0.2
+    MIN_WAIT_PER_BATCH_S = 2e-3
+    MIN_TOTAL_WAIT_S = 0.1
 
     def check(self, record: TrainingRecord) -> list[Finding]:
         epochs = list(record.epochs)

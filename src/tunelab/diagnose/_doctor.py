@@ -137,6 +137,7 @@ class Doctor:
         self._seen_ooms: set[int] = set()
         self._loader: Any = None
         self._current_batch: Any = None
+        self._last_input: torch.Tensor | None = None
         self._fwd = 0
         self._batch_index = 0  # batches seen by watch(), across epochs
         self._last_grad_step = -(10**9)
@@ -212,12 +213,7 @@ class Doctor:
             self._wait += t1 - t0
             self._batches += 1
             self._current_batch = batch
-            stats = self.record_.batches
-            period = self.every_n_steps * (1 if stats.rows < _BATCH_ROWS else _BATCH_SPARSITY)
-            if self._batch_index % period == 0:
-                x, y = split_batch(batch)
-                observe_batch(stats, self.record_.steps + 1, x, y)
-            self._batch_index += 1
+            self._observe_input(*split_batch(batch))
             t2 = time.perf_counter()
             yield batch
             self._compute += time.perf_counter() - t2
@@ -458,6 +454,11 @@ class Doctor:
             self._acts.sampling = False
             return
         self._fwd += 1
+        if self._loader is None and args and isinstance(args[0], torch.Tensor):
+            # No watch(): the model's input is the batch; sample its statistics here instead
+            # and keep a reference, so a NaN loss can still be blamed on its inputs.
+            self._last_input = args[0]
+            self._observe_input(args[0], None)
         self._acts.calls.clear()
         self._acts.sampling = (
             self._fwd % self.every_n_steps == 1
@@ -513,11 +514,22 @@ class Doctor:
         for v in values:
             self._append_loss(v)
 
+    def _observe_input(self, x: torch.Tensor | None, y: Any) -> None:
+        """Sampled input statistics: every k-th batch until _BATCH_ROWS rows, then sparser."""
+        stats = self.record_.batches
+        period = self.every_n_steps * (1 if stats.rows < _BATCH_ROWS else _BATCH_SPARSITY)
+        if self._batch_index % period == 0:
+            observe_batch(stats, self.record_.steps + 1, x, y)
+        self._batch_index += 1
+
     def _inspect_current_batch(self) -> None:
         """The loss just turned NaN/inf: look at the batch that did it (blame the data?)."""
-        if self._current_batch is None:
+        if self._current_batch is not None:
+            x, y = split_batch(self._current_batch)
+        elif self._last_input is not None:
+            x, y = self._last_input, None
+        else:
             return
-        x, y = split_batch(self._current_batch)
         observe_batch(self.record_.batches, self.record_.steps + 1, x, y)
 
     def _epoch_record(self, *, closing: bool) -> EpochRecord:
