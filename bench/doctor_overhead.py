@@ -12,6 +12,7 @@ medians are compared, for an MLP and a CNN, and for the MLP inside tunelab's Tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import time
@@ -105,49 +106,59 @@ def overhead(name: str, build, data, args) -> tuple[float, float, float]:
     return a, b, b / a
 
 
-def attributed(name: str, build, data, args) -> float:
-    """CPU time spent inside the doctor's own entry points, as a share of the loop's CPU time.
+@contextlib.contextmanager
+def doctor_timer():
+    """Count process CPU time spent inside the doctor (outermost calls only).
 
-    A second estimate that a busy machine disturbs less than the on/off ratio: every doctor
-    method the loop or PyTorch calls (hooks included; the data wait inside ``watch`` excluded)
-    is wrapped with a process-time counter.
+    Every doctor entry point a loop, the Trainer or PyTorch's hooks call is wrapped; the data
+    wait inside ``watch`` is not counted (it is the loader's time, not the doctor's).
     """
-    from tunelab.diagnose import _doctor, _probes
+    from tunelab.diagnose import _callback, _doctor, _probes
 
-    spent = [0.0]
-    originals = []
+    spent, depth, originals = [0.0], [0], []
 
     def timed(owner, attr):
         fn = getattr(owner, attr)
         originals.append((owner, attr, fn))
 
         def wrapper(*a, **k):
+            depth[0] += 1
             started = time.process_time()
             try:
                 return fn(*a, **k)
             finally:
-                spent[0] += time.process_time() - started
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent[0] += time.process_time() - started
 
         setattr(owner, attr, wrapper)
 
-    for attr in ("after_backward", "end_epoch", "diagnose", "_before_forward"):
+    for attr in ("after_backward", "end_epoch", "diagnose", "close", "_before_forward"):
         timed(_doctor.Doctor, attr)
-    for attr in ("_after_forward", "_after_step", "close"):
+    for attr in ("_after_forward", "_after_step", "_observe_input"):
         timed(_doctor.Doctor, attr)
     timed(_probes.ActivationProbe, "hook")
-    timed(_doctor, "observe_batch")
+    for attr in ("on_fit_start", "after_backward", "on_epoch_end", "on_fit_end"):
+        timed(_callback.DoctorCallback, attr)
     try:
-        shares = []
+        yield spent
+    finally:
+        for owner, attr, fn in reversed(originals):
+            setattr(owner, attr, fn)
+
+
+def attributed(name: str, run, args) -> float:
+    """The doctor's CPU time as a share of the rest of the run's CPU time (median of repeats):
+    an estimate that a busy machine disturbs less than the on/off ratio."""
+    shares = []
+    with doctor_timer() as spent:
         for _ in range(args.repeats):
             spent[0] = 0.0
             gc.collect()
-            _, cpu = train(build, data, doctor=True, epochs=args.epochs, every=args.every)
+            cpu = run()
             shares.append(spent[0] / (cpu - spent[0]))
-    finally:
-        for owner, attr, fn in originals:
-            setattr(owner, attr, fn)
     share = statistics.median(shares)
-    print(f"{name:4s} CPU time inside the doctor: {share:.1%} of the loop's own CPU time")
+    print(f"{name:14s} CPU time inside the doctor: {share:.1%} of the rest of the run")
     return share
 
 
@@ -185,6 +196,7 @@ def trainer_overhead(args) -> float:
         f"MLP in Trainer  wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
         f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x"
     )
+    attributed("MLP in Trainer", lambda: fit(True)[1], args)
     return b / a
 
 
@@ -236,8 +248,15 @@ def main() -> None:
     overhead("MLP", mlp, digits(images=False), args)
     overhead("CNN", cnn, digits(images=True), args)
     trainer_overhead(args)
-    attributed("MLP", mlp, digits(images=False), args)
-    attributed("CNN", cnn, digits(images=True), args)
+    for name, build, images in (("MLP", mlp, False), ("CNN", cnn, True)):
+        data = digits(images=images)
+        attributed(
+            name,
+            lambda b=build, d=data: train(b, d, doctor=True, epochs=args.epochs, every=args.every)[
+                1
+            ],
+            args,
+        )
     diagnose_time(args)
 
 
