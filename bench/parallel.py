@@ -2,17 +2,25 @@
 
 The same study (random sampler, no pruning, a fixed number of epochs per trial on a synthetic
 classification set with an MLP) runs through the real command, ``tunelab tune CONFIG --workers
-W``, alternating W = 1, 2, 1, 2, ... so that load from other users of the machine hits both
-alike. Two throughputs per run:
+W``, in three variants taken in turn (so that load from other users of the machine hits all
+alike):
+
+- 1 worker with torch's default threads (= cores, what ``cores // N`` gives for N = 1);
+- 1 worker with ``train.threads: 1``, the fair baseline for
+- 2 workers, each with ``torch.set_num_threads(cores // 2)`` (= 1 here).
+
+Two throughputs per run:
 
 - end to end: trials / wall time of the whole command (process start-up and data preparation
   included, which a second worker pays again);
 - trial phase: trials / (last trial finished - first trial started), read from the study.
 
 The load average before and after each run is printed too: on a shared machine it says how
-many cores the two workers could actually get.
+many cores the two workers could actually get. So is the CPU time of the command and all its
+processes per trial -- the load-independent cost: if two workers spend no more CPU per trial
+than one, two free cores give them twice the throughput.
 
-    python bench/parallel.py [--trials 24] [--epochs 6] [--repeats 2]
+    python bench/parallel.py [--trials 16] [--epochs 4] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,8 +40,10 @@ from pathlib import Path
 import optuna
 import yaml
 
+VARIANTS = (("1 worker", 1, None), ("1 worker, 1 thread", 1, 1), ("2 workers", 2, None))
 
-def config(run_root: Path, name: str, trials: int, epochs: int) -> dict:
+
+def config(run_root: Path, name: str, trials: int, epochs: int, threads: int | None) -> dict:
     return {
         "name": name,
         "seed": 0,
@@ -52,6 +63,7 @@ def config(run_root: Path, name: str, trials: int, epochs: int) -> dict:
             "tensorboard": False,
             "deterministic": False,
             "early_stopping": {"enabled": False},
+            "threads": threads,
         },
         "tune": {"trials": trials, "sampler": "random", "pruner": "none", "progress": "plain"},
     }
@@ -62,11 +74,13 @@ def tunelab_command() -> list[str]:
     return [script] if Path(script).exists() else [sys.executable, "-m", "tunelab.cli"]
 
 
-def run(workers: int, root: Path, index: int, trials: int, epochs: int) -> dict:
-    name = f"par-{workers}w-{index}"
+def run(variant: tuple, root: Path, index: int, trials: int, epochs: int) -> dict:
+    label, workers, threads = variant
+    name = f"par-{workers}w-{threads or 'default'}t-{index}"
     path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config(root / "runs", name, trials, epochs)))
+    path.write_text(yaml.safe_dump(config(root / "runs", name, trials, epochs, threads)))
     load_before = os.getloadavg()[0]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [*tunelab_command(), "tune", str(path), "--workers", str(workers)],
@@ -74,6 +88,8 @@ def run(workers: int, root: Path, index: int, trials: int, epochs: int) -> dict:
         text=True,
     )
     wall = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
     study = optuna.load_study(
@@ -84,12 +100,16 @@ def run(workers: int, root: Path, index: int, trials: int, epochs: int) -> dict:
     last = max(t.datetime_complete for t in finished)
     phase = (last - first).total_seconds()
     return {
+        "variant": label,
         "workers": workers,
         "trials": len(finished),
         "wall_s": round(wall, 1),
         "trial_phase_s": round(phase, 1),
         "per_hour_wall": round(len(finished) / wall * 3600),
         "per_hour_phase": round(len(finished) / phase * 3600),
+        # CPU seconds of the command and all its worker processes: the load-independent cost.
+        "cpu_s": round(cpu, 1),
+        "cpu_per_trial_s": round(cpu / len(finished), 2),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
     }
@@ -97,16 +117,16 @@ def run(workers: int, root: Path, index: int, trials: int, epochs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.repeats):
-            for workers in (1, 2):
-                row = run(workers, Path(tmp), index, args.trials, args.epochs)
+            for variant in VARIANTS:
+                row = run(variant, Path(tmp), index, args.trials, args.epochs)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print(
@@ -114,17 +134,21 @@ def main() -> None:
         f"median of {args.repeats}"
     )
     medians = {}
-    for workers in (1, 2):
-        mine = [r for r in rows if r["workers"] == workers]
-        medians[workers] = {
-            k: statistics.median(r[k] for r in mine) for k in ("per_hour_wall", "per_hour_phase")
+    for label, _, _ in VARIANTS:
+        mine = [r for r in rows if r["variant"] == label]
+        medians[label] = {
+            k: statistics.median(r[k] for r in mine)
+            for k in ("per_hour_wall", "per_hour_phase", "cpu_per_trial_s")
         }
         print(
-            f"{workers} worker(s): {medians[workers]['per_hour_wall']:.0f} trials/h end to end, "
-            f"{medians[workers]['per_hour_phase']:.0f} trials/h in the trial phase"
+            f"{label:<20} {medians[label]['per_hour_wall']:>6.0f} trials/h end to end, "
+            f"{medians[label]['per_hour_phase']:>6.0f} trials/h in the trial phase, "
+            f"{medians[label]['cpu_per_trial_s']:.2f} CPU s per trial"
         )
-    for key, label in (("per_hour_wall", "end to end"), ("per_hour_phase", "trial phase")):
-        print(f"speed-up {label}: {medians[2][key] / medians[1][key]:.2f}x (goal >= 1.8x)")
+    for base in ("1 worker", "1 worker, 1 thread"):
+        for key, what in (("per_hour_wall", "end to end"), ("per_hour_phase", "trial phase")):
+            ratio = medians["2 workers"][key] / medians[base][key]
+            print(f"2 workers vs {base} ({what}): {ratio:.2f}x (goal >= 1.8x)")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "medians": medians}, indent=2))
 
