@@ -66,6 +66,14 @@ def test_resolved_config_round_trips_through_yaml():
     assert again == cfg
 
 
+def test_integer_range_inside_model_params_round_trips():
+    cfg = parse_config({"model": {"params": {"width": {"low": 16, "high": 64, "step": 16}}}})
+    cfg = cfg.with_values({"train.lr": 0.01})
+    again = parse_config(yaml.safe_load(cfg.to_yaml()))
+    assert again.search_spaces()["model.params.width"].low == 16
+    assert again == cfg
+
+
 def test_yaml_file_loads(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("name: digits\ntrain:\n  epochs: 3\n")

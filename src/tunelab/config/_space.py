@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
 
-_SPACE_KEYS = {"choice", "low", "high", "log", "step"}
+_SPACE_KEYS = {"choice", "low", "high", "log", "step", "integer"}
 
 
 class SearchSpace(BaseModel):
@@ -66,8 +66,9 @@ def looks_like_space(value: Any) -> bool:
 
 def parse_space(value: dict, validate_one: Any = None, *, integer: bool = False) -> SearchSpace:
     """Parse a search-space dict; ``validate_one`` checks each candidate value."""
+    integer = bool(value.get("integer", integer))
     if "choice" in value:
-        extra = set(value) - {"choice"}
+        extra = set(value) - {"choice", "integer"}
         if extra:
             raise PydanticCustomError(
                 "space",
