@@ -33,6 +33,27 @@ def test_tensorboard_has_scalars_lr_and_layer_gradient_norm_histograms(
     assert hist.num == 4 and hist.min > 0  # 4 of the 10 steps of the epoch are sampled
 
 
+def test_a_resumed_run_shows_each_epoch_once_in_tensorboard(digits, make_mlp, quiet, tmp_path):
+    # The first attempt logs epochs 1-3 but its checkpoint holds epoch 2 (as after a crash):
+    # the resumed attempt's purge marker makes TensorBoard drop the stale epoch 3.
+    Trainer(quiet(epochs=2, tensorboard=True), run_dir=tmp_path).fit(make_mlp(), digits)
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from tunelab.train import EventFile
+
+    stale = EventFile(tmp_path / "tensorboard").open()
+    stale.add_summary(Summary(value=[Summary.Value(tag="val/loss", simple_value=99.0)]), 3)
+    stale.close()
+    Trainer(quiet(epochs=4, tensorboard=True), run_dir=tmp_path).fit(
+        make_mlp(), digits, resume=True
+    )
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("val/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4]
+    assert all(e.value < 99.0 for e in losses)
+
+
 def test_progress_none_prints_nothing_and_plain_prints_a_line_per_epoch(
     digits, make_mlp, quiet, capsys
 ):

@@ -10,8 +10,9 @@ See ``docs/train.md``.
 from ._callbacks import Callback
 from ._distributed import run_distributed
 from ._early_stopping import EarlyStopping, infer_mode
+from ._loggers import EventFile
 from ._lr_finder import LRFinderResult, find_lr, write_lr
-from ._metrics import Evaluation, class_probabilities, predicted_classes
+from ._metrics import Evaluation, class_probabilities, metric_names, predicted_classes
 from ._result import STATUSES, FitResult
 from ._run import TrainingRun, run_training
 from ._schedules import LRSchedule
@@ -22,6 +23,7 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "Evaluation",
+    "EventFile",
     "FitResult",
     "LRFinderResult",
     "LRSchedule",
@@ -30,6 +32,7 @@ __all__ = [
     "class_probabilities",
     "find_lr",
     "infer_mode",
+    "metric_names",
     "predicted_classes",
     "run_distributed",
     "run_training",

@@ -3,14 +3,19 @@
 They are ordinary :class:`Callback` subclasses that the trainer appends after the user's
 callbacks, so a run logs through the same hooks everyone else uses. All per-step work is kept
 off the host: TensorBoard samples per-layer gradient norms into a device buffer a few times per
-epoch and reads it once at the epoch's end; every scalar of an epoch goes out as one event.
+epoch and reads it once at the epoch's end; every scalar of an epoch goes out as one event,
+written in the training thread (see :class:`EventFile`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +75,62 @@ def _tag(name: str) -> str:
     return name
 
 
+_EVENT_FILES = itertools.count()
+
+
+class EventFile:
+    """A TensorBoard event file written synchronously, one flushed record per event.
+
+    ``SummaryWriter`` hands every event to a background thread that wakes, serialises and
+    checksums it while the training thread waits for the GIL; with one event per epoch that
+    thread costs more than the event. This writes tensorboard's own record format
+    (``RecordWriter``, ``event_pb2``) directly. ``purge_step`` marks a resumed run, so
+    TensorBoard drops the events an earlier attempt wrote from that step on.
+    """
+
+    def __init__(self, logdir: Path, *, purge_step: int | None = None, suffix: str = "") -> None:
+        self.logdir = logdir
+        self.purge_step = purge_step
+        self.suffix = suffix
+        self._file: Any = None
+        self._records: Any = None
+
+    def open(self) -> EventFile:
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        name = (
+            f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+            f"{os.getpid()}.{next(_EVENT_FILES)}{self.suffix}"
+        )
+        self._file = open(self.logdir / name, "wb")  # noqa: SIM115 (open for the fit)
+        self._records = RecordWriter(self._file)
+        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if self.purge_step is not None:
+            log = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._write(
+                event_pb2.Event(wall_time=time.time(), step=self.purge_step, session_log=log)
+            )
+        self._file.flush()
+        return self
+
+    def add_summary(self, summary: Any, step: int) -> None:
+        """Append ``summary`` (a ``Summary`` proto) at ``step`` and flush it to disk."""
+        from tensorboard.compat.proto import event_pb2
+
+        self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        self._file.flush()
+
+    def _write(self, event: Any) -> None:
+        self._records.write(event.SerializeToString())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class TensorBoardLogger(Callback):
     """Scalars and LR per epoch, plus a histogram of each layer's gradient norm per epoch.
 
@@ -92,9 +153,7 @@ class TensorBoardLogger(Callback):
         self._active = False
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(self.logdir), purge_step=trainer.epoch + 1)
+        self.writer = EventFile(self.logdir, purge_step=trainer.epoch + 1).open()
         named = list(trainer.model.named_parameters())
         layer_names = [n.rsplit(".", 1)[0] if "." in n else n for n, _ in named]
         self._layers = list(dict.fromkeys(layer_names))
@@ -146,7 +205,7 @@ class TensorBoardLogger(Callback):
                 histogram = _histogram(norms[:, j], HistogramProto)
                 if histogram is not None:
                     values.append(Summary.Value(tag=f"grad_norm/{layer}", histo=histogram))
-        self.writer._get_file_writer().add_summary(Summary(value=values), epoch)
+        self.writer.add_summary(Summary(value=values), epoch)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         if self.writer is not None:

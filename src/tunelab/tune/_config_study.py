@@ -196,7 +196,7 @@ def load_bundle(cfg: ExperimentConfig) -> DataBundle:
 
 def check_metrics(cfg: ExperimentConfig, bundle: DataBundle) -> None:
     """Every objective metric is one the trainer reports for this data (else one clear line)."""
-    from ..train._metrics import metric_names
+    from ..train import metric_names
 
     has_val = cfg.tune.cv.folds >= 2 or len(bundle.X_val) > 0
     known = [m for m in metric_names(bundle.task, has_val=has_val) if m != "epoch"]
