@@ -10,8 +10,11 @@ from .conftest import tiny_config
 
 def test_two_workers_share_the_study_and_split_the_cores(tmp_path):
     lrs = [0.003, 0.01, 0.03, 0.1]
+    # Trials of a few seconds each: the parent (worker 0) starts training at once, and the
+    # child process must finish importing torch while trials remain.
     train = {
-        "epochs": 8,
+        "epochs": 150,
+        "early_stopping": {"enabled": False},
         "batch_size": 16,
         "tensorboard": False,
         "deterministic": False,

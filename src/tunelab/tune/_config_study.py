@@ -257,7 +257,10 @@ def _run(cfg: ExperimentConfig, bundle: DataBundle | None) -> StudyResult:
     if cfg.tune.workers > 1:
         from ._workers import run_workers
 
-        reason = run_workers(cfg, study)
+        def run_here(progress: str) -> str:
+            return work(cfg, bundle, progress=progress, opened=(study, choice))
+
+        reason = run_workers(cfg, study, run_here)
     else:
         reason = work(cfg, bundle, opened=(study, choice))
     metrics, _ = study_objectives(cfg)

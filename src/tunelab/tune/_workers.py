@@ -1,10 +1,11 @@
 """``tune.workers: N``: N processes on this machine sharing one study storage.
 
-Each worker is ``python -m tunelab.tune._worker SPEC`` with the resolved config in a JSON spec
-file, its own ``torch.set_num_threads(cores // N)`` (so N workers do not fight over the same
-cores), and the same storage URL; the storage hands out trials, the shared budget stops them
-all. The parent shows the live table (polled from the storage) and waits. Workers exit on their
-own when the parent dies, between trials.
+Worker 0 is the ``tunelab tune`` process itself, which has already imported torch and prepared
+the data; workers 1..N-1 are ``python -m tunelab.tune._worker SPEC`` with the resolved config in
+a JSON spec file. Each runs with ``torch.set_num_threads(cores // N)`` (so N workers do not fight
+over the same cores) on the same storage URL; the storage hands out trials, the shared budget
+stops them all. The parent shows the live table (polled from the storage) while it trains.
+Worker processes exit on their own when the parent dies, between trials.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import torch
 
 from ..config import ExperimentConfig
 from ..errors import FatalError
@@ -58,15 +60,16 @@ def write_specs(cfg: ExperimentConfig, folder: Path, progress: str) -> list[Path
     return paths
 
 
-def run_workers(cfg: ExperimentConfig, study: optuna.Study) -> str:
-    """Start ``cfg.tune.workers`` worker processes and wait for them; returns the stop reason."""
+def run_workers(cfg: ExperimentConfig, study: optuna.Study, run_here: Callable[[str], str]) -> str:
+    """Run ``cfg.tune.workers`` workers: ``run_here(progress)`` in this process (worker 0) and
+    the others as child processes; returns the stop reason."""
     folder = cfg.run_dir / "workers"
     mode = progress_mode(cfg.tune.progress)
     # Plain lines go straight to our stdout; under the live table, workers write to log files.
     specs = write_specs(cfg, folder, "plain" if mode == "plain" else "none")
     procs: list[subprocess.Popen] = []
     logs = []
-    for index, spec in enumerate(specs):
+    for index, spec in enumerate(specs[1:], start=1):
         log = None if mode == "plain" else open(folder / f"worker-{index}.log", "w")  # noqa: SIM115
         logs.append(log)
         procs.append(
@@ -78,18 +81,23 @@ def run_workers(cfg: ExperimentConfig, study: optuna.Study) -> str:
         )
     title = f"tunelab tune {cfg.name} ({cfg.tune.workers} workers)"
     display = LiveTable(study, title=title) if mode == "rich" else contextlib.nullcontext()
+    threads_before = torch.get_num_threads()
     try:
+        torch.set_num_threads(threads_per_worker(cfg.tune.workers))
         with display:
-            while any(p.poll() is None for p in procs):
-                time.sleep(0.5)
-    except KeyboardInterrupt:
+            reason = run_here("plain" if mode == "plain" else "none")
+            # The budget is shared, so the others stop at their next trial; wait for them.
+            for p in procs:
+                p.wait()
+    except BaseException:  # Ctrl-C or this worker failing: the others stop too
         _interrupt(procs)
         raise
     finally:
+        torch.set_num_threads(threads_before)
         for log in logs:
             if log is not None:
                 log.close()
-    return _collect(folder, procs)
+    return _collect(folder, procs, reason)
 
 
 def _interrupt(procs: list[subprocess.Popen]) -> None:
@@ -104,9 +112,9 @@ def _interrupt(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def _collect(folder: Path, procs: list[subprocess.Popen]) -> str:
-    reasons, errors = [], []
-    for index, p in enumerate(procs):
+def _collect(folder: Path, procs: list[subprocess.Popen], reason: str) -> str:
+    reasons, errors = [reason] if reason else [], []
+    for index, p in enumerate(procs, start=1):
         result = folder / f"worker-{index}.result.json"
         data = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
         if p.returncode == 0 and data.get("reason"):
