@@ -211,3 +211,26 @@ def test_round_trip_holds_for_every_cleaning_combination(
         raw = _split_rows(bundle, frame, split).drop(columns=["label"])
         np.testing.assert_array_equal(pre.transform(raw), getattr(bundle, f"X_{split}").numpy())
     assert ("flat" in bundle.feature_names) == (constant == "keep")
+
+
+def test_numeric_column_arrays_take_the_fast_path_with_the_same_numbers():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(
+        {"a": rng.normal(size=200), "b": rng.integers(0, 9, size=200), "c": np.ones(200)}
+    )
+    pre = TablePreprocessing(
+        columns=["a", "b", "c"],
+        kinds={"a": "float", "b": "int", "c": "float"},
+        outliers="zscore",
+        constant="drop",
+    ).fit(train)
+    rows = pd.DataFrame({"a": [0.5, 40.0, -2.0], "b": [3.0, 8.0, 0.0], "c": [1.0, 1.0, 1.0]})
+    columns = {k: rows[k].to_numpy(dtype=np.float64, copy=True) for k in rows}
+    assert pre._clean_numeric_columns(columns) is not None
+    np.testing.assert_array_equal(pre.transform(columns), pre.transform(rows))
+    assert pre.transform(columns)[1, 0] < 4  # the outlier 40.0 is clipped on the fast path too
+    # A missing value leaves the fast path and is filled like training.
+    columns["a"][0] = np.nan
+    assert pre._clean_numeric_columns(columns) is None
+    rows.loc[0, "a"] = np.nan
+    np.testing.assert_array_equal(pre.transform(columns), pre.transform(rows))

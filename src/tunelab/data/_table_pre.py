@@ -244,7 +244,37 @@ class TablePreprocessing(Preprocessing):
         """Raw rows -> float32 ``(n, len(feature_names_))``; extra columns are ignored."""
         if not self.is_fitted:
             raise ValueError("TablePreprocessing is not fitted; call fit() first")
+        clean = self._clean_numeric_columns(raw)
+        if clean is not None:
+            return self._finish(clean)
         return self.transform_frame(self._as_frame(raw), origin="input")
+
+    def _clean_numeric_columns(self, raw: Any) -> np.ndarray | None:
+        """The fast path for what the server sends: ``{column: float64 array}`` of finite
+        numbers for a table of float/int columns only. Building a DataFrame and parsing each
+        column costs milliseconds per request, most of a single-row prediction; anything else
+        (categories, bools, missing values, lists) returns ``None`` and takes the general path,
+        which fills, parses and names the row of a bad value."""
+        if not isinstance(raw, dict) or any(
+            self.kinds[c] not in ("float", "int") for c in self.columns
+        ):
+            return None
+        arrays = [raw.get(c) for c in self.columns]
+        if not all(
+            isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == 1 for a in arrays
+        ):
+            return None
+        if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
+            return None
+        values = np.stack(arrays)  # feature-major, as _features builds it
+        if not np.isfinite(values).all():
+            return None
+        if self.outliers != "none" and self.outlier_action == "clip":
+            for row, column in zip(values, self.columns, strict=True):
+                bounds = self.bounds_[column]
+                if bounds is not None:
+                    np.clip(row, bounds[0], bounds[1], out=row)
+        return values
 
     def transform_frame(
         self,
