@@ -64,7 +64,7 @@ TRAIN = {
 
 TASKS = {
     "digits-cnn": {
-        "target": 0.985,
+        "target": 0.989,  # 267 of 270 validation rows
         "epochs": 10,
         "data": {"source": "sklearn", "dataset": "digits", "as_images": True},
         "model": {

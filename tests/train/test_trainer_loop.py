@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -182,3 +184,20 @@ def test_regression_reports_mse_mae_r2(diabetes, make_mlp, quiet):
     assert {"val_mse", "val_mae", "val_r2"} <= set(best)
     assert best["val_r2"] > 0.2
     assert best["val_r2"] == max(row["val_r2"] for row in result.history)
+
+
+def test_a_batch_loss_sees_the_inputs_and_replaces_the_training_loss_only(digits, make_mlp, quiet):
+    seen = []
+
+    def batch_loss(outputs, targets, inputs):
+        seen.append(inputs.shape)
+        # Train towards a constant output: the run must follow this loss, not cross-entropy.
+        return (outputs**2).mean()
+
+    model = make_mlp()
+    result = Trainer(quiet(epochs=2), loss=batch_loss).fit(model, digits)
+    assert seen and all(s[1:] == digits.X_train.shape[1:] for s in seen)
+    with torch.no_grad():
+        assert model(digits.X_val).abs().mean() < 0.1  # squashed towards 0
+    # Validation still reports the configured loss (cross-entropy of near-uniform logits).
+    assert abs(result.history[-1]["val_loss"] - math.log(10)) < 0.1

@@ -233,6 +233,8 @@ class Distill(CompressionMethod):
             )
 
         epochs = int(self.epochs or ctx.train_config.epochs)
+        # The run's Trainer settings (optimiser, schedule, early stopping, best epoch kept)
+        # with the distillation loss on the training steps.
         result = fit_loop(
             student,
             ctx.bundle,

@@ -27,6 +27,7 @@ import torch.nn.utils.prune as torch_prune
 from ..config import CompressConfig
 from ..errors import ConfigError
 from ._base import CompressContext, CompressionMethod, Variant, register_method
+from ._loop import short_fit
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _UNPRUNED = (nn.RNNBase, nn.MultiheadAttention)
@@ -179,17 +180,9 @@ def finetune_with_trainer(
 ) -> Any:
     """A short :class:`~tunelab.train.Trainer` run on the training split (nothing written).
 
-    The run's ``train`` settings are kept (optimiser, batch size, loss, schedule, early
-    stopping on the validation split, best epoch restored) with ``epochs`` and, if given, the
-    learning rate replaced. Pruning masks stay attached, so zeroed weights stay zero.
+    Pruning masks stay attached, so zeroed weights stay zero.
     """
-    from ..train import Trainer
-
-    changes: dict[str, Any] = {"epochs": epochs, "progress": "none", "tensorboard": False}
-    if lr is not None:
-        changes["lr"] = lr
-    config = ctx.train_config.model_copy(update=changes)
-    return Trainer(config, seed=seed).fit(model, ctx.bundle)
+    return short_fit(model, ctx.bundle, config=ctx.train_config, epochs=epochs, lr=lr, seed=seed)
 
 
 @register_method("prune")

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,10 @@ class Trainer:
         run_dir: where ``metrics.jsonl``, ``tensorboard/``, ``checkpoint.pt`` and
             ``best/model.safetensors`` go; ``None`` writes nothing.
         seed: seeds the epoch permutations, augmentation and torch's global RNG (dropout).
+        loss: a training loss ``loss(outputs, targets, inputs) -> scalar`` used instead of
+            ``config.loss`` for the training steps, for losses that need the batch itself
+            (knowledge distillation runs the teacher on ``inputs``). Validation metrics keep
+            ``config.loss``, so they compare with any other run.
 
     A model built by :func:`tunelab.models.build_from_config` carries its transfer-learning
     settings: the backbone then trains at ``lr * backbone_lr_mult`` (discriminative learning
@@ -81,11 +85,13 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         run_dir: str | Path | None = None,
         seed: int = 0,
+        loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.config = config
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.seed = seed
+        self.loss = loss
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: LRSchedule | None = None
@@ -239,7 +245,10 @@ class Trainer:
                 contextlib.nullcontext() if last_micro or self._ddp is None else self._ddp.no_sync()
             )
             with sync, self._autocast():
-                loss = self._loss_fn(self._train_forward(xb), yb)
+                outputs = self._train_forward(xb)
+                loss = (
+                    self._loss_fn(outputs, yb) if self.loss is None else self.loss(outputs, yb, xb)
+                )
                 penalty = loss + self._l1 * l1_penalty(self._l1_params) if self._l1 else loss
                 # Weight each micro-batch by its share of rows so accumulation equals the big batch.
                 backward = penalty if scale == 1.0 else penalty * scale
