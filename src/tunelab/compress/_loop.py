@@ -61,28 +61,10 @@ def short_fit(
     return Trainer(config.model_copy(update=changes), seed=seed, loss=loss_fn).fit(model, bundle)
 
 
-def fit_loop(
-    model: nn.Module,
-    bundle: DataBundle,
-    *,
-    config: TrainConfig,
-    epochs: int,
-    loss_fn: LossFn | None = None,
-    lr: float | None = None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> LoopResult:
-    """:func:`short_fit`, summarised: the best validation score (higher is better) and epoch."""
-    result = short_fit(
-        model,
-        bundle,
-        config=config,
-        epochs=epochs,
-        loss_fn=loss_fn,
-        lr=lr,
-        seed=seed,
-        device=device,
-    )
+def fit_loop(model: nn.Module, bundle: DataBundle, **options: Any) -> LoopResult:
+    """:func:`short_fit` (same keyword options), summarised: the best validation score
+    (higher is better) and its epoch."""
+    result = short_fit(model, bundle, **options)
     model.eval()
     best = result.best_metrics
     if "val_accuracy" in best:
