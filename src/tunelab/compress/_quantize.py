@@ -148,8 +148,15 @@ def quantize_onnx(
     return out_path, used
 
 
+# A regression model's head output is mapped to the targets' units by a Mul and an Add with
+# per-output constants (``HeadedModel.set_output_scale``); ORT's QLinearMul/QLinearAdd take
+# scalar constants only, and the two ops cost nothing in fp32.
+_OUTPUT_SCALING = ("output_scale", "output_offset")
+
+
 def _fp32_nodes(path: Path) -> list[str]:
-    """Nodes static quantisation leaves in fp32: pooling (see ``_FP32_OPS``).
+    """Nodes static quantisation leaves in fp32: pooling (see ``_FP32_OPS``) and a regression
+    head's output scaling.
 
     The output layer is quantised too. Keeping it fp32 (so logits are not clipped to the
     calibration range) changed no test prediction on the three benchmark models but made the
@@ -160,7 +167,11 @@ def _fp32_nodes(path: Path) -> list[str]:
     """
     import onnx
 
-    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in _FP32_OPS]
+    return [
+        n.name
+        for n in onnx.load(str(path)).graph.node
+        if n.op_type in _FP32_OPS or any(i in _OUTPUT_SCALING for i in n.input)
+    ]
 
 
 def calibration_rows(X: torch.Tensor, *, batches: int, batch_size: int, seed: int) -> np.ndarray:

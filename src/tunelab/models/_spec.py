@@ -36,23 +36,32 @@ class ModelSpec:
     task: str = "classification"
     classes: list[str] = field(default_factory=list)
     pretrained_from: str | None = None
+    # Regression: per-output ``[offsets, scales]`` (the training targets' mean and std) that a
+    # built-in model's head output is mapped through (see ``HeadedModel.set_output_scale``).
+    target_scale: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(d) for d in self.input_shape)
         self.output_size = int(self.output_size)
         self.classes = [str(c) for c in self.classes]
+        if self.target_scale is not None:
+            self.target_scale = [[float(v) for v in row] for row in self.target_scale]
 
     def build(self) -> nn.Module:
         """A freshly initialised model of this architecture (weights are not loaded)."""
+        from ._base import HeadedModel
         from ._registry import build_model
 
-        return build_model(
+        model = build_model(
             self.builder,
             self.params,
             input_shape=self.input_shape,
             output_size=self.output_size,
             init=self.init,
         )
+        if self.target_scale is not None and isinstance(model, HeadedModel):
+            model.set_output_scale(*self.target_scale)
+        return model
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, FatalError
+from ._base import HeadedModel
 from ._init import init_weights
 from ._io import load_weights, read_metadata, unwrap_model
 from ._registry import builder_parameters
@@ -220,6 +222,15 @@ def build_from_checkpoint(
         replace_head(model, output_size, init=init)
     if freeze:
         freeze_backbone(model)
+    # A regression head predicts standardised targets of *this* data (a new head, or the same
+    # target measured on new rows); an unchanged classifier keeps what it had (nothing).
+    target_scale = target_scale_of(bundle)
+    if target_scale is not None and isinstance(model, HeadedModel):
+        model.set_output_scale(*target_scale)
+    elif isinstance(model, HeadedModel) and model.output_scale is not None:
+        model.register_buffer("output_offset", None)  # a regressor turned classifier
+        model.register_buffer("output_scale", None)
+        target_scale = None
     spec = ModelSpec(
         saved.builder,
         dict(saved.params),
@@ -229,6 +240,7 @@ def build_from_checkpoint(
         task=bundle.task,
         classes=classes,
         pretrained_from=str(checkpoint),
+        target_scale=target_scale,
     )
     settings = TransferSettings(
         checkpoint=str(checkpoint),
@@ -239,6 +251,17 @@ def build_from_checkpoint(
     )
     setattr(model, _SETTINGS_ATTR, settings)
     return model, spec
+
+
+def target_scale_of(bundle: Any) -> list[list[float]] | None:
+    """``[means, stds]`` of a regression bundle's training targets per output (None for
+    classification); a constant target keeps scale 1."""
+    if getattr(bundle, "task", "classification") != "regression" or len(bundle.y_train) == 0:
+        return None
+    y = torch.as_tensor(bundle.y_train, dtype=torch.float64).reshape(len(bundle.y_train), -1)
+    std = y.std(dim=0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return [y.mean(dim=0).tolist(), std.tolist()]
 
 
 def build_from_config(model_cfg: Any, bundle: Any) -> tuple[nn.Module, ModelSpec]:
@@ -287,8 +310,11 @@ def build_from_config(model_cfg: Any, bundle: Any) -> tuple[nn.Module, ModelSpec
         init=model_cfg.init,
         task=bundle.task,
         classes=[str(c) for c in getattr(bundle, "classes", [])],
+        target_scale=target_scale_of(bundle),
     )
     model = spec.build()
+    if not isinstance(model, HeadedModel):  # a custom module has no output scaling to apply
+        spec.target_scale = None
     if model_cfg.freeze_backbone:
         freeze_backbone(model)
     settings = TransferSettings(
