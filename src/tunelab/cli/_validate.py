@@ -13,7 +13,11 @@ from ._app import app
 @app.command()
 def validate(config: Path = typer.Argument(..., help="Experiment YAML file.")) -> None:
     """Check an experiment config and print it with every default filled in."""
+    from ..models import check_params
+
     cfg = load_config(config)
+    if not cfg.model.checkpoint:  # a checkpoint brings its own builder and params
+        check_params(cfg.model.builder, dict(cfg.model.params or {}), allow_spaces=True)
     typer.echo(cfg.to_yaml(), nl=False)
     spaces = cfg.search_spaces()
     if spaces:

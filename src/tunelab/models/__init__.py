@@ -18,6 +18,7 @@ from ._registry import (
     build_model,
     builder_names,
     builder_parameters,
+    check_params,
     get_builder,
     register_builder,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "build_model",
     "builder_names",
     "builder_parameters",
+    "check_params",
     "count_parameters",
     "freeze_backbone",
     "get_builder",

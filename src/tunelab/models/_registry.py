@@ -89,8 +89,14 @@ def param_error(name: str, value: Any, message: str) -> ConfigError:
     return ConfigError(f"config error: {field} = {value!r} — {message}", field=field)
 
 
-def check_params(builder: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``params`` against the builder's signature; returns the coerced values."""
+def check_params(
+    builder: str, params: dict[str, Any], *, allow_spaces: bool = False
+) -> dict[str, Any]:
+    """Validate ``params`` against the builder's signature; returns the coerced values.
+
+    With ``allow_spaces`` (``tunelab validate`` on a config to tune) a search-space value is
+    checked by name only and returned as it is.
+    """
     fn = get_builder(builder)
     signature = inspect.signature(fn)
     accepted = builder_parameters(builder)
@@ -101,7 +107,11 @@ def check_params(builder: str, params: dict[str, Any]) -> dict[str, Any]:
         hints = {}
     checked: dict[str, Any] = {}
     for key, value in params.items():
-        if is_space(value):
+        known = key in accepted or takes_any
+        if is_space(value) and known and allow_spaces:
+            checked[key] = value
+            continue
+        if is_space(value) and known:
             raise param_error(
                 key,
                 value,
