@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from ._callbacks import Callback
@@ -146,7 +145,7 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
         self._layers: list[str] = []
         self._params: list[torch.nn.Parameter] = []
-        self._layer_of: np.ndarray | None = None
+        self._layer_of: torch.Tensor | None = None
         self._buffer: torch.Tensor | None = None
         self._count = 0
         self._stride = 1
@@ -158,7 +157,9 @@ class TensorBoardLogger(Callback):
         layer_names = [n.rsplit(".", 1)[0] if "." in n else n for n, _ in named]
         self._layers = list(dict.fromkeys(layer_names))
         self._params = [p for _, p in named]
-        self._layer_of = np.array([self._layers.index(n) for n in layer_names])
+        self._layer_of = torch.tensor(
+            [self._layers.index(n) for n in layer_names], device=trainer.device
+        )
         shape = (GRAD_SAMPLES_PER_EPOCH, len(self._params))
         self._buffer = torch.zeros(shape, device=trainer.device)
         self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
@@ -197,12 +198,15 @@ class TensorBoardLogger(Callback):
             if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
         if self._active and self._count:
-            per_param = self._buffer[: self._count].cpu().numpy().astype(np.float64)
-            squares = np.zeros((self._count, len(self._layers)))
-            np.add.at(squares.T, self._layer_of, (per_param**2).T)
-            norms = np.sqrt(squares)
-            for j, layer in enumerate(self._layers):
-                histogram = _histogram(norms[:, j], HistogramProto)
+            # Layer norm = sqrt(sum of its parameters' squared norms); one host transfer, and
+            # the few samples per layer are bucketed in plain Python (numpy's per-call cost
+            # was most of this hook).
+            squares = self._buffer[: self._count].double() ** 2
+            per_layer = torch.zeros(self._count, len(self._layers), dtype=torch.float64)
+            per_layer = per_layer.to(squares.device).index_add_(1, self._layer_of, squares)
+            columns = per_layer.sqrt().T.tolist()
+            for layer, norms in zip(self._layers, columns, strict=True):
+                histogram = _histogram(norms, HistogramProto)
                 if histogram is not None:
                     values.append(Summary.Value(tag=f"grad_norm/{layer}", histo=histogram))
         self.writer.add_summary(Summary(value=values), epoch)
@@ -213,23 +217,26 @@ class TensorBoardLogger(Callback):
             self.writer = None
 
 
-def _histogram(values: np.ndarray, proto: Any, buckets: int = 8) -> Any:
-    """A TensorBoard histogram of ``values`` in equal buckets (None when nothing is finite)."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+def _histogram(values: list[float], proto: Any, buckets: int = 8) -> Any:
+    """A TensorBoard histogram of ``values`` in up to ``buckets`` equal buckets (no more buckets
+    than values); None when nothing is finite."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
         return None
-    low, high = float(values.min()), float(values.max())
+    buckets = min(buckets, len(values))
+    low, high = min(values), max(values)
     width = (high - low) / buckets or 1e-12
-    index = np.minimum(((values - low) / width).astype(np.int64), buckets - 1)
-    counts = np.bincount(index, minlength=buckets)
+    counts = [0.0] * buckets
+    for v in values:
+        counts[min(int((v - low) / width), buckets - 1)] += 1.0
     return proto(
         min=low,
         max=high,
-        num=float(values.size),
-        sum=float(values.sum()),
-        sum_squares=float(values @ values),
+        num=float(len(values)),
+        sum=float(sum(values)),
+        sum_squares=float(sum(v * v for v in values)),
         bucket_limit=[low + width * (i + 1) for i in range(buckets)],
-        bucket=counts.astype(np.float64).tolist(),
+        bucket=counts,
     )
 
 
