@@ -9,17 +9,19 @@ crop or a rotation's corners is therefore the training mean colour, not black.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 
-class Augmenter:
+class Augmenter(ABC):
     """Base of batch augmenters: ``__call__(xb, generator) -> xb`` of the same shape."""
 
+    @abstractmethod
     def __call__(self, xb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """The augmented batch, same shape and device as ``xb``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {}

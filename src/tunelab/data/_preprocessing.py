@@ -13,6 +13,7 @@ Saved as JSON, never pickled.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +40,7 @@ class InputField:
         return asdict(self)
 
 
-class Preprocessing:
+class Preprocessing(ABC):
     """Base of the fitted transforms; one subclass per kind of input, registered by ``kind``.
 
     Subclasses implement ``fit``, ``transform``, ``input_schema`` and list their constructor
@@ -58,15 +59,17 @@ class Preprocessing:
 
     # ---- what every kind offers ------------------------------------------------------------
 
+    @abstractmethod
     def fit(self, data: Any) -> Preprocessing:
-        raise NotImplementedError
+        """Learn the transform's statistics from training data; returns ``self``."""
 
+    @abstractmethod
     def transform(self, raw: Any) -> np.ndarray:
         """Raw input -> float32 model input ``(n, *input_shape)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def input_schema(self) -> list[InputField]:
-        raise NotImplementedError
+        """The raw input fields a caller sends (names, dtypes, categories)."""
 
     @property
     def raw_feature_names(self) -> list[str]:
@@ -142,7 +145,7 @@ class Preprocessing:
             raise DataError(f"data error: {path}: no such preprocessing file")
         return cls.from_json(path.read_text(encoding="utf-8"))
 
-    def _restore(self) -> None:
+    def _restore(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Turn JSON lists back into arrays after loading."""
 
     def __repr__(self) -> str:

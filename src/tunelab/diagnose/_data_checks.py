@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -70,13 +71,14 @@ class DataView:
             return fn(X, axis=axes)
 
 
-class DataCheck:
+class DataCheck(ABC):
     """One check over the data; returns findings without remedies."""
 
     name: ClassVar[str] = ""
 
+    @abstractmethod
     def check(self, data: DataView) -> list[Finding]:
-        raise NotImplementedError
+        """The findings this check sees in ``data`` (possibly none)."""
 
 
 def register_data_check(name: str) -> Callable[[type[DataCheck]], type[DataCheck]]:

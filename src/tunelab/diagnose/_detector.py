@@ -14,6 +14,7 @@ the prescription. Add a detector by subclassing and registering it::
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -23,15 +24,15 @@ from ._record import TrainingRecord
 _DETECTORS: dict[str, type[Detector]] = {}
 
 
-class Detector:
+class Detector(ABC):
     """Looks at the training record and reports findings of its ``kinds``."""
 
     name: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def check(self, record: TrainingRecord) -> list[Finding]:
         """The findings this detector sees in ``record`` (possibly none)."""
-        raise NotImplementedError
 
     def finding(
         self,

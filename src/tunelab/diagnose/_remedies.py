@@ -11,6 +11,7 @@ for a kind with :func:`register_remedy`; the last one registered for a kind is u
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -53,14 +54,15 @@ class RemedyContext:
         return self.config.model.params.get(name, default)
 
 
-class Remedy:
+class Remedy(ABC):
     """Prescribes for one finding kind: ``prescribe`` returns (advice, config change or None)."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
 
+    @abstractmethod
     def prescribe(self, finding: Finding, ctx: RemedyContext) -> tuple[str, dict[str, Any] | None]:
-        raise NotImplementedError
+        """Advice for ``finding``, and the config change that applies it (or None)."""
 
 
 def register_remedy(name: str, kind: str) -> Callable[[type[Remedy]], type[Remedy]]:

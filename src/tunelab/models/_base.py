@@ -7,6 +7,7 @@ that want transfer learning follow it too (see ``docs/models.md``).
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Annotated, Literal
 
 import torch
@@ -34,7 +35,7 @@ def make_activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-class HeadedModel(nn.Module):
+class HeadedModel(nn.Module, metaclass=ABCMeta):
     """Base of the built-in models: ``forward(x) = head(features(x))``.
 
     Subclasses build their layers in ``__init__``, implement :meth:`features` and assign the
@@ -49,9 +50,9 @@ class HeadedModel(nn.Module):
         self.register_buffer("output_offset", None)
         self.register_buffer("output_scale", None)
 
+    @abstractmethod
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The representation the head reads, shape ``(batch, head.in_features)``."""
-        raise NotImplementedError
 
     def set_output_scale(self, offset: list[float], scale: list[float]) -> None:
         """Make the head predict standardised targets: ``forward`` returns
