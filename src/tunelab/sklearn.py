@@ -26,8 +26,11 @@ True
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -210,6 +213,45 @@ class _NeuralEstimator(BaseEstimator):
         self.n_iter_ = result.epochs_run
         self.best_epoch_ = result.best_epoch
         self.fit_status_ = result.status
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted network as a tunelab model directory that ``tunelab serve``,
+        ``tunelab export`` and :func:`tunelab.models.load_model` read: ``model.safetensors``,
+        ``model.json`` and, for rows of features, ``preprocessing.json`` holding the input
+        scaling (columns named by ``feature_names_in_`` when ``fit`` saw a DataFrame, else
+        ``x0, x1, ...``). A standardised regressor's target scaling goes into the model, so
+        served predictions are in the targets' units."""
+        from .data import TablePreprocessing
+        from .models import HeadedModel, save_model
+
+        check_is_fitted(self, "model_")
+        shape = self.spec_.input_shape
+        if len(shape) != 1 and self.x_mean_ is not None:
+            raise ValueError(
+                f"save() writes the input scaling for flat feature rows only; this model takes "
+                f"inputs of shape {shape} (input_shape); fit with standardize=False to save it"
+            )
+        preprocessing = None
+        if len(shape) == 1:
+            names = [str(n) for n in getattr(self, "feature_names_in_", [])]
+            names = names or [f"x{i}" for i in range(self.n_features_in_)]
+            offset = self.x_mean_ if self.x_mean_ is not None else np.zeros(len(names))
+            scale = self.x_scale_ if self.x_scale_ is not None else np.ones(len(names))
+            preprocessing = TablePreprocessing.standard_scaler(
+                names, offset, scale, task=self._task, classes=list(self.spec_.classes)
+            )
+        model, spec = copy.deepcopy(self.model_).cpu(), self.spec_
+        y_mean, y_scale = getattr(self, "y_mean_", None), getattr(self, "y_scale_", None)
+        if y_mean is not None:
+            if not isinstance(model, HeadedModel):
+                raise ValueError(
+                    f"save() of a standardised regressor needs a built-in builder; "
+                    f"{self.builder!r} has no output scaling to carry the target scale"
+                )
+            target_scale = [np.asarray(y_mean).tolist(), np.asarray(y_scale).tolist()]
+            model.set_output_scale(*target_scale)
+            spec = dataclasses.replace(spec, target_scale=target_scale)
+        return save_model(directory, model, spec, preprocessing=preprocessing)
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)

@@ -93,6 +93,38 @@ class TablePreprocessing(Preprocessing):
         self.task = task
         self.classes = classes or []
 
+    @classmethod
+    def standard_scaler(
+        cls,
+        columns: list[str],
+        offset: Any,
+        scale: Any,
+        *,
+        task: str = "classification",
+        classes: list[str] | None = None,
+    ) -> TablePreprocessing:
+        """A fitted preprocessing of float columns that only subtracts ``offset`` and divides by
+        ``scale`` (no filling: a missing value is an error), for models whose scaling was
+        learned elsewhere, such as the ``tunelab.sklearn`` estimators."""
+        pre = cls(
+            columns=list(columns),
+            kinds={c: "float" for c in columns},
+            missing="error",
+            scale="standard",
+            task=task,
+            classes=classes,
+        )
+        pre.fill_ = {c: None for c in columns}
+        pre.bounds_ = {c: None for c in columns}
+        pre.categories_ = {}
+        pre.feature_names_ = list(columns)
+        pre.constant_features_ = []
+        pre.keep_ = [True] * len(columns)
+        pre.offset_ = [float(v) for v in offset]
+        pre.scale_ = [float(v) for v in scale]
+        pre._restore()
+        return pre
+
     # ---- fit -------------------------------------------------------------------------------
 
     def fit(self, frame: pd.DataFrame, *, origin: str = "train") -> TablePreprocessing:
