@@ -170,21 +170,6 @@ def layer_widths(model: nn.Module) -> list[int]:
     ]
 
 
-def finetune_with_trainer(
-    model: nn.Module,
-    ctx: CompressContext,
-    *,
-    epochs: int,
-    lr: float | None = None,
-    seed: int = 0,
-) -> Any:
-    """A short :class:`~tunelab.train.Trainer` run on the training split (nothing written).
-
-    Pruning masks stay attached, so zeroed weights stay zero.
-    """
-    return short_fit(model, ctx.bundle, config=ctx.train_config, epochs=epochs, lr=lr, seed=seed)
-
-
 @register_method("prune")
 class Prune(CompressionMethod):
     """Magnitude pruning to ``sparsity``, structured or not, with a fine-tune after each step.
@@ -239,8 +224,14 @@ class Prune(CompressionMethod):
         def finetune(step: int) -> None:
             if self.finetune_epochs <= 0:
                 return
-            result = finetune_with_trainer(
-                model, ctx, epochs=self.finetune_epochs, lr=self.finetune_lr, seed=ctx.seed + step
+            # Pruning masks stay attached through the fine-tune, so zeroed weights stay zero.
+            result = short_fit(
+                model,
+                ctx.bundle,
+                config=ctx.train_config,
+                epochs=self.finetune_epochs,
+                lr=self.finetune_lr,
+                seed=ctx.seed + step,
             )
             model.cpu()
             val = {k: v for k, v in result.best_metrics.items() if k.startswith("val_")}

@@ -41,11 +41,12 @@ def threads_per_worker(workers: int) -> int:
 
 
 def write_specs(cfg: ExperimentConfig, folder: Path, progress: str) -> list[Path]:
-    """One JSON spec per worker: config, index, threads, parent pid, progress mode."""
+    """One JSON spec per child worker (1..N-1; worker 0 is this process): config, index,
+    threads, parent pid, progress mode."""
     folder.mkdir(parents=True, exist_ok=True)
     n = cfg.tune.workers
     paths = []
-    for index in range(n):
+    for index in range(1, n):
         spec = {
             "config": config_data(cfg),
             "worker": index,
@@ -69,7 +70,7 @@ def run_workers(cfg: ExperimentConfig, study: optuna.Study, run_here: Callable[[
     specs = write_specs(cfg, folder, "plain" if mode == "plain" else "none")
     procs: list[subprocess.Popen] = []
     logs = []
-    for index, spec in enumerate(specs[1:], start=1):
+    for index, spec in enumerate(specs, start=1):
         log = None if mode == "plain" else open(folder / f"worker-{index}.log", "w")  # noqa: SIM115
         logs.append(log)
         procs.append(
