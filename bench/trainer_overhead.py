@@ -1,13 +1,15 @@
 """Trainer overhead: tunelab's ``Trainer`` against a minimal hand-written PyTorch loop.
 
 Same data (digits, prepared by tunelab.data), same model and initial weights, same batch size,
-optimiser (Adam), epochs and per-epoch validation. The Trainer runs with its progress display
-off and TensorBoard on (scalars, LR, gradient-norm histograms), writing metrics.jsonl,
-checkpoint.pt and the best weights to a fresh run directory (made and deleted outside the
-timed region). The two are interleaved
-(alternating which goes first), 5 timed repeats each after one warm-up, in one process, on one
-CPU thread. Printed: median seconds per fit and the median of the per-repeat ratios (wall
-clock, and process CPU time, which is steadier when other processes share the cores).
+optimiser (Adam), epochs and per-epoch validation. The Trainer uses torch's fused Adam kernel
+(``train.fused_optimizer``, on by default); the hand loop runs twice, with torch's default
+Adam (what people write) and with the fused kernel (like for like). The Trainer runs with its
+progress display off and TensorBoard on (scalars, LR, gradient-norm histograms), writing
+metrics.jsonl, checkpoint.pt and the best weights to a fresh run directory (made and deleted
+outside the timed region). The three are interleaved (the order reversed every repeat), 5
+timed repeats each after one warm-up, in one process, on one CPU thread. Printed: median
+seconds per fit and the median of the per-repeat ratios (wall clock, and process CPU time,
+which is steadier when other processes share the cores).
 
     python bench/trainer_overhead.py            # MLP and CNN on digits
     python bench/trainer_overhead.py --repeats 9 --epochs 30
@@ -32,9 +34,15 @@ from tunelab.models import build_model
 from tunelab.train import Trainer
 
 
-def hand_loop(model: nn.Module, bundle, *, epochs: int, batch_size: int, lr: float) -> float:
-    """The loop people write by hand: permutation, slices, forward, backward, step, eval."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+def hand_loop(
+    model: nn.Module, bundle, *, epochs: int, batch_size: int, lr: float, fused: bool = False
+) -> float:
+    """The loop people write by hand: permutation, slices, forward, backward, step, eval.
+
+    ``fused=True`` gives it the fused Adam kernel the Trainer uses by default, for a
+    like-for-like comparison of everything else.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **({"fused": True} if fused else {}))
     loss_fn = nn.CrossEntropyLoss()
     X, y, Xv, yv = bundle.X_train, bundle.y_train, bundle.X_val, bundle.y_val
     gen = torch.Generator().manual_seed(0)
@@ -88,15 +96,16 @@ def compare(name, builder, params, bundle, *, epochs, batch_size, lr, repeats) -
     dirs = iter(scratch / str(i) for i in range(repeats + 1))
     runs = {
         "hand": hand_loop,
+        "hand_fused": lambda *a, **k: hand_loop(*a, fused=True, **k),
         "trainer": lambda *a, **k: trainer_fit(*a, run_dir=next(dirs), **k),
     }
-    wall: dict[str, list[float]] = {"hand": [], "trainer": []}
-    cpu: dict[str, list[float]] = {"hand": [], "trainer": []}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     accuracy: dict[str, float] = {}
-    for fn in runs.values():  # warm-up: allocator, imports, TensorBoard writer thread
+    for fn in runs.values():  # warm-up: allocator, imports, first-call costs
         fn(fresh_model(builder, params, bundle), bundle, epochs=1, batch_size=batch_size, lr=lr)
     for r in range(repeats):
-        order = ["hand", "trainer"] if r % 2 == 0 else ["trainer", "hand"]
+        order = list(runs) if r % 2 == 0 else list(reversed(runs))
         for which in order:
             model = fresh_model(builder, params, bundle)
             w0, c0 = time.perf_counter(), time.process_time()
@@ -106,22 +115,31 @@ def compare(name, builder, params, bundle, *, epochs, batch_size, lr, repeats) -
             wall[which].append(time.perf_counter() - w0)
             cpu[which].append(time.process_time() - c0)
     shutil.rmtree(scratch, ignore_errors=True)
-    wall_ratios = [t / h for t, h in zip(wall["trainer"], wall["hand"], strict=True)]
-    cpu_ratios = [t / h for t, h in zip(cpu["trainer"], cpu["hand"], strict=True)]
+
+    def ratios(times: dict[str, list[float]], base: str) -> list[float]:
+        return [t / h for t, h in zip(times["trainer"], times[base], strict=True)]
+
     row = {
         "model": name,
         "hand_s": statistics.median(wall["hand"]),
+        "hand_fused_s": statistics.median(wall["hand_fused"]),
         "trainer_s": statistics.median(wall["trainer"]),
-        "ratio": statistics.median(wall_ratios),
-        "cpu_ratio": statistics.median(cpu_ratios),
-        "acc_hand": accuracy["hand"],
-        "acc_trainer": accuracy["trainer"],
+        "ratio": statistics.median(ratios(wall, "hand")),
+        "cpu_ratio": statistics.median(ratios(cpu, "hand")),
+        "ratio_fused": statistics.median(ratios(wall, "hand_fused")),
+        "cpu_ratio_fused": statistics.median(ratios(cpu, "hand_fused")),
+        "acc": {k: round(v, 3) for k, v in accuracy.items()},
     }
     print(
-        f"{name}: hand {row['hand_s']:.3f}s  trainer {row['trainer_s']:.3f}s  "
-        f"median ratio {row['ratio']:.3f} wall, {row['cpu_ratio']:.3f} CPU time  "
-        f"(wall per repeat: {', '.join(f'{x:.2f}' for x in wall_ratios)})  "
-        f"val acc {row['acc_hand']:.3f} / {row['acc_trainer']:.3f}",
+        f"{name}: hand {row['hand_s']:.3f}s  hand+fused Adam {row['hand_fused_s']:.3f}s  "
+        f"trainer {row['trainer_s']:.3f}s\n"
+        f"  trainer / hand loop:               median ratio {row['ratio']:.3f} wall, "
+        f"{row['cpu_ratio']:.3f} CPU  (wall per repeat: "
+        f"{', '.join(f'{x:.2f}' for x in ratios(wall, 'hand'))})\n"
+        f"  trainer / hand loop + fused Adam:  median ratio {row['ratio_fused']:.3f} wall, "
+        f"{row['cpu_ratio_fused']:.3f} CPU  (wall per repeat: "
+        f"{', '.join(f'{x:.2f}' for x in ratios(wall, 'hand_fused'))})\n"
+        f"  val acc {row['acc']}",
         flush=True,
     )
     return row

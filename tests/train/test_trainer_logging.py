@@ -99,3 +99,29 @@ def test_discriminative_lr_and_unfreeze_after_for_a_pretrained_model(digits, qui
     assert seen[1] and seen[2]  # frozen for the first two epochs
     assert not seen[3]  # then trained
     assert seen["lrs"]["backbone"] == seen["lrs"]["head"] * 0.1
+
+
+def test_event_records_carry_the_checksums_tensorboard_verifies(tmp_path):
+    import struct
+
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    from tunelab.train import EventFile
+
+    events = EventFile(tmp_path).open()
+    for step in range(3):
+        events.add_summary(Summary(value=[Summary.Value(tag="x", simple_value=step)]), step)
+    events.close()
+    data = next(tmp_path.glob("events.out.tfevents.*")).read_bytes()
+    offset, records = 0, 0
+    while offset < len(data):
+        header = data[offset : offset + 8]
+        (length,) = struct.unpack("<Q", header)
+        assert struct.unpack("<I", data[offset + 8 : offset + 12])[0] == masked_crc32c(header)
+        body = data[offset + 12 : offset + 12 + length]
+        footer = data[offset + 12 + length : offset + 16 + length]
+        assert struct.unpack("<I", footer)[0] == masked_crc32c(body)
+        offset += 16 + length
+        records += 1
+    assert records == 4  # the file-version event and three summaries

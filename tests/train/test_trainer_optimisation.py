@@ -75,6 +75,29 @@ def test_every_optimiser_trains(name, digits, make_mlp, quiet):
         assert trainer.optimizer.param_groups[0]["nesterov"] is True
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adagrad"])
+def test_fused_kernels_give_the_loop_implementations_result(name, digits, make_mlp, quiet):
+    lr = {"sgd": 0.1, "adagrad": 0.05}.get(name, 3e-3)
+    models, trainers = [], []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = make_mlp()
+        trainer = Trainer(quiet(epochs=2, optimizer=name, lr=lr, fused_optimizer=fused))
+        trainer.fit(model, digits)
+        models.append(model)
+        trainers.append(trainer)
+    assert trainers[0].optimizer.param_groups[0]["fused"] is True
+    assert not trainers[1].optimizer.param_groups[0].get("fused")
+    for fused_param, loop_param in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(fused_param, loop_param, rtol=1e-4, atol=1e-5)
+
+
+def test_rmsprop_has_no_fused_kernel_and_uses_the_loop(digits, make_mlp, quiet):
+    trainer = Trainer(quiet(epochs=1, optimizer="rmsprop"))
+    trainer.fit(make_mlp(), digits)
+    assert "fused" not in trainer.optimizer.param_groups[0]
+
+
 def _weight_l1(model):
     return sum(p.abs().sum().item() for p in model.parameters() if p.ndim > 1)
 

@@ -22,9 +22,10 @@ def test_two_workers_share_the_study_and_split_the_cores(tmp_path):
     }
     tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 6}
     result = run_study(tiny_config(tmp_path, name="par", train=train, tune=tune), workers=2)
-    complete = [t for t in result.trials if t.state == "complete"]
-    # Same kind of result as one worker: every grid point once, nothing repeated.
-    assert sorted(t.params["train.lr"] for t in complete) == lrs
+    # Same kind of result as one worker: every grid point once, nothing repeated. (lr 0.1 may
+    # diverge late in its 150 epochs and be pruned as sick; it still ran exactly once.)
+    assert {t.state for t in result.trials} <= {"complete", "pruned"}
+    assert sorted(t.params["train.lr"] for t in result.trials) == lrs
     assert len(result.trials) == 6, "no trial started beyond the budget"
     workers = [t.user_attrs["worker"] for t in result.trials]
     assert {w["threads"] for w in workers} == {threads_per_worker(2)}

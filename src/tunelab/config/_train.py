@@ -39,6 +39,7 @@ class TrainConfig(Section):
     epochs: Tunable[int] = Field(20, gt=0)
     batch_size: Tunable[int] = Field(64, gt=0)
     optimizer: Tunable[Literal["adam", "adamw", "sgd", "rmsprop", "adagrad"]] = "adam"
+    fused_optimizer: bool = True
     lr: Tunable[float] = Field(1e-3, gt=0)
     momentum: Tunable[float] = Field(0.9, ge=0, lt=1)
     nesterov: bool = False

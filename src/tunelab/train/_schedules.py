@@ -50,6 +50,7 @@ class LRSchedule:
         self.plateau_mult = 1.0
         self.plateau = Monitor(monitor)
         self.plateau_wait = 0
+        self._changes_per_step = self.per_step  # the config is fixed; step_batch runs every step
 
     @property
     def warmup_steps(self) -> int:
@@ -100,7 +101,7 @@ class LRSchedule:
 
     def step_batch(self) -> None:
         self.step += 1
-        if self.per_step:
+        if self._changes_per_step:
             self.apply()
 
     def step_epoch(self, metrics: dict[str, Any]) -> None:
