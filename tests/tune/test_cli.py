@@ -78,3 +78,44 @@ def test_live_table_shows_running_and_finished_trials():
     text = console.export_text()
     assert "complete" in text and "running" in text
     assert "lr=" in text and "0.5" in text
+
+
+def test_workers_started_early_by_the_cli_run_trials(tmp_path, capsys):
+    import json
+
+    import psutil
+
+    lrs = [0.002, 0.003, 0.01, 0.02, 0.03, 0.05]
+    train = {
+        "epochs": 150,
+        "early_stopping": {"enabled": False},
+        "batch_size": 16,
+        "tensorboard": False,
+        "deterministic": False,
+        "lr": {"choice": lrs},
+    }
+    tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 6}
+    path = _write(tmp_path, train=train, tune=tune)
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(path), "--workers", "2"])
+    assert done.value.code == 0
+    folder = tmp_path / "runs" / "cli" / "workers"
+    # The helper was started in standby before the study existed and got its spec by name.
+    [spec] = folder.glob("standby-*-1.json")
+    assert json.loads(spec.with_suffix(".result.json").read_text())["reason"]
+    import optuna
+
+    study = optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path}/runs/cli/study.db")
+    assert sorted(t.params["train.lr"] for t in study.trials) == lrs
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
+    assert not psutil.Process().children(recursive=True)
+
+
+def test_a_failing_tune_stops_the_workers_it_started_early(tmp_path, capsys):
+    import psutil
+
+    path = _write(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(path), "--workers", "2", "--sampler", "bayes"])
+    assert done.value.code == 2
+    assert not psutil.Process().children(recursive=True), "the standby worker was stopped"

@@ -34,6 +34,7 @@ from ._samplers import (
     resolve_sampler_name,
 )
 from ._space import config_data, config_spaces, grid_size
+from ._standby import Standby, release_standby
 from ._storage import open_storage, storage_url
 
 # Fields that define what a study searches; a resumed study must not change them.
@@ -70,6 +71,7 @@ def run_study(
     storage: str | None = None,
     max_total_epochs: int | None = None,
     progress: str | None = None,
+    standby: list[Standby] | None = None,
 ) -> StudyResult:
     """Tune ``config`` and return the study's result.
 
@@ -79,27 +81,33 @@ def run_study(
             several workers each worker process prepares the data itself.
         trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress:
             override the ``tune`` section (``None`` keeps the config's value).
+        standby: worker processes from :func:`start_standby`, already importing while this
+            process prepares the study (``tunelab tune`` does this); stopped if unused.
 
     Example:
         >>> from tunelab.tune import run_study                          # doctest: +SKIP
         >>> result = run_study("examples/cifar_style_grid.yaml", trials=6)  # doctest: +SKIP
         >>> result.best_params, result.best_dir                         # doctest: +SKIP
     """
-    cfg = resolve_config(
-        config,
-        {
-            "trials": trials,
-            "timeout": timeout,
-            "workers": workers,
-            "sampler": sampler,
-            "pruner": pruner,
-            "storage": storage,
-            "max_total_epochs": max_total_epochs,
-            "progress": progress,
-        },
-    )
-    with quiet_optuna():
-        return _run(cfg, bundle)
+    try:
+        cfg = resolve_config(
+            config,
+            {
+                "trials": trials,
+                "timeout": timeout,
+                "workers": workers,
+                "sampler": sampler,
+                "pruner": pruner,
+                "storage": storage,
+                "max_total_epochs": max_total_epochs,
+                "progress": progress,
+            },
+        )
+        with quiet_optuna():
+            return _run(cfg, bundle, standby or [])
+    finally:
+        if standby:
+            release_standby(standby)
 
 
 def prepare_run_dir(cfg: ExperimentConfig) -> Path:
@@ -241,7 +249,7 @@ def work(
     )
 
 
-def _run(cfg: ExperimentConfig, bundle: DataBundle | None) -> StudyResult:
+def _run(cfg: ExperimentConfig, bundle: DataBundle | None, standby: list[Standby]) -> StudyResult:
     if not cfg.search_spaces():
         raise ConfigError(
             "config error: nothing to tune — no field is a search space; write one as "
@@ -260,7 +268,7 @@ def _run(cfg: ExperimentConfig, bundle: DataBundle | None) -> StudyResult:
         def run_here(progress: str) -> str:
             return work(cfg, bundle, progress=progress, opened=(study, choice))
 
-        reason = run_workers(cfg, study, run_here)
+        reason = run_workers(cfg, study, run_here, standby)
     else:
         reason = work(cfg, bundle, opened=(study, choice))
     metrics, _ = study_objectives(cfg)

@@ -1,9 +1,19 @@
-"""Entry point of one worker process: ``python -m tunelab.tune._worker SPEC.json``."""
+"""Entry point of one worker process: ``python -m tunelab.tune._worker SPEC.json``.
+
+``--standby SPEC.json`` starts a worker before its spec exists. ``tunelab tune --workers N``
+launches its helpers this way the moment it has read the config, so their start-up (importing
+torch, Optuna and tunelab, ~5 s, and ``torch._dynamo``, ~2 s, which the first optimiser would
+otherwise import in the middle of the first trial) overlaps the parent's own; the parent writes
+the spec when the study is ready. A standby worker exits quietly if the parent dies first; a
+parent that does not need it terminates it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -11,10 +21,37 @@ import torch
 from ..config import parse_config
 from ..errors import FatalError
 
+STANDBY_POLL_S = 0.05
+
+
+def wait_for_spec(spec_path: Path, parent_pid: int) -> bool:
+    """Warm up, then wait until ``spec_path`` exists (True) or the parent is gone (False)."""
+    import torch._dynamo  # noqa: F401  (imported by the first optimiser: pay it while waiting)
+
+    from . import _config_study  # noqa: F401
+
+    while not spec_path.exists():
+        if os.getppid() != parent_pid:
+            return False
+        time.sleep(STANDBY_POLL_S)
+    return True
+
 
 def main(argv: list[str]) -> int:
-    spec_path = Path(argv[0])
+    if argv and argv[0] == "--standby":
+        spec_path = Path(argv[1])
+        if not wait_for_spec(spec_path, parent_pid=os.getppid()):
+            return 0
+    else:
+        spec_path = Path(argv[0])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    if spec.get("log"):  # under the parent's live table, this worker's lines go to a log file
+        sys.stdout.flush()
+        sys.stderr.flush()
+        log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
     result_path = spec_path.with_suffix(".result.json")
     torch.set_num_threads(int(spec["threads"]))
     from ._config_study import work

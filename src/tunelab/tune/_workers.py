@@ -2,10 +2,12 @@
 
 Worker 0 is the ``tunelab tune`` process itself, which has already imported torch and prepared
 the data; workers 1..N-1 are ``python -m tunelab.tune._worker SPEC`` with the resolved config in
-a JSON spec file. Each runs with ``torch.set_num_threads(cores // N)`` (so N workers do not fight
-over the same cores) on the same storage URL; the storage hands out trials, the shared budget
-stops them all. The parent shows the live table (polled from the storage) while it trains.
-Worker processes exit on their own when the parent dies, between trials.
+a JSON spec file. The CLI starts them in standby as soon as it has read the config (see
+:mod:`tunelab.tune._worker`), so their imports overlap the parent's; ``run_study`` called from
+Python starts them here. Each runs with ``torch.set_num_threads(cores // N)`` (so N workers
+do not fight over the same cores) on the same storage URL; the storage hands out trials, the
+shared budget stops them all. The parent shows the live table (polled from the storage) while
+it trains. Worker processes exit on their own when the parent dies, between trials.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..config import ExperimentConfig
 from ..errors import FatalError
 from ._progress import LiveTable, progress_mode
 from ._space import config_data
+from ._standby import Standby
 
 
 def available_cores() -> int:
@@ -40,46 +43,52 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cores() // workers)
 
 
-def write_specs(cfg: ExperimentConfig, folder: Path, progress: str) -> list[Path]:
+def write_specs(
+    cfg: ExperimentConfig, folder: Path, progress: str, paths: list[Path] | None = None
+) -> list[Path]:
     """One JSON spec per child worker (1..N-1; worker 0 is this process): config, index,
-    threads, parent pid, progress mode."""
+    threads, parent pid, progress mode, log file. Written atomically: a standby worker may be
+    polling for it."""
     folder.mkdir(parents=True, exist_ok=True)
     n = cfg.tune.workers
-    paths = []
+    paths = list(paths or [])
+    written = []
     for index in range(1, n):
+        path = paths[index - 1] if index - 1 < len(paths) else folder / f"worker-{index}.json"
         spec = {
             "config": config_data(cfg),
             "worker": index,
             "threads": threads_per_worker(n),
             "parent_pid": os.getpid(),
             "progress": progress,
+            "log": str(folder / f"worker-{index}.log") if progress == "none" else None,
         }
-        path = folder / f"worker-{index}.json"
-        path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
-        (folder / f"worker-{index}.result.json").unlink(missing_ok=True)
-        paths.append(path)
-    return paths
+        path.with_suffix(".result.json").unlink(missing_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+        written.append(path)
+    return written
 
 
-def run_workers(cfg: ExperimentConfig, study: optuna.Study, run_here: Callable[[str], str]) -> str:
+def run_workers(
+    cfg: ExperimentConfig,
+    study: optuna.Study,
+    run_here: Callable[[str], str],
+    standby: list[Standby] | None = None,
+) -> str:
     """Run ``cfg.tune.workers`` workers: ``run_here(progress)`` in this process (worker 0) and
-    the others as child processes; returns the stop reason."""
+    the others as child processes (``standby`` ones first); returns the stop reason."""
     folder = cfg.run_dir / "workers"
     mode = progress_mode(cfg.tune.progress)
+    standby = list(standby or [])[: cfg.tune.workers - 1]
     # Plain lines go straight to our stdout; under the live table, workers write to log files.
-    specs = write_specs(cfg, folder, "plain" if mode == "plain" else "none")
-    procs: list[subprocess.Popen] = []
-    logs = []
-    for index, spec in enumerate(specs, start=1):
-        log = None if mode == "plain" else open(folder / f"worker-{index}.log", "w")  # noqa: SIM115
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tunelab.tune._worker", str(spec)],
-                stdout=log,
-                stderr=subprocess.STDOUT if log else None,
-            )
-        )
+    specs = write_specs(
+        cfg, folder, "plain" if mode == "plain" else "none", [spec for _, spec in standby]
+    )
+    procs: list[subprocess.Popen] = [proc for proc, _ in standby]
+    for spec in specs[len(procs) :]:
+        procs.append(subprocess.Popen([sys.executable, "-m", "tunelab.tune._worker", str(spec)]))
     title = f"tunelab tune {cfg.name} ({cfg.tune.workers} workers)"
     display = LiveTable(study, title=title) if mode == "rich" else contextlib.nullcontext()
     threads_before = torch.get_num_threads()
@@ -95,10 +104,7 @@ def run_workers(cfg: ExperimentConfig, study: optuna.Study, run_here: Callable[[
         raise
     finally:
         torch.set_num_threads(threads_before)
-        for log in logs:
-            if log is not None:
-                log.close()
-    return _collect(folder, procs, reason)
+    return _collect(specs, procs, reason)
 
 
 def _interrupt(procs: list[subprocess.Popen]) -> None:
@@ -113,10 +119,10 @@ def _interrupt(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def _collect(folder: Path, procs: list[subprocess.Popen], reason: str) -> str:
+def _collect(specs: list[Path], procs: list[subprocess.Popen], reason: str) -> str:
     reasons, errors = [reason] if reason else [], []
-    for index, p in enumerate(procs, start=1):
-        result = folder / f"worker-{index}.result.json"
+    for index, (spec, p) in enumerate(zip(specs, procs, strict=True), start=1):
+        result = spec.with_suffix(".result.json")
         data = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
         if p.returncode == 0 and data.get("reason"):
             reasons.append(data["reason"])
