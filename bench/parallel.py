@@ -99,12 +99,20 @@ def run(variant: tuple, root: Path, index: int, trials: int, epochs: int) -> dic
     first = min(t.datetime_start for t in finished)
     last = max(t.datetime_complete for t in finished)
     phase = (last - first).total_seconds()
+    # How long after the first trial each other worker process started its own first trial.
+    starts: dict[int, float] = {}
+    for t in finished:
+        pid = t.user_attrs.get("worker", {}).get("pid", 0)
+        offset = (t.datetime_start - first).total_seconds()
+        starts[pid] = min(starts.get(pid, offset), offset)
+    lag = max(starts.values()) if len(starts) > 1 else 0.0
     return {
         "variant": label,
         "workers": workers,
         "trials": len(finished),
         "wall_s": round(wall, 1),
         "trial_phase_s": round(phase, 1),
+        "helper_start_lag_s": round(lag, 1),
         "per_hour_wall": round(len(finished) / wall * 3600),
         "per_hour_phase": round(len(finished) / phase * 3600),
         # CPU seconds of the command and all its worker processes: the load-independent cost.
