@@ -34,7 +34,7 @@ from ._samplers import (
     resolve_sampler_name,
 )
 from ._space import config_data, config_spaces, grid_size
-from ._standby import Standby, release_standby
+from ._standby import Standby, release_standby, start_standby
 from ._storage import open_storage, storage_url
 
 # Fields that define what a study searches; a resumed study must not change them.
@@ -82,7 +82,9 @@ def run_study(
         trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress:
             override the ``tune`` section (``None`` keeps the config's value).
         standby: worker processes from :func:`start_standby`, already importing while this
-            process prepares the study (``tunelab tune`` does this); stopped if unused.
+            process prepares the study (``tunelab tune`` starts them before its own imports);
+            without them, the helpers of ``workers > 1`` start as soon as the config is read.
+            Unused ones are stopped.
 
     Example:
         >>> from tunelab.tune import run_study                          # doctest: +SKIP
@@ -103,6 +105,9 @@ def run_study(
                 "progress": progress,
             },
         )
+        shared = storage_url(cfg.tune.storage, cfg.run_dir) != "memory"
+        if not standby and cfg.tune.workers > 1 and shared:
+            standby = start_standby(cfg.run_dir / "workers", cfg.tune.workers - 1)
         with quiet_optuna():
             return _run(cfg, bundle, standby or [])
     finally:

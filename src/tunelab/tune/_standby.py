@@ -16,11 +16,12 @@ Standby = tuple[subprocess.Popen, Path]
 """A worker process started with ``--standby SPEC`` and the spec path it waits for."""
 
 
-def start_standby(folder: Path, count: int) -> list[Standby]:
-    """Start ``count`` worker processes that import everything, then wait for their specs."""
+def start_standby(folder: Path, count: int, *, first: int = 1) -> list[Standby]:
+    """Start ``count`` worker processes (numbered from ``first``) that import everything, then
+    wait for their specs."""
     folder.mkdir(parents=True, exist_ok=True)
     started = []
-    for index in range(1, count + 1):
+    for index in range(first, first + count):
         spec = folder / f"standby-{os.getpid()}-{index}.json"
         command = [sys.executable, "-m", "tunelab.tune._worker", "--standby", str(spec)]
         started.append((subprocess.Popen(command), spec))

@@ -1,13 +1,14 @@
 """``tune.workers: N``: N processes on this machine sharing one study storage.
 
 Worker 0 is the ``tunelab tune`` process itself, which has already imported torch and prepared
-the data; workers 1..N-1 are ``python -m tunelab.tune._worker SPEC`` with the resolved config in
-a JSON spec file. The CLI starts them in standby as soon as it has read the config (see
-:mod:`tunelab.tune._worker`), so their imports overlap the parent's; ``run_study`` called from
-Python starts them here. Each runs with ``torch.set_num_threads(cores // N)`` (so N workers
-do not fight over the same cores) on the same storage URL; the storage hands out trials, the
-shared budget stops them all. The parent shows the live table (polled from the storage) while
-it trains. Worker processes exit on their own when the parent dies, between trials.
+the data; workers 1..N-1 are ``python -m tunelab.tune._worker --standby SPEC`` processes,
+started as soon as the config is read (by the CLI before its own imports, by ``run_study``
+otherwise) so their start-up overlaps the parent's; each waits for the JSON spec with the
+resolved config that the parent writes here. Each runs with ``torch.set_num_threads(cores //
+N)`` (so N workers do not fight over the same cores) on the same storage URL; the storage hands
+out trials, the shared budget stops them all. The parent shows the live table (polled from the
+storage) while it trains. Worker processes exit on their own when the parent dies, between
+trials.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from ..config import ExperimentConfig
 from ..errors import FatalError
 from ._progress import LiveTable, progress_mode
 from ._space import config_data
-from ._standby import Standby
+from ._standby import Standby, start_standby
 
 
 def available_cores() -> int:
@@ -43,18 +43,14 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cores() // workers)
 
 
-def write_specs(
-    cfg: ExperimentConfig, folder: Path, progress: str, paths: list[Path] | None = None
-) -> list[Path]:
-    """One JSON spec per child worker (1..N-1; worker 0 is this process): config, index,
-    threads, parent pid, progress mode, log file. Written atomically: a standby worker may be
-    polling for it."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_specs(cfg: ExperimentConfig, standby: list[Standby], progress: str) -> list[Path]:
+    """The JSON spec of each child worker (1..N-1; worker 0 is this process), at the path its
+    standby process waits for: config, index, threads, parent pid, progress mode, log file.
+    Written atomically, since the worker is polling for it."""
+    folder = cfg.run_dir / "workers"
     n = cfg.tune.workers
-    paths = list(paths or [])
     written = []
-    for index in range(1, n):
-        path = paths[index - 1] if index - 1 < len(paths) else folder / f"worker-{index}.json"
+    for index, (_, path) in enumerate(standby, start=1):
         spec = {
             "config": config_data(cfg),
             "worker": index,
@@ -78,17 +74,16 @@ def run_workers(
     standby: list[Standby] | None = None,
 ) -> str:
     """Run ``cfg.tune.workers`` workers: ``run_here(progress)`` in this process (worker 0) and
-    the others as child processes (``standby`` ones first); returns the stop reason."""
-    folder = cfg.run_dir / "workers"
+    the others in child processes (the ``standby`` ones, plus any still missing); returns the
+    stop reason."""
     mode = progress_mode(cfg.tune.progress)
-    standby = list(standby or [])[: cfg.tune.workers - 1]
+    helpers = list(standby or [])[: cfg.tune.workers - 1]
+    missing = cfg.tune.workers - 1 - len(helpers)
+    if missing > 0:
+        helpers += start_standby(cfg.run_dir / "workers", missing, first=len(helpers) + 1)
     # Plain lines go straight to our stdout; under the live table, workers write to log files.
-    specs = write_specs(
-        cfg, folder, "plain" if mode == "plain" else "none", [spec for _, spec in standby]
-    )
-    procs: list[subprocess.Popen] = [proc for proc, _ in standby]
-    for spec in specs[len(procs) :]:
-        procs.append(subprocess.Popen([sys.executable, "-m", "tunelab.tune._worker", str(spec)]))
+    specs = write_specs(cfg, helpers, "plain" if mode == "plain" else "none")
+    procs = [proc for proc, _ in helpers]
     title = f"tunelab tune {cfg.name} ({cfg.tune.workers} workers)"
     display = LiveTable(study, title=title) if mode == "rich" else contextlib.nullcontext()
     threads_before = torch.get_num_threads()
