@@ -56,7 +56,7 @@ class TuneConfig(Section):
     startup_trials: int | None = Field(None, ge=0)
     warmup_epochs: int = Field(1, ge=0)
     percentile: float = Field(25.0, gt=0, lt=100)
-    reduction_factor: int = Field(3, ge=2)
+    reduction_factor: int = Field(4, ge=2)
     # Crash safety: a trial whose process stopped sending heartbeats is failed and retried.
     heartbeat_interval: int = Field(10, ge=0)
     grace_period: int | None = Field(None, gt=0)
