@@ -85,16 +85,16 @@ def test_workers_started_early_by_the_cli_run_trials(tmp_path, capsys):
 
     import psutil
 
-    lrs = [0.002, 0.003, 0.01, 0.02, 0.03, 0.05]
+    lrs = [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05]
     train = {
-        "epochs": 150,
+        "epochs": 300,
         "early_stopping": {"enabled": False},
         "batch_size": 16,
         "tensorboard": False,
         "deterministic": False,
         "lr": {"choice": lrs},
     }
-    tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 6}
+    tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 8}
     path = _write(tmp_path, train=train, tune=tune)
     with pytest.raises(SystemExit) as done:
         main(["tune", str(path), "--workers", "2"])
