@@ -125,3 +125,17 @@ def test_event_records_carry_the_checksums_tensorboard_verifies(tmp_path):
         offset += 16 + length
         records += 1
     assert records == 4  # the file-version event and three summaries
+
+
+def test_event_files_of_one_second_sort_in_the_order_they_were_opened(tmp_path, monkeypatch):
+    import itertools
+
+    import tunelab.train._loggers as loggers
+    from tunelab.train import EventFile
+
+    monkeypatch.setattr(loggers, "_EVENT_FILES", itertools.count(9))  # 9, then 10
+    monkeypatch.setattr(loggers.time, "time", lambda: 1_700_000_000.0)
+    for _ in range(2):
+        EventFile(tmp_path).open().close()
+    counters = [p.name.rsplit(".", 1)[-1] for p in sorted(tmp_path.iterdir())]
+    assert [int(c) for c in counters] == [9, 10]

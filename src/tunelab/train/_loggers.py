@@ -122,7 +122,9 @@ class EventFile:
         self.logdir.mkdir(parents=True, exist_ok=True)
         name = (
             f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-            f"{os.getpid()}.{next(_EVENT_FILES)}{self.suffix}"
+            # Zero-padded: TensorBoard reads a run's files in name order, and an unpadded
+            # counter would put file 10 before file 9 of the same second.
+            f"{os.getpid()}.{next(_EVENT_FILES):06d}{self.suffix}"
         )
         self._crc = _masked_crc32c_function()
         self._file = open(self.logdir / name, "wb")  # noqa: SIM115 (open for the fit)
