@@ -41,3 +41,22 @@ def tiny_config(root, name="tiny", **sections):
     for key, value in sections.items():
         config[key] = value
     return config
+
+
+WORKER_LRS = [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05]
+
+
+def worker_study_sections() -> dict:
+    """``train``/``tune`` sections for the two-worker tests: a grid of 8 lrs, trials of a few
+    seconds (about 30 s of work in all), so the helper process finishes importing torch (slower
+    on a loaded CI machine) while trials remain; the parent starts training at once."""
+    train = {
+        "epochs": 300,
+        "early_stopping": {"enabled": False},
+        "batch_size": 16,
+        "tensorboard": False,
+        "deterministic": False,
+        "lr": {"choice": WORKER_LRS},
+    }
+    tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 8}
+    return {"train": train, "tune": tune}

@@ -7,7 +7,7 @@ import yaml
 
 from tunelab.cli import main
 
-from .conftest import tiny_config
+from .conftest import WORKER_LRS, tiny_config, worker_study_sections
 
 
 def _write(tmp_path, **sections):
@@ -85,17 +85,7 @@ def test_workers_started_early_by_the_cli_run_trials(tmp_path, capsys):
 
     import psutil
 
-    lrs = [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05]
-    train = {
-        "epochs": 300,
-        "early_stopping": {"enabled": False},
-        "batch_size": 16,
-        "tensorboard": False,
-        "deterministic": False,
-        "lr": {"choice": lrs},
-    }
-    tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 8}
-    path = _write(tmp_path, train=train, tune=tune)
+    path = _write(tmp_path, **worker_study_sections())
     with pytest.raises(SystemExit) as done:
         main(["tune", str(path), "--workers", "2"])
     assert done.value.code == 0
@@ -106,7 +96,7 @@ def test_workers_started_early_by_the_cli_run_trials(tmp_path, capsys):
     import optuna
 
     study = optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path}/runs/cli/study.db")
-    assert sorted(t.params["train.lr"] for t in study.trials) == lrs
+    assert sorted(t.params["train.lr"] for t in study.trials) == WORKER_LRS
     assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
     assert not psutil.Process().children(recursive=True)
 

@@ -5,28 +5,15 @@ from __future__ import annotations
 from tunelab.tune import run_study
 from tunelab.tune._workers import threads_per_worker
 
-from .conftest import tiny_config
+from .conftest import WORKER_LRS, tiny_config, worker_study_sections
 
 
 def test_two_workers_share_the_study_and_split_the_cores(tmp_path):
-    lrs = [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05]
-    # Trials of a few seconds each, about 30 s of work in all: the parent (worker 0) starts
-    # training at once, and the child process must finish importing torch (slower on a loaded
-    # CI machine) while trials remain.
-    train = {
-        "epochs": 300,
-        "early_stopping": {"enabled": False},
-        "batch_size": 16,
-        "tensorboard": False,
-        "deterministic": False,
-        "lr": {"choice": lrs},
-    }
-    tune = {"sampler": "grid", "pruner": "none", "progress": "none", "trials": 8}
-    result = run_study(tiny_config(tmp_path, name="par", train=train, tune=tune), workers=2)
+    result = run_study(tiny_config(tmp_path, name="par", **worker_study_sections()), workers=2)
     # Same kind of result as one worker: every grid point once, nothing repeated. (A high lr
     # may diverge late in its 300 epochs and be pruned as sick; it still ran exactly once.)
     assert {t.state for t in result.trials} <= {"complete", "pruned"}
-    assert sorted(t.params["train.lr"] for t in result.trials) == lrs
+    assert sorted(t.params["train.lr"] for t in result.trials) == WORKER_LRS
     assert len(result.trials) == 8, "no trial started beyond the budget"
     workers = [t.user_attrs["worker"] for t in result.trials]
     assert {w["threads"] for w in workers} == {threads_per_worker(2)}

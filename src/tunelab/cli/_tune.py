@@ -36,14 +36,21 @@ def tune(
     ),
 ) -> None:
     """Tune CONFIG; running it again on the same run directory continues the study."""
-    standby = _start_helpers_early(config, workers)
+    # Only the light config module so far: with several workers the helper processes start
+    # now, and their ~7 s of imports and warm-up overlap this process's own.
+    from ..config import load_config
+    from ..tune._standby import start_standby
+
+    cfg = load_config(config)
+    helpers = (workers if workers is not None else cfg.tune.workers) - 1
+    standby = start_standby(cfg.run_dir / "workers", helpers) if helpers > 0 else []
     from rich.console import Console
 
     from ..tune import run_study
     from ..tune._summary import print_summary
 
     result = run_study(
-        config,
+        cfg,
         trials=trials,
         timeout=timeout,
         workers=workers,
@@ -56,25 +63,3 @@ def tune(
     )
     print_summary(result, Console())
     typer.echo(f"study: {result.storage}  summary: {result.run_dir / 'tune.json'}")
-
-
-def _start_helpers_early(config: Path, workers: int | None) -> list:
-    """With several workers, start the helper processes now, before this process imports the
-    tune stage: their ~7 s of imports and warm-up then overlap ours (they wait for a spec).
-
-    Only the light config module is loaded here; a config that does not load starts nothing and
-    ``run_study`` reports the error as usual.
-    """
-    from ..config import load_config
-    from ..errors import ConfigError
-
-    try:
-        cfg = load_config(config)
-    except (ConfigError, OSError, ValueError):
-        return []
-    count = (workers if workers is not None else cfg.tune.workers) - 1
-    if count < 1:
-        return []
-    from ..tune._standby import start_standby
-
-    return start_standby(cfg.run_dir / "workers", count)

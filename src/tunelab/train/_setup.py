@@ -94,13 +94,18 @@ def wrap_model(
     return train_forward, eval_forward, ddp
 
 
+def batch_sizes(rows: int, batch_size: int) -> list[int]:
+    """Rows in each batch of an epoch over ``rows`` rows (the last one may be short)."""
+    return [min(batch_size, rows - start) for start in range(0, rows, batch_size)]
+
+
 def batch_scales(rows: int, batch_size: int, accumulate: int) -> Sequence[float]:
     """Per micro-batch, its rows over the rows of its accumulation group.
 
     Scaling each micro-batch's mean loss this way makes the accumulated gradient equal the
     gradient of one batch of the whole group, even when the last group is short.
     """
-    sizes = [min(batch_size, rows - start) for start in range(0, rows, batch_size)]
+    sizes = batch_sizes(rows, batch_size)
     if accumulate == 1:
         return [1.0] * len(sizes)
     scales = []

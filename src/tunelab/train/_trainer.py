@@ -37,6 +37,7 @@ from ._schedules import LRSchedule
 from ._setup import (
     autocast_context,
     batch_scales,
+    batch_sizes,
     check_resolved,
     distributed_info,
     is_out_of_memory,
@@ -391,10 +392,7 @@ class Trainer:
         self._batch_scales = batch_scales(
             local_rows, int(cfg.batch_size), int(cfg.accumulate_steps)
         )
-        self._batch_rows = [
-            min(int(cfg.batch_size), local_rows - start)
-            for start in range(0, local_rows, int(cfg.batch_size))
-        ]
+        self._batch_rows = batch_sizes(local_rows, int(cfg.batch_size))
         self.steps_per_epoch = math.ceil(len(self._batch_scales) / int(cfg.accumulate_steps))
         self.scheduler = LRSchedule(
             cfg.schedule,

@@ -83,7 +83,7 @@ def run_study(
             override the ``tune`` section (``None`` keeps the config's value).
         standby: worker processes from :func:`start_standby`, already importing while this
             process prepares the study (``tunelab tune`` starts them before its own imports);
-            without them, the helpers of ``workers > 1`` start as soon as the config is read.
+            any still missing for ``workers > 1`` start as soon as the config is read.
             Unused ones are stopped.
 
     Example:
@@ -105,11 +105,13 @@ def run_study(
                 "progress": progress,
             },
         )
-        shared = storage_url(cfg.tune.storage, cfg.run_dir) != "memory"
-        if not standby and cfg.tune.workers > 1 and shared:
-            standby = start_standby(cfg.run_dir / "workers", cfg.tune.workers - 1)
+        standby = list(standby or [])
+        missing = cfg.tune.workers - 1 - len(standby)
+        if missing > 0 and storage_url(cfg.tune.storage, cfg.run_dir) != "memory":
+            folder = cfg.run_dir / "workers"
+            standby += start_standby(folder, missing, first=len(standby) + 1)
         with quiet_optuna():
-            return _run(cfg, bundle, standby or [])
+            return _run(cfg, bundle, standby)
     finally:
         if standby:
             release_standby(standby)

@@ -1,7 +1,7 @@
-"""Entry point of one worker process: ``python -m tunelab.tune._worker SPEC.json``.
+"""Entry point of one worker process: ``python -m tunelab.tune._worker --standby SPEC.json``.
 
-``--standby SPEC.json`` starts a worker before its spec exists. ``tunelab tune --workers N``
-launches its helpers this way the moment it has read the config, so their start-up (importing
+A worker starts before its spec exists: ``tunelab tune --workers N`` launches its helpers the
+moment it has read the config, so their start-up (importing
 torch, Optuna and tunelab, ~5 s, and ``torch._dynamo``, ~2 s, which the first optimiser would
 otherwise import in the middle of the first trial) overlaps the parent's own; the parent writes
 the spec when the study is ready. A standby worker exits quietly if the parent dies first; a
@@ -38,12 +38,9 @@ def wait_for_spec(spec_path: Path, parent_pid: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--standby":
-        spec_path = Path(argv[1])
-        if not wait_for_spec(spec_path, parent_pid=os.getppid()):
-            return 0
-    else:
-        spec_path = Path(argv[0])
+    spec_path = Path(argv[-1])  # argv: --standby SPEC
+    if not wait_for_spec(spec_path, parent_pid=os.getppid()):
+        return 0
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if spec.get("log"):  # under the parent's live table, this worker's lines go to a log file
         sys.stdout.flush()

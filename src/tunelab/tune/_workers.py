@@ -28,7 +28,7 @@ from ..config import ExperimentConfig
 from ..errors import FatalError
 from ._progress import LiveTable, progress_mode
 from ._space import config_data
-from ._standby import Standby, start_standby
+from ._standby import Standby
 
 
 def available_cores() -> int:
@@ -49,10 +49,11 @@ def write_specs(cfg: ExperimentConfig, standby: list[Standby], progress: str) ->
     Written atomically, since the worker is polling for it."""
     folder = cfg.run_dir / "workers"
     n = cfg.tune.workers
+    config = config_data(cfg)
     written = []
     for index, (_, path) in enumerate(standby, start=1):
         spec = {
-            "config": config_data(cfg),
+            "config": config,
             "worker": index,
             "threads": threads_per_worker(n),
             "parent_pid": os.getpid(),
@@ -71,16 +72,12 @@ def run_workers(
     cfg: ExperimentConfig,
     study: optuna.Study,
     run_here: Callable[[str], str],
-    standby: list[Standby] | None = None,
+    standby: list[Standby],
 ) -> str:
     """Run ``cfg.tune.workers`` workers: ``run_here(progress)`` in this process (worker 0) and
-    the others in child processes (the ``standby`` ones, plus any still missing); returns the
-    stop reason."""
+    the others in the ``standby`` processes (N-1 of them); returns the stop reason."""
     mode = progress_mode(cfg.tune.progress)
-    helpers = list(standby or [])[: cfg.tune.workers - 1]
-    missing = cfg.tune.workers - 1 - len(helpers)
-    if missing > 0:
-        helpers += start_standby(cfg.run_dir / "workers", missing, first=len(helpers) + 1)
+    helpers = standby[: cfg.tune.workers - 1]
     # Plain lines go straight to our stdout; under the live table, workers write to log files.
     specs = write_specs(cfg, helpers, "plain" if mode == "plain" else "none")
     procs = [proc for proc, _ in helpers]
