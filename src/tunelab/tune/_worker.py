@@ -16,11 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from ..config import parse_config
-from ..errors import FatalError
-
 STANDBY_POLL_S = 0.05
 
 
@@ -38,9 +33,24 @@ def wait_for_spec(spec_path: Path, parent_pid: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    spec_path = Path(argv[-1])  # argv: --standby SPEC
+    # The parent interrupts its helpers when the user presses Ctrl-C or its own run fails, at
+    # any point, imports included: that ends this process quietly, without a traceback.
+    try:
+        return _work(Path(argv[-1]))  # argv: --standby SPEC
+    except KeyboardInterrupt:
+        return 130
+
+
+def _work(spec_path: Path) -> int:
     if not wait_for_spec(spec_path, parent_pid=os.getppid()):
         return 0
+    import torch
+
+    from ..config import parse_config
+    from ..errors import FatalError
+    from ._config_study import work
+    from ._engine import quiet_optuna
+
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if spec.get("log"):  # under the parent's live table, this worker's lines go to a log file
         sys.stdout.flush()
@@ -51,9 +61,6 @@ def main(argv: list[str]) -> int:
         os.close(log)
     result_path = spec_path.with_suffix(".result.json")
     torch.set_num_threads(int(spec["threads"]))
-    from ._config_study import work
-    from ._engine import quiet_optuna
-
     try:
         cfg = parse_config(spec["config"])
         with quiet_optuna():
@@ -68,8 +75,6 @@ def main(argv: list[str]) -> int:
         result_path.write_text(json.dumps({"error": str(exc)}), encoding="utf-8")
         print(str(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
     result_path.write_text(json.dumps({"reason": reason}), encoding="utf-8")
     return 0
 
