@@ -109,3 +109,21 @@ def test_a_failing_tune_stops_the_workers_it_started_early(tmp_path, capsys):
         main(["tune", str(path), "--workers", "2", "--sampler", "bayes"])
     assert done.value.code == 2
     assert not psutil.Process().children(recursive=True), "the standby worker was stopped"
+
+
+def test_helpers_of_a_run_that_fails_on_its_data_exit_without_a_traceback(
+    tmp_path, monkeypatch, capfd
+):
+    from pathlib import Path
+
+    import psutil
+
+    example = Path(__file__).parents[2] / "examples" / "cifar_style_grid.yaml"
+    monkeypatch.chdir(tmp_path)  # its data folder does not exist here
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(example), "--workers", "2", "--progress", "plain"])
+    assert done.value.code != 0
+    err = capfd.readouterr().err  # file-descriptor level: the helper's output too
+    assert "no such file or directory" in err
+    assert "Traceback" not in err
+    assert not psutil.Process().children(recursive=True)
