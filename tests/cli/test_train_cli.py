@@ -6,17 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from tunelab.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tunelab(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -13,15 +13,6 @@ from tunelab.data import DataBundle
 from tunelab.models import ModelSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _digits(images: bool) -> DataBundle:
     X, y = load_digits(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(X))

@@ -18,14 +18,6 @@ from sklearn.datasets import make_classification
 from tunelab.config import parse_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(cfg: dict, run_dir: Path) -> Path:
     from tunelab.train._run import run_training
 

@@ -11,15 +11,6 @@ from tunelab.config import TrainConfig
 from tunelab.data import DataBundle
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def digits() -> DataBundle:
     """600 train / 200 val / 200 test digits rows, features scaled to [0, 1]."""
