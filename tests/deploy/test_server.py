@@ -6,6 +6,7 @@ import json
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -123,7 +124,9 @@ def test_malformed_bodies_are_422_with_a_message(client, body, message):
     [
         (table_row(colour="red"), "unknown feature 'colour'"),
         ({k: v for k, v in table_row().items() if k != "f3"}, "missing feature 'f3'"),
-        (table_row(f1="1.5"), "feature 'f1': expected a number, got the string '1.5'"),
+        (table_row(f1="1.5x"), "feature 'f1': expected a number, got the string '1.5x'"),
+        (table_row(f1="nan"), "feature 'f1': expected a number, got the string 'nan'"),
+        (table_row(f1="1e999"), "feature 'f1': '1e999' is not a finite number"),
         (table_row(f1=True), "feature 'f1': expected a number, got a boolean"),
         (table_row(f5=10**400), "not a finite number"),
         (table_row(f5=[1.0]), "expected a number, got a list"),
@@ -240,3 +243,45 @@ def test_regression_models_return_values_and_compress_on_r2(regression_run):
     assert data["predictions"][0] == pytest.approx(float(expected), rel=1e-5)
     table = compress_run(regression_run, methods=["quantize"]).table
     assert [r.metric for r in table.rows] == ["r2"] * 3
+
+
+def test_rows_replayed_from_the_csv_with_extra_columns(client):
+    row = table_row(label="yes", id=7)
+    refused = client.post("/predict", json={"rows": [row]})
+    assert refused.status_code == 422
+    assert "?extra=ignore" in refused.json()["detail"]
+    reply = client.post("/predict?extra=ignore", json={"rows": [row]})
+    assert reply.status_code == 200, reply.text
+    assert "ignored columns the model does not use: id, label" in reply.json()["warnings"]
+    assert client.post("/predict?extra=maybe", json={"rows": [row]}).status_code == 422
+
+
+def test_a_numeric_string_is_the_number_it_spells(client):
+    as_numbers = client.post("/predict", json={"rows": [table_row(f1=1.5, count=3)]}).json()
+    as_text = client.post("/predict", json={"rows": [table_row(f1=" 1.5", count="3")]}).json()
+    assert as_text["probabilities"] == as_numbers["probabilities"]
+
+
+def test_misspelled_and_missing_features_say_what_to_send(client):
+    misspelled = client.post("/predict", json={"rows": [{**table_row(), "colr": "red"}]})
+    assert "did you mean 'color'?" in misspelled.json()["detail"]
+    without_f2 = {k: v for k, v in table_row().items() if k != "f2"}
+    detail = client.post("/predict", json={"rows": [without_f2]}).json()["detail"]
+    assert "missing feature 'f2'" in detail and "send null to impute it" in detail
+    assert client.post("/predict", json={"rows": [table_row(f2=None)]}).status_code == 200
+
+
+def test_the_openapi_body_is_bounded_and_its_example_looks_like_the_data(client, table_run):
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"]["/predict"]["post"]
+    rows = post["requestBody"]["content"]["application/json"]["schema"]["properties"]["rows"]
+    assert rows["minItems"] == 1 and rows["maxItems"] == 1024
+    assert {"413", "422"} <= set(post["responses"])
+    example = post["requestBody"]["content"]["application/json"]["example"]["rows"][0]
+    data = pd.read_csv(table_run.parent / "table.csv")
+    assert example["color"] in set(data["color"])
+    numeric = [example[c] for c in ("f1", "f2", "f3", "f4", "f5", "count")]
+    assert any(v != 0.0 for v in numeric)
+    for column in ("f1", "f2", "f3", "f4", "f5"):
+        assert data[column].min() <= example[column] <= data[column].max()
+    assert client.post("/predict", json={"rows": [example]}).status_code == 200

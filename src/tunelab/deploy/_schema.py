@@ -5,18 +5,26 @@ exactly as the training data had them; image and sequence models take nested lis
 row. Every problem is an :class:`InputError` carrying the HTTP status (422, or 413 for too many
 rows) and a message that names the row, the feature and what was expected. Strings are never
 handed to an image transform (it would read them as file paths on the server).
+
+Rows are taken as users have them: a numeric feature sent as a string that parses cleanly as a
+finite number (``"30"``, ``" 1.5 "``) is that number, and ``?extra=ignore`` drops columns the
+model does not use (an id, the label) instead of refusing the row.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 _NUMERIC = ("float", "int", "number", "numeric")
+# Plain decimal notation, as a CSV cell holds a number; nan, inf and hex are not numbers here.
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class InputError(Exception):
@@ -83,6 +91,8 @@ def _kind(value: Any) -> str:
 
 
 def _finite(value: Any, where: str) -> float:
+    if isinstance(value, str):
+        value = _number_text(value, where)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"{where}: expected a number, got {_kind(value)}")
     try:
@@ -92,6 +102,22 @@ def _finite(value: Any, where: str) -> float:
     if not math.isfinite(number):
         raise InputError(f"{where}: {value!r} is not a finite number")
     return number
+
+
+def _number_text(text: str, where: str) -> float:
+    """A string that is plainly a finite number (as a CSV cell is), else an :class:`InputError`.
+
+    Only decimal notation counts: ``"nan"``, ``"inf"``, ``"0x1f"`` and ``"1_000"`` are refused,
+    so a value is never guessed at.
+    """
+    stripped = text.strip()
+    if stripped and len(stripped) <= 64 and _DECIMAL.fullmatch(stripped):
+        number = float(stripped)
+        if math.isfinite(number):
+            return number
+        raise InputError(f"{where}: {text!r} is not a finite number")
+    raise InputError(f"{where}: expected a number, got {_kind(text)}")
+
 
 
 @dataclass
@@ -106,6 +132,7 @@ class InputSchema:
     fields: list[dict[str, Any]] = field(default_factory=list)
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     fillable: set[str] = field(default_factory=set)
+    fill_values: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         if self.kind == "table":
@@ -113,6 +140,8 @@ class InputSchema:
                 "kind": "table",
                 "format": '{"rows": [{"<feature>": value, ...}, ...]}',
                 "features": self.fields,
+                "null_imputes": sorted(self.fillable),
+                "extra_columns": "refused; POST /predict?extra=ignore drops them",
             }
         return {
             "kind": self.kind,
@@ -121,29 +150,43 @@ class InputSchema:
         }
 
     def example(self) -> dict[str, Any]:
-        """A valid request body (shown in the OpenAPI docs)."""
+        """A valid request body (shown in the OpenAPI docs), with values a row could have.
+
+        A table feature shows its training fill value (the median of a numeric column, the most
+        frequent category) where the preprocessing kept one, else the first known category.
+        """
         if self.kind == "table":
             row = {}
             for f in self.fields:
-                cats = f.get("categories")
-                row[f["name"]] = cats[0] if cats else (False if f["dtype"] == "bool" else 0.0)
+                name, cats = f["name"], f.get("categories")
+                fill = self.fill_values.get(name)
+                if f["dtype"] == "bool":
+                    row[name] = bool(fill) if fill is not None else False
+                elif cats:
+                    row[name] = fill if fill in cats else cats[0]
+                else:
+                    row[name] = _round_example(fill)
             return {"rows": [row]}
         return {"rows": [np.zeros(self.shapes[0]).tolist()]}
 
-    def parse(self, rows: list[Any]) -> tuple[Any, list[str]]:
+    def parse(self, rows: list[Any], *, ignore_extra: bool = False) -> tuple[Any, list[str]]:
         """``(raw input, warnings)``: clean columns (table) or a float array (tensor).
 
         Warnings note accepted but unusual values, such as a category never seen in training
         (the preprocessing encodes it as "none of the known categories").
+        ``ignore_extra`` drops table columns the model does not use instead of refusing them.
         """
         if self.kind == "table":
-            return self._parse_table(rows)
+            return self._parse_table(rows, ignore_extra=ignore_extra)
         return self._parse_tensor(rows), []
 
-    def _parse_table(self, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
+    def _parse_table(
+        self, rows: list[Any], *, ignore_extra: bool = False
+    ) -> tuple[dict[str, Any], list[str]]:
         """Columns ``{feature: values}`` (what the table preprocessing reads) and warnings."""
         names = [f["name"] for f in self.fields]
         known = set(names)
+        ignored: set[str] = set()
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise InputError(
@@ -153,17 +196,16 @@ class InputSchema:
             if row.keys() == known:
                 continue
             unknown = [k for k in row if k not in known]
-            if unknown:
-                raise InputError(
-                    f"row {i}: unknown feature {unknown[0]!r}; expected features: {_preview(names)}"
-                )
+            if unknown and not ignore_extra:
+                raise InputError(self._unknown_message(i, unknown[0], names))
+            ignored.update(unknown)
             missing = [n for n in names if n not in row]
-            raise InputError(
-                f"row {i}: missing feature {missing[0]!r}"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            )
+            if missing:
+                raise InputError(self._missing_message(i, missing))
         columns: dict[str, Any] = {}
         warnings = []
+        if ignored:
+            warnings.append(f"ignored columns the model does not use: {_preview(sorted(ignored))}")
         for f in self.fields:
             name = f["name"]
             values = [row[name] for row in rows]
@@ -186,6 +228,24 @@ class InputSchema:
                         f"training (known: {_preview(list(f['categories']))})"
                     )
         return columns, warnings
+
+    def _unknown_message(self, i: int, name: str, names: list[str]) -> str:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (
+            f"row {i}: unknown feature {name!r}{hint}; expected features: {_preview(names)}; "
+            "POST /predict?extra=ignore drops columns the model does not use"
+        )
+
+    def _missing_message(self, i: int, missing: list[str]) -> str:
+        first = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        if first in self.fillable:
+            return (
+                f"row {i}: missing feature {first!r}{more}; send null to impute it with the "
+                "training fill value"
+            )
+        return f"row {i}: missing feature {first!r}{more} (it has no fill value: send a value)"
 
     def _value(self, spec: dict[str, Any], value: Any, i: int) -> Any:
         name, dtype = spec["name"], spec["dtype"]
@@ -259,6 +319,15 @@ def _to_canonical(
     return array.reshape(canonical)
 
 
+def _round_example(value: Any) -> float:
+    """A numeric fill value as an example: finite, with four significant digits."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return float(f"{number:.4g}") if math.isfinite(number) else 0.0
+
+
 def _preview(names: list[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
@@ -276,7 +345,7 @@ def schema_for(preprocessing: Any, spec: Any) -> InputSchema:
     if kind == "table":
         fill = getattr(preprocessing, "fill_", {}) or {}
         fillable = {name for name, value in fill.items() if value is not None}
-        return InputSchema("table", fields=fields, fillable=fillable)
+        return InputSchema("table", fields=fields, fillable=fillable, fill_values=dict(fill))
     if kind == "image":
         c, h, w = (int(v) for v in fields[0]["shape"])
         shapes = [(c, h, w), (h, w, c)]

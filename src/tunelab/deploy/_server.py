@@ -6,6 +6,7 @@ input schema, applies the saved preprocessing and runs every row of the request 
 forward pass. Bad input is a 4xx with a message naming what is wrong; a 5xx would mean a bug.
 """
 
+import functools
 import time
 from functools import cached_property
 from pathlib import Path
@@ -46,9 +47,11 @@ class PredictionService:
             return []
         return list(spec.classes) or [str(i) for i in range(max(spec.output_size, 2))]
 
-    def model_input(self, rows: list[Any]) -> tuple[np.ndarray, list[str]]:
+    def model_input(
+        self, rows: list[Any], *, ignore_extra: bool = False
+    ) -> tuple[np.ndarray, list[str]]:
         """Validated, preprocessed model input and any warnings about the raw values."""
-        raw, warnings = self.schema.parse(rows)
+        raw, warnings = self.schema.parse(rows, ignore_extra=ignore_extra)
         pre = self.served.preprocessing
         if pre is None or not hasattr(pre, "transform"):
             return raw, warnings
@@ -59,8 +62,8 @@ class PredictionService:
         except Exception as exc:  # the transform only ever sees validated user input
             raise InputError(f"input could not be preprocessed: {_first_line(exc)}") from None
 
-    def predict(self, rows: list[Any]) -> dict[str, Any]:
-        X, warnings = self.model_input(rows)
+    def predict(self, rows: list[Any], *, ignore_extra: bool = False) -> dict[str, Any]:
+        X, warnings = self.model_input(rows, ignore_extra=ignore_extra)
         expected = tuple(int(d) for d in self.served.spec.input_shape)
         if tuple(X.shape[1:]) != expected:
             raise InputError(
@@ -169,6 +172,7 @@ def create_app(
                         "properties": {
                             "rows": {
                                 "type": "array",
+                                "minItems": 1,
                                 "maxItems": max_rows,
                                 "items": {"type": "object"}
                                 if engine.schema.kind == "table"
@@ -186,12 +190,29 @@ def create_app(
         "/predict",
         summary=f"Predict up to {max_rows} rows in one forward pass",
         openapi_extra=request_schema,
+        description=(
+            "Rows as the training data had them. A numeric feature may be a number or a string "
+            "that is plainly one (`\"30\"`); `null` imputes a feature with its training fill "
+            "value where `/metadata` lists it under `input.null_imputes`. Columns the model "
+            "does not use (an id, the label) are refused unless `?extra=ignore` is given, "
+            "which drops them and says so in `warnings`."
+        ),
         responses={
-            413: {"description": "body or row count over the limit"},
-            422: {"description": "input that does not match the schema"},
+            413: {
+                "description": (
+                    f"more than {max_rows} rows, or a body over {max_body_bytes} bytes"
+                ),
+                "content": {"application/json": {"example": {"detail": "..."}}},
+            },
+            422: {
+                "description": "input that does not match the schema (names the row and feature)",
+                "content": {"application/json": {"example": {"detail": "row 0: ..."}}},
+            },
         },
     )
-    async def predict(request: Request) -> Any:
+    async def predict(request: Request, extra: str = "error") -> Any:
+        if extra not in ("error", "ignore"):
+            return error(422, f"extra={extra[:40]!r}: expected 'error' or 'ignore'")
         length = request.headers.get("content-length")
         if length is not None:
             try:
@@ -208,7 +229,9 @@ def create_app(
             chunks.append(chunk)
         try:
             rows = parse_body(b"".join(chunks), max_rows=max_rows)
-            return await run_in_threadpool(engine.predict, rows)
+            return await run_in_threadpool(
+                functools.partial(engine.predict, ignore_extra=extra == "ignore"), rows
+            )
         except InputError as exc:
             return error(exc.status, exc.message)
 
