@@ -8,12 +8,15 @@
 """
 
 from ._augment import Augmenter, ImageAugmenter
-from ._bundle import DataBundle
+from ._bundle import DataBundle, Provenance
 from ._image_pre import ImagePreprocessing
+from ._image_preparer import ImagePreparer
 from ._prepare import kfold_splits, prepare_data
+from ._preparer import Preparer, register_preparer, registered_preparers
 from ._preprocessing import InputField, Preprocessing
 from ._profile import CleaningAction, ColumnProfile, DataProfile
 from ._table_pre import TablePreprocessing
+from ._table_preparer import TablePreparer
 
 __all__ = [
     "Augmenter",
@@ -22,10 +25,16 @@ __all__ = [
     "DataBundle",
     "DataProfile",
     "ImageAugmenter",
+    "ImagePreparer",
     "ImagePreprocessing",
     "InputField",
+    "Preparer",
     "Preprocessing",
+    "Provenance",
+    "TablePreparer",
     "TablePreprocessing",
     "kfold_splits",
     "prepare_data",
+    "register_preparer",
+    "registered_preparers",
 ]

@@ -2,18 +2,49 @@
 
 Tensors are already cleaned, scaled and split; ``preprocessing`` holds the fitted transform so
 serving applies exactly the same steps to raw input; ``augmenter`` (images only) is applied per
-training batch by the trainer and never at evaluation time.
+training batch by the trainer and never at evaluation time. ``provenance`` records what a bundle
+from ``prepare_data`` was built from, so cross-validation can refit the preprocessing per fold
+and ``source_rows`` can name the file rows of each split.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from ..config import DataConfig
+    from ._preparer import Preparer
+    from ._split import SplitPositions
+    from ._tidy import Tidy
+
 Task = Literal["classification", "regression"]
+SPLIT_TENSORS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a bundle from ``prepare_data`` was built from.
+
+    ``tidied`` is the data after the stateless cleaning (before anything was fitted), ``cfg``
+    and ``seed`` the settings, ``preparer`` the :class:`~tunelab.data.Preparer` class that
+    fitted it, ``parts`` the split positions (into ``tidied``) as cut, and ``final`` the
+    positions actually used (``parts`` less the training rows dropped as outliers).
+    """
+
+    tidied: Tidy
+    cfg: DataConfig
+    seed: int
+    preparer: type[Preparer]
+    parts: SplitPositions
+    final: SplitPositions
+
+    def source_rows(self, split: str) -> np.ndarray:
+        """0-based source rows of ``split`` (``"train"``, ``"val"`` or ``"test"``)."""
+        return self.tidied.source_index[getattr(self.final, split)]
 
 
 @dataclass
@@ -37,6 +68,8 @@ class DataBundle:
     augmenter: Any = None
     profile: Any = None
     name: str = "data"
+    # Kept out of repr and equality: it holds the whole cleaned source.
+    provenance: Provenance | None = field(default=None, repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -65,16 +98,23 @@ class DataBundle:
 
     def source_rows(self, split: str) -> np.ndarray | None:
         """0-based rows of the source (file row after the header, array index, image number)
-        that make up ``split``, in order; ``None`` for a bundle not built by ``prepare_data``
-        (``from_arrays``, or a copy made by :meth:`replace`)."""
+        that make up ``split``, in order; ``None`` for a bundle without :attr:`provenance`
+        (``from_arrays``, or a :meth:`replace` copy with new split tensors)."""
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be one of train, val, test, got {split!r}")
-        prepared = getattr(self, "_prepared", None)
-        return None if prepared is None else prepared.source_rows(split)
+        return None if self.provenance is None else self.provenance.source_rows(split)
 
     def replace(self, **changes: Any) -> DataBundle:
-        """A shallow copy with some fields changed (e.g. the folds of cross-validation)."""
+        """A shallow copy with some fields changed (e.g. the folds of cross-validation).
+
+        ``provenance`` is kept, so a renamed bundle or one with another augmenter still refits
+        per fold. It is dropped (``None``) when a split's tensors change, unless ``provenance``
+        is passed too: it describes the tensors it was built into, and stale provenance would
+        make ``kfold_splits`` refit from the old data and ``source_rows`` name the wrong rows.
+        """
         values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        if "provenance" not in changes and any(name in changes for name in SPLIT_TENSORS):
+            values["provenance"] = None
         values.update(changes)
         return DataBundle(**values)
 

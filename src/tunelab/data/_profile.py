@@ -8,6 +8,7 @@ a run directory keeps it as ``data_profile.json``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,13 @@ class DataProfile:
         for split, stats in self.target.items():
             table.add_row(split, *(_num(stats.get(k)) for k in ("mean", "std", "min", "max")))
         return table
+
+
+def finite(value: float) -> float | None:
+    """A statistic as the profile keeps it: a float, or ``None`` for NaN and inf (which JSON
+    cannot hold)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _num(value: float | None) -> str:

@@ -8,7 +8,7 @@ lets error messages name the file, the column and the row the user has to look a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ TaskHint = Literal["classification", "regression"] | None
 
 @dataclass
 class Loaded:
-    """Common part of what a source read.
+    """Common part of what a source read; ``kind`` names the ``Preparer`` that cleans it.
 
     ``origin`` names the file (or ``sklearn:digits``) in messages; ``line_offset`` turns a
     0-based data row into the file's line number (2 for a CSV with a header), ``None`` where
@@ -35,10 +35,14 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
     ignored: int = 0
 
+    kind: ClassVar[str] = ""
+
 
 @dataclass
 class RawTable(Loaded):
     """Feature columns as read (index = 0-based source row) and the raw label column."""
+
+    kind: ClassVar[str] = "table"
 
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     labels: pd.Series | np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -47,6 +51,8 @@ class RawTable(Loaded):
 @dataclass
 class RawImages(Loaded):
     """Images ``(n, C, H, W)`` (uint8 or float) and integer labels; ``items`` names each one."""
+
+    kind: ClassVar[str] = "image"
 
     images: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 1), np.uint8))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))

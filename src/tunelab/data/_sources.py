@@ -169,43 +169,12 @@ def load_numpy(path: Path, cfg: DataConfig) -> RawTable | RawImages:
         raise data_error(origin, f"cannot read without unpickling: {_first_line(exc)}") from None
     except Exception as exc:
         raise data_error(origin, f"cannot read as .npy/.npz: {_first_line(exc)}") from None
-    names: list[str] | None = None
-    classes: list[str] | None = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
-            keys = list(loaded.files)
-            x_key = next((k for k in NPZ_X_KEYS if k in keys), None)
-            y_key = cfg.label or next((k for k in NPZ_Y_KEYS if k in keys), None)
-            if x_key is None:
-                raise data_error(
-                    origin, f"no feature array (one of {', '.join(NPZ_X_KEYS)}); arrays: {keys}"
-                )
-            if y_key is None or y_key not in keys:
-                raise data_error(
-                    origin,
-                    f"no label array {y_key or '(y, labels or target)'}; arrays: {keys}",
-                )
-            try:
-                X, y = loaded[x_key], loaded[y_key]
-                if "classes" in keys:
-                    classes = [str(c) for c in loaded["classes"].tolist()]
-                if "feature_names" in keys:
-                    names = [str(c) for c in loaded["feature_names"].tolist()]
-            except ValueError as exc:  # object arrays: numpy would need pickle
-                raise data_error(
-                    origin, f"cannot read without unpickling: {_first_line(exc)}"
-                ) from None
+            X, y, classes, names = _npz_arrays(loaded, cfg, origin)
     else:
-        array = loaded
-        if array.ndim != 2 or array.shape[1] < 2:
-            raise data_error(
-                origin,
-                f"a .npy file must be a 2-D table with the label as one column, got shape "
-                f"{tuple(array.shape)}; save images as .npz with arrays X and y",
-            )
-        column = _npy_label_column(cfg.label, array.shape[1], origin)
-        y = array[:, column]
-        X = np.delete(array, column, axis=1)
+        X, y = _npy_arrays(loaded, cfg, origin)
+        classes = names = None
     if len(X) == 0:
         raise data_error(origin, "the file is empty (no rows)")
     if len(X) != len(y):
@@ -220,6 +189,59 @@ def load_numpy(path: Path, cfg: DataConfig) -> RawTable | RawImages:
             images=images_to_nchw(X, origin),
             labels=np.asarray(y),
         )
+    return _array_table(X, y, cfg, origin, classes=classes, names=names)
+
+
+def _npz_arrays(
+    loaded: Any, cfg: DataConfig, origin: str
+) -> tuple[np.ndarray, np.ndarray, list[str] | None, list[str] | None]:
+    """``(X, y, classes, feature_names)`` of an ``.npz`` archive, found by their usual names."""
+    keys = list(loaded.files)
+    x_key = next((k for k in NPZ_X_KEYS if k in keys), None)
+    y_key = cfg.label or next((k for k in NPZ_Y_KEYS if k in keys), None)
+    if x_key is None:
+        raise data_error(
+            origin, f"no feature array (one of {', '.join(NPZ_X_KEYS)}); arrays: {keys}"
+        )
+    if y_key is None or y_key not in keys:
+        raise data_error(
+            origin,
+            f"no label array {y_key or '(y, labels or target)'}; arrays: {keys}",
+        )
+    classes = names = None
+    try:
+        X, y = loaded[x_key], loaded[y_key]
+        if "classes" in keys:
+            classes = [str(c) for c in loaded["classes"].tolist()]
+        if "feature_names" in keys:
+            names = [str(c) for c in loaded["feature_names"].tolist()]
+    except ValueError as exc:  # object arrays: numpy would need pickle
+        raise data_error(origin, f"cannot read without unpickling: {_first_line(exc)}") from None
+    return X, y, classes, names
+
+
+def _npy_arrays(array: np.ndarray, cfg: DataConfig, origin: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a 2-D ``.npy`` table whose label is one of its columns."""
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise data_error(
+            origin,
+            f"a .npy file must be a 2-D table with the label as one column, got shape "
+            f"{tuple(array.shape)}; save images as .npz with arrays X and y",
+        )
+    column = _npy_label_column(cfg.label, array.shape[1], origin)
+    return np.delete(array, column, axis=1), array[:, column]
+
+
+def _array_table(
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: DataConfig,
+    origin: str,
+    *,
+    classes: list[str] | None,
+    names: list[str] | None,
+) -> RawTable:
+    """Feature and label arrays as a :class:`RawTable` (columns ``f0, f1, ...`` unless named)."""
     if X.ndim == 1:
         X = X[:, None]
     names = names or [f"f{i}" for i in range(X.shape[1])]

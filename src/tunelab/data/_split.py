@@ -13,6 +13,8 @@ import numpy as np
 from ..config import SplitConfig
 from ._raw import data_error
 
+SPLITS = ("train", "val", "test")
+
 
 @dataclass
 class SplitPositions:

@@ -16,8 +16,8 @@ import pandas as pd
 from ._columns import NUMERIC_KINDS, category_strings, to_numeric
 from ._preprocessing import InputField, Preprocessing
 from ._raw import data_error, where
-
-MISSING_CATEGORY = "__missing__"
+from ._table_input import numeric_arrays, rows_as_frame
+from ._table_stats import category_fill, numeric_fill, outlier_bounds
 
 
 class TablePreprocessing(Preprocessing):
@@ -157,38 +157,57 @@ class TablePreprocessing(Preprocessing):
         line_offset: int | None,
         counts: dict[str, Counter] | None,
     ) -> np.ndarray:
+        """The steps of ``fit`` in order; returns the unscaled features of the kept rows."""
+        outside = self._fit_numeric(frame, origin=origin)
+        dropping = self.outliers != "none" and self.outlier_action == "drop"
+        self.outlier_rows_ = frame.index[outside] if dropping else frame.index[:0]
+        kept = frame[~outside] if dropping and outside.any() else frame
+        names = self._fit_categories(kept)
+        features = self._features(kept, origin=origin, line_offset=line_offset, counts=counts)
+        self._fit_constant_and_scale(features, names, origin=origin)
+        self._restore()
+        return features
+
+    def _fit_numeric(self, frame: pd.DataFrame, *, origin: str) -> np.ndarray:
+        """Fill values of every column and outlier bounds of the numeric ones (``fill_``,
+        ``bounds_``, ``outlier_counts_``); returns the mask of rows outside any bound."""
         self.fill_: dict[str, Any] = {}
         self.bounds_: dict[str, list[float] | None] = {}
-        self.categories_: dict[str, list[str]] = {}
         self.outlier_counts_: dict[str, int] = {}
         outside = np.zeros(len(frame), dtype=bool)
         for column in self.columns:
             kind = self.kinds[column]
-            if kind in NUMERIC_KINDS:
-                values, _ = to_numeric(frame[column], kind, coerce=True, origin=origin)
-                absent = np.isnan(values)
-                present = values[~absent]
-                if present.size == 0:
-                    raise data_error(
-                        where(origin, column=column), "every training value is missing"
-                    )
-                fill = self._numeric_fill(present)
-                self.fill_[column] = fill
-                if fill is not None:
-                    values[absent] = fill
-                    present = values
-                bounds = None if kind == "bool" else self._bounds(present)
-                self.bounds_[column] = bounds
-                if bounds is not None:
-                    out = (values < bounds[0]) | (values > bounds[1])
-                    self.outlier_counts_[column] = int(out.sum())
-                    if self.outliers != "none":
-                        outside |= out
-            else:
-                self.fill_[column] = self._category_fill(category_strings(frame[column]))
-        dropping = self.outliers != "none" and self.outlier_action == "drop"
-        self.outlier_rows_ = frame.index[outside] if dropping else frame.index[:0]
-        kept = frame[~outside] if dropping and outside.any() else frame
+            if kind not in NUMERIC_KINDS:
+                self.fill_[column] = category_fill(category_strings(frame[column]), self.missing)
+                continue
+            values, _ = to_numeric(frame[column], kind, coerce=True, origin=origin)
+            absent = np.isnan(values)
+            present = values[~absent]
+            if present.size == 0:
+                raise data_error(where(origin, column=column), "every training value is missing")
+            fill = numeric_fill(present, self.missing, self.fill_value)
+            self.fill_[column] = fill
+            if fill is not None:
+                # Bounds are measured after filling, as transform will see the column.
+                values[absent] = fill
+                present = values
+            bounds = (
+                None
+                if kind == "bool"
+                else outlier_bounds(present, self.outliers, self.zscore_threshold, self.iqr_factor)
+            )
+            self.bounds_[column] = bounds
+            if bounds is not None:
+                out = (values < bounds[0]) | (values > bounds[1])
+                self.outlier_counts_[column] = int(out.sum())
+                if self.outliers != "none":
+                    outside |= out
+        return outside
+
+    def _fit_categories(self, kept: pd.DataFrame) -> list[str]:
+        """Categories of each categorical column from the kept training rows (``categories_``);
+        returns every output feature's name, before constant features are dropped."""
+        self.categories_: dict[str, list[str]] = {}
         names: list[str] = []
         for column in self.columns:
             if self.kinds[column] in NUMERIC_KINDS:
@@ -199,7 +218,13 @@ class TablePreprocessing(Preprocessing):
                 text = text.fillna(self.fill_[column])
             self.categories_[column] = sorted(str(v) for v in text.dropna().unique())
             names += [f"{column}={c}" for c in self.categories_[column]]
-        features = self._features(kept, origin=origin, line_offset=line_offset, counts=counts)
+        return names
+
+    def _fit_constant_and_scale(
+        self, features: np.ndarray, names: list[str], *, origin: str
+    ) -> None:
+        """Constant features (``constant_features_``, ``keep_``, ``feature_names_``) and the
+        scaler (``offset_``, ``scale_``) of the features kept."""
         if features.shape[1]:
             constant = features.max(axis=1) == features.min(axis=1)
         else:
@@ -221,49 +246,6 @@ class TablePreprocessing(Preprocessing):
         spread = np.where(spread > 0, spread, 1.0)
         self.offset_ = offset.tolist()
         self.scale_ = spread.tolist()
-        self._restore()
-        return features
-
-    def _numeric_fill(self, present: np.ndarray) -> float | None:
-        if self.missing == "mean":
-            return float(present.mean())
-        if self.missing == "median":
-            return float(np.median(present))
-        if self.missing == "most_frequent":
-            values, counts = np.unique(present, return_counts=True)
-            return float(values[int(np.argmax(counts))])
-        if self.missing == "constant":
-            return float(self.fill_value)
-        return None  # drop / error: nothing is filled
-
-    def _category_fill(self, text: pd.Series) -> str | None:
-        if self.missing == "constant":
-            return MISSING_CATEGORY
-        if self.missing in ("drop", "error"):
-            return None
-        counts = text.value_counts()
-        if counts.empty:
-            return None
-        # Ties go to the alphabetically first category so the fill never depends on row order.
-        return min(str(v) for v in counts.index[counts.to_numpy() == counts.max()])
-
-    def _bounds(self, values: np.ndarray) -> list[float] | None:
-        """Outlier bounds; ``None`` when the column has no spread to measure against."""
-        if values.size == 0:
-            return None
-        if self.outliers == "iqr":
-            q1, q3 = np.percentile(values, [25, 75])
-            if q3 <= q1:
-                return None
-            return [
-                float(q1 - self.iqr_factor * (q3 - q1)),
-                float(q3 + self.iqr_factor * (q3 - q1)),
-            ]
-        # z-score (also used to report outliers when no outlier handling is configured)
-        mean, std = float(values.mean()), float(values.std())
-        if std == 0:
-            return None
-        return [mean - self.zscore_threshold * std, mean + self.zscore_threshold * std]
 
     def _restore(self) -> None:
         self._keep = np.asarray(self.keep_, dtype=bool)
@@ -279,27 +261,13 @@ class TablePreprocessing(Preprocessing):
         clean = self._clean_numeric_columns(raw)
         if clean is not None:
             return self._finish(clean)
-        return self.transform_frame(self._as_frame(raw), origin="input")
+        return self.transform_frame(rows_as_frame(raw, self.columns), origin="input")
 
     def _clean_numeric_columns(self, raw: Any) -> np.ndarray | None:
-        """The fast path for what the server sends: ``{column: float64 array}`` of finite
-        numbers for a table of float/int columns only. Building a DataFrame and parsing each
-        column costs milliseconds per request, most of a single-row prediction; anything else
-        (categories, bools, missing values, lists) returns ``None`` and takes the general path,
-        which fills, parses and names the row of a bad value."""
-        if not isinstance(raw, dict) or any(
-            self.kinds[c] not in ("float", "int") for c in self.columns
-        ):
-            return None
-        arrays = [raw.get(c) for c in self.columns]
-        if not all(
-            isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == 1 for a in arrays
-        ):
-            return None
-        if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
-            return None
-        values = np.stack(arrays)  # feature-major, as _features builds it
-        if not np.isfinite(values).all():
+        """The fast path for what the server sends (see ``numeric_arrays``): the feature-major
+        values, clipped like ``_features`` clips, or ``None`` for the general path."""
+        values = numeric_arrays(raw, self.columns, self.kinds)
+        if values is None:
             return None
         if self.outliers != "none" and self.outlier_action == "clip":
             for row, column in zip(values, self.columns, strict=True):
@@ -346,44 +314,70 @@ class TablePreprocessing(Preprocessing):
         out = np.zeros((sum(widths), len(frame)), dtype=np.float64)
         start = 0
         for column, width in zip(self.columns, widths, strict=True):
-            kind = self.kinds[column]
-            series = frame[column]
-            fill = self.fill_[column]
-            if kind in NUMERIC_KINDS:
-                values, _ = to_numeric(
-                    series,
-                    kind,
-                    coerce=self.coerce.get(column, False),
-                    origin=origin,
-                    line_offset=line_offset,
-                )
-                absent = np.isnan(values)
-                if absent.any():
-                    self._check_fillable(series, absent, fill, origin, line_offset)
-                    values[absent] = fill
-                    _add(counts, "filled", column, int(absent.sum()))
-                bounds = self.bounds_[column]
-                if bounds is not None:
-                    outside = (values < bounds[0]) | (values > bounds[1])
-                    _add(counts, "outliers", column, int(outside.sum()))
-                    if self.outliers != "none" and self.outlier_action == "clip":
-                        np.clip(values, bounds[0], bounds[1], out=values)
-                        _add(counts, "clipped", column, int(outside.sum()))
-                out[start] = values
+            place = {"origin": origin, "line_offset": line_offset, "counts": counts}
+            if self.kinds[column] in NUMERIC_KINDS:
+                out[start] = self._numeric_values(frame[column], column, **place)
             else:
-                text = category_strings(series)
-                absent = text.isna().to_numpy()
-                if absent.any():
-                    self._check_fillable(series, absent, fill, origin, line_offset)
-                    text = text.fillna(fill)
-                    _add(counts, "filled", column, int(absent.sum()))
-                codes = pd.Categorical(text, categories=self.categories_[column]).codes
-                unseen = codes < 0
-                _add(counts, "unseen", column, int(unseen.sum()))
-                rows = np.flatnonzero(~unseen)
-                out[start + codes[rows].astype(np.int64), rows] = 1.0
+                self._one_hot(out[start : start + width], frame[column], column, **place)
             start += width
         return out
+
+    def _numeric_values(
+        self,
+        series: pd.Series,
+        column: str,
+        *,
+        origin: str,
+        line_offset: int | None,
+        counts: dict[str, Counter] | None,
+    ) -> np.ndarray:
+        """One numeric column: parsed, filled, clipped (when configured), counted."""
+        values, _ = to_numeric(
+            series,
+            self.kinds[column],
+            coerce=self.coerce.get(column, False),
+            origin=origin,
+            line_offset=line_offset,
+        )
+        absent = np.isnan(values)
+        if absent.any():
+            fill = self.fill_[column]
+            self._check_fillable(series, absent, fill, origin, line_offset)
+            values[absent] = fill
+            _add(counts, "filled", column, int(absent.sum()))
+        bounds = self.bounds_[column]
+        if bounds is not None:
+            outside = (values < bounds[0]) | (values > bounds[1])
+            _add(counts, "outliers", column, int(outside.sum()))
+            if self.outliers != "none" and self.outlier_action == "clip":
+                np.clip(values, bounds[0], bounds[1], out=values)
+                _add(counts, "clipped", column, int(outside.sum()))
+        return values
+
+    def _one_hot(
+        self,
+        out: np.ndarray,
+        series: pd.Series,
+        column: str,
+        *,
+        origin: str,
+        line_offset: int | None,
+        counts: dict[str, Counter] | None,
+    ) -> None:
+        """One categorical column into ``out`` (its rows of the feature matrix, zeros); an
+        unseen category stays all zeros and is counted."""
+        text = category_strings(series)
+        absent = text.isna().to_numpy()
+        if absent.any():
+            fill = self.fill_[column]
+            self._check_fillable(series, absent, fill, origin, line_offset)
+            text = text.fillna(fill)
+            _add(counts, "filled", column, int(absent.sum()))
+        codes = pd.Categorical(text, categories=self.categories_[column]).codes
+        unseen = codes < 0
+        _add(counts, "unseen", column, int(unseen.sum()))
+        rows = np.flatnonzero(~unseen)
+        out[codes[rows].astype(np.int64), rows] = 1.0
 
     def _check_fillable(
         self,
@@ -401,38 +395,6 @@ class TablePreprocessing(Preprocessing):
             f"missing value (NaN/inf) and data.clean.missing is {self.missing!r}, so tunelab "
             "does not fill it",
         )
-
-    def _as_frame(self, raw: Any) -> pd.DataFrame:
-        if isinstance(raw, pd.DataFrame):
-            frame = raw.reset_index(drop=True)
-        elif isinstance(raw, pd.Series):
-            frame = raw.to_frame().T.reset_index(drop=True)
-        elif isinstance(raw, dict):
-            scalar = not any(
-                isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in raw.values()
-            )
-            frame = pd.DataFrame([raw]) if scalar else pd.DataFrame(raw)
-        elif isinstance(raw, (list, tuple)) and raw and all(isinstance(r, dict) for r in raw):
-            frame = pd.DataFrame(list(raw))
-        else:
-            array = np.asarray(raw, dtype=object if _has_text(raw) else None)
-            if array.ndim == 1:
-                array = array[None]
-            if array.ndim != 2 or array.shape[1] != len(self.columns):
-                raise data_error(
-                    "input",
-                    f"expected rows of {len(self.columns)} values ({', '.join(self.columns)}), "
-                    f"got shape {tuple(array.shape)}",
-                )
-            frame = pd.DataFrame(array, columns=self.columns)
-        frame.columns = [str(c) for c in frame.columns]
-        absent = [c for c in self.columns if c not in frame.columns]
-        if absent:
-            raise data_error(
-                "input",
-                f"no column {absent[0]!r}; expected columns: {', '.join(self.columns)}",
-            )
-        return frame
 
     # ---- schema ----------------------------------------------------------------------------
 
@@ -454,16 +416,3 @@ class TablePreprocessing(Preprocessing):
 def _add(counts: dict[str, Counter] | None, what: str, column: str, n: int) -> None:
     if counts is not None and n:
         counts.setdefault(what, Counter())[column] += n
-
-
-def _has_text(raw: Any) -> bool:
-    if isinstance(raw, np.ndarray):
-        return raw.dtype == object
-    try:
-        return any(
-            isinstance(v, str)
-            for row in raw
-            for v in (row if isinstance(row, (list, tuple)) else [row])
-        )
-    except TypeError:
-        return False

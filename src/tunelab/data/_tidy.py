@@ -5,6 +5,10 @@ These steps look at one row or one value at a time, so doing them before the spl
 learn from the data — filling values, outlier bounds, categories, scaling — are fitted later, on
 the training split only, by ``Preprocessing``. Every row removed here becomes a
 :class:`CleaningAction`.
+
+``tidy_table`` runs its steps in order — subsample, drop unlabelled rows, encode labels, convert
+columns to their kinds, check missing values, drop rows with missing values (if asked),
+duplicates — each a small function below; ``tidy_images`` does the image equivalent.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import DataConfig
+from ..config import CleanConfig, DataConfig
 from ._columns import NUMERIC_KINDS, Kind, category_strings, infer_kind, is_missing, to_numeric
+from ._labels import MAX_AUTO_CLASSES, encode_labels, names_list
 from ._profile import CleaningAction
-from ._raw import RawImages, RawTable, data_error, short, where
+from ._raw import RawImages, RawTable, data_error, where
 
-MAX_AUTO_CLASSES = 50
+__all__ = ["MAX_AUTO_CLASSES", "Tidy", "TidyImages", "TidyTable", "tidy_images", "tidy_table"]
 
 
 @dataclass
@@ -44,6 +49,17 @@ class Tidy:
     def __len__(self) -> int:
         return len(self.y)
 
+    def rows(self, positions: np.ndarray) -> Any:
+        """The features of the rows at ``positions``."""
+        raise NotImplementedError
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        """Keep only the rows where the boolean mask ``keep`` is true (features, labels and
+        the per-row bookkeeping together)."""
+        self.y = self.y[keep]
+        self.row_hash = self.row_hash[keep]
+        self.source_index = self.source_index[keep]
+
 
 @dataclass
 class TidyTable(Tidy):
@@ -56,6 +72,10 @@ class TidyTable(Tidy):
 
     def rows(self, positions: np.ndarray) -> pd.DataFrame:
         return self.frame.iloc[positions]
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        super().keep_rows(keep)
+        self.frame = self.frame[keep]
 
 
 @dataclass
@@ -70,47 +90,89 @@ class TidyImages(Tidy):
     def rows(self, positions: np.ndarray) -> np.ndarray:
         return self.images[positions]
 
-
-def tidy(raw: RawTable | RawImages, cfg: DataConfig, *, seed: int) -> TidyTable | TidyImages:
-    if isinstance(raw, RawImages):
-        return tidy_images(raw, cfg, seed=seed)
-    return tidy_table(raw, cfg, seed=seed)
+    def keep_rows(self, keep: np.ndarray) -> None:
+        super().keep_rows(keep)
+        self.images = self.images[keep]
+        if self.items:
+            self.items = [n for n, k in zip(self.items, keep, strict=True) if k]
 
 
 # ---- tables ----------------------------------------------------------------------------------
 
 
 def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
-    clean = cfg.clean
-    frame, labels = raw.frame, raw.labels
+    """The stateless cleaning of a table, step by step; every removal is a cleaning action."""
     actions: list[CleaningAction] = []
-    rows_loaded = len(frame)
-    keep = _subsample(rows_loaded, cfg.max_rows, seed, actions)
-    if keep is not None:
-        frame, labels = frame.iloc[keep], _take(labels, keep)
-    labels_series = _label_series(labels, frame.index, raw.label_name)
-    if labels_series is not None:
-        absent = is_missing(labels_series)
-        if absent.all():
-            raise data_error(where(raw.origin, column=raw.label_name), "every label is missing")
-        if absent.any():
-            actions.append(
-                CleaningAction(
-                    "labels",
-                    "dropped rows without a label",
-                    raw.label_name,
-                    rows_dropped=int(absent.sum()),
-                )
-            )
-            frame, labels_series = frame[~absent], labels_series[~absent]
-        labels = labels_series
-    else:
+    frame, labels = _subsample_table(raw, cfg, seed, actions)
+    frame, labels = _drop_unlabelled(raw, frame, labels, actions)
+    y, task, classes = encode_labels(labels, cfg=cfg, raw=raw, index=frame.index)
+    frame, kinds, coerce = _convert_columns(raw, frame, cfg.clean, actions)
+    missing = _check_missing(raw, frame, cfg.clean)
+    frame, y = _drop_missing_rows(frame, y, missing, cfg.clean, actions)
+    if len(frame) == 0:
+        raise data_error(raw.origin, "no rows left after cleaning")
+    tidied = TidyTable(
+        origin=raw.origin,
+        y=y,
+        task=task,
+        classes=classes,
+        label_name=raw.label_name,
+        rows_loaded=len(raw.frame),
+        actions=actions,
+        notes=list(raw.notes),
+        line_offset=raw.line_offset,
+        frame=frame,
+        kinds=kinds,
+        coerce=coerce,
+        missing=missing,
+        source_index=frame.index.to_numpy(dtype=np.int64),
+    )
+    _duplicates(tidied, pd.util.hash_pandas_object(frame, index=False).to_numpy(), cfg)
+    return tidied
+
+
+def _subsample_table(
+    raw: RawTable, cfg: DataConfig, seed: int, actions: list[CleaningAction]
+) -> tuple[pd.DataFrame, Any]:
+    """``data.max_rows``: the features and labels of a seeded random subset."""
+    keep = _subsample(len(raw.frame), cfg.max_rows, seed, actions)
+    if keep is None:
+        return raw.frame, raw.labels
+    return raw.frame.iloc[keep], _take(raw.labels, keep)
+
+
+def _drop_unlabelled(
+    raw: RawTable, frame: pd.DataFrame, labels: Any, actions: list[CleaningAction]
+) -> tuple[pd.DataFrame, Any]:
+    """Drop (and count) rows without a label; a 2-D target must be finite everywhere."""
+    series = _label_series(labels, frame.index, raw.label_name)
+    if series is None:
         bad = ~np.isfinite(np.asarray(labels, dtype=np.float64)).all(axis=1)
         if bad.any():
             row = frame.index[int(np.flatnonzero(bad)[0])]
             raise data_error(where(raw.origin, row=row), "the target holds NaN or inf")
-    y, task, classes = encode_labels(labels, cfg=cfg, raw=raw, index=frame.index)
+        return frame, labels
+    absent = is_missing(series)
+    if absent.all():
+        raise data_error(where(raw.origin, column=raw.label_name), "every label is missing")
+    if absent.any():
+        actions.append(
+            CleaningAction(
+                "labels",
+                "dropped rows without a label",
+                raw.label_name,
+                rows_dropped=int(absent.sum()),
+            )
+        )
+        frame, series = frame[~absent], series[~absent]
+    return frame, series
 
+
+def _convert_columns(
+    raw: RawTable, frame: pd.DataFrame, clean: CleanConfig, actions: list[CleaningAction]
+) -> tuple[pd.DataFrame, dict[str, Kind], dict[str, bool]]:
+    """Each feature column as its kind (declared in ``data.clean.dtypes`` or inferred):
+    numeric kinds as float64 with NaN, the rest as strings."""
     unknown = [c for c in clean.dtypes if c not in frame.columns]
     if unknown:
         raise data_error(
@@ -122,42 +184,55 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
     kinds: dict[str, Kind] = {}
     coerce: dict[str, bool] = {}
     for column in frame.columns:
-        series = frame[column]
         declared = clean.dtypes.get(column)
-        kind: Kind = declared or infer_kind(
-            series,
+        kinds[column] = declared or infer_kind(
+            frame[column],
             categorical=clean.categorical,
             max_categories=clean.max_categories,
             origin=raw.origin,
             line_offset=raw.line_offset,
         )
-        kinds[column] = kind
+        # Only a declared numeric kind may turn words into missing values; an inferred one
+        # stops at the first word so a typo is never silently filled.
         coerce[column] = declared in ("float", "int")
-        if kind in NUMERIC_KINDS:
-            values, coerced = to_numeric(
-                series,
-                kind,
-                coerce=coerce[column],
-                origin=raw.origin,
-                line_offset=raw.line_offset,
-            )
-            converted[column] = values
-            if coerced:
-                actions.append(
-                    CleaningAction(
-                        "dtype",
-                        f"{coerced} non-numeric value(s) became missing",
-                        column,
-                        values_changed=coerced,
-                    )
-                )
-        else:
-            converted[column] = category_strings(series)
+        converted[column] = _convert_column(
+            raw, frame[column], column, kinds[column], coerce[column], actions
+        )
         if declared:
             actions.append(
                 CleaningAction("dtype", f"read as {declared} (data.clean.dtypes)", column)
             )
-    frame = pd.DataFrame(converted, index=frame.index)
+    return pd.DataFrame(converted, index=frame.index), kinds, coerce
+
+
+def _convert_column(
+    raw: RawTable,
+    series: pd.Series,
+    column: str,
+    kind: Kind,
+    coerce: bool,
+    actions: list[CleaningAction],
+) -> Any:
+    if kind not in NUMERIC_KINDS:
+        return category_strings(series)
+    values, coerced = to_numeric(
+        series, kind, coerce=coerce, origin=raw.origin, line_offset=raw.line_offset
+    )
+    if coerced:
+        actions.append(
+            CleaningAction(
+                "dtype",
+                f"{coerced} non-numeric value(s) became missing",
+                column,
+                values_changed=coerced,
+            )
+        )
+    return values
+
+
+def _check_missing(raw: RawTable, frame: pd.DataFrame, clean: CleanConfig) -> dict[str, int]:
+    """Missing values per column; an entirely missing column, or any missing value under
+    ``data.clean.missing: error``, stops with the place named."""
     missing = {c: int(frame[c].isna().sum()) for c in frame.columns}
     for column, count in missing.items():
         if count == len(frame):
@@ -173,38 +248,29 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
             where(raw.origin, column=column, row=row, line_offset=raw.line_offset),
             f"{'inf' if _is_inf(value) else 'missing value'} and data.clean.missing is 'error'",
         )
-    if clean.missing == "drop" and any(missing.values()):
-        absent = frame.isna().to_numpy().any(axis=1)
-        columns = [c for c, n in missing.items() if n]
-        actions.append(
-            CleaningAction(
-                "missing",
-                f"dropped rows with a missing value (in {_names(columns)})",
-                rows_dropped=int(absent.sum()),
-            )
+    return missing
+
+
+def _drop_missing_rows(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    missing: dict[str, int],
+    clean: CleanConfig,
+    actions: list[CleaningAction],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``data.clean.missing: drop`` removes rows with a missing value before the split."""
+    if clean.missing != "drop" or not any(missing.values()):
+        return frame, y
+    absent = frame.isna().to_numpy().any(axis=1)
+    columns = [c for c, n in missing.items() if n]
+    actions.append(
+        CleaningAction(
+            "missing",
+            f"dropped rows with a missing value (in {names_list(columns)})",
+            rows_dropped=int(absent.sum()),
         )
-        frame, y = frame[~absent], y[~absent]
-    if len(frame) == 0:
-        raise data_error(raw.origin, "no rows left after cleaning")
-    row_hash = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    tidied = TidyTable(
-        origin=raw.origin,
-        y=y,
-        task=task,
-        classes=classes,
-        label_name=raw.label_name,
-        rows_loaded=rows_loaded,
-        actions=actions,
-        notes=list(raw.notes),
-        line_offset=raw.line_offset,
-        frame=frame,
-        kinds=kinds,
-        coerce=coerce,
-        missing=missing,
-        source_index=frame.index.to_numpy(dtype=np.int64),
     )
-    _duplicates(tidied, row_hash, cfg)
-    return tidied
+    return frame[~absent], y[~absent]
 
 
 def _label_series(labels: Any, index: pd.Index, name: str) -> pd.Series | None:
@@ -228,103 +294,6 @@ def _is_inf(value: Any) -> bool:
         return bool(np.isinf(float(value)))
     except (TypeError, ValueError):
         return False
-
-
-def _names(columns: list[str], limit: int = 6) -> str:
-    shown = ", ".join(columns[:limit])
-    return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
-
-
-# ---- labels ----------------------------------------------------------------------------------
-
-
-def encode_labels(
-    labels: pd.Series | np.ndarray, *, cfg: DataConfig, raw: RawTable | RawImages, index: Any
-) -> tuple[np.ndarray, str, list[str]]:
-    """Labels as int64 class indices (classification) or float32 targets (regression)."""
-    place = where(raw.origin, column=raw.label_name)
-    if not isinstance(labels, pd.Series):
-        array = np.asarray(labels)
-        if array.ndim == 2 and array.shape[1] > 1:
-            if cfg.task == "classification":
-                raise data_error(place, "a 2-D target can only be used for regression")
-            return array.astype(np.float32), "regression", []
-        labels = pd.Series(array.ravel(), index=index)
-    numeric = pd.api.types.is_numeric_dtype(labels.dtype) and not pd.api.types.is_bool_dtype(
-        labels.dtype
-    )
-    task = cfg.task if cfg.task != "auto" else raw.task
-    if task is None:
-        task = _infer_task(labels, numeric)
-    if task == "regression":
-        values = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = labels.index[int(np.flatnonzero(bad)[0])]
-            raise data_error(
-                where(raw.origin, column=raw.label_name, row=row, line_offset=raw.line_offset),
-                f"label {short(labels.loc[row])} is not a number (task is regression)",
-            )
-        return values.astype(np.float32), "regression", []
-    names = list(cfg.classes) if cfg.classes else raw.classes
-    if names:
-        y = _labels_by_name(labels, names, numeric, raw)
-        classes = names
-    else:
-        text = category_strings(labels)
-        uniques = pd.unique(text.to_numpy())
-        try:
-            ordered = sorted(uniques, key=float)
-        except (TypeError, ValueError):
-            ordered = sorted(map(str, uniques))
-        classes = [str(u) for u in ordered]
-        lookup = {c: i for i, c in enumerate(classes)}
-        y = text.map(lookup).to_numpy(dtype=np.int64)
-    if len(np.unique(y)) < 2:
-        raise data_error(
-            place, f"only one class ({classes[int(y[0])]!r}); classification needs two or more"
-        )
-    return y, "classification", classes
-
-
-def _infer_task(labels: pd.Series, numeric: bool) -> str:
-    if not numeric:
-        return "classification"
-    values = labels.to_numpy(dtype=np.float64, na_value=np.nan)
-    integral = bool(np.all(values == np.round(values)))
-    if integral and labels.nunique() <= MAX_AUTO_CLASSES:
-        return "classification"
-    return "regression"
-
-
-def _labels_by_name(
-    labels: pd.Series, names: list[str], numeric: bool, raw: RawTable | RawImages
-) -> np.ndarray:
-    """Labels that are class names, or integer indices into ``names``; else out of range."""
-    count = len(names)
-    if numeric:
-        values = labels.to_numpy(dtype=np.float64, na_value=np.nan)
-        ok = (values == np.round(values)) & (values >= 0) & (values < count)
-        y = np.where(ok, values, -1).astype(np.int64)
-    else:
-        lookup = {n: i for i, n in enumerate(names)}
-        text = category_strings(labels)
-        mapped = text.map(lookup)
-        digits = pd.to_numeric(text.where(mapped.isna()), errors="coerce")
-        mapped = mapped.fillna(digits.where((digits >= 0) & (digits < count)))
-        y = mapped.fillna(-1).to_numpy(dtype=np.int64)
-    bad = np.flatnonzero(y < 0)
-    if len(bad):
-        row = labels.index[int(bad[0])]
-        item = raw.items[int(row)] if isinstance(raw, RawImages) and raw.items else None
-        raise data_error(
-            where(
-                raw.origin, column=raw.label_name, row=row, line_offset=raw.line_offset, item=item
-            ),
-            f"label {short(labels.loc[row])} is out of range: expected 0..{count - 1} or one "
-            f"of {_names(names)}",
-        )
-    return y
 
 
 # ---- images ----------------------------------------------------------------------------------
@@ -404,7 +373,7 @@ def _subsample(
     return keep
 
 
-def _duplicates(tidied: TidyTable | TidyImages, feature_hash: np.ndarray, cfg: DataConfig) -> None:
+def _duplicates(tidied: Tidy, feature_hash: np.ndarray, cfg: DataConfig) -> None:
     """Count rows identical in features and label; drop all but the first if asked."""
     label_hash = pd.util.hash_array(np.asarray(tidied.y).reshape(len(tidied.y), -1)[:, 0])
     full = feature_hash ^ (label_hash * np.uint64(0x9E3779B97F4A7C15))
@@ -420,12 +389,4 @@ def _duplicates(tidied: TidyTable | TidyImages, feature_hash: np.ndarray, cfg: D
                 rows_dropped=int(repeated.sum()),
             )
         )
-        tidied.y = tidied.y[keep]
-        tidied.row_hash = feature_hash[keep]
-        tidied.source_index = tidied.source_index[keep]
-        if isinstance(tidied, TidyTable):
-            tidied.frame = tidied.frame[keep]
-        else:
-            tidied.images = tidied.images[keep]
-            if tidied.items:
-                tidied.items = [n for n, k in zip(tidied.items, keep, strict=True) if k]
+        tidied.keep_rows(keep)
