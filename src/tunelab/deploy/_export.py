@@ -246,11 +246,11 @@ def export_run(
 ) -> list[ExportResult]:
     """Export the run's saved model to ``RUN_DIR/export`` in each format, checked on test data.
 
-    The test split is rebuilt once from the run's resolved config (``RunDir.resolved_config()``,
-    or ``run_config`` when the caller has read it, ``bundle`` when its data are prepared
-    already); without one, float exports are checked on
-    256 standard-normal rows (said in the log) and int8 is refused, since judging and
-    calibrating int8 needs real data.
+    The check rows are the test split, rebuilt once from the run's resolved config
+    (``RunDir.resolved_config()``: ``best/config.yaml`` after tuning); ``run_config`` and
+    ``bundle`` pass that config and its data when the caller has them already. Without a
+    config, float exports are checked on 256 standard-normal rows (said in the log) and int8 is
+    refused, since judging and calibrating int8 needs real data.
     """
     log = log or (lambda message: None)
     run = RunDir(run_dir)
