@@ -101,7 +101,11 @@ def handmade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (best_dir / "findings.json").write_text(json.dumps({"findings": findings}))
     (trials / "5" / "findings.json").write_text(
         json.dumps(
-            [{"kind": "diverging_loss", "severity": "error", "evidence": "x", "remedy": "y"}]
+            {
+                "findings": [
+                    {"kind": "diverging_loss", "severity": "error", "evidence": "x", "remedy": "y"}
+                ]
+            }
         )
     )
     # The run root as the tuner leaves it: best/ copied from the best trial, its plain config.

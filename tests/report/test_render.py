@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -127,16 +128,16 @@ def test_directory_that_is_not_a_run_is_one_line_error(tmp_path: Path):
         build_report(tmp_path / "absent")
 
 
-def test_cross_validated_best_trial_shows_the_fold_whose_weights_it_kept(
+def test_cross_validated_best_trial_shows_the_fold_best_fold_json_names(
     handmade_run: Path, tmp_path: Path
 ):
     run = Path(shutil.copytree(handmade_run, tmp_path / "cv-run"))
     trial = next(p for p in (run / "trials").iterdir() if (p / "metrics.jsonl").is_file())
-    # The tuner's CV layout: each fold trains in fold_<k>/, the kept fold's best/ is copied up.
+    # The tuner's CV layout: each fold trains in fold_<k>/, the kept fold's best/ is copied up
+    # and best_fold.json records which fold that was.
     for k in (0, 1):
         shutil.copytree(trial, trial / f"fold_{k}", ignore=shutil.ignore_patterns("fold_*"))
-    weights = trial / "fold_0" / "best" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    (trial / "best_fold.json").write_text(json.dumps({"fold": "fold_1", "values": [0.9]}))
     (trial / "metrics.jsonl").unlink()
     html = build_report(run).section("best-model").to_html()
     assert f"trials/{trial.name}/fold_1" in html

@@ -3,7 +3,8 @@
 ``compress RUN_DIR --methods distill,prune,quantize`` prints the comparison table and writes
 ``RUN_DIR/compressed/``; ``export RUN_DIR --format onnx`` writes ``RUN_DIR/export/`` after a
 parity check; ``serve RUN_DIR --model best|onnx|int8`` starts the HTTP server. Defaults come
-from the run's ``compress`` and ``deploy`` config sections when its ``config.yaml`` is there.
+from the ``compress`` and ``deploy`` sections of the run's resolved config
+(``RunDir.resolved_config()``: ``best/config.yaml`` after tuning), read once per command.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from ._app import app
 
 
 def _run_config(run_dir: Path) -> Any:
-    """The run's resolved config, or the defaults when the run has no config.yaml."""
-    from ..compress import find_model_dir, run_config
-    from ..config import parse_config
+    """The run's resolved config (``best/config.yaml`` after tuning), or None when it has none.
+
+    Read once per command and handed on, so the stage does not read it again.
+    """
     from ..errors import FatalError
+    from ..rundir import RunDir
 
     try:
-        return run_config(find_model_dir(run_dir))
+        return RunDir(run_dir).resolved_config()
     except FatalError:
-        return parse_config({})
+        return None
+
+
+def _defaults() -> Any:
+    from ..config import parse_config
+
+    return parse_config({})
 
 
 def _split(value: str, option: str) -> list[str]:
@@ -62,7 +71,7 @@ def compress(
     from ..config import parse_config
 
     cfg = _run_config(run_dir)
-    section = cfg.compress.model_dump()
+    section = (cfg or _defaults()).compress.model_dump()
     if methods is not None:
         section["methods"] = _split(methods, "--methods")
     if sparsity is not None:
@@ -74,7 +83,9 @@ def compress(
     if threads is not None:
         section["latency_threads"] = threads
     config = parse_config({"compress": section}).compress
-    result = compress_run(run_dir, config=config, log=lambda m: typer.echo(m, err=True))
+    result = compress_run(
+        run_dir, config=config, run_config=cfg, log=lambda m: typer.echo(m, err=True)
+    )
     typer.echo(result.table.format())
     typer.echo(f"saved: {result.out_dir}/table.json, table.csv and one folder per variant")
 
@@ -95,13 +106,14 @@ def export(
     """Export RUN_DIR/best to RUN_DIR/export, failing if the export does not match the model."""
     from ..deploy import export_run
 
-    chosen = list(formats or _run_config(run_dir).deploy.formats)
+    cfg = _run_config(run_dir)
+    chosen = list(formats or (cfg or _defaults()).deploy.formats)
     for fmt in chosen:
         if fmt not in ("onnx", "torchscript"):
             raise ConfigError(f"config error: --format {fmt!r} — expected onnx or torchscript")
     if int8:
         chosen.append("int8")
-    results = export_run(run_dir, chosen, log=lambda m: typer.echo(m, err=True))
+    results = export_run(run_dir, chosen, run_config=cfg, log=lambda m: typer.echo(m, err=True))
     for r in results:
         typer.echo(f"{r.format}: {r.path}  parity ok: {r.parity.describe()}")
 
@@ -126,7 +138,7 @@ def serve(
     """Serve a model over HTTP: POST /predict, GET /health, GET /metadata, docs at /docs."""
     from ..deploy import serve as run_server
 
-    deploy = _run_config(run_dir).deploy
+    deploy = (_run_config(run_dir) or _defaults()).deploy
     run_server(
         run_dir,
         model=model or deploy.model,

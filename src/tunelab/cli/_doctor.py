@@ -36,6 +36,7 @@ def doctor(
 
     from ..config import load_config
     from ..diagnose._repair import diagnose_config
+    from ..rundir import DoctorDir
 
     cfg = load_config(config)
     console = Console()
@@ -47,7 +48,7 @@ def doctor(
         _rounds_table(console, run.rounds)
     console.print(f"{run.stopped_because}; files in {run.directory}")
     if fix:
-        console.print(f"repaired config: {run.directory / 'config.yaml'}")
+        console.print(f"repaired config: {DoctorDir(run.directory).repaired_config}")
 
 
 def _findings_table(console: Any, rnd: Any, title: str, show_info: bool) -> None:

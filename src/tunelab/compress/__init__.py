@@ -62,9 +62,6 @@ from ._runner import (
     CompressionResult,
     compress_model,
     compress_run,
-    find_model_dir,
-    run_bundle,
-    run_config,
 )
 from ._table import CompressionRow, CompressionTable
 
@@ -93,7 +90,6 @@ __all__ = [
     "count_params",
     "distillation_loss",
     "export_onnx",
-    "find_model_dir",
     "fit_loop",
     "fit_to_state",
     "fixed_threads",
@@ -119,8 +115,6 @@ __all__ = [
     "register_method",
     "require",
     "resolve_mode",
-    "run_bundle",
-    "run_config",
     "save_variant",
     "scale_widths",
     "student_spec",

@@ -1,15 +1,15 @@
 """Running a chain of methods on a saved model and measuring every variant on the test split.
 
 ``compress_model`` is the engine (a model, its spec and a ``DataBundle`` in; a table and one
-saved folder per variant out); ``compress_run`` finds those inputs in a run directory: the
-weights in ``best/``, the data rebuilt from the run's resolved ``config.yaml`` with the run's
-seed, so the test split is the one the model never trained on.
+saved folder per variant out); ``compress_run`` finds those inputs in a run directory through
+:class:`tunelab.rundir.RunDir`: the weights in ``best/``, the data rebuilt from the run's
+resolved config (``best/config.yaml`` after tuning) with the run's seed, so the test split is
+the one the model never trained on.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
-from ..config import CompressConfig, TrainConfig, load_config
+from ..config import CompressConfig, ExperimentConfig, TrainConfig
 from ..data import DataBundle
-from ..errors import FatalError
+from ..rundir import RunDir
 from ._base import CompressContext, Variant, check_order, make_method
 from ._io import save_variant
 from ._measure import count_params, measure_latency, predict_batched, task_metric
@@ -210,74 +210,33 @@ def compress_model(
     return CompressionResult(table, folders, out_dir)
 
 
-def find_model_dir(run_dir: str | Path) -> Path:
-    """``RUN_DIR/best`` (a run or training directory), or ``RUN_DIR`` if it is a model dir."""
-    run_dir = Path(run_dir)
-    for candidate in (run_dir / "best", run_dir):
-        if (candidate / "model.json").is_file():
-            return candidate
-    if not run_dir.exists():
-        raise FatalError(f"error: no such run directory {run_dir}")
-    raise FatalError(
-        f"error: {run_dir} holds no saved model (expected {run_dir / 'best' / 'model.json'}); "
-        "train or tune first"
-    )
-
-
-def run_config(model_dir: str | Path) -> Any:
-    """The resolved config of the run that produced ``model_dir`` (tuned fields filled in).
-
-    Looks for ``config.yaml`` in the model folder and its parent; a tuning run's config holds
-    search spaces, which are replaced by the best trial's values from ``tune.json``.
-    """
-    model_dir = Path(model_dir)
-    folders = (model_dir, model_dir.parent)
-    path = next((f / "config.yaml" for f in folders if (f / "config.yaml").is_file()), None)
-    if path is None:
-        raise FatalError(
-            f"error: no config.yaml in {model_dir} or {model_dir.parent}; the run's data config "
-            "is needed to rebuild the test split the comparison is measured on"
-        )
-    cfg = load_config(path)
-    if cfg.search_spaces():
-        tune_json = path.parent / "tune.json"
-        best = {}
-        if tune_json.is_file():
-            best = (json.loads(tune_json.read_text()).get("best") or {}).get("params") or {}
-        cfg = cfg.with_values(best)
-        left = sorted(cfg.search_spaces())
-        if left:
-            raise FatalError(
-                f"error: {path} is a tuning config and no best trial gives {', '.join(left)}; "
-                "finish `tunelab tune` first"
-            )
-    return cfg
-
-
-def run_bundle(model_dir: str | Path) -> tuple[DataBundle, Any]:
-    """Rebuild the run's data with the run's seed: ``(bundle, resolved config)``."""
-    from ..data import prepare_data
-
-    cfg = run_config(model_dir)
-    return prepare_data(cfg.data, seed=cfg.seed), cfg
-
-
 def compress_run(
     run_dir: str | Path,
     *,
     methods: Sequence[str] | None = None,
     config: CompressConfig | None = None,
+    run_config: ExperimentConfig | None = None,
+    bundle: DataBundle | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CompressionResult:
-    """Compress ``RUN_DIR/best`` with ``methods`` (default: the run's ``compress.methods``).
+    """Compress the run's saved model with ``methods`` (default: the run's ``compress.methods``).
 
-    Writes ``RUN_DIR/compressed/`` (one folder per variant, ``table.json``, ``table.csv``).
+    The model is ``RUN_DIR/best`` (or ``RUN_DIR`` itself when it is a model folder); the data
+    are prepared once, from the run's resolved config (``RunDir.resolved_config()``: the best
+    trial's ``best/config.yaml`` after tuning, ``config.yaml`` after a plain training) with the
+    run's seed, so the test split is the one the model never trained on. ``run_config`` is that
+    config when the caller has already read it, ``bundle`` its data when already prepared
+    (``tunelab demo``). Writes ``RUN_DIR/compressed/`` (one folder per
+    variant, ``table.json``, ``table.csv``).
     """
+    from ..data import prepare_data
     from ..models import load_model
 
-    run_dir = Path(run_dir)
-    model_dir = find_model_dir(run_dir)
-    bundle, cfg = run_bundle(model_dir)
+    run = RunDir(run_dir)
+    model_dir = run.saved_model()
+    cfg = run_config if run_config is not None else run.resolved_config()
+    if bundle is None:
+        bundle = prepare_data(cfg.data, seed=cfg.seed)
     config = config or cfg.compress
     loaded = load_model(model_dir)
     return compress_model(
@@ -285,7 +244,7 @@ def compress_run(
         loaded.spec,
         bundle,
         methods=list(methods or config.methods),
-        out_dir=run_dir / "compressed",
+        out_dir=run.compressed_dir,
         config=config,
         train_config=cfg.train,
         preprocessing=loaded.preprocessing,

@@ -90,6 +90,11 @@ class CompressionTable:
         data = json.loads(text)
         return cls([CompressionRow.from_dict(r) for r in data["rows"]], data.get("meta", {}))
 
+    @classmethod
+    def load(cls, path: str | Path) -> CompressionTable:
+        """Read ``table.json`` (``RunDir.compressed_table``) as :meth:`save` wrote it."""
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
     def save(self, directory: str | Path) -> tuple[Path, Path]:
         """Write ``table.json`` and ``table.csv`` into ``directory``."""
         directory = Path(directory)

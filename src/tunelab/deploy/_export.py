@@ -39,7 +39,10 @@ from ..compress import (
     quantize_onnx,
     write_onnx_metadata,
 )
+from ..config import ExperimentConfig
+from ..data import DataBundle
 from ..errors import FatalError
+from ..rundir import RunDir
 
 ExportFormat = Literal["onnx", "torchscript", "int8"]
 FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "int8": "model.int8.onnx"}
@@ -237,39 +240,24 @@ def export_run(
     formats: list[ExportFormat],
     *,
     out_dir: str | Path | None = None,
+    run_config: ExperimentConfig | None = None,
+    bundle: DataBundle | None = None,
     log: Any = None,
 ) -> list[ExportResult]:
-    """Export ``RUN_DIR/best`` to ``RUN_DIR/export`` in each format, checked on the test split.
+    """Export the run's saved model to ``RUN_DIR/export`` in each format, checked on test data.
 
-    The test split is rebuilt from the run's ``config.yaml``; without one, float exports are
-    checked on 256 standard-normal rows (said in the log) and int8 is refused, since judging
-    and calibrating int8 needs real data.
+    The check rows are the test split, rebuilt once from the run's resolved config
+    (``RunDir.resolved_config()``: ``best/config.yaml`` after tuning); ``run_config`` and
+    ``bundle`` pass that config and its data when the caller has them already. Without a
+    config, float exports are checked on 256 standard-normal rows (said in the log) and int8 is
+    refused, since judging and calibrating int8 needs real data.
     """
-    from ..compress import find_model_dir, run_bundle
-
     log = log or (lambda message: None)
-    run_dir = Path(run_dir)
-    model_dir = find_model_dir(run_dir)
+    run = RunDir(run_dir)
+    model_dir = run.saved_model()
     loaded = load_variant(model_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "export"
-    try:
-        bundle, cfg = run_bundle(model_dir)
-    except FatalError as exc:
-        if "int8" in formats:
-            raise ExportError(f"{exc}; int8 export needs the run's data") from None
-        log(f"note: {exc}; checking parity on 256 random rows instead")
-        rng = np.random.default_rng(0)
-        X_check = rng.standard_normal((256, *loaded.spec.input_shape)).astype(np.float32)
-        task, calibration = loaded.spec.task, None
-    else:
-        X_check = bundle.X_test.cpu().numpy()
-        task = bundle.task
-        calibration = calibration_rows(
-            bundle.X_train,
-            batches=cfg.compress.calibration_batches,
-            batch_size=int(cfg.train.batch_size),
-            seed=cfg.seed,
-        )
+    out_dir = Path(out_dir) if out_dir is not None else run.export_dir
+    X_check, task, calibration = _check_data(run, loaded, formats, run_config, bundle, log)
     results = []
     for fmt in formats:
         result = export_variant(
@@ -278,3 +266,34 @@ def export_run(
         log(f"{fmt}: {result.path} — parity ok, {result.parity.describe()}")
         results.append(result)
     return results
+
+
+def _check_data(
+    run: RunDir,
+    loaded: LoadedVariant,
+    formats: list[ExportFormat],
+    cfg: ExperimentConfig | None,
+    bundle: DataBundle | None,
+    log: Any,
+) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """``(rows to check parity on, task, int8 calibration rows)``, the data prepared once."""
+    from ..data import prepare_data
+
+    try:
+        cfg = cfg if cfg is not None else run.resolved_config()
+    except FatalError as exc:
+        if "int8" in formats:
+            raise ExportError(f"{exc}; int8 export needs the run's data") from None
+        log(f"note: {exc}; checking parity on 256 random rows instead")
+        rng = np.random.default_rng(0)
+        X_check = rng.standard_normal((256, *loaded.spec.input_shape)).astype(np.float32)
+        return X_check, loaded.spec.task, None
+    if bundle is None:
+        bundle = prepare_data(cfg.data, seed=cfg.seed)
+    calibration = calibration_rows(
+        bundle.X_train,
+        batches=cfg.compress.calibration_batches,
+        batch_size=int(cfg.train.batch_size),
+        seed=cfg.seed,
+    )
+    return bundle.X_test.cpu().numpy(), bundle.task, calibration

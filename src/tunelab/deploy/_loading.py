@@ -10,21 +10,22 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..compress import (
+    CompressionTable,
     LoadedVariant,
     OnnxPredictor,
     Predictor,
-    find_model_dir,
     load_variant,
     read_preprocessing,
     refuse_pickle,
 )
 from ..errors import FatalError
+from ..rundir import RunDir
+from ._export import FILES
 
 
 @dataclass
@@ -70,16 +71,17 @@ def _onnx_file(name: str, path: Path, threads: int | None) -> ServedModel:
     )
 
 
-def _latest_int8(run_dir: Path) -> Path | None:
-    table = run_dir / "compressed" / "table.json"
-    if not table.is_file():
+def _latest_int8(run: RunDir) -> Path | None:
+    """The ``model.onnx`` of the last quantised row of ``compressed/table.json``, if any."""
+    if not run.compressed_table.is_file():
         return None
-    rows = json.loads(table.read_text()).get("rows", [])
-    for row in reversed(rows):
-        if row.get("methods", [])[-1:] == ["quantize"]:
-            candidate = Path(row["path"]) / "model.onnx"
+    table = CompressionTable.load(run.compressed_table)
+    for row in reversed(table.rows):
+        if row.methods[-1:] == ["quantize"]:
+            candidate = Path(row.path) / "model.onnx"
             if not candidate.is_absolute() and not candidate.is_file():
-                candidate = run_dir / "compressed" / Path(row["path"]).name / "model.onnx"
+                # The run directory was moved: the variant sits in this run's compressed/.
+                candidate = run.compressed_variant(Path(row.path).name) / "model.onnx"
             if candidate.is_file():
                 return candidate
     return None
@@ -89,20 +91,21 @@ def load_served_model(
     run_dir: str | Path, model: str = "best", *, threads: int | None = None
 ) -> ServedModel:
     """Resolve ``model`` against ``run_dir`` and load it (see the module docstring)."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     if model == "best":
-        model_dir = find_model_dir(run_dir)
+        model_dir = run.saved_model()
         return _from_loaded("best", load_variant(model_dir, threads=threads), model_dir)
     if model == "onnx":
-        path = run_dir / "export" / "model.onnx"
+        path = run.export_dir / FILES["onnx"]
         if not path.is_file():
             raise FatalError(
                 f"error: no ONNX export at {path}; run `tunelab export {run_dir} --format onnx`"
             )
         return _onnx_file("onnx", path, threads)
     if model == "int8":
-        path = run_dir / "export" / "model.int8.onnx"
-        found = path if path.is_file() else _latest_int8(run_dir)
+        path = run.export_dir / FILES["int8"]
+        found = path if path.is_file() else _latest_int8(run)
         if found is None:
             raise FatalError(
                 f"error: no int8 model in {run_dir}; run `tunelab export {run_dir} --format "

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError
+from ..rundir import DoctorDir, RunDir, TrainingDir
 from ._callback import DoctorCallback
 from ._data_checks import check_data
 from ._finding import DiagnosisReport, Finding, merge_findings, severity_rank
@@ -120,7 +121,8 @@ def diagnose_config(
             f"config error: {next(iter(spaces))} is a search space; `tunelab doctor` needs plain "
             "values (diagnose one trial's config, or run `tunelab tune` with diagnose.enabled)"
         )
-    out = Path(directory) if directory is not None else cfg.run_dir / "doctor"
+    doctor_dir = DoctorDir(directory) if directory is not None else RunDir.for_config(cfg).doctor
+    out = doctor_dir.path
     out.mkdir(parents=True, exist_ok=True)
     rounds = int(rounds if rounds is not None else cfg.diagnose.rounds)
     n_epochs = int(epochs or cfg.diagnose.epochs or min(int(cfg.train.epochs), DEFAULT_EPOCHS))
@@ -142,7 +144,7 @@ def diagnose_config(
             }
         )
         doctor = DoctorCallback(cfg)
-        round_dir = out / f"round_{index}"
+        round_dir = doctor_dir.round(index).path
         try:
             result = run_training(trial, bundle=bundle, callbacks=[doctor], run_dir=round_dir)
         except ConfigError:
@@ -155,7 +157,7 @@ def diagnose_config(
         metric = "val_accuracy" if bundle.task == "classification" else "val_r2"
         value = result.result.best_metrics.get(metric)
         DiagnosisReport(findings, epochs=report.epochs, steps=report.steps).save(
-            round_dir / "findings.json"
+            TrainingDir(round_dir).findings
         )
         run.rounds.append(
             FixRound(
@@ -253,6 +255,7 @@ def _write(run: DoctorRun) -> None:
         "stopped_because": run.stopped_because,
         "rounds": [r.to_dict() for r in run.rounds],
     }
-    (out / "fix_rounds.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    doctor_dir = DoctorDir(out)
+    doctor_dir.fix_rounds.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     if run.config is not None:
-        (out / "config.yaml").write_text(run.config.to_yaml(), encoding="utf-8")
+        doctor_dir.repaired_config.write_text(run.config.to_yaml(), encoding="utf-8")

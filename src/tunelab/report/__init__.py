@@ -9,7 +9,7 @@ reason instead of failing.
 report: data profile, doctor and ``--fix``, tuning, test evaluation, compression, ONNX export.
 """
 
-from ._artifacts import RunArtifacts, TrainingDir, load_run
+from ._artifacts import RunArtifacts, TrainingArtifacts, load_run
 from ._demo import Demo, DemoResult, DemoStep, run_demo
 from ._page import ReportSection
 from ._render import Report, build_report, render_report
@@ -21,7 +21,7 @@ __all__ = [
     "Report",
     "ReportSection",
     "RunArtifacts",
-    "TrainingDir",
+    "TrainingArtifacts",
     "build_report",
     "load_run",
     "render_report",

@@ -5,31 +5,31 @@ mid-epoch) or after only some stages ran. So every reader here returns ``None`` 
 collection) for what is absent and records *why* in :attr:`RunArtifacts.notes`, instead of
 raising: the renderer turns those notes into "this section is missing because ..." lines.
 
-The layout read is the one of ``docs/contracts.md`` ("Directories"): a *training directory*
-(``metrics.jsonl``, ``result.json``, ``findings.json``, ``tensorboard/``, ``best/``) and a *run
-directory* that may add ``data_profile.json``, ``study.db``, ``trials/<n>/``, ``doctor/``,
-``compressed/`` and ``export/``.
+Where each file lives is asked of :class:`tunelab.rundir.RunDir` / ``TrainingDir`` (the layout
+of docs/contracts.md, "Directories"); files of a stage that has a typed loader are read with it
+(``DiagnosisReport.load``, ``CompressionTable.load``), then handed to the renderers as plain
+dicts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# Keys under which stages may record a trial's end reason (ours first, then Optuna's own).
-_REASON_KEYS = ("reason", "status_reason", "prune_reason", "pruned_reason", "error", "fail_reason")
+from ..rundir import RunDir, TrainingDir
+from ._grad_norms import grad_norms_from_tensorboard
+
+# Where the tuner records a trial's end reason (user attributes), then Optuna's own.
+_REASON_KEYS = ("reason", "error", "fail_reason")
 
 
 @dataclass
-class TrainingDir:
+class TrainingArtifacts:
     """What one training directory (a ``tunelab train`` run or one trial) left on disk."""
 
     path: Path
@@ -49,11 +49,12 @@ class RunArtifacts:
 
     path: Path
     config: dict[str, Any] | None = None
+    resolved_config: dict[str, Any] | None = None
     data_profile: dict[str, Any] | None = None
     study: Any = None  # optuna.Study, typed loosely so optuna is imported only when needed
     study_path: Path | None = None
     best_trial_number: int | None = None
-    best: TrainingDir | None = None
+    best: TrainingArtifacts | None = None
     trial_dirs: dict[int, Path] = field(default_factory=dict)
     fix_rounds: Any = None
     repaired_config: dict[str, Any] | None = None
@@ -64,6 +65,10 @@ class RunArtifacts:
     run_info: dict[str, Any] | None = None
     tune_summary: dict[str, Any] | None = None
     notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.path)
 
     @property
     def is_study(self) -> bool:
@@ -115,128 +120,64 @@ def read_yaml(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _findings_list(data: Any) -> list[dict[str, Any]] | None:
-    """``findings.json`` as a list of finding dicts, whether written bare or wrapped."""
-    if data is None:
-        return None
-    if isinstance(data, dict):
-        data = data.get("findings", [])
-    return [f for f in data if isinstance(f, dict)] if isinstance(data, list) else None
+def read_findings(path: Path) -> list[dict[str, Any]] | None:
+    """``findings.json`` through ``DiagnosisReport.load``, as finding dicts; None when absent.
 
-
-# ---- gradient norms: metrics.jsonl first, TensorBoard events second -------------------------
-
-_GRAD_KEY = re.compile(r"^(?:grad_norm|grad-norm|gradnorm|grad_norms|gradients?)[/.:](.+)$")
-
-
-def grad_norms_from_metrics(
-    rows: list[dict[str, Any]],
-) -> dict[str, list[tuple[float, float]]]:
-    """Per-layer gradient norms per epoch from ``metrics.jsonl`` (flat keys or a nested dict)."""
-    series: dict[str, list[tuple[float, float]]] = {}
-    for i, row in enumerate(rows):
-        x = float(row.get("epoch", i + 1))
-        for key, value in row.items():
-            if isinstance(value, dict) and key in ("grad_norm", "grad_norms", "gradient_norms"):
-                items = [(str(k), v) for k, v in value.items()]
-            else:
-                match = _GRAD_KEY.match(key)
-                items = [(match.group(1), value)] if match else []
-            for layer, v in items:
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    series.setdefault(layer, []).append((x, float(v)))
-    return series
-
-
-def grad_norms_from_tensorboard(logdir: Path) -> tuple[dict[str, list[tuple[float, float]]], str]:
-    """Per-layer gradient norms per epoch (or step) from TensorBoard event files.
-
-    Three shapes are understood, best first: histograms *of norms* tagged ``grad_norm/<layer>``
-    (what tunelab's trainer writes: a few sampled norms per epoch; their mean is taken), scalars
-    tagged ``.../grad_norm/<layer>``, and histograms of raw gradient *values* tagged
-    ``grad/<layer>`` or ``gradients/<layer>``, whose norm is ``sqrt(sum_squares)`` exactly.
-    Returns the series and what their x axis is (the event step: an epoch for tunelab's trainer).
+    Raises ``ValueError`` naming the file when it is not a doctor's report.
     """
-    files = list(logdir.rglob("events.out.tfevents.*")) if logdir.is_dir() else []
-    if not files:
-        return {}, ""
-    from tensorboard.backend.event_processing import event_accumulator as ea
+    if not path.is_file():
+        return None
+    from ..diagnose import DiagnosisReport
 
-    of_norms: dict[str, list[tuple[float, float]]] = {}
-    scalars: dict[str, list[tuple[float, float]]] = {}
-    of_values: dict[str, list[tuple[float, float]]] = {}
-    for events_dir in sorted({p.parent for p in files}):
-        acc = ea.EventAccumulator(str(events_dir), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0})
-        try:
-            acc.Reload()
-        except Exception:  # a torn event file must not sink the whole report
-            continue
-        tags = acc.Tags()
-        for tag in tags.get("histograms", []):
-            layer = _norm_layer(tag)
-            if layer is not None:
-                for e in acc.Histograms(tag):
-                    h = e.histogram_value
-                    if h.num > 0:
-                        of_norms.setdefault(layer, []).append((float(e.step), h.sum / h.num))
-                continue
-            match = _VALUES_TAG.search(tag)
-            if match:
-                of_values.setdefault(match.group(1), []).extend(
-                    (float(e.step), math.sqrt(max(e.histogram_value.sum_squares, 0.0)))
-                    for e in acc.Histograms(tag)
-                )
-        for tag in tags.get("scalars", []):
-            layer = _norm_layer(tag)
-            if layer is not None:
-                scalars.setdefault(layer, []).extend(
-                    (float(e.step), float(e.value)) for e in acc.Scalars(tag)
-                )
-    series = of_norms or scalars or of_values
-    x_label = "epoch" if series is of_norms else "step"
-    return {k: sorted(v) for k, v in series.items() if v}, x_label
+    try:
+        report = DiagnosisReport.load(path)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path.name} is not a doctor's report ({exc})") from None
+    return [f.to_dict() for f in report.findings]
 
 
-_NORM_TAG = re.compile(r"grad(?:ient)?[_-]?norms?/(.+)$", re.IGNORECASE)
-_VALUES_TAG = re.compile(r"(?:^|/)grad(?:ient)?s?/(.+)$", re.IGNORECASE)
-
-
-def _norm_layer(tag: str) -> str | None:
-    match = _NORM_TAG.search(tag)
-    return match.group(1) if match else None
+def _json_or_note(path: Path, notes: dict[str, str], key: str) -> Any:
+    """``read_json`` that records a corrupt file under ``notes[key]`` instead of raising."""
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        notes[key] = str(exc)
+        return None
 
 
 # ---- loaders --------------------------------------------------------------------------------
 
 
-def load_training_dir(path: Path, notes: dict[str, str] | None = None) -> TrainingDir:
+def load_training_dir(tdir: TrainingDir, notes: dict[str, str] | None = None) -> TrainingArtifacts:
     """Read one training directory; unreadable files are noted, never raised."""
     notes = notes if notes is not None else {}
-    tdir = TrainingDir(path=path)
-    tdir.config = read_yaml(path / "config.yaml")
-    tdir.metrics = read_jsonl(path / "metrics.jsonl")
-    for name, attr in (("result.json", "result"), ("findings.json", "findings")):
-        try:
-            data = read_json(path / name)
-        except ValueError as exc:
-            notes[name] = str(exc)
-            continue
-        setattr(tdir, attr, _findings_list(data) if attr == "findings" else data)
-    for candidate in (path / "best" / "model.json", path / "model.json"):
-        try:
-            tdir.model_json = read_json(candidate)
-        except ValueError:
-            tdir.model_json = None
-        if tdir.model_json:
-            break
-    tdir.grad_norms = grad_norms_from_metrics(tdir.metrics)
-    if tdir.grad_norms:
-        tdir.grad_norms_source = "metrics.jsonl"
-    else:
-        tdir.grad_norms, tdir.grad_norms_x = grad_norms_from_tensorboard(path / "tensorboard")
-        if tdir.grad_norms:
-            tdir.grad_norms_source = "TensorBoard events"
-    return tdir
+    art = TrainingArtifacts(path=tdir.path)
+    art.config = read_yaml(tdir.config)
+    art.metrics = read_jsonl(tdir.metrics)
+    art.result = _json_or_note(tdir.result, notes, tdir.result.name)
+    try:
+        art.findings = read_findings(tdir.findings)
+    except ValueError as exc:
+        notes[tdir.findings.name] = str(exc)
+    art.model_json = _model_json(tdir.best_model)
+    # The trainer writes gradient norms to TensorBoard only (never to metrics.jsonl).
+    art.grad_norms, art.grad_norms_x = grad_norms_from_tensorboard(tdir.tensorboard)
+    if art.grad_norms:
+        art.grad_norms_source = "TensorBoard events"
+    return art
+
+
+def _model_json(model_dir: Path) -> dict[str, Any] | None:
+    """The ``model.json`` of a saved model folder (the models stage's reader), else None."""
+    from ..errors import FatalError
+    from ..models import read_metadata
+
+    if not model_dir.is_dir():
+        return None
+    try:
+        return read_metadata(model_dir)
+    except FatalError:
+        return None
 
 
 def trial_reason(trial: Any, trial_dir: Path | None) -> str:
@@ -259,7 +200,7 @@ def trial_reason(trial: Any, trial_dir: Path | None) -> str:
             break
     if not text and trial_dir is not None:
         try:
-            result = read_json(trial_dir / "result.json")
+            result = read_json(TrainingDir(trial_dir).result)
         except ValueError:
             result = None
         if isinstance(result, dict) and result.get("reason"):
@@ -270,18 +211,6 @@ def trial_reason(trial: Any, trial_dir: Path | None) -> str:
     if retry_of is not None:
         text = f"{text} (retry of #{retry_of})".strip()
     return text
-
-
-def _trial_dirs(run: Path) -> dict[int, Path]:
-    trials = run / "trials"
-    if not trials.is_dir():
-        return {}
-    found: dict[int, Path] = {}
-    for child in trials.iterdir():
-        match = re.fullmatch(r"(?:trial[_-]?)?0*(\d+)", child.name)
-        if child.is_dir() and match:
-            found[int(match.group(1))] = child
-    return found
 
 
 def load_study(db: Path, name: str | None = None) -> Any:
@@ -313,103 +242,99 @@ def best_trial_number(study: Any) -> int | None:
 
 def load_run(path: str | Path) -> RunArtifacts:
     """Read everything a report can show from ``path`` (a run or a training directory)."""
-    run = Path(path)
-    art = RunArtifacts(path=run)
+    run = RunDir(path)
+    art = RunArtifacts(path=run.path)
     notes = art.notes
-    art.config = read_yaml(run / "config.yaml")
+    art.config = read_yaml(run.config)
+    art.resolved_config = _resolved_config(run)
+    art.run_info = _json_or_note(run.run_info, notes, "run_info")
+    art.data_profile = _json_or_note(run.data_profile, notes, "data")
+    art.trial_dirs = {n: t.path for n, t in run.trials().items()}
     try:
-        art.run_info = read_json(run / "run_info.json")
-    except ValueError as exc:
-        notes["run_info"] = str(exc)
-    try:
-        art.data_profile = read_json(run / "data_profile.json")
-    except ValueError as exc:
-        notes["data"] = str(exc)
-
-    art.trial_dirs = _trial_dirs(run)
-    try:
-        art.tune_summary = read_json(run / "tune.json")
+        art.tune_summary = read_json(run.tune_summary)
     except ValueError:
         art.tune_summary = None  # a study still running rewrites it at the end
-    db = run / "study.db"
-    if db.is_file():
-        art.study_path = db
+    if run.study_db.is_file():
+        art.study_path = run.study_db
         try:
-            art.study = load_study(db, (art.config or {}).get("name"))
+            art.study = load_study(run.study_db, (art.config or {}).get("name"))
             art.best_trial_number = best_trial_number(art.study)
         except Exception as exc:  # a locked or foreign SQLite file: say so, keep going
             notes["search"] = f"study.db could not be read as an Optuna study ({exc})"
-
-    best_dir = _best_training_dir(run, art)
-    if best_dir is not None:
-        art.best = load_training_dir(best_dir, notes)
-        # The run root's best/ and result.json (evaluation on the test split) win over the trial's.
-        if best_dir != run:
-            try:
-                top = read_json(run / "result.json") or read_json(run / "best" / "result.json")
-            except ValueError as exc:
-                notes["result.json"] = str(exc)
-                top = None
-            if isinstance(top, dict):
-                art.best.result = {**(art.best.result or {}), **top}
-            root_model = run / "best" / "model.json"
-            if root_model.is_file():
-                with contextlib.suppress(ValueError):
-                    art.best.model_json = read_json(root_model)
-
-    doctor = run / "doctor"
-    try:
-        art.fix_rounds = read_json(doctor / "fix_rounds.json")
-    except ValueError as exc:
-        notes["doctor"] = str(exc)
-    for name in ("repaired.yaml", "fixed.yaml", "config.yaml", "repaired_config.yaml"):
-        art.repaired_config = read_yaml(doctor / name)
-        if art.repaired_config:
-            break
-
-    try:
-        table = read_json(run / "compressed" / "table.json")
-    except ValueError as exc:
-        notes["compression"] = str(exc)
-        table = None
-    if isinstance(table, dict):
-        table = table.get("rows", table.get("variants"))
-    if isinstance(table, list):
-        art.compression = [r for r in table if isinstance(r, dict)]
-
-    export = run / "export"
-    if export.is_dir():
-        art.export_dir = export
-        art.export_files = sorted(p for p in export.rglob("*") if p.is_file())
-        try:
-            art.export_model_json = read_json(export / "model.json")
-        except ValueError:
-            art.export_model_json = None
+    _load_best(run, art)
+    art.fix_rounds = _json_or_note(run.fix_rounds, notes, "doctor")
+    art.repaired_config = read_yaml(run.repaired_config)
+    art.compression = _compression_rows(run, notes)
+    if run.export_dir.is_dir():
+        art.export_dir = run.export_dir
+        art.export_files = sorted(p for p in run.export_dir.rglob("*") if p.is_file())
+        art.export_model_json = _model_json(run.export_dir)
     return art
 
 
-def _best_training_dir(run: Path, art: RunArtifacts) -> Path | None:
-    """The training directory whose curves describe the best model."""
-    if art.best_trial_number is not None and art.best_trial_number in art.trial_dirs:
-        return _best_fold(art.trial_dirs[art.best_trial_number])
-    if (run / "metrics.jsonl").is_file() or (run / "result.json").is_file():
+def _resolved_config(run: RunDir) -> dict[str, Any] | None:
+    """``RunDir.resolved_config()`` as plain data (``best/config.yaml`` after tuning)."""
+    from ..errors import FatalError
+
+    try:
+        return run.resolved_config().to_dict()
+    except FatalError:
+        return None  # no config, a tuning run still going, or one written by another version
+
+
+def _load_best(run: RunDir, art: RunArtifacts) -> None:
+    """The training whose curves describe the best model, with the run root's files on top."""
+    tdir = _best_training_dir(run, art)
+    if tdir is None:
+        return
+    art.best = load_training_dir(tdir, art.notes)
+    if tdir.path == run.path:
+        return
+    # The run root's result.json (the test-split evaluation) and best/ win over the trial's.
+    top = _json_or_note(run.result, art.notes, run.result.name)
+    if isinstance(top, dict):
+        art.best.result = {**(art.best.result or {}), **top}
+    root_model = _model_json(run.best_model)
+    if root_model:
+        art.best.model_json = root_model
+    if art.resolved_config is not None and run.best_config.is_file():
+        art.best.config = art.resolved_config  # the best trial's config, as tune wrote it
+
+
+def _best_training_dir(run: RunDir, art: RunArtifacts) -> TrainingDir | None:
+    trials = run.trials()
+    if art.best_trial_number is not None and art.best_trial_number in trials:
+        return _best_fold(trials[art.best_trial_number])
+    if run.metrics.is_file() or run.result.is_file():
         return run
     return None
 
 
-def _best_fold(trial_dir: Path) -> Path:
-    """A cross-validated trial trains in ``fold_<k>/``; its ``best/`` is one fold's copy.
+def _best_fold(trial: TrainingDir) -> TrainingDir:
+    """A cross-validated trial trains in ``fold_<k>/``; ``best_fold.json`` names the kept one."""
+    if trial.metrics.is_file():
+        return trial
+    try:
+        record = read_json(trial.best_fold)
+    except ValueError:
+        record = None
+    if isinstance(record, dict) and isinstance(record.get("fold"), str):
+        fold = trial.fold_of(record["fold"])
+        if fold.metrics.is_file():
+            return fold
+    first = trial.fold(0)  # no record (a trial written before best_fold.json existed)
+    return first if first.metrics.is_file() else trial
 
-    The fold whose weights are byte-identical to the trial's ``best/`` is the one shown.
-    """
-    folds = sorted(p for p in trial_dir.glob("fold_*") if (p / "metrics.jsonl").is_file())
-    if (trial_dir / "metrics.jsonl").is_file() or not folds:
-        return trial_dir
-    weights = trial_dir / "best" / "model.safetensors"
-    if weights.is_file():
-        digest = hashlib.sha256(weights.read_bytes()).digest()
-        for fold in folds:
-            candidate = fold / "best" / "model.safetensors"
-            if candidate.is_file() and hashlib.sha256(candidate.read_bytes()).digest() == digest:
-                return fold
-    return folds[0]
+
+def _compression_rows(run: RunDir, notes: dict[str, str]) -> list[dict[str, Any]] | None:
+    """``compressed/table.json`` through ``CompressionTable.load``, as row dicts."""
+    if not run.compressed_table.is_file():
+        return None
+    from ..compress import CompressionTable
+
+    try:
+        table = CompressionTable.load(run.compressed_table)
+    except (ValueError, KeyError, TypeError) as exc:
+        notes["compression"] = f"{run.compressed_table.name} could not be read ({exc})"
+        return None
+    return [row.to_dict() for row in table.rows]

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FatalError
+from ..rundir import RunDir
 from ._demo_config import DATASETS, FULL, QUICK, DemoBudget, poor_config, search_config
-
-RUN_INFO = "run_info.json"
 
 
 @dataclass
@@ -132,7 +131,7 @@ class Demo:
         self._write_info(wall)
         result = DemoResult(
             run_dir=self.run_dir,
-            report=self.run_dir / "report.html",
+            report=RunDir(self.run_dir).report_html,
             serve_command=self._serve_command(),
             steps=self._steps,
             wall_time_s=wall,
@@ -144,7 +143,7 @@ class Demo:
     def _fresh_run_dir(self) -> None:
         """Start over in a previous demo's directory; never delete anything else."""
         if self.run_dir.exists():
-            if not (self.run_dir / RUN_INFO).is_file():
+            if not RunDir(self.run_dir).run_info.is_file():
                 raise FatalError(
                     f"error: {self.run_dir} exists and was not made by `tunelab demo`; "
                     "pass --run-root elsewhere or remove it"
@@ -162,7 +161,7 @@ class Demo:
         cfg = parse_config(self._poor)
         self._bundle = prepare_data(cfg.data, seed=cfg.seed)
         profile = self._bundle.profile
-        profile.save(self.run_dir / "data_profile.json")
+        profile.save(RunDir(self.run_dir).data_profile)
         self._console.print(profile.render())
         rows = ", ".join(f"{k} {v}" for k, v in profile.rows.items())
         return f"{profile.name}: {rows} rows, input {tuple(self._bundle.input_shape)}"
@@ -184,7 +183,7 @@ class Demo:
             epochs=budget.doctor_epochs,
             fix=True,
             rounds=budget.doctor_rounds,
-            directory=self.run_dir / "doctor",
+            directory=RunDir(self.run_dir).doctor_dir,
         )
         table = Table(title="doctor --fix: before and after", title_justify="left")
         for name in ("round", "changes applied", "status", "warnings and errors", "val metric"):
@@ -221,7 +220,7 @@ class Demo:
         # The repair may have changed the data section (scaling): prepare the data the search
         # really uses, and profile that, since it is what the final model was trained on.
         self._bundle = prepare_data(cfg.data, seed=cfg.seed)
-        self._bundle.profile.save(self.run_dir / "data_profile.json")
+        self._bundle.profile.save(RunDir(self.run_dir).data_profile)
         result = run_study(cfg, bundle=self._bundle, progress="plain")
         self._study = result
         if result.best is None:
@@ -235,13 +234,12 @@ class Demo:
 
     def _evaluate(self) -> str:
         """The best trial's weights (copied to best/, never retrained) on the test split."""
-        from ..config import load_config
         from ..models import load_model
         from ..train import Trainer
 
-        loaded = load_model(self.run_dir / "best")
-        trial_dir = self.run_dir / "trials" / str(self._study.best.number)
-        cfg = load_config(trial_dir / "config.yaml")
+        run = RunDir(self.run_dir)
+        loaded = load_model(run.best_model)
+        cfg = run.read_best_config()  # the best trial's config, as `tune` wrote it
         evaluation = Trainer(cfg.train, seed=cfg.seed).evaluation(loaded.model, self._bundle)
         self._test_metrics = dict(evaluation.metrics)
         result = {
@@ -253,7 +251,7 @@ class Demo:
             "confusion_matrix": evaluation.confusion_matrix,
             "classification_report": evaluation.classification_report,
         }
-        (self.run_dir / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        RunDir(self.run_dir).result.write_text(json.dumps(result, indent=2), encoding="utf-8")
         self._console.print(evaluation.classification_report)
         shown = {k: v for k, v in self._test_metrics.items() if k != "test_loss"}
         return ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
@@ -261,7 +259,7 @@ class Demo:
     def _compress(self) -> str:
         from ..compress import compress_run
 
-        result = compress_run(self.run_dir, log=self._console.print)
+        result = compress_run(self.run_dir, bundle=self._bundle, log=self._console.print)
         table = result.table
         self._console.print(table.format())
         if len(table.rows) < 2:
@@ -275,7 +273,7 @@ class Demo:
     def _export(self) -> str:
         from ..deploy import export_run
 
-        results = export_run(self.run_dir, ["onnx"], log=self._console.print)
+        results = export_run(self.run_dir, ["onnx"], bundle=self._bundle, log=self._console.print)
         return "; ".join(f"{r.path.name}: parity ok, {r.parity.describe()}" for r in results)
 
     def _report(self) -> str:
@@ -301,7 +299,7 @@ class Demo:
             "hardware": hardware(),
             "steps": [asdict(s) for s in self._steps],
         }
-        (self.run_dir / RUN_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        RunDir(self.run_dir).run_info.write_text(json.dumps(info, indent=2), encoding="utf-8")
 
     def _print_summary(self, result: DemoResult) -> None:
         from rich.table import Table

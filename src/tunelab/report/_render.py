@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import FatalError
+from ..rundir import RunDir
 from ._artifacts import RunArtifacts, load_run
 from ._page import FigureRegistry, ReportSection, page
 from ._section_data import data_section
@@ -55,7 +56,7 @@ class Report:
 
     def write(self, output: str | Path | None = None) -> Path:
         """Write the page (default ``RUN_DIR/report.html``) atomically and return its path."""
-        target = Path(output) if output is not None else self.run_dir / "report.html"
+        target = Path(output) if output is not None else RunDir(self.run_dir).report_html
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_text(self.html, encoding="utf-8")
         tmp.replace(target)  # a browser never opens a half-written report

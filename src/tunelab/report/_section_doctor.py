@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..rundir import TrainingDir
 from . import _figures as figs
-from ._artifacts import RunArtifacts, read_json, read_jsonl
+from ._artifacts import RunArtifacts, read_findings, read_jsonl
 from ._page import FigureRegistry, ReportSection, esc, fmt, table
 from ._sections_run import _try_plot
 
@@ -51,12 +52,11 @@ def _trial_findings(art: RunArtifacts) -> list[list[Any]]:
     seen: dict[tuple[str, str], list[int]] = {}
     for number, path in sorted(art.trial_dirs.items()):
         try:
-            data = read_json(path / "findings.json")
+            items = read_findings(TrainingDir(path).findings) or []
         except ValueError:
             continue
-        items = data.get("findings", []) if isinstance(data, dict) else data or []
         for f in items:
-            if isinstance(f, dict) and f.get("severity") in ("warning", "error"):
+            if f.get("severity") in ("warning", "error"):
                 seen.setdefault((str(f.get("kind")), str(f["severity"])), []).append(number)
     return [
         [kind, sev, len(nums), ", ".join(f"#{n}" for n in nums)]
@@ -94,13 +94,14 @@ def _round_row(i: int, r: dict[str, Any]) -> list[Any]:
 def _round_curves(art: RunArtifacts, rounds: list[dict[str, Any]]) -> dict[str, list[dict]]:
     """``{"round 0": metrics rows, ...}`` from each round's training directory."""
     curves: dict[str, list[dict]] = {}
+    doctor = art.run.doctor
     for i, r in enumerate(rounds):
-        folder = Path(str(r.get("directory") or art.path / "doctor" / f"round_{i}"))
+        folder = Path(str(r.get("directory") or doctor.round(i).path))
         if not folder.is_absolute() and not folder.is_dir():
             folder = art.path / folder
         if not folder.is_dir():  # the run directory was moved: look next to fix_rounds.json
-            folder = art.path / "doctor" / folder.name
-        rows = read_jsonl(folder / "metrics.jsonl")
+            folder = doctor.path / folder.name
+        rows = read_jsonl(TrainingDir(folder).metrics)
         if rows:
             curves[f"round {r.get('round', i)}"] = rows
     return curves

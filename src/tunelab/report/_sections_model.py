@@ -6,6 +6,7 @@ import json
 import shlex
 from typing import Any
 
+from ..rundir import TrainingDir
 from . import _figures as figs
 from ._artifacts import RunArtifacts, read_json
 from ._page import FigureRegistry, ReportSection, esc, fmt, table
@@ -256,7 +257,8 @@ def _pick(keys: list[str], *needles: str) -> str | None:
 
 def example_request(art: RunArtifacts) -> dict[str, Any] | None:
     """A valid ``POST /predict`` body from the deploy stage's input schema for this model."""
-    for folder in (art.export_dir, art.path / "best", art.best.path / "best" if art.best else None):
+    trained = TrainingDir(art.best.path).best_model if art.best else None
+    for folder in (art.export_dir, art.run.best_model, trained):
         if folder is None or not (folder / "model.json").is_file():
             continue
         try:
@@ -276,7 +278,7 @@ def example_request(art: RunArtifacts) -> dict[str, Any] | None:
 def deploy_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
     sec = ReportSection("deploy", "Export and serving")
     run = shlex.quote(str(art.path))
-    best_saved = (art.path / "best" / "model.json").is_file()
+    best_saved = (art.run.best_model / "model.json").is_file()
     if art.export_dir is None and not best_saved:
         sec.missing = "no export/ and no saved best model (best/): nothing to serve yet"
         return sec

@@ -21,6 +21,7 @@ import yaml
 from ..config import ExperimentConfig, load_config, parse_config, parse_duration
 from ..data import DataBundle
 from ..errors import ConfigError, FatalError
+from ..rundir import RunDir
 from ._budget import Budget
 from ._engine import execute, open_study, quiet_optuna, session_seed
 from ._measure import COST_METRICS
@@ -293,15 +294,26 @@ def _run(cfg: ExperimentConfig, bundle: DataBundle | None, standby: list[Standby
     return result
 
 
-def copy_best(result: StudyResult, run_dir: Path) -> Path | None:
-    """Copy the best trial's ``best/`` to ``run_dir/best/``; the model is never retrained."""
+def copy_best(
+    result: StudyResult, run_dir: Path, cfg: ExperimentConfig | None = None
+) -> Path | None:
+    """Copy the best trial's ``best/`` to ``run_dir/best/`` and write ``best/config.yaml``.
+
+    The model is never retrained. ``best/config.yaml`` is the study config (``cfg``, else the
+    run's ``config.yaml``) with the best trial's values filled in: the fully resolved config
+    compress, export, serve and report read (``RunDir.resolved_config()``), so none of them
+    re-derives it from ``config.yaml`` + ``tune.json``.
+    """
     if result.best is None:
         return None
-    source = run_dir / "trials" / str(result.best.number) / "best"
+    run = RunDir(run_dir)
+    source = run.trial(result.best.number).best_model
     if not source.is_dir():
         return None
-    target = run_dir / "best"
+    target = run.best_model
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
+    study_cfg = cfg if cfg is not None else run.read_config()
+    run.write_best_config(study_cfg.with_values(result.best.params))
     return target

@@ -34,6 +34,7 @@ from ..config import ExperimentConfig
 from ..data import DataBundle
 from ..diagnose import DoctorCallback
 from ..errors import TrialFailed
+from ..rundir import TrainingDir
 from ..train import run_training
 from ._budget import EPOCHS_ATTR
 from ._callbacks import PruningCallback, SickTrialCallback, sick_finding
@@ -286,10 +287,12 @@ def _best_fold(outcomes: list[FoldOutcome], cfg: ExperimentConfig) -> FoldOutcom
 
 
 def _copy_best(outcome: FoldOutcome, trial_dir: Path) -> None:
-    source = outcome.directory / "best"
+    """The best fold's ``best/`` becomes the trial's; ``best_fold.json`` says which fold it was."""
+    source = TrainingDir(outcome.directory).best_model
     if source.is_dir():
-        shutil.copytree(source, trial_dir / "best", dirs_exist_ok=True)
-        (trial_dir / "best_fold.json").write_text(
+        trial = TrainingDir(trial_dir)
+        shutil.copytree(source, trial.best_model, dirs_exist_ok=True)
+        trial.best_fold.write_text(
             json.dumps({"fold": outcome.directory.name, "values": outcome.values}) + "\n"
         )
 

@@ -1,0 +1,289 @@
+"""The layout of a run directory: the one place that knows every file and folder name of a run.
+
+Every stage asks :class:`RunDir` (a run, ``runs/<name>/``) or :class:`TrainingDir` (one training:
+``tunelab train``'s run, a trial ``trials/<n>/``, a CV fold, a doctor round) where a file lives,
+instead of joining names itself. ``RunDir`` also owns the artefacts of the lowest stage, the
+configs (``config.yaml``, ``best/config.yaml``); the artefacts of higher stages are read and
+written by their owning stage's typed class at the path given here (``CompressionTable``,
+``DiagnosisReport``, ``StudyResult``, ``load_model``). See docs/design.md, "Seams between stages".
+
+This module imports only :mod:`tunelab.config` and :mod:`tunelab.errors`, so every stage may
+import it without importing the stages above it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .config import ExperimentConfig, load_config
+from .errors import FatalError
+
+__all__ = ["DoctorDir", "RunDir", "TrainingDir"]
+
+_TRIAL_NAME = re.compile(r"\d+")
+
+
+class TrainingDir:
+    """One training directory: what :func:`tunelab.train.run_training` writes into ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.path == self.path  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.path))
+
+    @property
+    def config(self) -> Path:
+        """``config.yaml``: the config that produced this directory."""
+        return self.path / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.jsonl``: one JSON object per epoch."""
+        return self.path / "metrics.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def checkpoint(self) -> Path:
+        """``checkpoint.pt``: the last state, for resuming."""
+        return self.path / "checkpoint.pt"
+
+    @property
+    def best_model(self) -> Path:
+        """``best/``: ``model.safetensors``, ``model.json``, ``preprocessing.json``."""
+        return self.path / "best"
+
+    @property
+    def result(self) -> Path:
+        """``result.json``: status, reason, best epoch, best and test metrics."""
+        return self.path / "result.json"
+
+    @property
+    def findings(self) -> Path:
+        """``findings.json``: the doctor's report (``DiagnosisReport.save``)."""
+        return self.path / "findings.json"
+
+    @property
+    def best_fold(self) -> Path:
+        """``best_fold.json``: under cross-validation, which fold's ``best/`` was kept."""
+        return self.path / "best_fold.json"
+
+    def fold(self, k: int) -> TrainingDir:
+        """``fold_<k>/``: one cross-validation fold of a trial."""
+        return TrainingDir(self.path / f"fold_{k}")
+
+    def fold_of(self, name: str) -> TrainingDir:
+        """The fold folder ``name`` (as ``best_fold.json`` records it) inside this directory."""
+        return TrainingDir(self.path / Path(name).name)
+
+
+class DoctorDir:
+    """``doctor/``: what ``tunelab doctor [--fix]`` writes (one training directory per round)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def fix_rounds(self) -> Path:
+        """``fix_rounds.json``: findings and val metric per round."""
+        return self.path / "fix_rounds.json"
+
+    @property
+    def repaired_config(self) -> Path:
+        """``config.yaml``: the (repaired) config of the last round."""
+        return self.path / "config.yaml"
+
+    def round(self, k: int) -> TrainingDir:
+        """``round_<k>/``: the training directory of repair round ``k``."""
+        return TrainingDir(self.path / f"round_{k}")
+
+
+class RunDir(TrainingDir):
+    """A run directory ``runs/<name>/`` (see docs/contracts.md, "Directories").
+
+    A plain ``tunelab train`` run is a training directory itself, so ``RunDir`` has every
+    :class:`TrainingDir` attribute (``metrics``, ``result``, ``findings``...) for its root.
+    """
+
+    @classmethod
+    def for_config(cls, cfg: ExperimentConfig) -> RunDir:
+        """``runs/<cfg.name>`` (under ``cfg.run_root``)."""
+        return cls(cfg.run_dir)
+
+    # ---- layout ---------------------------------------------------------------------------
+
+    @property
+    def best_config(self) -> Path:
+        """``best/config.yaml``: the best trial's fully resolved config (no search spaces)."""
+        return self.best_model / "config.yaml"
+
+    @property
+    def study_db(self) -> Path:
+        return self.path / "study.db"
+
+    @property
+    def tune_summary(self) -> Path:
+        """``tune.json``: the study's summary (``tunelab.tune.StudyResult.save``)."""
+        return self.path / "tune.json"
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.path / "trials"
+
+    def trial(self, n: int) -> TrainingDir:
+        """``trials/<n>/``: the training directory of trial number ``n``."""
+        return TrainingDir(self.trials_dir / str(n))
+
+    def trials(self) -> dict[int, TrainingDir]:
+        """The trial directories present, by trial number (empty without ``trials/``)."""
+        if not self.trials_dir.is_dir():
+            return {}
+        found = {
+            int(p.name): TrainingDir(p)
+            for p in self.trials_dir.iterdir()
+            if p.is_dir() and _TRIAL_NAME.fullmatch(p.name)
+        }
+        return dict(sorted(found.items()))
+
+    @property
+    def doctor(self) -> DoctorDir:
+        return DoctorDir(self.path / "doctor")
+
+    @property
+    def doctor_dir(self) -> Path:
+        return self.doctor.path
+
+    @property
+    def repaired_config(self) -> Path:
+        """``doctor/config.yaml``: the config ``tunelab doctor --fix`` repaired."""
+        return self.doctor.repaired_config
+
+    @property
+    def fix_rounds(self) -> Path:
+        """``doctor/fix_rounds.json``."""
+        return self.doctor.fix_rounds
+
+    @property
+    def compressed_dir(self) -> Path:
+        """``compressed/``: one folder per variant plus ``table.json``/``table.csv``."""
+        return self.path / "compressed"
+
+    @property
+    def compressed_table(self) -> Path:
+        return self.compressed_dir / "table.json"
+
+    def compressed_variant(self, folder: str) -> Path:
+        """``compressed/<folder>/``: one compressed variant."""
+        return self.compressed_dir / folder
+
+    @property
+    def export_dir(self) -> Path:
+        """``export/``: ``model.onnx``, ``model.pt``, ``model.json``, ``preprocessing.json``."""
+        return self.path / "export"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def data_profile(self) -> Path:
+        return self.path / "data_profile.json"
+
+    @property
+    def run_info(self) -> Path:
+        """``run_info.json``: optional facts about the run (host, versions) the report shows."""
+        return self.path / "run_info.json"
+
+    def saved_model(self) -> Path:
+        """The folder holding the run's saved model: ``best/``, or the root if it is one.
+
+        A model folder (``best/``, ``compressed/<variant>``) may be given as the run itself.
+        Raises :class:`FatalError` naming what is missing.
+        """
+        for candidate in (self.best_model, self.path):
+            if (candidate / "model.json").is_file():
+                return candidate
+        if not self.path.exists():
+            raise FatalError(f"error: no such run directory {self.path}")
+        raise FatalError(
+            f"error: {self.path} holds no saved model (expected "
+            f"{self.best_model / 'model.json'}); train or tune first"
+        )
+
+    # ---- the configs ----------------------------------------------------------------------
+
+    def read_config(self) -> ExperimentConfig:
+        """``config.yaml`` as the user resolved it (a tuning run's search spaces kept)."""
+        return _read(self.config, "the run's config")
+
+    def write_config(self, cfg: ExperimentConfig) -> Path:
+        return _write(self.config, cfg)
+
+    def read_best_config(self) -> ExperimentConfig:
+        """``best/config.yaml``, the best trial's plain config; FatalError if it is absent."""
+        return _read(self.best_config, "the best trial's config (`tunelab tune` writes it)")
+
+    def write_best_config(self, cfg: ExperimentConfig) -> Path:
+        """Write ``best/config.yaml``; a config that still holds search spaces is refused."""
+        left = sorted(cfg.search_spaces())
+        if left:
+            raise FatalError(
+                f"error: the best trial's config must be plain; {', '.join(left)} "
+                "still hold search spaces"
+            )
+        return _write(self.best_config, cfg)
+
+    def resolved_config(self) -> ExperimentConfig:
+        """The config the run's model was trained with, every field a plain value.
+
+        ``best/config.yaml`` when present (a tuning run), else ``config.yaml`` (a plain training
+        run, or a model folder whose parent holds it). A tuning ``config.yaml`` without
+        ``best/config.yaml`` is a FatalError naming the missing file.
+        """
+        if self.best_config.is_file():
+            return self.read_best_config()
+        candidates = [self.config]
+        if (self.path / "model.json").is_file():  # a model folder given as the run
+            candidates.append(self.path.parent / "config.yaml")
+        for path in candidates:
+            if path.is_file():
+                cfg = _read(path, "the run's config")
+                break
+        else:
+            raise FatalError(
+                f"error: no config.yaml in {self.path} (nor {self.best_config}); the run's "
+                "config is needed to rebuild its data"
+            )
+        if cfg.search_spaces():
+            raise FatalError(
+                f"error: {self.best_config} is missing and {path} is a tuning config "
+                f"({', '.join(sorted(cfg.search_spaces()))} are searched); finish "
+                "`tunelab tune` first"
+            )
+        return cfg
+
+
+def _read(path: Path, what: str) -> ExperimentConfig:
+    if not path.is_file():
+        raise FatalError(f"error: no {path}: {what} is missing")
+    return load_config(path)
+
+
+def _write(path: Path, cfg: ExperimentConfig) -> Path:
+    """Write a config atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(cfg.to_yaml(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
