@@ -27,8 +27,9 @@ class FitResult:
 
     ``status`` says how it ended: ``completed`` (all epochs), ``early_stopped``, ``stopped`` (a
     callback or Ctrl-C), ``pruned`` (the tuner), ``diverged`` (the sick-trial guard or the
-    doctor), ``nan`` (a NaN/inf loss) or ``oom`` (out of memory); ``reason`` says why in words. ``history`` has one metric
-    dict per epoch; ``best_metrics`` is the row of ``best_epoch`` (by ``train.monitor``).
+    doctor), ``nan`` (a NaN/inf loss) or ``oom`` (out of memory); ``reason`` says why in
+    words. ``history`` has one metric dict per epoch; ``best_metrics`` is the row of
+    ``best_epoch`` (by ``train.monitor``).
     ``sickness`` is the sick-trial guard's verdict when it ended the fit (status ``nan`` or
     ``diverged``), else ``None``.
     """
