@@ -7,26 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from tunelab.models import builder_names, register_builder
 
-
-class MemoryCapped(nn.Module):
-    """An MLP on a pretend small GPU: training batches above ``limit`` rows run out of memory."""
-
-    def __init__(self, inner: nn.Module, limit: int) -> None:
-        super().__init__()
-        self.inner, self.limit = inner, limit
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] > self.limit:
-            raise torch.OutOfMemoryError(
-                f"CUDA out of memory. Tried to allocate {x.shape[0] * 64} MiB (batch {x.shape[0]})"
-            )
-        return self.inner(x)
-
+from .zoo import MemoryCapped
 
 if "memory_capped_mlp" not in builder_names():
 
@@ -38,7 +23,7 @@ if "memory_capped_mlp" not in builder_names():
             nn.ReLU(),
             nn.Linear(width, output_size),
         )
-        return MemoryCapped(inner, limit)
+        return MemoryCapped(inner, limit, mib_per_row=64)
 
 
 DIGITS = {"source": "sklearn", "dataset": "digits", "max_rows": 700}

@@ -145,16 +145,21 @@ class FunctionalNet(nn.Module):
 
 
 class MemoryCapped(nn.Module):
-    """An MLP on a pretend small GPU: training batches above ``limit`` rows run out of memory."""
+    """A model on a pretend small GPU: training batches above ``limit`` rows run out of memory.
 
-    def __init__(self, inner: nn.Module, limit: int) -> None:
+    Shared by this zoo and ``fix_zoo.py``; ``mib_per_row`` only sets the message's figure.
+    """
+
+    def __init__(self, inner: nn.Module, limit: int, mib_per_row: int = 96) -> None:
         super().__init__()
-        self.inner, self.limit = inner, limit
+        self.inner, self.limit, self.mib_per_row = inner, limit, mib_per_row
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] > self.limit:
+            rows = x.shape[0]
             raise torch.OutOfMemoryError(
-                f"CUDA out of memory. Tried to allocate {x.shape[0] * 96} MiB (batch {x.shape[0]})"
+                f"CUDA out of memory. Tried to allocate {rows * self.mib_per_row} MiB "
+                f"(batch {rows})"
             )
         return self.inner(x)
 

@@ -125,7 +125,7 @@ def test_ddp_sharding_splits_each_epoch_like_distributed_sampler(digits, make_ml
         trainer = Trainer(quiet(epochs=1), seed=5)
         trainer.fit(make_mlp(), digits)  # sets up the tensors and the generator
         trainer.rank, trainer.world_size = rank, 2
-        trainer._gen.manual_seed(5)
+        trainer.state.generator.manual_seed(5)
         shards.append(trainer._epoch_order())
     assert len(shards[0]) == len(shards[1]) == 300
     assert set(shards[0].tolist()).isdisjoint(shards[1].tolist())

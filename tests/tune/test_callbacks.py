@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from tunelab.config import ConfigError
-from tunelab.tune import PruningCallback, SickTrialCallback
+from tunelab.diagnose import Finding
+from tunelab.train import SickTrialPolicy
+from tunelab.tune import PruningCallback
 
 
 class FakeTrainer:
@@ -57,34 +58,22 @@ def test_pruning_callback_names_the_metrics_that_exist():
         cb.on_epoch_end(FakeTrainer(), 1, {"val_loss": 0.5, "val_accuracy": 0.8, "epoch": 1})
 
 
-def test_sick_callback_stops_on_a_nan_batch_loss_within_the_epoch():
-    cb, trainer = SickTrialCallback(check_every=5), FakeTrainer()
-    cb.on_fit_start(trainer)
-    cb.on_epoch_start(trainer, 1)
-    cb.on_batch_end(trainer, 5, torch.tensor(2.0))
-    assert trainer.stopped is None
-    cb.on_batch_end(trainer, 10, torch.tensor(math.nan))
-    assert trainer.stopped[0] == "diverged"
-    assert cb.findings[0]["kind"] == "exploding_gradients"
-    assert cb.findings[0]["first_seen"] == {"epoch": 0, "step": 10}
+def test_a_sick_fit_becomes_the_trials_error_finding_through_the_policy():
+    from tunelab.tune._objective import _findings_of
+
+    sickness = SickTrialPolicy().judge_step(10, math.nan, epoch=1)
+    (finding,) = _findings_of(None, sickness)
+    assert finding == Finding.from_sickness(sickness).to_dict()
+    assert finding["kind"] == "exploding_gradients" and finding["severity"] == "error"
+    assert finding["first_seen"] == {"epoch": 1, "step": 10}
+    assert _findings_of(None, None) == []
 
 
-def test_sick_callback_stops_a_diverging_loss():
-    cb, trainer = SickTrialCallback(), FakeTrainer()
-    cb.on_fit_start(trainer)
-    for epoch, loss in enumerate([1.0, 0.5, 0.9, 2.1], start=1):
-        cb.on_epoch_end(trainer, epoch, {"train_loss": loss, "val_loss": loss})
-    assert trainer.stopped[0] == "diverged"
-    assert cb.findings[0]["kind"] == "diverging_loss"
-    assert "2.1" in cb.reason
+def test_the_tune_stage_no_longer_has_its_own_sick_trial_check():
+    import tunelab.tune._callbacks as callbacks
 
-
-def test_sick_callback_leaves_a_healthy_run_alone():
-    cb, trainer = SickTrialCallback(), FakeTrainer()
-    cb.on_fit_start(trainer)
-    for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.6], start=1):
-        cb.on_epoch_end(trainer, epoch, {"train_loss": loss, "val_loss": loss})
-    assert trainer.stopped is None and cb.findings == []
+    assert not hasattr(callbacks, "SickTrialCallback")
+    assert not hasattr(callbacks, "sick_finding")
 
 
 def test_successive_halving_lets_a_trial_past_its_last_rung_finish():

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..config import DiagnoseConfig, ExperimentConfig
-from ..train import Callback
+from ..train import Callback, EventFile
 from ..train import predicted_classes as _predicted_classes
 from ._doctor import Doctor
 from ._finding import DiagnosisReport
@@ -79,11 +79,10 @@ class DoctorCallback(Callback):
             self.doctor.load_state_dict(self._state)
         run_dir = getattr(trainer, "run_dir", None)
         if run_dir is not None and self.settings.tensorboard and trainer.config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(
-                str(Path(run_dir) / "tensorboard"), filename_suffix=".doctor"
-            )
+            # The project's one TensorBoard writer; a resumed fit drops the events it replays.
+            self._writer = EventFile(
+                Path(run_dir) / "tensorboard", purge_step=trainer.epoch + 1, suffix=".doctor"
+            ).open()
 
     def after_backward(self, trainer: Any, loss: torch.Tensor) -> None:
         self.doctor.after_backward(loss)
@@ -115,7 +114,8 @@ class DoctorCallback(Callback):
         if run_dir is not None and getattr(trainer, "is_main", True):
             self.report.save(Path(run_dir) / "findings.json")
         if self._writer is not None:
-            self._writer.add_text("doctor/summary", f"```\n{self.report.summary()}\n```")
+            summary = f"```\n{self.report.summary()}\n```"
+            self._writer.add_text("doctor/summary", summary, int(getattr(trainer, "epoch", 0)))
             self._writer.close()
             self._writer = None
         if self.verbose:
@@ -153,27 +153,25 @@ class DoctorCallback(Callback):
         return 1.0 - float(((target - pred) ** 2).sum()) / sst if sst > 0 else None
 
     def _log(self, epoch: int) -> None:
+        """The epoch's per-layer figures, as one TensorBoard event."""
         if self._writer is None:
             return
         record = self.doctor.record_
+        scalars: dict[str, float] = {}
         if record.grad_samples:
             last = record.grad_samples[-1]
             for name, value in zip(last.names, last.grad_rms, strict=True):
                 if math.isfinite(value):
-                    self._writer.add_scalar(f"doctor/grad_rms/{name}", value, epoch)
+                    scalars[f"doctor/grad_rms/{name}"] = value
             for name, value in zip(last.names, last.update_ratio or [], strict=False):
                 if math.isfinite(value):
-                    self._writer.add_scalar(f"doctor/update_ratio/{name}", value, epoch)
+                    scalars[f"doctor/update_ratio/{name}"] = value
         for act in record.epochs[-1].activations if record.epochs else []:
             if act.family == "relu":
-                self._writer.add_scalar(
-                    f"doctor/dead_fraction/{act.name}", act.dead_fraction, epoch
-                )
+                scalars[f"doctor/dead_fraction/{act.name}"] = act.dead_fraction
             else:
-                self._writer.add_scalar(
-                    f"doctor/saturated_fraction/{act.name}", act.saturated_fraction, epoch
-                )
-        self._writer.flush()
+                scalars[f"doctor/saturated_fraction/{act.name}"] = act.saturated_fraction
+        self._writer.add_scalars(scalars, epoch)
 
 
 def doctor_callbacks(cfg: ExperimentConfig, *, verbose: bool = True) -> list[Callback]:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..train import SickTrialPolicy
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import TrainingRecord
@@ -16,25 +17,25 @@ from ._signals import chunk_means, diverged, progress, relative_improvements, sm
 class DivergingLoss(Detector):
     """NaN/inf loss, or a loss that climbs back above where it started.
 
-    AUTOTRAINER (ICSE'21) treats a NaN loss as an explosion; Lightning's LR finder calls a loss
-    above 4x the best one diverged. Here: error on NaN/inf or on 10x the initial loss; warning
-    when the loss ends 50% above its start, or gave back most of its progress (>= 3x its best).
+    The verdicts and their thresholds are :class:`tunelab.train.SickTrialPolicy`'s, the one
+    sick-trial rule the Trainer's guard and the tune stage use too: error on a NaN/inf step or
+    epoch loss, or on ``growth_error`` (10x) the initial loss; warning when the loss ends
+    ``growth_warn`` (1.5x) its start, or gave back most of its progress (``given_back``) and
+    sits ``above_best`` (3x) over its best.
     """
 
     kinds = ("diverging_loss",)
-    GROWTH_WARN = 1.5
-    GROWTH_ERROR = 10.0
-    GIVEN_BACK = 0.6
-    ABOVE_BEST = 3.0
+    policy = SickTrialPolicy()
 
     def check(self, record: TrainingRecord) -> list[Finding]:
+        policy = self.policy
         bad = record.first_nonfinite_step()
         data_hint = (
             " (the input batches hold NaN/inf, see nan_or_inf_data)"
             if record.batches.nonfinite_batches
             else ""
         )
-        if bad is not None:
+        if bad is not None and policy.judge_step(bad + 1, record.step_losses[bad]) is not None:
             before = [v for v in record.step_losses[:bad] if math.isfinite(v)]
             value = record.step_losses[bad]
             trail = (
@@ -50,18 +51,20 @@ class DivergingLoss(Detector):
                 )
             ]
         for e in record.all_epochs():
-            for name in ("train_loss", "val_loss"):
-                v = getattr(e, name)
-                if v is not None and not math.isfinite(v):
-                    return [
-                        self.finding(
-                            "diverging_loss",
-                            "error",
-                            f"{name} became {v} in epoch {e.epoch}{data_hint}",
-                            {"epoch": e.epoch, name: str(v)},
-                            record.where(epoch=e.epoch),
-                        )
-                    ]
+            losses = {"train_loss": e.train_loss, "val_loss": e.val_loss}
+            sick = policy.judge_epoch(e.epoch, {k: v for k, v in losses.items() if v is not None})
+            if sick is not None and sick.status == "nan":
+                name = next(iter(sick.figures))  # the non-finite split: train_loss or val_loss
+                v = losses[name]
+                return [
+                    self.finding(
+                        "diverging_loss",
+                        "error",
+                        f"{name} became {v} in epoch {e.epoch}{data_hint}",
+                        {"epoch": e.epoch, name: str(v)},
+                        record.where(epoch=e.epoch),
+                    )
+                ]
         losses = record.step_losses or record.epoch_losses()
         curve = smoothed(losses)
         initial = record.initial_loss()
@@ -77,13 +80,8 @@ class DivergingLoss(Detector):
             "growth": growth,
             "progress_given_back": given_back,
         }
-        if growth >= self.GROWTH_ERROR:
-            severity = "error"
-        elif growth >= self.GROWTH_WARN or (
-            given_back >= self.GIVEN_BACK and recent >= self.ABOVE_BEST * best
-        ):
-            severity = "warning"
-        else:
+        severity = policy.judge_curve(initial, best, recent)
+        if severity is None:
             return []
         peak = int(np.argmax(curve))
         return [

@@ -11,7 +11,10 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..train import Sickness
 
 Severity = Literal["info", "warning", "error"]
 
@@ -35,6 +38,10 @@ KINDS: tuple[str, ...] = (
     "class_imbalance",
     "data_leakage",
 )
+
+
+# What a sick trial's finding says to do (its cause is not analysed, unlike the doctor's).
+SICK_REMEDY = "lower train.lr, or set train.clip_grad_norm"
 
 
 def severity_rank(severity: str) -> int:
@@ -90,6 +97,25 @@ class Finding:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Finding:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
+    def from_sickness(cls, sickness: Sickness) -> Finding:
+        """The error finding of the sick-trial guard's verdict (the only place one is made).
+
+        >>> from tunelab.train import SickTrialPolicy
+        >>> s = SickTrialPolicy().judge_epoch(2, {"train_loss": float("nan")}, step=20)
+        >>> f = Finding.from_sickness(s)
+        >>> f.kind, f.severity, f.first_seen
+        ('exploding_gradients', 'error', {'epoch': 2, 'step': 20})
+        """
+        return cls(
+            sickness.kind,
+            "error",
+            sickness.evidence,
+            dict(sickness.figures),
+            remedy=SICK_REMEDY,
+            first_seen={"epoch": sickness.epoch or None, "step": sickness.step or None},
+        )
 
 
 @dataclass

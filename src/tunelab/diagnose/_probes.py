@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..train import GradientNormSampler
 from ._record import ActivationStat, BatchStats, GradSample
 
 # Units whose output is > 0 when "active"; a unit that is never active passes no gradient
@@ -192,9 +193,8 @@ class ActivationProbe:
 class GradProbe:
     """Per-layer gradient/weight norms, zero-gradient share and update/weight ratios.
 
-    Only weights with ``ndim >= 2`` (linear, conv, recurrent matrices) are used, in registration
-    order, which is the forward order for ``nn.Sequential`` and almost every hand-written model.
-    Embedding tables are skipped: their gradient is sparse by design.
+    The layers are :class:`tunelab.train.GradientNormSampler`'s (weights with ``ndim >= 2`` in
+    registration order, embeddings skipped), the same the Trainer's TensorBoard histograms use.
     """
 
     def __init__(self, model: nn.Module | None) -> None:
@@ -206,19 +206,10 @@ class GradProbe:
         self._pending_norms: list[float] = []
 
     def layers(self) -> list[tuple[str, nn.Parameter]]:
+        """The trainable layers, fixed at the first call (a later unfreeze adds none)."""
         if self._layers is None:
-            self._layers = []
-            if self.model is not None:
-                skip = {
-                    id(p)
-                    for m in self.model.modules()
-                    if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
-                    for p in m.parameters(recurse=False)
-                }
-                for name, p in self.model.named_parameters():
-                    if p.requires_grad and p.ndim >= 2 and id(p) not in skip:
-                        layer = name[: -len(".weight")] if name.endswith(".weight") else name
-                        self._layers.append((layer, p))
+            sampler = GradientNormSampler(self.model) if self.model is not None else None
+            self._layers = [(n, p) for n, p in sampler.layers if p.requires_grad] if sampler else []
         return self._layers
 
     def sample(
@@ -232,7 +223,7 @@ class GradProbe:
         grads = [p.grad.detach() for _, p in chosen]
         weights = [p.detach() for _, p in chosen]
         device = grads[0].device
-        parts = _norms(grads + weights)
+        parts = GradientNormSampler.fused_norms(grads + weights)  # one kernel for both
         # The zero-gradient share (AUTOTRAINER's dying-ReLU signal) costs one reduction per layer.
         if count_zeros:
             parts += [(g == 0).sum() for g in grads]
@@ -269,7 +260,8 @@ class GradProbe:
             return
         params = [p.detach() for p in self._pending_params]
         torch._foreach_sub_(self._snapshot, params)  # the snapshot becomes -(update), in place
-        norms = [float(t) for t in torch.stack([t.float() for t in _norms(self._snapshot)])]
+        moved = GradientNormSampler.fused_norms(self._snapshot)
+        norms = [float(t) for t in torch.stack([t.float() for t in moved])]
         self._pending.update_ratio = [
             d / w if w > 0 else (0.0 if d == 0 else float("inf"))
             for d, w in zip(norms, self._pending_norms, strict=True)
@@ -277,13 +269,6 @@ class GradProbe:
         self._pending = None
         self._snapshot = None
         self._pending_params = []
-
-
-def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    try:
-        return list(torch._foreach_norm(tensors))
-    except (RuntimeError, TypeError):  # mixed devices/dtypes on some builds
-        return [t.float().norm() for t in tensors]
 
 
 def split_batch(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..train import SickTrialPolicy
 from ._record import TrainingRecord
+
+_POLICY = SickTrialPolicy()
 
 
 @dataclass
@@ -54,11 +57,14 @@ def _progress(record: TrainingRecord) -> Progress | None:
 
 
 def diverged(record: TrainingRecord) -> bool:
-    """NaN/inf losses, or a recent loss 50% above the initial one: other judgements are moot."""
+    """NaN/inf losses, or a recent loss 50% above the initial one: other judgements are moot.
+
+    The 50% is the sick-trial policy's ``growth_warn``: the point the doctor calls it diverging.
+    """
     if record.first_nonfinite_step() is not None:
         return True
     p = progress(record)
-    return p is not None and p.remaining >= 1.5
+    return p is not None and p.remaining >= _POLICY.growth_warn
 
 
 def update_scale(record: TrainingRecord) -> float | None:

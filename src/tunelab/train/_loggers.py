@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._callbacks import Callback
+from ._grad_norms import GradientNormSampler
 
 if TYPE_CHECKING:
     from ._result import FitResult
@@ -144,6 +145,31 @@ class EventFile:
         self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
         self._file.flush()
 
+    def add_scalars(self, scalars: dict[str, float], step: int) -> None:
+        """Append ``{tag: value}`` at ``step`` as one event (one write, one flush)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
+        if values:
+            self.add_summary(Summary(value=values), step)
+
+    def add_text(self, tag: str, text: str, step: int = 0) -> None:
+        """Append ``text`` (markdown) under ``tag``: TensorBoard's Text tab."""
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+
+        plugin = SummaryMetadata.PluginData(plugin_name="text")
+        tensor = TensorProto(
+            dtype="DT_STRING",
+            string_val=[text.encode("utf-8")],
+            tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]),
+        )
+        value = Summary.Value(
+            tag=tag, metadata=SummaryMetadata(plugin_data=plugin), tensor=tensor
+        )
+        self.add_summary(Summary(value=[value]), step)
+
     def _write(self, event: Any) -> None:
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
@@ -173,9 +199,7 @@ class TensorBoardLogger(Callback):
         self.logdir = logdir
         self.every = every
         self.writer: Any = None
-        self._layers: list[str] = []
-        self._params: list[torch.nn.Parameter] = []
-        self._layer_index: list[list[int]] = []
+        self._sampler: GradientNormSampler | None = None
         self._buffer: torch.Tensor | None = None
         self._count = 0
         self._stride = 1
@@ -183,14 +207,8 @@ class TensorBoardLogger(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.writer = EventFile(self.logdir, purge_step=trainer.epoch + 1).open()
-        named = list(trainer.model.named_parameters())
-        layer_names = [n.rsplit(".", 1)[0] if "." in n else n for n, _ in named]
-        self._layers = list(dict.fromkeys(layer_names))
-        self._params = [p for _, p in named]
-        self._layer_index = [
-            [j for j, n in enumerate(layer_names) if n == layer] for layer in self._layers
-        ]
-        shape = (GRAD_SAMPLES_PER_EPOCH, len(self._params))
+        self._sampler = GradientNormSampler(trainer.model)
+        shape = (GRAD_SAMPLES_PER_EPOCH, len(self._sampler))
         self._buffer = torch.zeros(shape, device=trainer.device)
         self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
 
@@ -205,18 +223,9 @@ class TensorBoardLogger(Callback):
             or self._count >= len(self._buffer)
         ):
             return
-        # One fused norm per parameter tensor, straight into the buffer row; layers are summed
-        # on the host at the epoch's end. A frozen parameter (no gradient) counts as 0.
-        grads = [p.grad for p in self._params]
-        row = self._buffer[self._count]
-        if any(g is None for g in grads):
-            row.zero_()
-            present = [i for i, g in enumerate(grads) if g is not None]
-            if present:
-                norms = torch._foreach_norm([grads[i] for i in present])
-                row[present] = torch.stack(norms).float()
-        else:
-            torch.stack(torch._foreach_norm(grads), out=row)
+        # One fused norm per layer, straight into the buffer row, read on the host at the
+        # epoch's end. A frozen layer (no gradient) counts as 0.
+        self._sampler.sample_into(self._buffer[self._count])
         self._count += 1
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
@@ -228,12 +237,11 @@ class TensorBoardLogger(Callback):
             if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
         if self._active and self._count:
-            # Layer norm = sqrt(sum of its parameters' squared norms). One host transfer of a
-            # few dozen numbers, then plain Python: each torch or numpy call on them would cost
-            # more than the arithmetic.
+            # One host transfer of a few dozen numbers, then plain Python: each torch or numpy
+            # call on them would cost more than the arithmetic.
             samples = self._buffer[: self._count].tolist()
-            for layer, columns in zip(self._layers, self._layer_index, strict=True):
-                norms = [math.sqrt(sum(row[j] ** 2 for j in columns)) for row in samples]
+            for j, layer in enumerate(self._sampler.names):
+                norms = [row[j] for row in samples]
                 histogram = _histogram(norms, HistogramProto)
                 if histogram is not None:
                     values.append(Summary.Value(tag=f"grad_norm/{layer}", histo=histogram))

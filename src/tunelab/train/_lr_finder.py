@@ -1,7 +1,8 @@
 """The learning-rate range test (``tunelab train CONFIG --find-lr``).
 
-Trains for a few hundred steps while the learning rate grows exponentially from ``start_lr``
-to ``end_lr``, records the (smoothed) loss at each step, stops once the loss explodes, and
+Trains for a few hundred steps (the Trainer's own optimiser step) while the learning rate
+grows exponentially from ``start_lr`` to ``end_lr``, records the (smoothed) loss at each step,
+stops once the sick-trial policy calls the loss diverged, and
 suggests the LR where the loss falls fastest (the steepest point of loss vs log LR before the
 minimum). The model's weights are restored afterwards: the test only looks.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,9 @@ import yaml
 from ..config import TrainConfig, parse_config
 from ..errors import ConfigError, FatalError
 from ._checkpoint import atomic_write, cpu_state
-from ._losses import build_loss
-from ._optim import build_optimizer
-from ._setup import autocast_context, resolve_device, resolve_precision
+from ._health import SickTrialPolicy
+from ._step import MicroBatch
+from ._trainer import Trainer
 
 
 @dataclass
@@ -103,67 +105,69 @@ def find_lr(
     steps: int = 200,
     seed: int = 0,
     smoothing: float = 0.98,
-    diverge: float = 4.0,
+    diverge: float | None = None,
 ) -> LRFinderResult:
-    """Run the range test on ``bundle``'s training split with ``cfg``'s optimiser and loss."""
+    """Run the range test on ``bundle``'s training split with ``cfg``'s optimiser and loss.
+
+    Each step is the Trainer's own optimiser step, so ``accumulate_steps``, ``l1``, clipping
+    (by norm or value) and the fp16 GradScaler apply as in training. The sweep stops when the
+    sick-trial policy calls the smoothed loss sick (NaN/inf, or above ``diverge`` -- by default
+    the policy's ``divergence_factor``, 4x -- times the best so far).
+    """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    device = resolve_device(cfg.device)
-    autocast = autocast_context(resolve_precision(cfg.precision, device), device)
-    model = model.to(device)
-    saved = cpu_state(model)
-    X, y = bundle.X_train.to(device), bundle.y_train.to(device)
-    loss_fn = build_loss(
-        cfg.loss,
-        bundle.task,
-        num_classes=bundle.num_classes,
-        y_train=bundle.y_train,
-        label_smoothing=float(cfg.label_smoothing),
-        class_weights=cfg.class_weights,
-        device=device,
-    )
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg, [{"params": params, "lr": start_lr}])
-    gen = torch.Generator(device=device).manual_seed(seed)
-    torch.manual_seed(seed)
-    augment = getattr(bundle, "augmenter", None)
-    bs = min(int(cfg.batch_size), len(X))
+    policy = SickTrialPolicy() if diverge is None else SickTrialPolicy(divergence_factor=diverge)
+    trainer = Trainer(cfg, seed=seed, health=None)
+    trainer._setup(model, bundle)  # the fit's plan and state; no callbacks are called
+    saved = cpu_state(trainer.model)
     factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
-    lrs, raw, smooth = [], [], []
-    avg, best, order, pos = 0.0, math.inf, torch.empty(0, dtype=torch.long), 0
-    model.train()
+    lrs: list[float] = []
+    raw: list[float] = []
+    smooth: list[float] = []
+    avg, best = 0.0, math.inf
+    batches = _batches(trainer, int(cfg.accumulate_steps))
+    trainer.model.train()
     try:
         for step in range(steps):
-            if pos + bs > len(order):
-                order, pos = torch.randperm(len(X), generator=gen, device=device), 0
-            idx = order[pos : pos + bs]
-            pos += bs
             lr = start_lr * factor**step
-            for group in optimizer.param_groups:
+            for group in trainer.state.optimizer.param_groups:
                 group["lr"] = lr
-            xb = X[idx] if augment is None else augment(X[idx], gen)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                loss = loss_fn(model(xb), y[idx])
-            loss.backward()
-            if cfg.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(params, float(cfg.clip_grad_norm))
-            optimizer.step()
-            value = float(loss.detach())  # a sync per step is fine: this probes, it does not train
+            losses = trainer._optimiser_step(next(batches))
+            # A sync per step is fine: this probes, it does not train.
+            value = float(torch.stack(losses).float().mean())
             avg = smoothing * avg + (1 - smoothing) * value
             smoothed = avg / (1 - smoothing ** (step + 1))
             lrs.append(lr)
             raw.append(value)
             smooth.append(smoothed)
-            if not math.isfinite(smoothed) or smoothed > diverge * best:
+            if policy.judge_step(step + 1, smoothed, best_loss=best) is not None:
                 break
             best = min(best, smoothed)
     finally:
-        model.load_state_dict(saved)
+        trainer.model.load_state_dict(saved)
+        trainer._reset_globals()
     stopped = len(lrs) < steps
     finite = [(loss, lr) for loss, lr in zip(smooth, lrs, strict=True) if math.isfinite(loss)]
     min_lr = min(finite)[1] if finite else lrs[0]
     return LRFinderResult(lrs, smooth, raw, suggest_lr(lrs, smooth), min_lr, stopped)
+
+
+def _batches(trainer: Trainer, accumulate: int) -> Iterator[list[MicroBatch]]:
+    """Endless optimiser steps of ``accumulate`` micro-batches, reshuffled as each pass ends."""
+    plan, gen, device = trainer.plan, trainer.state.generator, trainer.device
+    X, y = plan.X, plan.y
+    bs = min(int(trainer.config.batch_size), len(X))
+    order, pos = torch.empty(0, dtype=torch.long), 0
+    while True:
+        micro = []
+        for _ in range(accumulate):
+            if pos + bs > len(order):
+                order, pos = torch.randperm(len(X), generator=gen, device=device), 0
+            idx = order[pos : pos + bs]
+            pos += bs
+            xb = X[idx] if plan.augmenter is None else plan.augmenter(X[idx], gen)
+            micro.append((xb, y[idx], 1.0 / accumulate))
+        yield micro
 
 
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")

@@ -23,6 +23,7 @@ from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ._callbacks import Callback
 from ._checkpoint import atomic_write
+from ._health import SickTrialPolicy
 from ._loggers import jsonable
 from ._metrics import Evaluation
 from ._result import FitResult
@@ -69,6 +70,7 @@ class TrainingRun:
                 "task": self.bundle.task,
                 "model": {"builder": self.spec.builder, "params": self.spec.params},
                 "wall_time_s": self.result.wall_time_s,
+                "sickness": sick.to_dict() if (sick := self.result.sickness) else None,
             }
         )
 
@@ -100,6 +102,7 @@ def run_training(
     callbacks: Iterable[Callback] = (),
     run_dir: str | Path | None = None,
     resume: bool = False,
+    health: SickTrialPolicy | None = SickTrialPolicy(),  # frozen: one shared default is safe
 ) -> TrainingRun:
     """Train the model ``cfg`` describes and write its training directory.
 
@@ -109,6 +112,7 @@ def run_training(
         callbacks: extra callbacks (the doctor, a pruning reporter...).
         run_dir: the training directory; default ``runs/<cfg.name>``.
         resume: continue from ``run_dir/checkpoint.pt`` when it exists.
+        health: the trainer's sick-trial guard (``None``: only the NaN check).
     """
     spaces = cfg.search_spaces()
     if spaces:
@@ -131,7 +135,9 @@ def run_training(
             _fresh_directory(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.yaml", lambda p: p.write_text(cfg.to_yaml()))
-    trainer = Trainer(cfg.train, callbacks=callbacks, run_dir=run_dir, seed=cfg.seed)
+    trainer = Trainer(
+        cfg.train, callbacks=callbacks, run_dir=run_dir, seed=cfg.seed, health=health
+    )
     result = trainer.fit(model, bundle, resume=resume)
     run = TrainingRun(cfg, run_dir, model, spec, bundle, result, None)
     if rank != 0:

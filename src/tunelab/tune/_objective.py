@@ -32,12 +32,12 @@ import optuna
 
 from ..config import ExperimentConfig
 from ..data import DataBundle
-from ..diagnose import DoctorCallback
+from ..diagnose import DoctorCallback, Finding
 from ..errors import TrialFailed
 from ..rundir import TrainingDir
-from ..train import run_training
+from ..train import SickTrialPolicy, run_training
 from ._budget import EPOCHS_ATTR
-from ._callbacks import PruningCallback, SickTrialCallback, sick_finding
+from ._callbacks import PruningCallback
 from ._measure import COST_METRICS, measure_cost
 from ._space import config_spaces, max_value, suggest
 
@@ -190,29 +190,17 @@ class TrainingObjective:
             epochs_before=epochs_before,
         )
         callbacks: list[Any] = [pruning]
-        sick = None
         doctor = _doctor_callback(cfg) if cfg.diagnose.enabled else None
         if doctor is not None:
             callbacks.append(doctor)
-        if cfg.tune.stop_sick_trials:
-            sick = SickTrialCallback()
-            callbacks.append(sick)
-        run = run_training(cfg, bundle=bundle, callbacks=callbacks, run_dir=directory)
+        health = SickTrialPolicy() if cfg.tune.stop_sick_trials else None
+        run = run_training(
+            cfg, bundle=bundle, callbacks=callbacks, run_dir=directory, health=health
+        )
         result = run.result
         if result.status == "stopped" and result.reason.startswith("interrupted"):
             raise KeyboardInterrupt  # the trainer ends the fit on Ctrl-C; the study must stop too
-        findings = _findings_of(doctor, sick)
-        if result.status in SICK_STATUSES and not findings:
-            # The trainer saw the NaN itself (at the end of the epoch) before any check did.
-            findings.append(
-                sick_finding(
-                    "exploding_gradients" if result.status == "nan" else "diverging_loss",
-                    result.reason,
-                    {"status": result.status},
-                    max(0, int(result.epochs_run) - 1),
-                    0,
-                )
-            )
+        findings = _findings_of(doctor, result.sickness)
         values: list[float] = []
         if result.status not in SICK_STATUSES and result.status not in ("pruned", "oom"):
             for metric in metrics:
@@ -302,13 +290,11 @@ def _doctor_callback(cfg: ExperimentConfig) -> DoctorCallback:
     return DoctorCallback(cfg, verbose=False)
 
 
-def _findings_of(
-    doctor: DoctorCallback | None, sick: SickTrialCallback | None
-) -> list[dict[str, Any]]:
-    """Error findings of the fit: the doctor's (also in ``findings.json``) and the plain check's."""
+def _findings_of(doctor: DoctorCallback | None, sickness: Any) -> list[dict[str, Any]]:
+    """Error findings of the fit: the doctor's (also in ``findings.json``) and the guard's."""
     found: list[dict[str, Any]] = []
     if doctor is not None and doctor.report is not None:
         found.extend(f.to_dict() for f in doctor.report.problems if f.severity == "error")
-    if sick is not None:
-        found.extend(sick.findings)
+    if sickness is not None and not any(f["kind"] == sickness.kind for f in found):
+        found.append(Finding.from_sickness(sickness).to_dict())
     return found
