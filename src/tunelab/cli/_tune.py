@@ -46,20 +46,28 @@ def tune(
     standby = start_standby(cfg.run_dir / "workers", helpers) if helpers > 0 else []
     from rich.console import Console
 
+    from ..errors import FatalError
     from ..tune import run_study
+    from ..tune._loop import fatal_message, is_fatal
     from ..tune._summary import print_summary
 
-    result = run_study(
-        cfg,
-        trials=trials,
-        timeout=timeout,
-        workers=workers,
-        sampler=sampler,
-        pruner=pruner,
-        storage=storage,
-        max_total_epochs=max_total_epochs,
-        progress=progress,
-        standby=standby,
-    )
+    try:
+        result = run_study(
+            cfg,
+            trials=trials,
+            timeout=timeout,
+            workers=workers,
+            sampler=sampler,
+            pruner=pruner,
+            storage=storage,
+            max_total_epochs=max_total_epochs,
+            progress=progress,
+            standby=standby,
+        )
+    except Exception as exc:
+        # A fatal error that is not a FatalError (a builder's ImportError) is one line too.
+        if is_fatal(exc) and not isinstance(exc, FatalError):
+            raise FatalError(fatal_message(exc)) from None
+        raise
     print_summary(result, Console())
     typer.echo(f"study: {result.storage}  summary: {result.run_dir / 'tune.json'}")

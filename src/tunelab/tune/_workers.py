@@ -13,11 +13,13 @@ trials.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,19 +86,60 @@ def run_workers(
     title = f"tunelab tune {cfg.name} ({cfg.tune.workers} workers)"
     display = LiveTable(study, title=title) if mode == "rich" else contextlib.nullcontext()
     threads_before = torch.get_num_threads()
+    watch = HelperWatch(specs, procs)
     try:
         torch.set_num_threads(threads_per_worker(cfg.tune.workers))
+        watch.start()
         with display:
             reason = run_here("plain" if mode == "plain" else "none")
             # The budget is shared, so the others stop at their next trial; wait for them.
             for p in procs:
                 p.wait()
-    except BaseException:  # Ctrl-C or this worker failing: the others stop too
+        watch.stop()
+    except BaseException:  # Ctrl-C, this worker failing, or a helper's fatal error
+        watch.stop()
         _interrupt(procs)
+        if watch.fatal is not None:
+            raise FatalError(watch.fatal) from None
         raise
     finally:
         torch.set_num_threads(threads_before)
     return _collect(specs, procs, reason)
+
+
+FATAL_EXIT = 2
+"""A helper's exit code for a fatal error (``_worker.py``): the whole study stops."""
+
+
+class HelperWatch(threading.Thread):
+    """Watches the helpers while the parent trains; the first that exits with
+    :data:`FATAL_EXIT` interrupts the parent's main thread (its running trial is re-queued, as
+    on Ctrl-C) and leaves its one-line error in ``fatal``."""
+
+    def __init__(self, specs: list[Path], procs: list[subprocess.Popen]) -> None:
+        super().__init__(name="tunelab-helper-watch", daemon=True)
+        self.specs, self.procs = specs, procs
+        self.fatal: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            for index, (spec, p) in enumerate(zip(self.specs, self.procs, strict=True), 1):
+                if p.poll() == FATAL_EXIT:
+                    self.fatal = _helper_error(spec, index, p)
+                    _thread.interrupt_main()
+                    return
+
+    def stop(self) -> None:
+        self._done.set()
+        if self.is_alive():
+            self.join()
+
+
+def _helper_error(spec: Path, index: int, p: subprocess.Popen) -> str:
+    result = spec.with_suffix(".result.json")
+    data = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
+    return data.get("error") or f"error: worker {index} exited with code {p.returncode}"
 
 
 def _interrupt(procs: list[subprocess.Popen]) -> None:
@@ -116,6 +159,8 @@ def _collect(specs: list[Path], procs: list[subprocess.Popen], reason: str) -> s
     for index, (spec, p) in enumerate(zip(specs, procs, strict=True), start=1):
         result = spec.with_suffix(".result.json")
         data = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
+        if p.returncode == FATAL_EXIT:  # it ended after the watcher stopped looking
+            raise FatalError(_helper_error(spec, index, p))
         if p.returncode == 0 and data.get("reason"):
             reasons.append(data["reason"])
         else:
