@@ -50,6 +50,7 @@ def _work(spec_path: Path) -> int:
     from ._config_study import work
     from ._engine import quiet_optuna
     from ._loop import fatal_message, is_fatal
+    from ._options import StudyOptions
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if spec.get("log"):  # under the parent's live table, this worker's lines go to a log file
@@ -63,10 +64,11 @@ def _work(spec_path: Path) -> int:
     torch.set_num_threads(int(spec["threads"]))
     try:
         cfg = parse_config(spec["config"])
+        options = StudyOptions.from_dict(spec["options"])  # as the parent resolved it
         with quiet_optuna():
             reason = work(
                 cfg,
-                None,
+                options,
                 worker=int(spec["worker"]),
                 progress=spec["progress"],
                 parent_pid=int(spec["parent_pid"]),
