@@ -62,17 +62,20 @@ def test_nan_trial_is_pruned_with_reason_and_findings_and_the_study_goes_on(tmp_
     assert result.best.number == healthy.number
 
 
-def test_a_raising_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
-    # width 0 is a bad value the model builder rejects; the other grid point trains.
+def test_a_bad_config_value_found_mid_trial_stops_the_study_after_recording_it(tmp_path):
+    # width 0 is a bad value the model builder rejects (a ConfigError): every trial drawing it
+    # would fail the same way, so the study stops at once with the trial recorded failed. (A
+    # trial's own error, RuntimeError or OOM, fails only that trial: tests/tune/test_fatal.py.)
     model = {"builder": "mlp", "params": {"depth": 1, "width": {"choice": [0, 8]}}}
-    result = run_study(
-        tiny_config(tmp_path, model=model, train=FAST_TRAIN), sampler="grid", trials=5
+    cfg = tiny_config(tmp_path, model=model, train=FAST_TRAIN)
+    with pytest.raises(ConfigError, match=r"model\.params\.width = 0"):
+        run_study(cfg, sampler="grid", trials=5)
+    study = optuna.load_study(
+        study_name="tiny", storage=f"sqlite:///{tmp_path / 'runs' / 'tiny' / 'study.db'}"
     )
-    states = {t.params["model.params.width"]: t for t in result.trials}
-    assert states[0].state == "failed"
-    assert "width" in states[0].error
-    assert states[8].state == "complete"
-    assert result.stop_reason == "all 2 grid points done"
+    last = study.trials[-1]
+    assert last.params["model.params.width"] == 0 and last.state.name == "FAIL"
+    assert "width" in last.user_attrs["error"]
 
 
 def test_cross_validation_reports_mean_and_std_and_prunes_across_folds(tmp_path):

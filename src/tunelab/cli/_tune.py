@@ -39,27 +39,40 @@ def tune(
     # Only the light config module so far: with several workers the helper processes start
     # now, and their ~7 s of imports and warm-up overlap this process's own.
     from ..config import load_config
-    from ..tune._standby import start_standby
+    from ..tune._standby import release_standby, start_standby
 
-    cfg = load_config(config)
-    helpers = (workers if workers is not None else cfg.tune.workers) - 1
-    standby = start_standby(cfg.run_dir / "workers", helpers) if helpers > 0 else []
+    overrides = {
+        "trials": trials,
+        "timeout": timeout,
+        "workers": workers,
+        "sampler": sampler,
+        "pruner": pruner,
+        "storage": storage,
+        "max_total_epochs": max_total_epochs,
+        "progress": progress,
+    }
+    loaded = load_config(config)
+    helpers = (workers if workers is not None else loaded.tune.workers) - 1
+    standby = start_standby(loaded.run_dir / "workers", helpers) if helpers > 0 else []
     from rich.console import Console
 
-    from ..tune import run_study
+    from ..errors import FatalError
+    from ..tune import resolve_config, run_study
+    from ..tune._loop import fatal_message, is_fatal
     from ..tune._summary import print_summary
 
-    result = run_study(
-        cfg,
-        trials=trials,
-        timeout=timeout,
-        workers=workers,
-        sampler=sampler,
-        pruner=pruner,
-        storage=storage,
-        max_total_epochs=max_total_epochs,
-        progress=progress,
-        standby=standby,
-    )
+    try:
+        # The config is loaded once and the flags applied once; run_study takes it as it is.
+        cfg = resolve_config(loaded, overrides)
+    except BaseException:
+        release_standby(standby)
+        raise
+    try:
+        result = run_study(cfg, standby=standby)
+    except Exception as exc:
+        # A fatal error that is not a FatalError (a builder's ImportError) is one line too.
+        if is_fatal(exc) and not isinstance(exc, FatalError):
+            raise FatalError(fatal_message(exc)) from None
+        raise
     print_summary(result, Console())
     typer.echo(f"study: {result.storage}  summary: {result.run_dir / 'tune.json'}")

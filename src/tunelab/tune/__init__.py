@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._budget import Budget
-    from ._callbacks import PruningCallback, SickTrialCallback
+    from ._callbacks import PruningCallback
     from ._config_study import resolve_config, run_study
-    from ._engine import tune_objective
+    from ._engine import build_study, tune_objective
+    from ._executor import LocalExecutor, TrialExecutor
     from ._objective import TrainingObjective, default_direction, study_objectives
+    from ._options import StudyOptions
     from ._pruners import PRUNER_NAMES, make_pruner
     from ._result import StudyResult, TrialSummary, param_importances
     from ._samplers import SAMPLER_NAMES, SamplerChoice, make_sampler, resolve_sampler_name
@@ -33,11 +35,14 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Budget": "._budget",
+    "LocalExecutor": "._executor",
+    "StudyOptions": "._options",
+    "TrialExecutor": "._executor",
+    "build_study": "._engine",
     "PRUNER_NAMES": "._pruners",
     "PruningCallback": "._callbacks",
     "SAMPLER_NAMES": "._samplers",
     "SamplerChoice": "._samplers",
-    "SickTrialCallback": "._callbacks",
     "StudyResult": "._result",
     "TrainingObjective": "._objective",
     "TrialSummary": "._result",
@@ -75,12 +80,15 @@ __all__ = [
     "PRUNER_NAMES",
     "SAMPLER_NAMES",
     "Budget",
+    "LocalExecutor",
     "PruningCallback",
     "SamplerChoice",
-    "SickTrialCallback",
+    "StudyOptions",
     "StudyResult",
     "TrainingObjective",
+    "TrialExecutor",
     "TrialSummary",
+    "build_study",
     "default_direction",
     "grid_values",
     "make_pruner",

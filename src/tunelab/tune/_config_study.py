@@ -1,10 +1,13 @@
 """``run_study(config)``: tune an experiment config end to end.
 
 1. the config's search spaces become Optuna distributions (parameter names are dotted paths);
-2. the study opens in ``runs/<name>/study.db`` (or ``tune.storage``), continuing it if it exists:
-   finished trials are kept, a trial left RUNNING by a dead process is failed and retried;
-3. the data are prepared once per process; trials train in ``trials/<number>/``;
-4. with ``tune.workers > 1`` that many processes share the storage (``_workers.py``);
+2. the ``tune`` section becomes one :class:`StudyOptions` (storage URL resolved once) and the
+   study opens in ``runs/<name>/study.db`` (or ``tune.storage``) through ``build_study``,
+   continuing it if it exists: finished trials are kept, a trial left RUNNING by a dead process
+   is failed and retried;
+3. the data are prepared once per process; trials train in ``trials/<number>/``, run by the
+   executor (``_executor.py``; with ``tune.workers > 1`` that many processes share the
+   storage, ``_workers.py``);
 5. at the end the best trial's ``best/`` is copied to ``runs/<name>/best/`` (never retrained)
    and a summary is written to ``runs/<name>/tune.json``.
 """
@@ -12,31 +15,25 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
 
-from ..config import ExperimentConfig, load_config, parse_config, parse_duration
+from ..config import ExperimentConfig, SearchSpace, load_config, parse_config
 from ..data import DataBundle
 from ..errors import ConfigError, FatalError
 from ..rundir import RunDir
-from ._budget import Budget
-from ._engine import execute, open_study, quiet_optuna, session_seed
+from ._engine import build_study, execute, make_budget, quiet_optuna
+from ._executor import make_executor
 from ._measure import COST_METRICS
-from ._objective import TrainingObjective, max_trial_epochs, study_objectives
-from ._pruners import make_pruner
+from ._objective import TrainingObjective
+from ._options import TUNE_OVERRIDES, StudyOptions
 from ._result import StudyResult, summarize
-from ._samplers import (
-    SamplerChoice,
-    default_startup_trials,
-    make_sampler,
-    resolve_sampler_name,
-)
-from ._space import config_data, config_spaces, grid_size
+from ._space import config_data, config_spaces
 from ._standby import Standby, release_standby, start_standby
-from ._storage import open_storage, storage_url
+from ._storage import MEMORY
 
 # Fields that define what a study searches; a resumed study must not change them.
 _IDENTITY_KEYS = ("metric", "direction", "objectives", "cv")
@@ -45,7 +42,11 @@ _IDENTITY_KEYS = ("metric", "direction", "objectives", "cv")
 def resolve_config(
     config: ExperimentConfig | dict | str | Path, overrides: dict[str, Any] | None = None
 ) -> ExperimentConfig:
-    """The experiment config with ``tune.*`` overrides (CLI flags) applied and validated."""
+    """The experiment config with ``tune.*`` overrides (CLI flags) applied and validated.
+
+    The one place overrides are applied; ``None`` values keep the config's own. An
+    :class:`ExperimentConfig` without overrides is returned as it is (not parsed again).
+    """
     if isinstance(config, (str, Path)):
         cfg = load_config(config)
     elif isinstance(config, dict):
@@ -53,6 +54,9 @@ def resolve_config(
     else:
         cfg = config
     updates = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(updates) - set(TUNE_OVERRIDES))
+    if unknown:
+        raise TypeError(f"resolve_config: not a tune override: {', '.join(unknown)}")
     if not updates:
         return cfg
     data = config_data(cfg)
@@ -81,7 +85,8 @@ def run_study(
         bundle: prepared data (default: ``prepare_data(cfg.data)``, once per process); with
             several workers each worker process prepares the data itself.
         trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress:
-            override the ``tune`` section (``None`` keeps the config's value).
+            override the ``tune`` section (``None`` keeps the config's value; see
+            :func:`resolve_config`).
         standby: worker processes from :func:`start_standby`, already importing while this
             process prepares the study (``tunelab tune`` starts them before its own imports);
             any still missing for ``workers > 1`` start as soon as the config is read.
@@ -92,27 +97,26 @@ def run_study(
         >>> result = run_study("examples/cifar_style_grid.yaml", trials=6)  # doctest: +SKIP
         >>> result.best_params, result.best_dir                         # doctest: +SKIP
     """
+    overrides = dict(
+        trials=trials,
+        timeout=timeout,
+        workers=workers,
+        sampler=sampler,
+        pruner=pruner,
+        storage=storage,
+        max_total_epochs=max_total_epochs,
+        progress=progress,
+    )
+    standby = list(standby or [])
     try:
-        cfg = resolve_config(
-            config,
-            {
-                "trials": trials,
-                "timeout": timeout,
-                "workers": workers,
-                "sampler": sampler,
-                "pruner": pruner,
-                "storage": storage,
-                "max_total_epochs": max_total_epochs,
-                "progress": progress,
-            },
-        )
-        standby = list(standby or [])
-        missing = cfg.tune.workers - 1 - len(standby)
-        if missing > 0 and storage_url(cfg.tune.storage, cfg.run_dir) != "memory":
+        cfg = resolve_config(config, overrides)
+        options = StudyOptions.from_config(cfg)
+        missing = options.workers - 1 - len(standby)
+        if missing > 0 and options.storage != MEMORY:
             folder = cfg.run_dir / "workers"
             standby += start_standby(folder, missing, first=len(standby) + 1)
         with quiet_optuna():
-            return _run(cfg, bundle, standby)
+            return _run(cfg, options, bundle, standby)
     finally:
         if standby:
             release_standby(standby)
@@ -123,9 +127,9 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.yaml"
+    current = config_data(cfg)
     if path.is_file() and (run_dir / "study.db").exists():
         previous = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        current = config_data(cfg)
         try:
             before = parse_config(previous) if isinstance(previous, dict) else None
         except ConfigError:
@@ -140,68 +144,8 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
                 f"error: {run_dir} holds a study of a different search (tuned fields or "
                 "objectives changed); choose another name, or delete the directory to start over"
             )
-    path.write_text(yaml.safe_dump(config_data(cfg), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(current, sort_keys=False), encoding="utf-8")
     return run_dir
-
-
-def build_study(cfg: ExperimentConfig, *, worker: int = 0) -> tuple[optuna.Study, SamplerChoice]:
-    """Open (or create) the study of ``cfg`` with its sampler and pruner."""
-    tune = cfg.tune
-    spaces = config_spaces(cfg)
-    metrics, directions = study_objectives(cfg)
-    url = storage_url(tune.storage, cfg.run_dir)
-    storage = open_storage(
-        url,
-        heartbeat_interval=tune.heartbeat_interval,
-        grace_period=tune.grace_period,
-        max_retries=tune.max_retries,
-    )
-    folds = max(1, tune.cv.folds)
-    startup = (
-        tune.startup_trials
-        if tune.startup_trials is not None
-        else default_startup_trials(tune.trials)
-    )
-    pruner = make_pruner(
-        tune.pruner if len(metrics) == 1 else "none",
-        max_epochs=max_trial_epochs(cfg) * folds,
-        warmup_epochs=tune.warmup_epochs,
-        percentile=tune.percentile,
-        reduction_factor=tune.reduction_factor,
-        startup_trials=min(5, startup),
-    )
-    study = open_study(
-        storage,
-        study_name=cfg.name,
-        directions=directions,
-        sampler=optuna.samplers.RandomSampler(),
-        pruner=pruner,
-    )
-    name, _ = resolve_sampler_name(
-        tune.sampler, spaces, n_objectives=len(metrics), trials=tune.trials, pruner=tune.pruner
-    )
-    choice = make_sampler(
-        tune.sampler,
-        spaces,
-        n_objectives=len(metrics),
-        trials=tune.trials,
-        pruner=tune.pruner,
-        # Grid workers must share one seed: it fixes the order of the grid points.
-        seed=cfg.seed if name == "grid" else session_seed(cfg.seed, study, worker),
-        startup_trials=tune.startup_trials,
-    )
-    study.sampler = choice.sampler
-    return study, choice
-
-
-def make_budget(cfg: ExperimentConfig, sampler_name: str) -> Budget:
-    tune = cfg.tune
-    return Budget(
-        trials=tune.trials,
-        timeout_s=parse_duration(tune.timeout) if tune.timeout else None,
-        max_total_epochs=tune.max_total_epochs,
-        grid_size=grid_size(config_spaces(cfg)) if sampler_name == "grid" else None,
-    )
 
 
 def load_bundle(cfg: ExperimentConfig) -> DataBundle:
@@ -210,13 +154,12 @@ def load_bundle(cfg: ExperimentConfig) -> DataBundle:
     return prepare_data(cfg.data, seed=cfg.seed)
 
 
-def check_metrics(cfg: ExperimentConfig, bundle: DataBundle) -> None:
+def check_metrics(cfg: ExperimentConfig, bundle: DataBundle, metrics: Sequence[str]) -> None:
     """Every objective metric is one the trainer reports for this data (else one clear line)."""
     from ..train import metric_names
 
     has_val = cfg.tune.cv.folds >= 2 or len(bundle.X_val) > 0
     known = [m for m in metric_names(bundle.task, has_val=has_val) if m != "epoch"]
-    metrics, _ = study_objectives(cfg)
     for metric in metrics:
         if metric not in known and metric not in COST_METRICS:
             field = "tune.objectives" if cfg.tune.objectives else "tune.metric"
@@ -226,70 +169,92 @@ def check_metrics(cfg: ExperimentConfig, bundle: DataBundle) -> None:
             )
 
 
-def work(
+def prepare_objective(
     cfg: ExperimentConfig,
+    options: StudyOptions,
     bundle: DataBundle | None,
+    spaces: dict[str, SearchSpace],
     *,
     worker: int = 0,
-    progress: str | None = None,
-    parent_pid: int | None = None,
-    opened: tuple[optuna.Study, SamplerChoice] | None = None,
-) -> str:
-    """Run this process's share of the study (the whole of it with one worker)."""
-    study, choice = opened or build_study(cfg, worker=worker)
+) -> TrainingObjective:
+    """This process's training objective: data prepared (once) and checked against the
+    objective metrics; worker 0 saves the data profile the report shows."""
     bundle = bundle if bundle is not None else load_bundle(cfg)
-    check_metrics(cfg, bundle)
+    check_metrics(cfg, bundle, options.metrics)
     profile = cfg.run_dir / "data_profile.json"
     if worker == 0 and not profile.exists() and hasattr(bundle.profile, "save"):
-        bundle.profile.save(profile)  # what the report's data section shows
-    objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir)
+        bundle.profile.save(profile)
+    return TrainingObjective(cfg, bundle, run_dir=cfg.run_dir, spaces=spaces)
+
+
+def work(
+    cfg: ExperimentConfig,
+    options: StudyOptions,
+    *,
+    worker: int,
+    progress: str,
+    parent_pid: int | None = None,
+) -> str:
+    """A helper process's share of the study (``_worker.py``); returns why it stopped."""
+    spaces = config_spaces(cfg)
+    opened = build_study(spaces, options, worker=worker)
+    objective = prepare_objective(cfg, options, None, spaces, worker=worker)
+    budget = make_budget(spaces, options, opened.sampler_name)
     return execute(
-        study,
-        objective,
-        make_budget(cfg, choice.name),
-        progress=progress or cfg.tune.progress,
-        title=f"tunelab tune {cfg.name} ({choice.name} sampler, {cfg.tune.pruner} pruner)",
-        max_consecutive_failures=cfg.tune.max_consecutive_failures,
-        max_retries=cfg.tune.max_retries,
-        parent_pid=parent_pid,
-        # Local workers (and a second `tunelab tune` on the same run) take turns starting trials.
-        lock_path=cfg.run_dir / ".start.lock",
+        opened.study, objective, budget, options, progress=progress, parent_pid=parent_pid
     )
 
 
-def _run(cfg: ExperimentConfig, bundle: DataBundle | None, standby: list[Standby]) -> StudyResult:
+def _check_tunable(cfg: ExperimentConfig, options: StudyOptions) -> None:
     if not cfg.search_spaces():
         raise ConfigError(
             "config error: nothing to tune — no field is a search space; write one as "
             "{choice: [...]} or {low, high, log, step} (or use `tunelab train`)"
         )
-    if cfg.tune.workers > 1 and storage_url(cfg.tune.storage, cfg.run_dir) == "memory":
+    if options.workers > 1 and options.storage == MEMORY:
         raise ConfigError(
             "config error: tune.storage = 'memory' — worker processes need a shared storage; "
             "leave it unset (SQLite in the run directory) or give a database URL"
         )
+
+
+def _run(
+    cfg: ExperimentConfig,
+    options: StudyOptions,
+    bundle: DataBundle | None,
+    standby: list[Standby],
+) -> StudyResult:
+    _check_tunable(cfg, options)
     run_dir = prepare_run_dir(cfg)
-    study, choice = build_study(cfg)
-    if cfg.tune.workers > 1:
-        from ._workers import run_workers
+    spaces = config_spaces(cfg)
+    opened = build_study(spaces, options)
+    options.title = f"{options.title} ({opened.sampler_name} sampler, {options.pruner_name} pruner)"
+    helpers = None
+    if options.workers > 1:
+        from ._workers import launch_helpers
 
-        def run_here(progress: str) -> str:
-            return work(cfg, bundle, progress=progress, opened=(study, choice))
-
-        reason = run_workers(cfg, study, run_here, standby)
-    else:
-        reason = work(cfg, bundle, opened=(study, choice))
-    metrics, _ = study_objectives(cfg)
+        # Before this process prepares its data: the helpers prepare theirs meanwhile.
+        helpers = launch_helpers(cfg, options, standby)
+    try:
+        objective = prepare_objective(cfg, options, bundle, spaces)
+        # TODO(config owner): `tune.executor` is not a config field yet; "local" until it is.
+        executor = make_executor(getattr(cfg.tune, "executor", "local"), helpers=helpers)
+        budget = make_budget(spaces, options, opened.sampler_name)
+        executor.run(opened.study, objective, budget, options)
+    except BaseException:
+        if helpers is not None:
+            helpers.interrupt()  # a no-op for helpers that have ended already
+        raise
     result = summarize(
-        study,
-        metrics=metrics,
-        sampler=choice.name,
-        pruner=cfg.tune.pruner if len(metrics) == 1 else "none",
-        stop_reason=reason,
+        opened.study,
+        metrics=list(options.metrics),
+        sampler=opened.sampler_name,
+        pruner=options.pruner_name,
+        stop_reason=executor.stop_reason or budget.exhausted(opened.study) or "",
         run_dir=run_dir,
-        storage=storage_url(cfg.tune.storage, run_dir),
+        storage=options.storage,
     )
-    result.best_dir = copy_best(result, run_dir)
+    result.best_dir = copy_best(result, run_dir, cfg)
     result.save(run_dir / "tune.json")
     return result
 

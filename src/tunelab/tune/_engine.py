@@ -1,9 +1,10 @@
 """The study engine shared by config studies and any user ``objective(trial)``.
 
-``tune_objective`` is the whole engine for a plain objective: sampler and pruner by name, the
-budget, crash-safe storage, progress, failed trials recorded, a :class:`StudyResult` at the end.
+``build_study`` is the one function that opens a study (storage, sampler, pruner) from a
+:class:`StudyOptions`; ``make_budget`` and ``execute`` (one process's trial loop under its
+progress display) complete it. ``tune_objective`` is the whole engine for a plain objective;
 ``run_study`` (``_config_study.py``) builds a training objective from an experiment config and
-runs it through the same functions.
+runs it through the same functions and the same executor (``_executor.py``).
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
-from ..config import parse_duration
+from ..config import SearchSpace, parse_duration
 from ..errors import ConfigError, FatalError
 from ._budget import Budget
 from ._loop import run_trials
+from ._options import StudyOptions
 from ._progress import LiveTable, progress_mode, trial_callbacks
 from ._pruners import make_pruner
 from ._result import StudyResult, summarize
-from ._samplers import make_sampler
+from ._samplers import make_sampler, resolve_sampler_name
 from ._space import as_spaces, grid_size, suggest
 from ._storage import MEMORY, open_storage, reclaim_orphans
 
@@ -87,35 +89,125 @@ def session_seed(seed: int | None, study: optuna.Study, worker: int = 0) -> int 
     )
 
 
+@dataclass
+class OpenedStudy:
+    """A study ready to run: the Optuna study and the concrete sampler it runs with."""
+
+    study: optuna.Study
+    sampler_name: str
+
+
+def build_study(
+    spaces: Mapping[str, SearchSpace], options: StudyOptions, *, worker: int = 0
+) -> OpenedStudy:
+    """Open (or create, or continue) the study of ``options`` over ``spaces``.
+
+    The one way a study is built, for config studies, worker processes and ``tune_objective``
+    alike. ``worker`` offsets the sampler seed (except for grid search, whose workers must
+    share one seed: it fixes the order of the grid points).
+    """
+    storage = open_storage(
+        options.storage,
+        heartbeat_interval=options.heartbeat_interval,
+        grace_period=options.grace_period,
+        max_retries=options.max_retries,
+    )
+    pruner = options.pruner
+    if isinstance(pruner, str):
+        pruner = make_pruner(
+            pruner,
+            max_epochs=options.max_epochs,
+            warmup_epochs=options.warmup_epochs,
+            percentile=options.percentile,
+            reduction_factor=options.reduction_factor,
+            startup_trials=options.pruner_startup_trials,
+        )
+    # The study must exist before the seed can depend on it; its sampler is set right after.
+    study = open_study(
+        storage,
+        study_name=options.study_name,
+        directions=options.directions,
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=pruner,
+    )
+    if isinstance(options.sampler, optuna.samplers.BaseSampler):
+        study.sampler = options.sampler
+        return OpenedStudy(study, type(options.sampler).__name__)
+    return OpenedStudy(study, _set_sampler(study, spaces, options, worker))
+
+
+def _set_sampler(
+    study: optuna.Study, spaces: Mapping[str, SearchSpace], options: StudyOptions, worker: int
+) -> str:
+    assert isinstance(options.sampler, str)
+    n_objectives = len(options.directions)
+    if options.sampler == "grid" and not spaces:
+        raise ConfigError("config error: sampler 'grid' needs a space= of finite choices")
+    name, _ = resolve_sampler_name(
+        options.sampler,
+        spaces,
+        n_objectives=n_objectives,
+        trials=options.trials,
+        pruner=options.pruner_name,
+    )
+    choice = make_sampler(
+        options.sampler,
+        spaces,
+        n_objectives=n_objectives,
+        trials=options.trials,
+        pruner=options.pruner_name,
+        seed=options.seed if name == "grid" else session_seed(options.seed, study, worker),
+        startup_trials=options.startup_trials,
+    )
+    study.sampler = choice.sampler
+    return choice.name
+
+
+def make_budget(
+    spaces: Mapping[str, SearchSpace], options: StudyOptions, sampler_name: str
+) -> Budget:
+    """The budget of ``options`` (a grid study also stops once every grid point has run)."""
+    return Budget(
+        trials=options.trials,
+        timeout_s=options.timeout_s,
+        max_total_epochs=options.max_total_epochs,
+        grid_size=grid_size(spaces) if sampler_name == "grid" else None,
+    )
+
+
 def execute(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], Any],
     budget: Budget,
+    options: StudyOptions,
     *,
-    progress: str,
-    title: str,
-    max_consecutive_failures: int = 5,
-    max_retries: int = 2,
-    extra_callbacks: Sequence[Callable] = (),
+    progress: str | None = None,
+    title: str | None = None,
     parent_pid: int | None = None,
-    lock_path: Path | None = None,
 ) -> str:
-    """Reclaim crashed trials, then run the trial loop under the chosen progress display."""
-    reclaim_orphans(study, max_retries=max_retries)
+    """Reclaim crashed trials, then run this process's trial loop under its progress display.
+
+    ``progress`` overrides ``options.progress`` (worker processes and worker 0 under the
+    parent's live table run with ``none`` or ``plain``).
+    """
+    reclaim_orphans(study, max_retries=options.max_retries)
     budget.restart_clock()
-    mode = progress_mode(progress)
-    callbacks = [*trial_callbacks(mode), *extra_callbacks]
-    display = LiveTable(study, title=title) if mode == "rich" else contextlib.nullcontext()
+    mode = progress_mode(progress or options.progress)
+    display = (
+        LiveTable(study, title=title or options.title)
+        if mode == "rich"
+        else contextlib.nullcontext()
+    )
     with display:
         return run_trials(
             study,
             objective,
             budget,
-            callbacks=callbacks,
-            max_consecutive_failures=max_consecutive_failures,
-            max_retries=max_retries,
+            callbacks=trial_callbacks(mode),
+            max_consecutive_failures=options.max_consecutive_failures,
+            max_retries=options.max_retries,
             parent_pid=parent_pid,
-            lock_path=lock_path,
+            lock_path=options.lock_path,
         )
 
 
@@ -157,6 +249,8 @@ def tune_objective(
         seed: sampler seed.
         progress: ``none``, ``plain``, ``rich`` or ``auto``.
 
+    The keywords become one :class:`StudyOptions`; the study runs on the ``local`` executor.
+
     Example:
         >>> from tunelab.tune import tune_objective
         >>> result = tune_objective(
@@ -171,86 +265,43 @@ def tune_objective(
     for d in directions:
         if d not in ("minimize", "maximize"):
             raise ConfigError(f"config error: direction {d!r} — expected minimize or maximize")
-    with quiet_optuna():
-        return _tune_objective(
-            objective,
-            space=space,
-            directions=directions,
-            metrics=metrics,
-            trials=trials,
-            timeout=timeout,
-            max_total_epochs=max_total_epochs,
-            sampler=sampler,
-            pruner=pruner,
-            max_epochs=max_epochs,
-            storage=storage,
-            study_name=study_name,
-            seed=seed,
-            startup_trials=startup_trials,
-            progress=progress,
-            heartbeat_interval=heartbeat_interval,
-            max_retries=max_retries,
-            max_consecutive_failures=max_consecutive_failures,
-        )
-
-
-def _tune_objective(
-    objective: Callable[..., Any],
-    *,
-    space: Mapping[str, Any] | None,
-    directions: list[str],
-    metrics: Sequence[str] | None,
-    trials: int,
-    timeout: str | float | None,
-    max_total_epochs: int | None,
-    sampler: str | optuna.samplers.BaseSampler,
-    pruner: str | optuna.pruners.BasePruner,
-    max_epochs: int,
-    storage: str,
-    study_name: str,
-    seed: int | None,
-    startup_trials: int | None,
-    progress: str,
-    heartbeat_interval: int,
-    max_retries: int,
-    max_consecutive_failures: int,
-) -> StudyResult:
-    spaces = as_spaces(space or {})
-    wants_params = space is not None and _takes_two_args(objective)
-    seconds = parse_duration(timeout) if timeout is not None else None
-    storage_obj = open_storage(
-        storage, heartbeat_interval=heartbeat_interval, max_retries=max_retries
-    )
-    pruner_name, pruner_obj = _pruner(pruner, max_epochs)
-    # The study must exist before the seed can depend on it; its sampler is set right after.
-    study = open_study(
-        storage_obj,
+    options = StudyOptions(
         study_name=study_name,
-        directions=directions,
-        sampler=optuna.samplers.RandomSampler(),
-        pruner=pruner_obj,
-    )
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        sampler_name, study.sampler = type(sampler).__name__, sampler
-    else:
-        if sampler == "grid" and not spaces:
-            raise ConfigError("config error: sampler 'grid' needs a space= of finite choices")
-        choice = make_sampler(
-            sampler,
-            spaces,
-            n_objectives=len(directions),
-            trials=trials,
-            pruner=pruner_name,
-            seed=session_seed(seed, study) if sampler != "grid" else seed,
-            startup_trials=startup_trials,
-        )
-        sampler_name, study.sampler = choice.name, choice.sampler
-    budget = Budget(
+        storage=storage,
+        directions=tuple(directions),
+        metrics=tuple(metrics) if metrics else tuple(_default_metric_names(len(directions))),
         trials=trials,
-        timeout_s=seconds,
+        timeout_s=parse_duration(timeout) if timeout is not None else None,
         max_total_epochs=max_total_epochs,
-        grid_size=grid_size(spaces) if sampler_name == "grid" else None,
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        startup_trials=startup_trials,
+        max_epochs=max_epochs,
+        heartbeat_interval=heartbeat_interval,
+        max_retries=max_retries,
+        max_consecutive_failures=max_consecutive_failures,
+        progress=progress,
+        title=study_name,
     )
+    with quiet_optuna():
+        return run_objective(
+            objective, as_spaces(space or {}), options, pass_params=space is not None
+        )
+
+
+def run_objective(
+    objective: Callable[..., Any],
+    spaces: Mapping[str, SearchSpace],
+    options: StudyOptions,
+    *,
+    pass_params: bool = True,
+) -> StudyResult:
+    """Run ``objective`` over ``spaces`` as ``options`` say; the body of ``tune_objective``."""
+    from ._executor import LocalExecutor
+
+    opened = build_study(spaces, options)
+    wants_params = pass_params and _takes_two_args(objective)
 
     def run(trial: optuna.Trial) -> Any:
         if wants_params:
@@ -259,32 +310,17 @@ def _tune_objective(
             suggest(trial, spaces)
         return objective(trial)
 
-    reason = execute(
-        study,
-        run,
-        budget,
-        progress=progress,
-        title=study_name,
-        max_consecutive_failures=max_consecutive_failures,
-        max_retries=max_retries,
-    )
-    names = list(metrics) if metrics else _default_metric_names(len(directions))
+    budget = make_budget(spaces, options, opened.sampler_name)
+    executor = LocalExecutor()
+    executor.run(opened.study, run, budget, options)
     return summarize(
-        study,
-        metrics=names,
-        sampler=sampler_name,
-        pruner=pruner_name,
-        stop_reason=reason,
-        storage=storage,
+        opened.study,
+        metrics=list(options.metrics),
+        sampler=opened.sampler_name,
+        pruner=options.pruner_name,
+        stop_reason=executor.stop_reason,
+        storage=options.storage,
     )
-
-
-def _pruner(
-    pruner: str | optuna.pruners.BasePruner, max_epochs: int
-) -> tuple[str, optuna.pruners.BasePruner]:
-    if isinstance(pruner, optuna.pruners.BasePruner):
-        return type(pruner).__name__, pruner
-    return pruner, make_pruner(pruner, max_epochs=max_epochs)
 
 
 def _default_metric_names(n: int) -> list[str]:

@@ -3,8 +3,10 @@
 Each trial goes through ``study.optimize(n_trials=1)`` so that Optuna does everything it
 normally does (sampler, pruner, heartbeat thread, stale-trial check, state changes); between
 trials the loop checks the shared budget. A trial that raises is recorded failed with its error
-and the loop goes on; a :class:`KeyboardInterrupt` re-queues the interrupted trial (same
-parameters) before it propagates, so the next run retries it.
+and the loop goes on -- unless the error is systematic (:func:`is_fatal`): then the trial is
+recorded failed and the error propagates at once, since every later trial would hit it too. A
+:class:`KeyboardInterrupt` re-queues the interrupted trial (same parameters) before it
+propagates, so the next run retries it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,28 @@ from ._storage import WORKER_ATTR, worker_identity
 StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc``, raised inside a trial, should stop the whole study.
+
+    Fatal: :class:`FatalError` and its subclasses (``ConfigError``: a bad config value found
+    mid-trial; ``DataError``: missing or bad data) and ``ImportError`` (a custom builder's
+    missing dependency) -- the next trial would fail the same way. Anything else (out of
+    memory, a bad combination of values, :class:`TrialFailed`) belongs to that trial alone.
+    """
+    return isinstance(exc, (FatalError, ImportError))
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` -- what a trial's ``error`` attribute holds."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def fatal_message(exc: BaseException) -> str:
+    """The one line the CLI prints for a fatal error (:func:`is_fatal`)."""
+    if isinstance(exc, FatalError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"error: {one_line(exc)}"
 
 
 class StartLock:
@@ -68,7 +88,8 @@ class RecordingObjective:
     Optuna catches the exception (``catch=(Exception,)``) and marks the trial failed; this
     wrapper first stores ``error`` (one line) and ``error_type`` as user attributes, so the
     failure is visible in the table, the dashboard and the result, and frees the GPU cache after
-    an out-of-memory error so the next trial can run.
+    an out-of-memory error so the next trial can run. A fatal error (:func:`is_fatal`) is kept
+    in ``fatal`` so that the loop re-raises it once Optuna has recorded the trial.
     """
 
     def __init__(
@@ -77,6 +98,7 @@ class RecordingObjective:
         self.objective = objective
         self.identity = worker_identity()
         self.lock = lock or StartLock(None)
+        self.fatal: BaseException | None = None
 
     def __call__(self, trial: optuna.Trial) -> Any:
         trial.set_user_attr(WORKER_ATTR, self.identity)
@@ -89,6 +111,8 @@ class RecordingObjective:
             trial.set_user_attr(ERROR_ATTR, one_line(exc))
             trial.set_user_attr("error_type", type(exc).__name__)
             _free_accelerator_memory(exc)
+            if is_fatal(exc):
+                self.fatal = exc
             raise
 
 
@@ -153,6 +177,8 @@ def run_trials(
             raise
         finally:
             lock.release()  # normally released by the objective already; this is a no-op then
+        if wrapped.fatal is not None:
+            raise wrapped.fatal  # the trial is recorded FAIL with its error; stop the study
         if not finished:
             continue
         last = finished.pop()

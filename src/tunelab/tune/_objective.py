@@ -120,18 +120,27 @@ class TrainingObjective:
         cfg: the study config with its search spaces.
         bundle: the prepared data, shared by every trial of this process.
         run_dir: the run directory; trials train in ``run_dir/trials/<number>/``.
+        spaces: ``config_spaces(cfg)`` if the caller has it already (it is the same per trial).
     """
 
-    def __init__(self, cfg: ExperimentConfig, bundle: DataBundle, *, run_dir: Path) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        bundle: DataBundle,
+        *,
+        run_dir: Path,
+        spaces: dict[str, Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.bundle = bundle
         self.run_dir = Path(run_dir)
+        self.spaces = spaces if spaces is not None else config_spaces(cfg)
+        self.metrics, _ = study_objectives(cfg)
         self._last_step = 0
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
-        spaces = config_spaces(cfg)
-        metrics, _ = study_objectives(cfg)
+        spaces, metrics = self.spaces, self.metrics
         if EPOCHS_ATTR in trial.user_attrs:
             # A retry inherits the attributes of the trial that crashed; its epochs start at 0.
             trial.set_user_attr(EPOCHS_ATTR, 0)

@@ -47,9 +47,10 @@ def _work(spec_path: Path) -> int:
     import torch
 
     from ..config import parse_config
-    from ..errors import FatalError
     from ._config_study import work
     from ._engine import quiet_optuna
+    from ._loop import fatal_message, is_fatal
+    from ._options import StudyOptions
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if spec.get("log"):  # under the parent's live table, this worker's lines go to a log file
@@ -63,17 +64,22 @@ def _work(spec_path: Path) -> int:
     torch.set_num_threads(int(spec["threads"]))
     try:
         cfg = parse_config(spec["config"])
+        options = StudyOptions.from_dict(spec["options"])  # as the parent resolved it
         with quiet_optuna():
             reason = work(
                 cfg,
-                None,
+                options,
                 worker=int(spec["worker"]),
                 progress=spec["progress"],
                 parent_pid=int(spec["parent_pid"]),
             )
-    except FatalError as exc:
-        result_path.write_text(json.dumps({"error": str(exc)}), encoding="utf-8")
-        print(str(exc), file=sys.stderr)
+    except Exception as exc:
+        if not is_fatal(exc):
+            raise
+        # Exit code 2 tells the parent "fatal": it stops the study and its other helpers.
+        message = fatal_message(exc)
+        result_path.write_text(json.dumps({"error": message}), encoding="utf-8")
+        print(message, file=sys.stderr)
         return 2
     result_path.write_text(json.dumps({"reason": reason}), encoding="utf-8")
     return 0

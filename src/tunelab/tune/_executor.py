@@ -1,0 +1,90 @@
+"""The executor seam: how a study's trials get run (``tune.executor``; see docs/design.md).
+
+A study is built once (``build_study``), then handed to an executor together with the
+objective, the budget and the :class:`StudyOptions`; the executor runs trials until the budget
+is used up and returns. Everything after -- the summary, ``best/`` -- is the caller's, so every
+executor ends the same way.
+
+- ``local`` (:class:`LocalExecutor`): the trial loop in this process (``run_trials``), with
+  ``--workers N`` helper processes on this machine sharing the storage (``_workers.py``).
+- ``population`` and ``ray`` are planned (issues 14 and 18) against the same protocol: ask K
+  trials at once and ``tell`` each; or run the same objective inside Ray Tune trials with
+  Optuna's storage as the source of truth.
+
+An executor may set ``stop_reason`` (why it stopped, shown in the summary); if it does not,
+the caller asks the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import optuna
+
+from ..errors import ConfigError
+from ._budget import Budget
+from ._options import StudyOptions
+
+if TYPE_CHECKING:
+    from ._objective import TrainingObjective
+    from ._workers import Helpers
+
+EXECUTOR_NAMES = ("local",)
+
+
+class TrialExecutor(Protocol):
+    """Runs the trials of a built study until ``budget`` says stop."""
+
+    name: str  # "local" | "population" | "ray"
+
+    def run(
+        self,
+        study: optuna.Study,
+        objective: TrainingObjective,
+        budget: Budget,
+        options: StudyOptions,
+    ) -> None: ...
+
+
+class LocalExecutor:
+    """Today's loop: ``run_trials`` in this process, plus the ``--workers`` helpers if given.
+
+    Args:
+        helpers: helper processes already given their specs (``_workers.launch_helpers``);
+            ``None`` runs every trial in this process.
+    """
+
+    name = "local"
+
+    def __init__(self, helpers: Helpers | None = None) -> None:
+        self.helpers = helpers
+        self.stop_reason = ""
+
+    def run(
+        self,
+        study: optuna.Study,
+        objective: TrainingObjective | Callable[[optuna.Trial], Any],
+        budget: Budget,
+        options: StudyOptions,
+    ) -> None:
+        from ._engine import execute
+
+        if self.helpers is None:
+            self.stop_reason = execute(study, objective, budget, options)
+            return
+
+        def run_here(progress: str) -> str:
+            return execute(study, objective, budget, options, progress=progress)
+
+        self.stop_reason = self.helpers.run(study, run_here)
+
+
+def make_executor(name: str, *, helpers: Helpers | None = None) -> LocalExecutor:
+    """The executor called ``name`` (``tune.executor``; only ``local`` exists so far)."""
+    if name != "local":
+        raise ConfigError(
+            f"config error: tune.executor = {name!r} — expected one of {', '.join(EXECUTOR_NAMES)}",
+            field="tune.executor",
+        )
+    return LocalExecutor(helpers)
