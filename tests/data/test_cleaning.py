@@ -94,11 +94,71 @@ def test_missing_error_stops_at_the_first_missing_value(tmp_path):
         prepare_data(cfg, seed=0)
 
 
-def test_inf_counts_as_missing(tmp_path):
+def test_inf_is_reported_as_non_finite_and_filled_like_missing(tmp_path):
+    # issue 16: inf was reported as "missing"; it is counted as its own thing now, and filled
+    # like a missing value with an explicit "non-finite" action.
     frame = pd.DataFrame({"x": [1.0, np.inf, 3.0, 4.0] * 10, "label": [0, 1] * 20})
     bundle = prepare_data(config(source="csv", path=_write(tmp_path, frame)), seed=0)
-    assert bundle.profile.missing == {"x": 10}
+    assert bundle.profile.missing == {}
+    assert bundle.profile.non_finite == {"x": 10}
+    (action,) = [a for a in bundle.profile.actions if a.step == "non-finite"]
+    assert action.column == "x" and action.values_changed == 10
+    assert "treated as missing" in action.detail
+    filled = [a for a in bundle.profile.actions if a.step == "missing" and a.column == "x"]
+    assert filled[0].values_changed == 10
     assert torch.isfinite(bundle.X_train).all()
+    text = bundle.profile.to_text(width=160)
+    assert "non-finite" in text and "non-finite: inf, -inf" in text
+
+
+@pytest.mark.parametrize("token", ["inf", "-inf", "1e400", "1e308", "-1e39"])
+def test_every_non_finite_spelling_is_counted_apart_from_missing(tmp_path, token):
+    path = tmp_path / "d.csv"
+    body = "".join(
+        f"{token if i % 8 == 0 else i},{'' if i == 3 else i % 3},{i % 2}\n" for i in range(48)
+    )
+    path.write_text("x,z,label\n" + body)
+    bundle = prepare_data(config(source="csv", path=str(path)), seed=0)
+    assert bundle.profile.non_finite == {"x": 6}
+    assert bundle.profile.missing == {"z": 1}
+    assert all(torch.isfinite(getattr(bundle, f"X_{s}")).all() for s in ("train", "val", "test"))
+
+
+def test_non_finite_labels_are_dropped_and_said_apart_from_missing_ones(tmp_path):
+    path = tmp_path / "d.csv"
+    labels = ["inf" if i == 5 else "" if i == 7 else str(i * 1.5) for i in range(60)]
+    path.write_text("x,label\n" + "".join(f"{i},{v}\n" for i, v in enumerate(labels)))
+    bundle = prepare_data(config(source="csv", path=str(path), task="regression"), seed=0)
+    details = {a.detail: a.rows_dropped for a in bundle.profile.actions if a.step == "labels"}
+    assert details["dropped rows without a label"] == 1
+    assert [n for d, n in details.items() if "non-finite" in d] == [1]
+    assert torch.isfinite(bundle.y_train).all()
+
+
+def test_missing_error_names_a_huge_value_as_non_finite(tmp_path):
+    from tunelab.errors import DataError
+
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "x,label\n" + "".join(f"{'1e308' if i == 4 else i},{i % 2}\n" for i in range(20))
+    )
+    with pytest.raises(DataError, match=r"row 5 \(line 6\): non-finite value 1e\+308"):
+        prepare_data(config(source="csv", path=str(path), clean={"missing": "error"}), seed=0)
+
+
+def test_fill_actions_name_the_rule_each_column_got(tmp_path):
+    path = _write(tmp_path, _frame_with_missing())
+    for strategy, numeric in (
+        ("median", "filled with the training median"),
+        ("mean", "filled with the training mean"),
+        ("most_frequent", "filled with the most frequent training value"),
+    ):
+        bundle = prepare_data(config(source="csv", path=path, clean={"missing": strategy}), seed=0)
+        details = {a.column: a.detail for a in bundle.profile.actions if a.step == "missing"}
+        assert details["x"].startswith(numeric)
+        # a categorical fill is the most frequent category whatever the numeric rule
+        assert details["colour"] == "filled with the most frequent training category 'red'"
+        assert "training median 'red'" not in bundle.profile.to_text(width=160)
 
 
 def _frame_with_outliers() -> pd.DataFrame:
@@ -153,6 +213,26 @@ def test_iqr_bounds_come_from_training_quartiles(tmp_path):
     assert bundle.preprocessing.bounds_["x"] == pytest.approx(
         [q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)]
     )
+
+
+def test_iqr_clipping_a_large_share_of_a_column_is_a_warning(tmp_path):
+    from tunelab.data._table_preparer import OUTLIER_WARNING_SHARE
+
+    rng = np.random.default_rng(3)
+    skewed = rng.lognormal(0, 1.5, 400)  # heavy right tail: 1.5 x IQR clips ~10% of it
+    normal = rng.normal(0, 1, 400)  # clips well under 5%
+    frame = pd.DataFrame({"skewed": skewed, "normal": normal, "label": np.arange(400) % 2})
+    cfg = config(source="csv", path=_write(tmp_path, frame), clean={"outliers": "iqr"})
+    profile = prepare_data(cfg, seed=0).profile
+    clipped = {a.column: a for a in profile.actions if a.step == "outliers"}
+    assert clipped["skewed"].values_changed / 400 >= OUTLIER_WARNING_SHARE
+    assert "clipped" in clipped["skewed"].warning and "%" in clipped["skewed"].warning
+    assert not clipped.get("normal") or not clipped["normal"].warning
+    assert profile.warnings == [f"column 'skewed': {clipped['skewed'].warning}"]
+    text = profile.to_text(width=200)
+    assert "warning: column 'skewed': outlier handling clipped" in text
+    assert "(see the warning below)" in text
+    assert profile.to_dict()["warnings"] == profile.warnings
 
 
 def test_dtype_declarations_convert_and_count_coerced_values(tmp_path):

@@ -23,6 +23,10 @@ FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 # An otherwise-numeric column with a few words in it is a typo, not a category.
 MOSTLY_NUMERIC = 0.9
 SAMPLE = 1000
+# Models see float32 tensors: a value beyond float32's range (``1e308``) would become inf there,
+# so it is non-finite for tunelab just like ``inf`` or ``1e400`` (which parses as inf).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+NON_FINITE_TEXT = "inf, -inf or beyond float32's +-3.4e38"
 
 
 def infer_kind(
@@ -102,11 +106,27 @@ def to_numeric(
     origin: str,
     line_offset: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """A numeric-kind column as float64 (missing and inf as NaN), plus how many values were
-    coerced to missing because they were not numbers (only when ``coerce``)."""
+    """A numeric-kind column as float64 (missing and non-finite as NaN), plus how many values
+    were coerced to missing because they were not numbers (only when ``coerce``)."""
+    values, coerced, _ = parse_numeric(
+        series, kind, coerce=coerce, origin=origin, line_offset=line_offset
+    )
+    return values, coerced
+
+
+def parse_numeric(
+    series: pd.Series,
+    kind: Kind,
+    *,
+    coerce: bool,
+    origin: str,
+    line_offset: int | None = None,
+) -> tuple[np.ndarray, int, int]:
+    """``to_numeric`` plus how many values were non-finite (see ``non_finite``) and became
+    NaN, so cleaning can report them apart from the values that were missing in the file."""
     column = str(series.name)
     if kind == "bool":
-        return _bool_values(series, origin=origin, line_offset=line_offset), 0
+        return _bool_values(series, origin=origin, line_offset=line_offset), 0, 0
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
         coerced = 0
@@ -121,7 +141,8 @@ def to_numeric(
                 where(origin, column=column, row=row, line_offset=line_offset),
                 f"{short(series.loc[row])} is not a number",
             )
-    values[np.isinf(values)] = np.nan
+    outside = non_finite(values)
+    values[outside] = np.nan
     if kind == "int":
         finite = values[~np.isnan(values)]
         fractional = finite != np.round(finite)
@@ -132,7 +153,14 @@ def to_numeric(
                 where(origin, column=column, row=row, line_offset=line_offset),
                 f"{short(series.loc[row])} is not an integer (data.clean.dtypes says int)",
             )
-    return values, coerced
+    return values, coerced, int(outside.sum())
+
+
+def non_finite(values: np.ndarray) -> np.ndarray:
+    """The mask of values that are not NaN but cannot be used as numbers: ``inf``, ``-inf``
+    and finite values beyond float32's range (``FLOAT32_MAX``)."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(values) & ~(np.abs(values) <= FLOAT32_MAX)
 
 
 def _bool_values(series: pd.Series, *, origin: str, line_offset: int | None) -> np.ndarray:
@@ -189,8 +217,12 @@ def _canonical(value: object) -> str:
 
 
 def is_missing(series: pd.Series) -> np.ndarray:
-    """NaN, None and +-inf count as missing."""
-    missing = series.isna().to_numpy()
-    if pd.api.types.is_float_dtype(series.dtype):
-        missing = missing | np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan))
-    return missing
+    """NaN, None and non-finite numbers (``non_finite``) count as missing."""
+    return series.isna().to_numpy() | non_finite_values(series)
+
+
+def non_finite_values(series: pd.Series) -> np.ndarray:
+    """The mask of a float column's non-finite values (all false for other columns)."""
+    if not pd.api.types.is_float_dtype(series.dtype):
+        return np.zeros(len(series), dtype=bool)
+    return non_finite(series.to_numpy(dtype=np.float64, na_value=np.nan))

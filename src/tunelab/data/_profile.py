@@ -14,27 +14,38 @@ from pathlib import Path
 from typing import Any
 
 MAX_COLUMNS_SHOWN = 40
+MISSING_CAPTION = (
+    "missing: empty, NaN or None values as loaded (and words a declared float/int column read "
+    "as missing), before filling"
+)
+NON_FINITE_CAPTION = "; non-finite: inf, -inf or beyond float32's +-3.4e38, filled like missing"
 
 
 @dataclass
 class CleaningAction:
-    """One thing cleaning did: ``step`` (missing, outliers, duplicates, labels, dtype, onehot,
-    constant, max_rows, files), the column if any, and how many rows/values it touched."""
+    """One thing cleaning did: ``step`` (missing, non-finite, outliers, duplicates, labels,
+    dtype, onehot, constant, max_rows, files), the column if any, how many rows/values it
+    touched, and a ``warning`` when it did more than such a step should (the profile lists it
+    apart, see ``DataProfile.warnings``)."""
 
     step: str
     detail: str
     column: str | None = None
     rows_dropped: int = 0
     values_changed: int = 0
+    warning: str = ""
 
 
 @dataclass
 class ColumnProfile:
-    """One raw column (or image channel): kind, missing values, outliers found and train stats."""
+    """One raw column (or image channel): kind, missing values (empty, NaN, None, and words a
+    declared float/int column read as missing), non-finite values (inf, -inf, beyond float32;
+    filled like missing ones), outliers found and train stats."""
 
     name: str
     kind: str
     missing: int = 0
+    non_finite: int = 0
     outliers: int = 0
     distinct: int | None = None
     constant: bool = False
@@ -82,8 +93,24 @@ class DataProfile:
 
     @property
     def missing(self) -> dict[str, int]:
-        """Missing (NaN, None, inf) values per column as loaded, before any filling."""
+        """Missing values (empty, NaN, None; words a declared float/int column read as missing)
+        per column as loaded, before any filling. Non-finite values are counted apart."""
         return {c.name: c.missing for c in self.columns if c.missing}
+
+    @property
+    def non_finite(self) -> dict[str, int]:
+        """Non-finite values (inf, -inf, beyond float32's range) per column as loaded; they are
+        filled (or dropped) like missing values, and each column's count is a cleaning action."""
+        return {c.name: c.non_finite for c in self.columns if c.non_finite}
+
+    @property
+    def warnings(self) -> list[str]:
+        """What cleaning did that a user should look at, one line each (``column: warning``)."""
+        return [
+            (f"column {a.column!r}: " if a.column else "") + a.warning
+            for a in self.actions
+            if a.warning
+        ]
 
     @property
     def outliers(self) -> dict[str, int]:
@@ -92,6 +119,7 @@ class DataProfile:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["rows_dropped"] = self.rows_dropped
+        data["warnings"] = self.warnings
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -155,11 +183,16 @@ class DataProfile:
             cleaning.add_column(name, justify="right" if name[0] in "rv" else "left")
         for a in self.actions:
             cleaning.add_row(
-                a.step, a.column or "", a.detail, str(a.rows_dropped), str(a.values_changed)
+                a.step,
+                a.column or "",
+                a.detail + (" (see the warning below)" if a.warning else ""),
+                str(a.rows_dropped),
+                str(a.values_changed),
             )
         if not self.actions:
             cleaning.add_row("-", "", "nothing to clean", "0", "0")
         parts.append(cleaning)
+        parts.extend(f"warning: {w}" for w in self.warnings)
         parts.extend(f"note: {n}" for n in self.notes)
         return Group(*parts)
 
@@ -180,25 +213,42 @@ class DataProfile:
     def _columns_table(self, Table: Any) -> Any:
         if self.kind == "image":
             return self._channels_table(Table)
-        table = Table(title="Columns (min, mean, max over train)", title_justify="left")
-        for name in ("column", "kind", "missing", "outliers", "distinct", "min", "mean", "max"):
+        # The headers say what they count; the caption spells it out.
+        infinite = any(c.non_finite for c in self.columns)
+        table = Table(
+            title="Columns (min, mean, max over train)",
+            title_justify="left",
+            caption=MISSING_CAPTION + (NON_FINITE_CAPTION if infinite else ""),
+            caption_justify="left",
+        )
+        headers = ["column", "kind", "missing", *(["non-finite"] if infinite else [])]
+        for name in (*headers, "outliers", "distinct", "min", "mean", "max"):
             table.add_column(name, justify="left" if name in ("column", "kind") else "right")
         for c in self.columns[:MAX_COLUMNS_SHOWN]:
             table.add_row(
                 c.name + (" (constant)" if c.constant else ""),
                 c.kind,
                 str(c.missing),
+                *([str(c.non_finite)] if infinite else []),
                 str(c.outliers),
                 "" if c.distinct is None else str(c.distinct),
                 _num(c.min),
                 _num(c.mean),
                 _num(c.max),
             )
-        hidden = len(self.columns) - MAX_COLUMNS_SHOWN
-        if hidden > 0:
-            missing = sum(c.missing for c in self.columns[MAX_COLUMNS_SHOWN:])
-            outliers = sum(c.outliers for c in self.columns[MAX_COLUMNS_SHOWN:])
-            table.add_row(f"... {hidden} more", "", str(missing), str(outliers), "", "", "", "")
+        hidden = self.columns[MAX_COLUMNS_SHOWN:]
+        if hidden:
+            table.add_row(
+                f"... {len(hidden)} more",
+                "",
+                str(sum(c.missing for c in hidden)),
+                *([str(sum(c.non_finite for c in hidden))] if infinite else []),
+                str(sum(c.outliers for c in hidden)),
+                "",
+                "",
+                "",
+                "",
+            )
         return table
 
     def _channels_table(self, Table: Any) -> Any:

@@ -87,9 +87,10 @@ def where(
 
 
 def data_error(place: str, message: str) -> DataError:
-    """A one-line :class:`DataError`; newlines in values never break the line."""
+    """A one-line :class:`DataError`; line breaks in values (``\\n``, ``\\r``, ...) never
+    break the line."""
     text = f"data error: {place}: {message}"
-    return DataError(" ".join(text.split("\n")))
+    return DataError(" ".join(text.splitlines()))
 
 
 def short(value: object, limit: int = 40) -> str:

@@ -16,8 +16,9 @@ import pandas as pd
 
 from ..config import DataConfig
 from ..errors import ConfigError
+from ._csv import read_csv
 from ._images import images_to_nchw, load_cifar, load_image_folder
-from ._raw import RawImages, RawTable, data_error
+from ._raw import RawImages, RawTable, data_error, short, where
 
 LABEL_GUESSES = ("label", "target", "y", "class", "labels", "targets")
 NPZ_X_KEYS = ("X", "x", "data", "features", "images", "inputs")
@@ -39,60 +40,15 @@ def load_source(cfg: DataConfig, *, seed: int) -> RawTable | RawImages:
         return load_cifar(path, image_size=cfg.image_size)
     if cfg.source == "numpy":
         return load_numpy(path, cfg)
-    frame = read_csv(path) if cfg.source == "csv" else read_parquet(path)
+    if cfg.source == "csv":
+        # data.encoding is read where the config has the field (it is the config stage's).
+        frame = read_csv(path, encoding=getattr(cfg, "encoding", None))
+    else:
+        frame = read_parquet(path)
     return split_label(frame, cfg, origin=str(path), line_offset=2 if cfg.source == "csv" else None)
 
 
 # ---- tables ----------------------------------------------------------------------------------
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    """A CSV with a header row; the pyarrow parser for speed, pandas' for line-numbered errors."""
-    if path.is_dir():
-        raise data_error(str(path), "is a directory; data.source 'csv' needs a file")
-    if path.stat().st_size == 0:
-        raise data_error(str(path), "the file is empty")
-    try:
-        frame = _read_csv_arrow(path)
-    except Exception:
-        # pyarrow's messages carry no line number; pandas' C parser's do.
-        try:
-            frame = pd.read_csv(path, engine="c", low_memory=False)
-        except pd.errors.EmptyDataError:
-            raise data_error(str(path), "the file is empty") from None
-        except Exception as exc:
-            raise data_error(str(path), f"cannot parse CSV: {_first_line(exc)}") from None
-    if frame.shape[1] == 0:
-        raise data_error(str(path), "the file is empty")
-    if len(frame) == 0:
-        raise data_error(str(path), "the file has a header but no data rows")
-    repeated = frame.columns[frame.columns.duplicated()]
-    if len(repeated):
-        raise data_error(str(path), f"column name {str(repeated[0])!r} appears more than once")
-    return frame
-
-
-def _read_csv_arrow(path: Path) -> pd.DataFrame:
-    """pyarrow's multi-threaded parser, handed to pandas without consolidating the columns
-    into one block (that copy alone costs a second on a million rows). Empty strings are
-    missing, as in pandas; text stays Arrow-backed ``str``."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    options = pacsv.ConvertOptions(strings_can_be_null=True)
-    table = pacsv.read_csv(path, convert_options=options)
-    text = _string_dtype()
-    mapper = {pa.string(): text, pa.large_string(): text}.get
-    return table.to_pandas(
-        split_blocks=True, self_destruct=True, types_mapper=mapper, date_as_object=False
-    )
-
-
-def _string_dtype() -> pd.StringDtype:
-    try:  # pandas >= 2.3: the NaN-missing "str" dtype pandas 3 uses by default
-        return pd.StringDtype("pyarrow", na_value=np.nan)
-    except TypeError:
-        return pd.StringDtype("pyarrow")
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -145,6 +101,8 @@ def split_label(
         raise data_error(origin, f"column {label!r} is both the label and a feature")
     if not features:
         raise data_error(origin, f"no feature columns besides the label {label!r}")
+    for column in (*features, label):
+        _refuse_bytes(frame[column], column, origin)
     return RawTable(
         origin=origin,
         label_name=label,
@@ -154,6 +112,22 @@ def split_label(
         frame=frame[features],
         labels=frame[label],
     )
+
+
+def _refuse_bytes(series: pd.Series, column: str, origin: str) -> None:
+    """Raw bytes are not text: as categories or labels they would read ``b'caf\\xe9'``."""
+    if series.dtype != object:
+        return
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind != "bytes" and not kind.startswith("mixed"):
+        return
+    found = next((v for v in series if isinstance(v, (bytes, bytearray))), None)
+    if found is not None:
+        raise data_error(
+            where(origin, column=column),
+            f"holds raw bytes such as {short(bytes(found))}, not text; store the column as "
+            "UTF-8 strings (decode the bytes before saving the file)",
+        )
 
 
 # ---- numpy files -----------------------------------------------------------------------------
@@ -166,15 +140,22 @@ def load_numpy(path: Path, cfg: DataConfig) -> RawTable | RawImages:
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise data_error(origin, f"cannot read without unpickling: {_first_line(exc)}") from None
+        if "pickle" in str(exc).lower():
+            raise data_error(
+                origin, f"cannot read without unpickling: {_first_line(exc)}"
+            ) from None
+        raise data_error(origin, f"cannot read as .npy/.npz: {_first_line(exc)}") from None
     except Exception as exc:
         raise data_error(origin, f"cannot read as .npy/.npz: {_first_line(exc)}") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             X, y, classes, names = _npz_arrays(loaded, cfg, origin)
     else:
-        X, y = _npy_arrays(loaded, cfg, origin)
+        X, y = _npy_arrays(_usable(loaded, "the array", origin), cfg, origin)
         classes = names = None
+    X, y = _usable(X, "X", origin), _usable(y, "y", origin)
+    if X.ndim == 0 or y.ndim == 0:
+        raise data_error(origin, "X and y must be arrays with one row per example, not scalars")
     if len(X) == 0:
         raise data_error(origin, "the file is empty (no rows)")
     if len(X) != len(y):
@@ -212,12 +193,40 @@ def _npz_arrays(
     try:
         X, y = loaded[x_key], loaded[y_key]
         if "classes" in keys:
-            classes = [str(c) for c in loaded["classes"].tolist()]
+            classes = _names(loaded["classes"], "classes", origin)
         if "feature_names" in keys:
-            names = [str(c) for c in loaded["feature_names"].tolist()]
+            names = _names(loaded["feature_names"], "feature_names", origin)
     except ValueError as exc:  # object arrays: numpy would need pickle
         raise data_error(origin, f"cannot read without unpickling: {_first_line(exc)}") from None
+    except Exception as exc:  # a truncated or corrupt member of the archive
+        raise data_error(origin, f"cannot read the .npz archive: {_first_line(exc)}") from None
     return X, y, classes, names
+
+
+def _usable(array: np.ndarray, name: str, origin: str) -> np.ndarray:
+    """Numbers or text: bytes (``S``) arrays decoded as UTF-8, other dtypes refused."""
+    kind = array.dtype.kind
+    if kind == "S":
+        try:
+            return np.char.decode(array, "utf-8")
+        except UnicodeDecodeError:
+            raise data_error(
+                origin, f"{name} holds bytes that are not UTF-8 text; save text as str arrays"
+            ) from None
+    if kind in "biufUO":  # object arrays are refused later, naming pickle
+        return array
+    raise data_error(
+        origin,
+        f"{name} has dtype {array.dtype}; expected numbers (bool, int, float) or text",
+    )
+
+
+def _names(array: np.ndarray, name: str, origin: str) -> list[str]:
+    """``classes`` / ``feature_names`` of an archive as a list of strings."""
+    values = _usable(np.asarray(array), name, origin)
+    if values.ndim != 1:
+        raise data_error(origin, f"{name} must be a 1-D array, got shape {tuple(values.shape)}")
+    return [str(v) for v in values.tolist()]
 
 
 def _npy_arrays(array: np.ndarray, cfg: DataConfig, origin: str) -> tuple[np.ndarray, np.ndarray]:

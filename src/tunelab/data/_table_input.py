@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._columns import FLOAT32_MAX
 from ._raw import data_error
 
 
@@ -64,7 +65,7 @@ def numeric_arrays(raw: Any, columns: list[str], kinds: dict[str, str]) -> np.nd
     if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
         return None
     values = np.stack(arrays)  # feature-major, as TablePreprocessing._features builds it
-    if not np.isfinite(values).all():
+    if not (np.abs(values) <= FLOAT32_MAX).all():  # NaN, inf, beyond float32: the general path
         return None
     return values
 

@@ -25,6 +25,12 @@ from ._tidy import TidyTable, tidy_table
 
 Counts = dict[str, dict[str, Counter]]  # split -> what (filled, outliers, ...) -> column -> n
 
+# Outlier handling that clips (or drops) at least this share of a column's values (or of the
+# training rows) is flagged as a warning: a rule that moves one value in twenty is no longer
+# trimming rare extremes, it is reshaping the column (a skewed or heavy-tailed one, usually),
+# and the user should choose the rule knowingly.
+OUTLIER_WARNING_SHARE = 0.05
+
 
 @register_preparer("table")
 class TablePreparer(Preparer[RawTable, TidyTable]):
@@ -69,7 +75,15 @@ class TablePreparer(Preparer[RawTable, TidyTable]):
             rows = tidied.rows(getattr(parts, split))
             X[split] = pre.transform_frame(rows, counts=counts[split], **where)
         self.counts_ = counts
-        actions = table_actions(pre, tidied, counts, dropped=len(parts.train) - len(train))
+        rows = len(parts.train) + len(parts.val) + len(parts.test)
+        actions = table_actions(
+            pre,
+            tidied,
+            counts,
+            dropped=len(parts.train) - len(train),
+            rows=rows,
+            train_rows=len(parts.train),
+        )
         self._fitted(pre, X, replace(parts, train=train), actions)
         return self
 
@@ -89,13 +103,20 @@ class TablePreparer(Preparer[RawTable, TidyTable]):
 
 
 def table_actions(
-    pre: TablePreprocessing, tidied: TidyTable, counts: Counts, *, dropped: int
+    pre: TablePreprocessing,
+    tidied: TidyTable,
+    counts: Counts,
+    *,
+    dropped: int,
+    rows: int = 0,
+    train_rows: int = 0,
 ) -> list[CleaningAction]:
-    """The fitted steps' actions, in the order the transform runs them; ``dropped`` training
-    rows were removed as outliers."""
+    """The fitted steps' actions, in the order the transform runs them; ``dropped`` of the
+    ``train_rows`` training rows were removed as outliers; ``rows`` is the rows of every split
+    (for the share of a column that clipping changed)."""
     return [
         *_fill_actions(pre, counts),
-        *_outlier_actions(pre, counts, dropped),
+        *_outlier_actions(pre, counts, dropped, rows, train_rows),
         *_onehot_actions(pre, tidied, counts),
         *_constant_and_scale_actions(pre),
     ]
@@ -106,16 +127,22 @@ def _fill_actions(pre: TablePreprocessing, counts: Counts) -> list[CleaningActio
     for column, n in merged(counts, "filled").items():
         fill = pre.fill_[column]
         shown = f"{fill:.6g}" if isinstance(fill, float) else repr(fill)
-        detail = (
-            f"filled with the training {pre.missing} {shown}"
-            if pre.missing != "constant"
-            else f"filled with the constant {shown}"
-        )
+        if pre.missing == "constant":
+            detail = f"filled with the constant {shown}"
+        elif pre.kinds[column] not in NUMERIC_KINDS:
+            # Text columns always get the most frequent category, whatever the numeric rule.
+            detail = f"filled with the most frequent training category {shown}"
+        elif pre.missing == "most_frequent":
+            detail = f"filled with the most frequent training value {shown}"
+        else:
+            detail = f"filled with the training {pre.missing} {shown}"
         actions.append(CleaningAction("missing", detail, column, values_changed=n))
     return actions
 
 
-def _outlier_actions(pre: TablePreprocessing, counts: Counts, dropped: int) -> list[CleaningAction]:
+def _outlier_actions(
+    pre: TablePreprocessing, counts: Counts, dropped: int, rows: int = 0, train_rows: int = 0
+) -> list[CleaningAction]:
     if pre.outliers == "none":
         return []
     rule = (
@@ -128,7 +155,10 @@ def _outlier_actions(pre: TablePreprocessing, counts: Counts, dropped: int) -> l
         for column, n in merged(counts, "clipped").items():
             lo, hi = pre.bounds_[column] or (0.0, 0.0)
             detail = f"clipped to [{lo:.4g}, {hi:.4g}] ({rule}, training bounds)"
-            actions.append(CleaningAction("outliers", detail, column, values_changed=n))
+            warning = _share_warning(n, rows, f"clipped {n} of its {rows} values", pre)
+            actions.append(
+                CleaningAction("outliers", detail, column, values_changed=n, warning=warning)
+            )
         return actions
     if not dropped:
         return []
@@ -138,8 +168,27 @@ def _outlier_actions(pre: TablePreprocessing, counts: Counts, dropped: int) -> l
             f"dropped training rows outside the training bounds ({rule}); "
             "val/test rows are kept so evaluation sees real data",
             rows_dropped=dropped,
+            warning=_share_warning(
+                dropped, train_rows, f"dropped {dropped} of {train_rows} training rows", pre
+            ),
         )
     ]
+
+
+def _share_warning(n: int, total: int, what: str, pre: TablePreprocessing) -> str:
+    """The warning for outlier handling that changed ``OUTLIER_WARNING_SHARE`` or more."""
+    if total <= 0 or n / total < OUTLIER_WARNING_SHARE:
+        return ""
+    factor = (
+        f"a larger data.clean.iqr_factor (now {pre.iqr_factor:g})"
+        if pre.outliers == "iqr"
+        else f"a larger data.clean.zscore_threshold (now {pre.zscore_threshold:g})"
+    )
+    return (
+        f"outlier handling {what} ({n / total:.1%}, at least "
+        f"{OUTLIER_WARNING_SHARE:.0%}); the column is probably skewed or heavy-tailed rather "
+        f"than noisy — check it, or set {factor} or data.clean.outliers: none"
+    )
 
 
 def _onehot_actions(
@@ -218,6 +267,7 @@ def table_columns(
             name=column,
             kind=kind,
             missing=tidied.missing.get(column, 0),
+            non_finite=tidied.non_finite.get(column, 0),
             outliers=pre.outlier_counts_.get(column, 0) + held_out.get(column, 0),
         )
         if kind in NUMERIC_KINDS:

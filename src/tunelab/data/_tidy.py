@@ -21,7 +21,17 @@ import numpy as np
 import pandas as pd
 
 from ..config import CleanConfig, DataConfig
-from ._columns import NUMERIC_KINDS, Kind, category_strings, infer_kind, is_missing, to_numeric
+from ._columns import (
+    NON_FINITE_TEXT,
+    NUMERIC_KINDS,
+    Kind,
+    category_strings,
+    infer_kind,
+    is_missing,
+    non_finite,
+    non_finite_values,
+    parse_numeric,
+)
 from ._labels import MAX_AUTO_CLASSES, encode_labels, names_list
 from ._profile import CleaningAction
 from ._raw import RawImages, RawTable, data_error, where
@@ -63,12 +73,18 @@ class Tidy:
 
 @dataclass
 class TidyTable(Tidy):
-    """Converted feature columns: numeric kinds as float64 with NaN, categories as strings."""
+    """Converted feature columns: numeric kinds as float64 with NaN, categories as strings.
+
+    ``missing`` counts the values missing per column (empty, NaN, None, and words a declared
+    float/int column turned missing); ``non_finite`` the inf/-inf/beyond-float32 values, which
+    are NaN in ``frame`` too (filled like missing values) but reported as their own thing.
+    """
 
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     kinds: dict[str, Kind] = field(default_factory=dict)
     coerce: dict[str, bool] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
+    non_finite: dict[str, int] = field(default_factory=dict)
 
     def rows(self, positions: np.ndarray) -> pd.DataFrame:
         return self.frame.iloc[positions]
@@ -106,8 +122,8 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
     frame, labels = _subsample_table(raw, cfg, seed, actions)
     frame, labels = _drop_unlabelled(raw, frame, labels, actions)
     y, task, classes = encode_labels(labels, cfg=cfg, raw=raw, index=frame.index)
-    frame, kinds, coerce = _convert_columns(raw, frame, cfg.clean, actions)
-    missing = _check_missing(raw, frame, cfg.clean)
+    frame, kinds, coerce, bad_numbers = _convert_columns(raw, frame, cfg.clean, actions)
+    missing = _check_missing(raw, frame, cfg.clean, bad_numbers)
     frame, y = _drop_missing_rows(frame, y, missing, cfg.clean, actions)
     if len(frame) == 0:
         raise data_error(raw.origin, "no rows left after cleaning")
@@ -124,7 +140,8 @@ def tidy_table(raw: RawTable, cfg: DataConfig, *, seed: int) -> TidyTable:
         frame=frame,
         kinds=kinds,
         coerce=coerce,
-        missing=missing,
+        missing={c: n - bad_numbers.get(c, 0) for c, n in missing.items()},
+        non_finite={c: n for c, n in bad_numbers.items() if n},
         source_index=frame.index.to_numpy(dtype=np.int64),
     )
     _duplicates(tidied, pd.util.hash_pandas_object(frame, index=False).to_numpy(), cfg)
@@ -144,35 +161,44 @@ def _subsample_table(
 def _drop_unlabelled(
     raw: RawTable, frame: pd.DataFrame, labels: Any, actions: list[CleaningAction]
 ) -> tuple[pd.DataFrame, Any]:
-    """Drop (and count) rows without a label; a 2-D target must be finite everywhere."""
+    """Drop (and count) rows without a label, and rows whose numeric label is non-finite
+    (``inf``, ``1e400``, beyond float32); a 2-D target must be finite everywhere."""
     series = _label_series(labels, frame.index, raw.label_name)
     if series is None:
-        bad = ~np.isfinite(np.asarray(labels, dtype=np.float64)).all(axis=1)
+        target = np.asarray(labels, dtype=np.float64)
+        bad = (np.isnan(target) | non_finite(target)).any(axis=1)
         if bad.any():
             row = frame.index[int(np.flatnonzero(bad)[0])]
-            raise data_error(where(raw.origin, row=row), "the target holds NaN or inf")
+            raise data_error(
+                where(raw.origin, row=row),
+                f"the target holds NaN or a non-finite value ({NON_FINITE_TEXT})",
+            )
         return frame, labels
     absent = is_missing(series)
     if absent.all():
-        raise data_error(where(raw.origin, column=raw.label_name), "every label is missing")
-    if absent.any():
-        actions.append(
-            CleaningAction(
-                "labels",
-                "dropped rows without a label",
-                raw.label_name,
-                rows_dropped=int(absent.sum()),
-            )
+        raise data_error(
+            where(raw.origin, column=raw.label_name), "every label is missing or non-finite"
         )
+    if absent.any():
+        infinite = non_finite_values(series)
+        for mask, detail in (
+            (absent & ~infinite, "dropped rows without a label"),
+            (infinite, f"dropped rows whose label is non-finite ({NON_FINITE_TEXT})"),
+        ):
+            if mask.any():
+                actions.append(
+                    CleaningAction("labels", detail, raw.label_name, rows_dropped=int(mask.sum()))
+                )
         frame, series = frame[~absent], series[~absent]
     return frame, series
 
 
 def _convert_columns(
     raw: RawTable, frame: pd.DataFrame, clean: CleanConfig, actions: list[CleaningAction]
-) -> tuple[pd.DataFrame, dict[str, Kind], dict[str, bool]]:
+) -> tuple[pd.DataFrame, dict[str, Kind], dict[str, bool], dict[str, int]]:
     """Each feature column as its kind (declared in ``data.clean.dtypes`` or inferred):
-    numeric kinds as float64 with NaN, the rest as strings."""
+    numeric kinds as float64 with NaN, the rest as strings; also the count of non-finite
+    values per numeric column (now NaN, each column's count an action)."""
     unknown = [c for c in clean.dtypes if c not in frame.columns]
     if unknown:
         raise data_error(
@@ -183,6 +209,7 @@ def _convert_columns(
     converted: dict[str, Any] = {}
     kinds: dict[str, Kind] = {}
     coerce: dict[str, bool] = {}
+    bad_numbers: dict[str, int] = {}
     for column in frame.columns:
         declared = clean.dtypes.get(column)
         kinds[column] = declared or infer_kind(
@@ -195,14 +222,14 @@ def _convert_columns(
         # Only a declared numeric kind may turn words into missing values; an inferred one
         # stops at the first word so a typo is never silently filled.
         coerce[column] = declared in ("float", "int")
-        converted[column] = _convert_column(
+        converted[column], bad_numbers[column] = _convert_column(
             raw, frame[column], column, kinds[column], coerce[column], actions
         )
         if declared:
             actions.append(
                 CleaningAction("dtype", f"read as {declared} (data.clean.dtypes)", column)
             )
-    return pd.DataFrame(converted, index=frame.index), kinds, coerce
+    return pd.DataFrame(converted, index=frame.index), kinds, coerce, bad_numbers
 
 
 def _convert_column(
@@ -212,12 +239,22 @@ def _convert_column(
     kind: Kind,
     coerce: bool,
     actions: list[CleaningAction],
-) -> Any:
+) -> tuple[Any, int]:
+    """The column as its kind, and how many of its values were non-finite."""
     if kind not in NUMERIC_KINDS:
-        return category_strings(series)
-    values, coerced = to_numeric(
+        return category_strings(series), 0
+    values, coerced, infinite = parse_numeric(
         series, kind, coerce=coerce, origin=raw.origin, line_offset=raw.line_offset
     )
+    if infinite:
+        actions.append(
+            CleaningAction(
+                "non-finite",
+                f"{infinite} non-finite value(s) ({NON_FINITE_TEXT}) treated as missing",
+                column,
+                values_changed=infinite,
+            )
+        )
     if coerced:
         actions.append(
             CleaningAction(
@@ -227,18 +264,23 @@ def _convert_column(
                 values_changed=coerced,
             )
         )
-    return values
+    return values, infinite
 
 
-def _check_missing(raw: RawTable, frame: pd.DataFrame, clean: CleanConfig) -> dict[str, int]:
-    """Missing values per column; an entirely missing column, or any missing value under
-    ``data.clean.missing: error``, stops with the place named."""
+def _check_missing(
+    raw: RawTable, frame: pd.DataFrame, clean: CleanConfig, bad_numbers: dict[str, int]
+) -> dict[str, int]:
+    """Missing values per column (non-finite ones included); an entirely missing column, or
+    any missing value under ``data.clean.missing: error``, stops with the place named."""
     missing = {c: int(frame[c].isna().sum()) for c in frame.columns}
     for column, count in missing.items():
         if count == len(frame):
+            infinite = bad_numbers.get(column, 0)
+            what = f", {infinite} of them non-finite ({NON_FINITE_TEXT})" if infinite else ""
             raise data_error(
                 where(raw.origin, column=column),
-                f"the column is entirely missing ({count} rows); leave it out of data.features",
+                f"the column is entirely missing ({count} rows{what}); leave it out of "
+                "data.features",
             )
     if clean.missing == "error" and any(missing.values()):
         column = next(c for c, n in missing.items() if n)
@@ -246,7 +288,7 @@ def _check_missing(raw: RawTable, frame: pd.DataFrame, clean: CleanConfig) -> di
         value = raw.frame[column].loc[row]
         raise data_error(
             where(raw.origin, column=column, row=row, line_offset=raw.line_offset),
-            f"{'inf' if _is_inf(value) else 'missing value'} and data.clean.missing is 'error'",
+            f"{_missing_word(value)} and data.clean.missing is 'error'",
         )
     return missing
 
@@ -266,7 +308,7 @@ def _drop_missing_rows(
     actions.append(
         CleaningAction(
             "missing",
-            f"dropped rows with a missing value (in {names_list(columns)})",
+            f"dropped rows with a missing or non-finite value (in {names_list(columns)})",
             rows_dropped=int(absent.sum()),
         )
     )
@@ -289,11 +331,17 @@ def _take(labels: Any, positions: np.ndarray) -> Any:
     )
 
 
-def _is_inf(value: Any) -> bool:
+def _missing_word(value: Any) -> str:
+    """``inf`` / ``non-finite value 1e+308 ...`` / ``missing value``, for the error line."""
     try:
-        return bool(np.isinf(float(value)))
+        number = float(value)
     except (TypeError, ValueError):
-        return False
+        return "missing value"
+    if np.isinf(number):
+        return "inf"
+    if non_finite(np.array([number]))[0]:
+        return f"non-finite value {number:g} (beyond float32's +-3.4e38)"
+    return "missing value"
 
 
 # ---- images ----------------------------------------------------------------------------------
