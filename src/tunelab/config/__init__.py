@@ -11,7 +11,13 @@ from ._compress import CompressConfig, DeployConfig
 from ._data import AugmentConfig, CleanConfig, DataConfig, SplitConfig, SyntheticConfig
 from ._diagnose import DiagnoseConfig
 from ._duration import parse_duration
-from ._experiment import ExperimentConfig, load_config, parse_config
+from ._experiment import (
+    ExperimentConfig,
+    check_data_path,
+    load_config,
+    parse_config,
+    resolve_data_path,
+)
 from ._model import ModelConfig
 from ._registry import allowed_names, register_name
 from ._space import Choice, Range, SearchSpace, Tunable, is_space
@@ -41,9 +47,11 @@ __all__ = [
     "Tunable",
     "TuneConfig",
     "allowed_names",
+    "check_data_path",
     "is_space",
     "load_config",
     "parse_config",
     "parse_duration",
     "register_name",
+    "resolve_data_path",
 ]
