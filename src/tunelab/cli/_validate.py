@@ -16,7 +16,15 @@ from typing import Any
 
 import typer
 
-from ..config import ConfigError, ExperimentConfig, Range, check_data_path, is_space, load_config
+from ..config import (
+    ConfigError,
+    ExperimentConfig,
+    Range,
+    check_data_path,
+    dump_yaml,
+    is_space,
+    load_config,
+)
 from ._app import app
 
 _IMAGE_SOURCES = ("image_folder", "cifar")
@@ -40,9 +48,7 @@ def validate(
     check_columns(cfg)
 
     shown, hidden = applicable(cfg, show_all=show_all)
-    import yaml
-
-    typer.echo(yaml.safe_dump(shown, sort_keys=False), nl=False)
+    typer.echo(dump_yaml(shown), nl=False)
     if hidden:
         typer.echo(
             f"# not shown, they do not apply here: {', '.join(hidden)} "

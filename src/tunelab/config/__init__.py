@@ -23,6 +23,7 @@ from ._registry import allowed_names, register_name
 from ._space import Choice, Range, SearchSpace, Tunable, is_space
 from ._train import EarlyStoppingConfig, ScheduleConfig, TrainConfig
 from ._tune import CVConfig, ObjectiveConfig, TuneConfig
+from ._yaml import dump_yaml, load_yaml
 
 __all__ = [
     "AugmentConfig",
@@ -48,8 +49,10 @@ __all__ = [
     "TuneConfig",
     "allowed_names",
     "check_data_path",
+    "dump_yaml",
     "is_space",
     "load_config",
+    "load_yaml",
     "parse_config",
     "parse_duration",
     "register_name",

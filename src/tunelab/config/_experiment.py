@@ -20,7 +20,7 @@ from ._model import ModelConfig
 from ._space import SearchSpace
 from ._train import TrainConfig
 from ._tune import TuneConfig
-from ._yaml import DuplicateKeyError, load_yaml
+from ._yaml import DuplicateKeyError, dump_yaml, load_yaml
 
 
 class ExperimentConfig(Section):
@@ -64,7 +64,8 @@ class ExperimentConfig(Section):
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The resolved config as YAML that :func:`load_config` reads back unchanged."""
+        return dump_yaml(self.to_dict())
 
     def search_spaces(self) -> dict[str, SearchSpace]:
         """Every tuned field by dotted path (``train.lr``, ``model.params.width``)."""
