@@ -50,6 +50,14 @@ class ExperimentConfig(Section):
             object.__setattr__(self, "tune", tune)
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Where a config was read from is not part of it: compare the fields only.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  (mutable, as pydantic's own models)
+
     @property
     def config_file(self) -> Path | None:
         """The YAML file this config was loaded from (``None`` for a dict)."""
