@@ -185,3 +185,11 @@ def test_resolved_yaml_reads_back_the_same_even_for_float_like_text(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(cfg.to_yaml())
     assert load_config(path) == cfg
+
+
+def test_numpy_scalars_are_the_numbers_they_are_but_numpy_booleans_stay_booleans():
+    np = pytest.importorskip("numpy")
+    cfg = parse_config({"train": {"batch_size": np.int64(32), "lr": np.float32(0.5)}})
+    assert cfg.train.batch_size == 32 and type(cfg.train.batch_size) is int
+    with pytest.raises(ConfigError, match="boolean"):
+        parse_config({"train": {"batch_size": np.bool_(True)}})

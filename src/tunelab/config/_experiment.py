@@ -121,10 +121,26 @@ def parse_config(data: dict[str, Any] | None) -> ExperimentConfig:
         raise ConfigError(
             f"config error: the config must be a mapping of sections, got {type(data).__name__}"
         )
+    data = _plain(data)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise _one_line(exc, data) from None
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars (``np.int64(4)`` from a Python grid) as the Python numbers they are.
+
+    Types are strict, but an integer is an integer whatever library made it; a NumPy boolean
+    stays a boolean (and is refused where a number belongs, as ``True`` is).
+    """
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return value.item()  # a NumPy scalar (or 0-d array)
+    return value
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
