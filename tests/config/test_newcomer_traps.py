@@ -189,7 +189,12 @@ def test_resolved_yaml_reads_back_the_same_even_for_float_like_text(tmp_path):
 
 def test_numpy_scalars_are_the_numbers_they_are_but_numpy_booleans_stay_booleans():
     np = pytest.importorskip("numpy")
-    cfg = parse_config({"train": {"batch_size": np.int64(32), "lr": np.float32(0.5)}})
+    cfg = parse_config(
+        {
+            "train": {"batch_size": np.int64(32), "lr": np.float32(0.5)},
+            "data": {"image_size": (8, 8)},
+        }
+    )
     assert cfg.train.batch_size == 32 and type(cfg.train.batch_size) is int
     with pytest.raises(ConfigError, match="boolean"):
         parse_config({"train": {"batch_size": np.bool_(True)}})

@@ -129,14 +129,15 @@ def parse_config(data: dict[str, Any] | None) -> ExperimentConfig:
 
 
 def _plain(value: Any) -> Any:
-    """NumPy scalars (``np.int64(4)`` from a Python grid) as the Python numbers they are.
+    """NumPy scalars (``np.int64(4)`` from a Python grid) as the Python numbers they are, and
+    tuples as lists.
 
     Types are strict, but an integer is an integer whatever library made it; a NumPy boolean
     stays a boolean (and is refused where a number belongs, as ``True`` is).
     """
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # a tuple from Python is a list in YAML
         return [_plain(v) for v in value]
     if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
         return value.item()  # a NumPy scalar (or 0-d array)
