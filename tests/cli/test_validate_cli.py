@@ -162,3 +162,9 @@ def test_the_examples_that_ship_their_data_validate(monkeypatch):
         else:
             assert code == 0, (path, err)
             assert out.strip().splitlines()[-1].startswith("OK: ")
+
+
+def test_a_directory_where_a_csv_file_belongs_is_one_line(tmp_path):
+    (tmp_path / "folder").mkdir()
+    code, _, err = _run(_config(tmp_path, "data:\n  source: csv\n  path: folder\n"))
+    assert code == 2 and len(err) == 1 and "data.path" in err[0] and "is a directory" in err[0]

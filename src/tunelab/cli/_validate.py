@@ -191,7 +191,15 @@ def check_columns(cfg: ExperimentConfig) -> None:
     from ..data._sources import LABEL_GUESSES
 
     data = cfg.data
-    if data.source not in _TABLE_FILES or not data.path or not Path(data.path).is_file():
+    if data.source not in _TABLE_FILES or not data.path:
+        return
+    if Path(data.path).is_dir():
+        raise ConfigError(
+            f"config error: data.path = {data.path!r} — is a directory; data.source "
+            f"{data.source!r} needs a file",
+            field="data.path",
+        )
+    if not Path(data.path).is_file():
         return
     columns = _header(Path(data.path), data.source)
     if not columns:
