@@ -11,12 +11,19 @@ from ._compress import CompressConfig, DeployConfig
 from ._data import AugmentConfig, CleanConfig, DataConfig, SplitConfig, SyntheticConfig
 from ._diagnose import DiagnoseConfig
 from ._duration import parse_duration
-from ._experiment import ExperimentConfig, load_config, parse_config
+from ._experiment import (
+    ExperimentConfig,
+    check_data_path,
+    load_config,
+    parse_config,
+    resolve_data_path,
+)
 from ._model import ModelConfig
 from ._registry import allowed_names, register_name
 from ._space import Choice, Range, SearchSpace, Tunable, is_space
 from ._train import EarlyStoppingConfig, ScheduleConfig, TrainConfig
 from ._tune import CVConfig, ObjectiveConfig, TuneConfig
+from ._yaml import dump_yaml, load_yaml
 
 __all__ = [
     "AugmentConfig",
@@ -41,9 +48,13 @@ __all__ = [
     "Tunable",
     "TuneConfig",
     "allowed_names",
+    "check_data_path",
+    "dump_yaml",
     "is_space",
     "load_config",
+    "load_yaml",
     "parse_config",
     "parse_duration",
     "register_name",
+    "resolve_data_path",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import Section
 from ._space import Tunable
@@ -69,6 +69,12 @@ class TrainConfig(Section):
     restore_best: bool = True
     checkpoint_interval_s: float = Field(10.0, ge=0)
     threads: int | None = Field(None, gt=0)
+
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _betas_from_a_list(cls, value: object) -> object:
+        # YAML and JSON have lists, not tuples; the two numbers are still checked strictly.
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _one_clipping_mode(self) -> TrainConfig:

@@ -41,7 +41,8 @@ class TuneConfig(Section):
     """
 
     trials: int = Field(20, gt=0)
-    timeout: str | None = None
+    # A duration: seconds as a number, or text such as ``90s``, ``10m``, ``1.5h``.
+    timeout: str | int | float | None = None
     max_total_epochs: int | None = Field(None, gt=0)
     sampler: Literal["auto", "grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2"] = "auto"
     pruner: Literal["none", "median", "percentile", "asha", "hyperband"] = "asha"
@@ -64,14 +65,24 @@ class TuneConfig(Section):
     max_consecutive_failures: int = Field(5, ge=1)
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _no_boolean_duration(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
+            raise ValueError(
+                f"expected a duration like 90s, 10m or 1.5h (or seconds), got {value!r}"
+            )
+        return value
+
     @field_validator("timeout")
     @classmethod
-    def _duration(cls, value: str | None) -> str | None:
+    def _duration(cls, value: str | float | None) -> str | float | None:
         if value is None:
             return value
         from ._duration import parse_duration
 
-        parse_duration(value)
+        if parse_duration(value) <= 0:
+            raise ValueError("expected a positive duration like 90s, 10m or 1.5h")
         return value
 
     @field_validator("objectives")
