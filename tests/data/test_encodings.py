@@ -17,12 +17,6 @@ ROWS = "".join(f"{i % 7},{'café' if i % 2 else 'thé'}\n" for i in range(40))
 TEXT = "x,label\n" + ROWS
 
 
-class WithEncoding(DataConfig):
-    """``DataConfig`` plus the ``data.encoding`` field the config stage may add."""
-
-    encoding: str | None = None
-
-
 def _fails(cfg, *needles: str) -> str:
     with pytest.raises(DataError) as info:
         prepare_data(cfg, seed=0)
@@ -65,22 +59,22 @@ def test_nul_bytes_are_refused_with_their_line(tmp_path):
 def test_a_declared_encoding_reads_a_file_that_is_not_utf8(tmp_path, codec):
     path = tmp_path / "shop.csv"
     path.write_bytes(TEXT.encode(codec))
-    cfg = WithEncoding(source="csv", path=str(path), encoding=codec)
+    cfg = DataConfig(source="csv", path=str(path), encoding=codec)
     assert prepare_data(cfg, seed=0).classes == ["café", "thé"]
 
 
 def test_a_declared_encoding_leaves_utf8_files_alone(tmp_path):
     path = tmp_path / "shop.csv"
     path.write_text(TEXT, encoding="utf-8")
-    cfg = WithEncoding(source="csv", path=str(path), encoding="latin-1")
+    cfg = DataConfig(source="csv", path=str(path), encoding="latin-1")
     assert prepare_data(cfg, seed=0).classes == ["café", "thé"]
 
 
 def test_an_unknown_or_wrong_declared_encoding_is_one_line(tmp_path):
     path = tmp_path / "wide.csv"
     path.write_bytes(TEXT.encode("utf-16"))
-    _fails(WithEncoding(source="csv", path=str(path), encoding="klingon"), "unknown encoding")
-    _fails(WithEncoding(source="csv", path=str(path), encoding="ascii"), "cannot be read as ascii")
+    _fails(DataConfig(source="csv", path=str(path), encoding="klingon"), "unknown encoding")
+    _fails(DataConfig(source="csv", path=str(path), encoding="ascii"), "cannot be read as ascii")
 
 
 def test_a_short_row_is_named_instead_of_padded_with_missing_values(tmp_path):

@@ -80,6 +80,8 @@ class DataConfig(Section):
     )
     dataset: Literal["digits", "iris", "wine", "breast_cancer", "diabetes"] = "digits"
     path: str | None = None
+    # The encoding of a CSV that is not UTF-8 (latin-1, cp1252, utf-16); UTF-8 files ignore it.
+    encoding: str | None = None
     label: str | None = None
     features: list[str] | None = None
     classes: list[str] | None = None

@@ -5,8 +5,8 @@ column without complaint, and those values would become ``b'caf\\xe9'`` labels a
 so before parsing, one pass over the bytes checks that the file is UTF-8 text: no UTF-16/32
 byte-order mark, no NUL byte (a binary file, or UTF-16 without a mark), no byte sequence that
 does not decode. A file that fails names the offset and line of the first bad byte and how to fix
-it. Where the data config declares an encoding (``data.encoding``, when the config has that
-field) a file that is not UTF-8 is read in that encoding instead.
+it. Where the data config declares an encoding (``data.encoding``), a file that is not UTF-8 is
+read in that encoding instead.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _BOMS = (
 def read_csv(path: Path, *, encoding: str | None = None) -> pd.DataFrame:
     """A CSV with a header row; the pyarrow parser for speed, pandas' for line-numbered errors.
 
-    ``encoding`` (``data.encoding`` where the config has it) is used only when the file is not
+    ``encoding`` (``data.encoding``) is used only when the file is not
     UTF-8; without it such a file is a one-line error naming the first bad byte.
     """
     origin = str(path)
@@ -108,11 +108,7 @@ def _fix(encoding: str | None) -> str:
 
 
 def _encoding_hint() -> str:
-    from ..config import DataConfig
-
-    if "encoding" in DataConfig.model_fields:
-        return ", or set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16)"
-    return ""
+    return ", or set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16)"
 
 
 def _parse(path: Path, encoding: str | None) -> pd.DataFrame:
