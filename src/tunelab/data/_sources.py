@@ -40,11 +40,7 @@ def load_source(cfg: DataConfig, *, seed: int) -> RawTable | RawImages:
         return load_cifar(path, image_size=cfg.image_size)
     if cfg.source == "numpy":
         return load_numpy(path, cfg)
-    if cfg.source == "csv":
-        # data.encoding is read where the config has the field (it is the config stage's).
-        frame = read_csv(path, encoding=cfg.encoding)
-    else:
-        frame = read_parquet(path)
+    frame = read_csv(path, encoding=cfg.encoding) if cfg.source == "csv" else read_parquet(path)
     return split_label(frame, cfg, origin=str(path), line_offset=2 if cfg.source == "csv" else None)
 
 
