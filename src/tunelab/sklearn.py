@@ -79,6 +79,7 @@ class _NeuralEstimator(BaseEstimator):
         standardize: bool = True,
         random_state: int | np.random.RandomState | None = None,
         device: str = "cpu",
+        threads: int | None = None,
         verbose: bool = False,
     ) -> None:
         self.builder = builder
@@ -100,6 +101,7 @@ class _NeuralEstimator(BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
         self.device = device
+        self.threads = threads
         self.verbose = verbose
 
     # ---- pieces ------------------------------------------------------------------------------
@@ -164,6 +166,8 @@ class _NeuralEstimator(BaseEstimator):
             # Without a validation split the last epoch's weights are kept (like sklearn's MLP).
             restore_best=has_val,
             device=self.device,
+            # None: the Trainer's rule (train/_threads.py) -- one thread for a small network.
+            threads=None if self.threads is None else int(self.threads),
             tensorboard=False,
             progress="plain" if self.verbose else "none",
         )
@@ -329,6 +333,9 @@ class NeuralClassifier(ClassifierMixin, _NeuralEstimator):
         reproducible.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to train and predict (``auto``: CUDA when available).
+    threads : int or None, default=None
+        CPU threads for ``fit``; None chooses them from the network's size and the free cores
+        (one thread for a small network: docs/train.md, "Threads").
     verbose : bool, default=False
         Print one line per epoch.
 

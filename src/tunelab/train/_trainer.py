@@ -35,6 +35,7 @@ from ._schedules import LRSchedule
 from ._setup import check_resolved, distributed_info, is_out_of_memory, resolve_device
 from ._state import FitState
 from ._step import StepMixin
+from ._threads import auto_threads
 
 # Without a guard, a NaN/inf epoch loss still ends the fit (nothing useful comes after it).
 _NAN_ONLY = SickTrialPolicy(check_every=0, exploded_loss=math.inf, divergence_factor=math.inf)
@@ -284,6 +285,10 @@ class Trainer(StepMixin, EvaluationMixin):
         )
         if cfg.threads is not None:
             torch.set_num_threads(int(cfg.threads))
+        elif self.device.type == "cpu" and len(self.bundle.X_train):
+            # The rule and its reasons: train/_threads.py.
+            example = self.bundle.X_train[:1].to(self.device)
+            torch.set_num_threads(auto_threads(self.model, example, int(cfg.batch_size)))
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             # Filling every new tensor with NaN only helps find reads of uninitialised memory;
