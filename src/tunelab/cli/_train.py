@@ -107,15 +107,13 @@ def _fmt(value: Any) -> str:
 def _find_lr(
     cfg: Any, config_path: Path, *, write: bool, run_dir: Path | None, console: Any
 ) -> None:
-    import torch
 
     from ..data import prepare_data
     from ..models import build_from_config
     from ..train._lr_finder import find_lr, write_lr
 
     bundle = prepare_data(cfg.data, seed=cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model, _ = build_from_config(cfg.model, bundle)
+    model, _ = build_from_config(cfg.model, bundle, seed=cfg.seed)
     result = find_lr(model, bundle, cfg.train, seed=cfg.seed)
     console.print("lr          smoothed loss")
     for lr, loss in result.rows(every=20):

@@ -264,11 +264,19 @@ def target_scale_of(bundle: Any) -> list[list[float]] | None:
     return [y.mean(dim=0).tolist(), std.tolist()]
 
 
-def build_from_config(model_cfg: Any, bundle: Any) -> tuple[nn.Module, ModelSpec]:
+def build_from_config(
+    model_cfg: Any, bundle: Any, *, seed: int | None = None
+) -> tuple[nn.Module, ModelSpec]:
     """Build the model a ``ModelConfig`` describes for ``bundle``'s shapes.
 
     With ``checkpoint`` set, the saved architecture and weights are used (``builder`` and
     ``params`` come from the checkpoint; params given in the config must match it).
+
+    The initial weights are drawn from ``seed``; without one, from the seed the bundle was
+    prepared with (``bundle.provenance.seed``), so the same config and seed give the same model
+    in every process (torch seeds each process at random). A bundle made from arrays without
+    provenance, and no ``seed``, draws from torch's global generator. Either way the global
+    generator is left as it was.
 
     Example:
         >>> from tunelab.config import ModelConfig
@@ -281,6 +289,17 @@ def build_from_config(model_cfg: Any, bundle: Any) -> tuple[nn.Module, ModelSpec
         >>> spec.output_size, model.head.out_features
         (3, 3)
     """
+    if seed is None:
+        provenance = getattr(bundle, "provenance", None)
+        seed = getattr(provenance, "seed", None)
+    if seed is None:
+        return _build_from_config(model_cfg, bundle)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return _build_from_config(model_cfg, bundle)
+
+
+def _build_from_config(model_cfg: Any, bundle: Any) -> tuple[nn.Module, ModelSpec]:
     params = dict(model_cfg.params or {})
     if model_cfg.checkpoint:
         model, spec = build_from_checkpoint(

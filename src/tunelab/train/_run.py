@@ -129,7 +129,7 @@ def run_training(
     from ..models import build_from_config, save_model
 
     torch.manual_seed(cfg.seed)  # the same seed builds the same initial weights
-    model, spec = build_from_config(cfg.model, bundle)
+    model, spec = build_from_config(cfg.model, bundle, seed=cfg.seed)
     if rank == 0:
         if not resume:
             _fresh_directory(run_dir)
