@@ -56,15 +56,15 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then prints nothing
 
-import optuna  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+import optuna
+from optuna.trial import TrialState
 
-from ..config import ExperimentConfig  # noqa: E402
-from ..data import DataBundle  # noqa: E402
-from ..errors import ConfigError, FatalError  # noqa: E402
-from ._budget import Budget  # noqa: E402
-from ._objective import TrainingObjective  # noqa: E402
-from ._space import config_spaces, to_distributions  # noqa: E402
+from ..config import ExperimentConfig
+from ..data import DataBundle
+from ..errors import ConfigError, FatalError
+from ._budget import Budget
+from ._objective import TrainingObjective
+from ._space import config_spaces, to_distributions
 
 DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
 
@@ -165,7 +165,10 @@ class RayExecutor:
                 check_reachable(run_dir)
             fail_running(study, max_retries=self.max_retries)
             budget.restart_clock()
-            if not isinstance(study.pruner, optuna.pruners.NopPruner) and len(study.directions) == 1:
+            if (
+                not isinstance(study.pruner, optuna.pruners.NopPruner)
+                and len(study.directions) == 1
+            ):
                 oracle = (
                     ray.remote(num_cpus=0)(PruningOracle)
                     .options(scheduling_strategy=_here())
@@ -227,7 +230,9 @@ def connect(address: str | None) -> bool:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FatalError(f"error: cannot connect to the Ray cluster at {address}: {first}") from None
+        raise FatalError(
+            f"error: cannot connect to the Ray cluster at {address}: {first}"
+        ) from None
     return True
 
 

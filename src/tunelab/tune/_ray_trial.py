@@ -31,16 +31,16 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then prints nothing
 
-import optuna  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.search import Searcher  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
-from ray.tune.stopper import Stopper  # noqa: E402
+import optuna
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
 
-from ..errors import FatalError  # noqa: E402
-from ._budget import ERROR_ATTR, Budget  # noqa: E402
-from ._loop import RecordingObjective, one_line  # noqa: E402
+from ..errors import FatalError
+from ._budget import ERROR_ATTR, Budget
+from ._loop import RecordingObjective, one_line
 
 NUMBER_KEY = "__tl_number"  # config keys the searcher adds for the trainable
 TRIAL_ID_KEY = "__tl_trial_id"
@@ -306,4 +306,3 @@ class FatalStopper(Stopper):
 
     def stop_all(self) -> bool:
         return self.search.fatal is not None
-
