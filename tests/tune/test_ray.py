@@ -15,6 +15,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -167,3 +168,56 @@ def test_losing_the_worker_node_loses_no_finished_trial(cluster, tmp_path):
     assert next(t for t in after if t.number == orphan.number).state == TrialState.FAIL
     assert len([t for t in after if t.state in FINISHED]) == 7
     assert {t.number for t in finished} <= {t.number for t in after if t.state in FINISHED}
+
+
+def test_trial_errors_fail_the_trial_and_fatal_errors_stop_the_study(cluster, tmp_path):
+    from tunelab.errors import FatalError
+    from tunelab.tune._budget import Budget
+    from tunelab.tune._engine import open_study
+    from tunelab.tune._ray import RayExecutor
+    from tunelab.tune._storage import open_storage
+
+    head_cluster, _worker = cluster
+
+    class Objective:  # defined here, so Ray ships it by value
+        distributions: ClassVar[dict] = {"x": optuna.distributions.FloatDistribution(-1.0, 1.0)}
+
+        def __init__(self, fatal_at: int | None) -> None:
+            self.fatal_at = fatal_at
+
+        def __call__(self, trial):
+            x = trial.suggest_float("x", -1.0, 1.0)
+            if trial.number == self.fatal_at:
+                raise FatalError("error: data/digits.csv vanished")
+            if trial.number == 1:
+                raise ValueError("a bad corner of the space")
+            return x * x
+
+    def study(name: str):
+        storage = open_storage(f"sqlite:///{tmp_path / 'errors.db'}", heartbeat_interval=0)
+        return open_study(
+            storage,
+            study_name=name,
+            directions=["minimize"],
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            pruner=optuna.pruners.NopPruner(),
+        )
+
+    ray.init(address=head_cluster.address, include_dashboard=False, log_to_driver=False)
+    try:
+        ok = study("trial_error")
+        executor = RayExecutor(max_concurrent=1)
+        executor.run(ok, Objective(fatal_at=None), Budget(trials=4), None)
+        states = {t.number: t.state for t in ok.get_trials(deepcopy=False)}
+        assert len(states) == 4 and states[1] == TrialState.FAIL, states
+        assert ok.trials[1].user_attrs["error"] == "ValueError: a bad corner of the space"
+        assert sum(s == TrialState.COMPLETE for s in states.values()) == 3
+
+        fatal = study("fatal_error")
+        with pytest.raises(FatalError, match="vanished"):
+            RayExecutor(max_concurrent=1).run(fatal, Objective(fatal_at=2), Budget(trials=6), None)
+        trials = fatal.get_trials(deepcopy=False)
+        assert trials[2].state == TrialState.FAIL and "vanished" in trials[2].user_attrs["error"]
+        assert len(trials) == 3, "no trial starts after the fatal one"
+    finally:
+        ray.shutdown()
