@@ -46,6 +46,7 @@ import logging
 import math
 import os
 import secrets
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -182,7 +183,7 @@ class RayExecutor:
                 max_retries=self.max_retries,
             )
             limit = self.max_concurrent or slots(self.resources)
-            storage_path = (run_dir or Path.cwd()) / "ray"
+            storage_path = (run_dir or Path(tempfile.gettempdir()) / "tunelab") / "ray"
             tuner = tune.Tuner(
                 tune.with_resources(
                     tune.with_parameters(trainable, objective=objective, oracle=oracle),
