@@ -1,0 +1,203 @@
+"""What running trials on Ray costs: orchestration per trial, and trials/hour on 1 vs 2 nodes.
+
+1. Per-trial orchestration cost of a no-op objective (``x**2``), SQLite study storage, random
+   sampler, two trials at a time: tunelab local (``tune_objective``, the optuna loop),
+   plain Ray Tune with ``OptunaSearch``, and tunelab's Ray executor (``RayExecutor``).
+   Both Ray rows share one local Ray instance (2 CPUs, started once, not timed) and reuse actors.
+2. Trials per hour of a small digits study (tiny MLP, a few epochs, no pruning) through
+   ``run_ray_study`` on a ``ray.cluster_utils.Cluster`` of one node, then two nodes, 1 CPU each.
+
+Everything binds 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), no dashboard, no usage
+stats. Run from the repository root:
+
+    PYTHONPATH=src python bench/ray_overhead.py [--trials 40] [--digits-trials 8] [--epochs 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import ClassVar
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+sys.path.insert(0, SRC)
+
+import optuna  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+class NoOp:
+    """``objective(trial)`` for the tunelab Ray executor: one suggested float, squared."""
+
+    distributions: ClassVar[dict] = {"x": optuna.distributions.FloatDistribution(-10.0, 10.0)}
+
+    def __call__(self, trial):
+        return trial.suggest_float("x", -10.0, 10.0) ** 2
+
+
+def plain_trainable(config):
+    from ray import tune
+
+    tune.report({"loss": config["x"] ** 2})
+
+
+def tunelab_local(n: int, folder: Path) -> float:
+    from tunelab.tune import tune_objective
+
+    start = time.perf_counter()
+    tune_objective(
+        lambda trial, p: p["x"] ** 2,
+        space={"x": {"low": -10.0, "high": 10.0}},
+        trials=n,
+        sampler="random",
+        storage=f"sqlite:///{folder / 'local.db'}",
+        heartbeat_interval=0,
+    )
+    return (time.perf_counter() - start) / n
+
+
+def plain_ray(n: int, folder: Path) -> float:
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tunelab.tune._storage import open_storage
+
+    storage = open_storage(f"sqlite:///{folder / 'plain.db'}", heartbeat_interval=0)
+    search = OptunaSearch(
+        NoOp.distributions,
+        metric="loss",
+        mode="min",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="plain",
+        storage=storage,
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(plain_trainable, {"cpu": 1}),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(search, max_concurrent=2),
+            num_samples=n,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            storage_path=str(folder / "ray"), name="plain", verbose=0, log_to_file=False
+        ),
+    )
+    start = time.perf_counter()
+    tuner.fit()
+    return (time.perf_counter() - start) / n
+
+
+def tunelab_ray(n: int, folder: Path) -> float:
+    from tunelab.tune._budget import Budget
+    from tunelab.tune._engine import open_study
+    from tunelab.tune._ray import RayExecutor
+    from tunelab.tune._storage import open_storage
+
+    storage = open_storage(f"sqlite:///{folder / 'tunelab_ray.db'}", heartbeat_interval=0)
+    study = open_study(
+        storage,
+        study_name="tunelab_ray",
+        directions=["minimize"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.NopPruner(),
+    )
+    start = time.perf_counter()
+    RayExecutor(max_concurrent=2).run(study, NoOp(), Budget(trials=n), None)
+    return (time.perf_counter() - start) / n
+
+
+def digits_rate(nodes: int, trials: int, folder: Path, epochs: int = 6) -> float:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tunelab.config import parse_config
+    from tunelab.tune._config_study import prepare_run_dir
+    from tunelab.tune._ray import run_ray_study
+
+    cfg = parse_config(
+        {
+            "name": f"digits_{nodes}n",
+            "seed": 0,
+            "run_root": str(folder / "runs"),
+            "data": {"source": "sklearn", "dataset": "digits", "scale": "standard"},
+            "model": {"builder": "mlp", "params": {"depth": 1, "width": 32}},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 64,
+                "lr": {"low": 1e-3, "high": 1e-1, "log": True},
+                "early_stopping": {"enabled": False},
+                "progress": "none",
+            },
+            "tune": {"trials": trials, "sampler": "random", "pruner": "none", "progress": "none"},
+        }
+    )
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        assert cluster.address.startswith("127.0.0.1"), cluster.address
+        run_dir = prepare_run_dir(cfg)
+        start = time.perf_counter()
+        run_ray_study(cfg, None, run_dir, address=cluster.address)
+        return trials / (time.perf_counter() - start) * 3600
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+
+
+def noop_rows(rows: dict[str, float], trials: int, folder: Path) -> None:
+    import logging
+
+    import ray
+
+    rows["noop_ms_tunelab_local"] = 1e3 * tunelab_local(trials, folder)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        plain_ray(4, folder / "warm")  # first actors pay the imports; not timed
+        rows["noop_ms_plain_ray_optunasearch"] = 1e3 * plain_ray(trials, folder)
+        rows["noop_ms_tunelab_ray"] = 1e3 * tunelab_ray(trials, folder)
+    finally:
+        ray.shutdown()
+    rows["tunelab_ray_over_plain"] = (
+        rows["noop_ms_tunelab_ray"] / rows["noop_ms_plain_ray_optunasearch"]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40, help="no-op trials per row")
+    parser.add_argument("--digits-trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per digits trial")
+    parser.add_argument("--skip-noop", action="store_true", help="only the 1 vs 2 nodes rows")
+    args = parser.parse_args()
+    rows: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if not args.skip_noop:
+            noop_rows(rows, args.trials, folder)
+        one = digits_rate(1, args.digits_trials, folder, args.epochs)
+        two = digits_rate(2, args.digits_trials, folder, args.epochs)
+        rows["digits_trials_per_hour_1_node"] = one
+        rows["digits_trials_per_hour_2_nodes"] = two
+        rows["two_nodes_over_one"] = two / one
+    print(json.dumps({k: round(v, 3) for k, v in rows.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
