@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tunelab.config import parse_config
-from tunelab.errors import ConfigError
 from tunelab.tune import LocalExecutor, StudyOptions
 from tunelab.tune._executor import make_executor
 
@@ -21,8 +18,9 @@ def test_options_resolve_the_storage_once_and_survive_a_worker_spec(tmp_path):
     assert StudyOptions.from_dict(options.to_dict()) == options
 
 
-def test_local_is_the_only_executor_so_far():
-    assert make_executor("local").name == "local"
-    assert isinstance(make_executor("local"), LocalExecutor)
-    with pytest.raises(ConfigError, match=r"tune\.executor = 'ray'"):
-        make_executor("ray")
+def test_the_tune_section_chooses_the_executor():
+    assert isinstance(make_executor(), LocalExecutor)
+    ray_cfg = parse_config({"tune": {"backend": "ray", "max_concurrent": 3}}).tune
+    executor = make_executor(ray_cfg)
+    assert executor.name == "ray" and executor.max_concurrent == 3
+    assert executor.resources == {"cpu": 1.0, "gpu": 0.0}

@@ -221,3 +221,49 @@ def test_trial_errors_fail_the_trial_and_fatal_errors_stop_the_study(cluster, tm
         assert len(trials) == 3, "no trial starts after the fatal one"
     finally:
         ray.shutdown()
+
+
+def test_the_cli_tunes_on_the_cluster_and_the_report_renders_it(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    head_cluster, _worker = cluster
+    if len(head_cluster.list_all_nodes()) < 2:  # the fault test removed the worker node
+        head_cluster.add_node(num_cpus=1)
+        head_cluster.wait_for_nodes()
+    config = tmp_path / "digits_ray_cli.yaml"
+    config.write_text(yaml.safe_dump(digits_config(tmp_path, "digits_ray_cli", trials=6)))
+    env = {
+        **os.environ,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    tune = [sys.executable, "-m", "tunelab.cli", "tune", str(config), "--backend", "ray"]
+    done = subprocess.run(
+        [*tune, "--address", head_cluster.address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = tmp_path / "runs" / "digits_ray_cli"
+    trials = open_trials(run_dir, "digits_ray_cli")
+    assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
+    assert len({node_of(t) for t in trials}) == 2, "trials ran on one node only"
+    assert any(t.state == TrialState.PRUNED for t in trials)
+    assert (run_dir / "best" / "config.yaml").is_file()
+    report = subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "report", str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    html = (run_dir / "report.html").read_text()
+    assert "digits_ray_cli" in html and "trial" in html.lower()

@@ -34,6 +34,14 @@ def tune(
     progress: str | None = typer.Option(
         None, "--progress", help="auto (table on a terminal), rich, plain or none."
     ),
+    backend: str | None = typer.Option(
+        None, "--backend", help="local (this machine) or ray (a Ray cluster: docs/scale.md)."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: start one).",
+    ),
 ) -> None:
     """Tune CONFIG; running it again on the same run directory continues the study."""
     # Only the light config module so far: with several workers the helper processes start
@@ -50,6 +58,8 @@ def tune(
         "storage": storage,
         "max_total_epochs": max_total_epochs,
         "progress": progress,
+        "backend": backend,
+        "address": address,
     }
     loaded = load_config(config)
     helpers = (workers if workers is not None else loaded.tune.workers) - 1

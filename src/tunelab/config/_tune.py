@@ -26,6 +26,13 @@ class CVConfig(Section):
         return value
 
 
+class ResourcesConfig(Section):
+    """What one trial takes on a Ray cluster (``tune.backend: ray``)."""
+
+    cpu: float = Field(1.0, ge=0)
+    gpu: float = Field(0.0, ge=0)
+
+
 class ObjectiveConfig(Section):
     """One objective of a (multi-objective) study."""
 
@@ -51,6 +58,16 @@ class TuneConfig(Section):
     objectives: list[ObjectiveConfig] | None = None
     workers: int = Field(1, ge=1)
     storage: str | None = None
+    # How trials run (docs/design.md, "the executor seam"): one at a time per worker, or K at
+    # once as one vectorised population (``population``: K, or ``auto`` from the model's size).
+    executor: Literal["local", "population"] = "local"
+    population: int | Literal["auto"] = "auto"
+    # Where trials run: this machine (``--workers``) or a Ray cluster (docs/scale.md).
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: None starts a local cluster; "auto", "HOST:PORT", "ray://"
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    max_concurrent: int | None = Field(None, gt=0)
+    ray_max_failures: int = Field(2, ge=0)
     cv: CVConfig = Field(default_factory=CVConfig)
     stop_sick_trials: bool = True
     # Sampler and pruner knobs; ``None`` means "chosen from the budget" (docs/tune.md).
@@ -97,6 +114,24 @@ class TuneConfig(Section):
             if len(set(names)) != len(names):
                 raise ValueError(f"tune.objectives names a metric twice: {names}")
         return value
+
+    @field_validator("population")
+    @classmethod
+    def _population_size(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 2:
+            raise ValueError(f"tune.population must be auto or at least 2, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> TuneConfig:
+        if self.backend == "ray" and self.workers > 1:
+            raise ValueError(
+                "tune.workers > 1 runs helper processes on this machine; with tune.backend: ray "
+                "the cluster runs the trials (set tune.max_concurrent instead)"
+            )
+        if self.backend == "ray" and self.executor == "population":
+            raise ValueError("tune.executor: population runs on the local backend only")
+        return self
 
     @model_validator(mode="after")
     def _cmaes_is_single_objective(self) -> TuneConfig:

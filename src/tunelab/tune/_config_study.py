@@ -76,6 +76,8 @@ def run_study(
     storage: str | None = None,
     max_total_epochs: int | None = None,
     progress: str | None = None,
+    backend: str | None = None,
+    address: str | None = None,
     standby: list[Standby] | None = None,
 ) -> StudyResult:
     """Tune ``config`` and return the study's result.
@@ -84,8 +86,8 @@ def run_study(
         config: an :class:`ExperimentConfig`, its dict form, or a YAML path.
         bundle: prepared data (default: ``prepare_data(cfg.data)``, once per process); with
             several workers each worker process prepares the data itself.
-        trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress:
-            override the ``tune`` section (``None`` keeps the config's value; see
+        trials, timeout, workers, sampler, pruner, storage, max_total_epochs, progress,
+            backend, address: override the ``tune`` section (``None`` keeps the config's value; see
             :func:`resolve_config`).
         standby: worker processes from :func:`start_standby`, already importing while this
             process prepares the study (``tunelab tune`` starts them before its own imports);
@@ -106,6 +108,8 @@ def run_study(
         storage=storage,
         max_total_epochs=max_total_epochs,
         progress=progress,
+        backend=backend,
+        address=address,
     )
     standby = list(standby or [])
     try:
@@ -237,8 +241,7 @@ def _run(
         helpers = launch_helpers(cfg, options, standby)
     try:
         objective = prepare_objective(cfg, options, bundle, spaces)
-        # TODO(config owner): `tune.executor` is not a config field yet; "local" until it is.
-        executor = make_executor(getattr(cfg.tune, "executor", "local"), helpers=helpers)
+        executor = make_executor(cfg.tune, helpers=helpers)
         budget = make_budget(spaces, options, opened.sampler_name)
         executor.run(opened.study, objective, budget, options)
     except BaseException:

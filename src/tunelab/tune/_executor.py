@@ -7,9 +7,10 @@ executor ends the same way.
 
 - ``local`` (:class:`LocalExecutor`): the trial loop in this process (``run_trials``), with
   ``--workers N`` helper processes on this machine sharing the storage (``_workers.py``).
-- ``population`` and ``ray`` are planned (issues 14 and 18) against the same protocol: ask K
-  trials at once and ``tell`` each; or run the same objective inside Ray Tune trials with
-  Optuna's storage as the source of truth.
+- ``ray`` (:class:`tunelab.tune._ray.RayExecutor`, ``tune.backend: ray``): the same objective
+  inside Ray Tune trials on a cluster, Optuna's storage the source of truth (docs/scale.md).
+- ``population`` (``tune.executor: population``): asks K trials at once and trains them as one
+  vectorised population, ``tell``-ing each.
 
 An executor may set ``stop_reason`` (why it stopped, shown in the summary); if it does not,
 the caller asks the budget.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 
+from ..config import TuneConfig
 from ..errors import ConfigError
 from ._budget import Budget
 from ._options import StudyOptions
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
     from ._objective import TrainingObjective
     from ._workers import Helpers
 
-EXECUTOR_NAMES = ("local",)
 
 
 class TrialExecutor(Protocol):
@@ -80,11 +81,27 @@ class LocalExecutor:
         self.stop_reason = self.helpers.run(study, run_here)
 
 
-def make_executor(name: str, *, helpers: Helpers | None = None) -> LocalExecutor:
-    """The executor called ``name`` (``tune.executor``; only ``local`` exists so far)."""
-    if name != "local":
+def make_executor(tune: TuneConfig | None = None, *, helpers: Helpers | None = None) -> Any:
+    """The executor a ``tune`` section asks for (``None``: the defaults, ``local``).
+
+    ``tune.backend`` decides where trials run (this machine, or a Ray cluster), then
+    ``tune.executor`` how (one trial at a time per worker, or a vectorised population).
+    """
+    tune = tune if tune is not None else TuneConfig()
+    if tune.backend == "ray":
+        from ._ray import RayExecutor
+
+        return RayExecutor(
+            address=tune.address,
+            resources=tune.resources.model_dump(),
+            max_concurrent=tune.max_concurrent,
+            max_failures=tune.ray_max_failures,
+            max_consecutive_failures=tune.max_consecutive_failures,
+            max_retries=tune.max_retries,
+        )
+    if tune.executor == "population":
         raise ConfigError(
-            f"config error: tune.executor = {name!r} — expected one of {', '.join(EXECUTOR_NAMES)}",
+            "config error: tune.executor = 'population' — not in this build yet; use local",
             field="tune.executor",
         )
     return LocalExecutor(helpers)

@@ -28,6 +28,8 @@ TUNE_OVERRIDES = (
     "storage",
     "max_total_epochs",
     "progress",
+    "backend",
+    "address",
 )
 
 

@@ -79,33 +79,32 @@ def run_ray_study(
     resources: dict[str, float] | None = None,
     max_concurrent: int | None = None,
     max_failures: int = 2,
-    opened: tuple[optuna.Study, Any] | None = None,
 ) -> str:
-    """Run the study of ``cfg`` on Ray; returns why it stopped (like ``work``).
+    """Run the study of ``cfg`` on Ray; returns why it stopped.
+
+    ``run_study`` with ``tune.backend: ray`` does the same and then summarises the study and
+    copies ``best/``; this is the executor alone, for a caller that has the run directory.
 
     Args:
-        cfg: the resolved study config (``run_study``'s ``cfg``).
+        cfg: the resolved study config.
         bundle: prepared data (default: prepared here once).
-        run_dir: the run directory (``runs/<name>/``), the same path on every node.
+        run_dir: the run directory (``cfg.run_dir``), the same path on every node.
         address: ``None`` starts a local Ray cluster; ``"auto"``, ``"HOST:PORT"`` or
             ``"ray://HOST:10001"`` connects to a running one.
         resources: per trial, ``{"cpu": 1, "gpu": 0}`` by default.
         max_concurrent: trials at once (default: as many as the cluster's resources hold).
         max_failures: times Ray retries a trial whose worker or node died.
-        opened: ``(study, sampler choice)`` from ``build_study`` when the caller has it.
     """
-    # The coupling points with the tune stage are these three calls (see docs/design.md):
-    # build_study -> (study, choice), make_budget, and the data-profile/metric check of `work`.
-    from ._config_study import build_study, check_metrics, load_bundle, make_budget
+    from ._config_study import prepare_objective
+    from ._engine import build_study, make_budget
+    from ._options import StudyOptions
 
-    study, choice = opened or build_study(cfg)
-    bundle = bundle if bundle is not None else load_bundle(cfg)
-    check_metrics(cfg, bundle)
-    run_dir = Path(run_dir).resolve()
-    profile = run_dir / "data_profile.json"
-    if not profile.exists() and hasattr(bundle.profile, "save"):
-        bundle.profile.save(profile)
-    objective = TrainingObjective(cfg, bundle, run_dir=run_dir)
+    if Path(run_dir).resolve() != Path(cfg.run_dir).resolve():
+        raise ConfigError(f"config error: run_dir {run_dir} is not the config's {cfg.run_dir}")
+    options = StudyOptions.from_config(cfg)
+    spaces = config_spaces(cfg)
+    opened = build_study(spaces, options)
+    objective = prepare_objective(cfg, options, bundle, spaces)
     executor = RayExecutor(
         address=address,
         resources=resources,
@@ -114,7 +113,8 @@ def run_ray_study(
         max_consecutive_failures=cfg.tune.max_consecutive_failures,
         max_retries=cfg.tune.max_retries,
     )
-    executor.run(study, objective, make_budget(cfg, choice.name), None)
+    budget = make_budget(spaces, options, opened.sampler_name)
+    executor.run(opened.study, objective, budget, options)
     return executor.stop_reason or "stopped"
 
 
