@@ -47,7 +47,17 @@ def train(
         return
     if write:
         raise typer.BadParameter("--write only goes with --find-lr")
-    if nproc > 1:
+    from ..train._distributed import torchrun_world
+
+    if torchrun_world() > 1:  # launched by torchrun: this process is one rank of the run
+        from ..train._distributed import run_under_torchrun
+
+        if nproc > 1:
+            raise typer.BadParameter("--nproc goes without torchrun (torchrun starts the ranks)")
+        summary = run_under_torchrun(cfg, run_dir=run_dir, resume=resume)
+        if summary is None:
+            return
+    elif nproc > 1:
         from ..train._distributed import run_distributed
 
         summary = run_distributed(cfg, nproc, run_dir=run_dir, resume=resume)

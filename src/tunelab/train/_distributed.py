@@ -1,4 +1,5 @@
-"""Distributed data parallel training on one machine (``tunelab train CONFIG --nproc N``).
+"""Distributed data parallel training: ``tunelab train CONFIG --nproc N`` on one machine, or
+``tunelab train CONFIG`` under ``torchrun`` on one or several machines.
 
 ``torch.multiprocessing`` starts N processes that join a gloo process group over the
 loopback interface. Each prepares the same data (same seed), builds the same model and runs
@@ -6,6 +7,13 @@ loopback interface. Each prepares the same data (same seed), builds the same mod
 ``DistributedDataParallel`` and gives each rank its own shard of every epoch's permutation
 (``DistributedSampler``'s split). Rank 0 alone writes the training directory, runs the
 callbacks and evaluates on the test split; the parent process reads ``result.json`` back.
+
+Under ``torchrun --nnodes N --nproc-per-node M -m tunelab.cli train CONFIG`` the processes are
+torchrun's: each finds its rank, the world size and the rendezvous in the environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and joins with
+``init_method="env://"`` -- gloo on CPU, nccl when the config trains on CUDA (each process on
+GPU ``LOCAL_RANK``). Then it is the same run as ``--nproc``: rank 0 writes the run directory.
+Every machine must see the same data path; only rank 0's machine gets the run directory.
 """
 
 from __future__ import annotations
@@ -85,4 +93,43 @@ def run_distributed(
         join=True,
         start_method=method,
     )
+    return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+
+
+def torchrun_world() -> int:
+    """The world size torchrun (or any ``env://`` launcher) set for this process; 1 if none."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise FatalError(
+            f"error: WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number"
+        ) from None
+    return world if "RANK" in os.environ and "MASTER_ADDR" in os.environ else 1
+
+
+def run_under_torchrun(
+    cfg: ExperimentConfig, *, run_dir: str | Path | None = None, resume: bool = False
+) -> dict[str, Any] | None:
+    """This process's share of a torchrun launch; rank 0 returns ``result.json``, others None."""
+    import torch.distributed as dist
+
+    from ._run import run_training
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or local_world) // local_world))
+    dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+    try:
+        if rank != 0:
+            cfg = cfg.with_values({"train.progress": "none"})
+        run_training(cfg, run_dir=run_dir, resume=resume)
+    finally:
+        dist.destroy_process_group()
+    if rank != 0:
+        return None
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
