@@ -136,6 +136,26 @@ def test_a_raw_pickle_offered_as_weights_is_refused(tmp_path):
         load_model(tmp_path)
 
 
+def test_safetensors_whose_header_length_starts_like_a_pickle_load(tmp_path):
+    # A 640-byte header: the file starts 80 02, a pickle's first two bytes. Found in a real
+    # tuned run: the best trial's weights were refused as a pickle.
+    import json
+    import struct
+
+    from safetensors.torch import load_file
+
+    from tunelab.models._io import refuse_pickle
+
+    data = torch.arange(6, dtype=torch.float32)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [6], "data_offsets": [0, 24]}})
+    header = header.ljust(640).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data.numpy().tobytes())
+    assert path.read_bytes()[:2] == b"\x80\x02"
+    refuse_pickle(path)  # no error
+    assert torch.equal(load_file(str(path))["w"], data)
+
+
 def test_a_pickle_path_or_a_folder_of_pickles_is_refused(tmp_path):
     model = torch.nn.Linear(3, 2)
     torch.save(model.state_dict(), tmp_path / "model.pt")

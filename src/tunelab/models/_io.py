@@ -152,12 +152,16 @@ def refuse_pickle(path: Path) -> None:
     """Raise a one-line error if ``path`` is not a safetensors file (pickles are never read)."""
     with path.open("rb") as fh:
         head = fh.read(9)
+    size = path.stat().st_size
+    # safetensors first: an 8-byte little-endian header length, then the JSON header. The
+    # length's low byte can be 0x80 with 2..5 next (a 640-byte header starts 80 02), which is
+    # also how a pickle starts, so the pickle test alone would refuse good weights.
+    if len(head) == 9 and head[8:9] == b"{" and 1 < struct.unpack("<Q", head[:8])[0] <= size - 8:
+        return
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         kind = "a Python pickle"
     elif head[:4] == b"PK\x03\x04":
         kind = "a torch.save zip archive (pickle inside)"
-    elif len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > 1:
-        return
     else:
         kind = "not a safetensors file"
     raise FatalError(
