@@ -1,6 +1,6 @@
 """Trials per hour of ``tunelab tune`` with 1 and with 2 worker processes.
 
-The same study (random sampler, no pruning, a fixed number of epochs per trial on a synthetic
+The same study (grid search, no pruning, a fixed number of epochs per trial on a synthetic
 classification set with an MLP) runs through the real command, ``tunelab tune CONFIG --workers
 W``, in three variants taken in turn (so that load from other users of the machine hits all
 alike):
@@ -15,12 +15,16 @@ Two throughputs per run:
   included, which a second worker pays again);
 - trial phase: trials / (last trial finished - first trial started), read from the study.
 
+Like for like: the grid sampler runs every grid point exactly once whatever the number of
+workers, so 1 and 2 workers train the identical list of trial configurations (the script checks
+that the sets of parameters match). The verdict is the end-to-end ratio, what a user sees.
+
 The load average before and after each run is printed too: on a shared machine it says how
 many cores the two workers could actually get. So is the CPU time of the command and all its
 processes per trial -- the load-independent cost: if two workers spend no more CPU per trial
 than one, two free cores give them twice the throughput.
 
-    python bench/parallel.py [--trials 16] [--epochs 4] [--repeats 2]
+    python bench/parallel.py [--epochs 8] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from pathlib import Path
 import optuna
 import yaml
 
+# 4 widths x 6 learning rates: a 24-point grid, run whole (a part of a grid would be a random
+# subset that could differ between runs).
+LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+GRID_POINTS = 4 * len(LRS)
 VARIANTS = (("1 worker", 1, None), ("1 worker, 1 thread", 1, 1), ("2 workers", 2, None))
 
 
@@ -54,18 +62,18 @@ def config(run_root: Path, name: str, trials: int, epochs: int, threads: int | N
         },
         "model": {
             "builder": "mlp",
-            "params": {"depth": 2, "width": {"choice": [64, 128, 256]}},
+            "params": {"depth": 2, "width": {"choice": [64, 128, 256, 512]}},
         },
         "train": {
             "epochs": epochs,
             "batch_size": 32,
-            "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+            "lr": {"choice": LRS},
             "tensorboard": False,
             "deterministic": False,
             "early_stopping": {"enabled": False},
             "threads": threads,
         },
-        "tune": {"trials": trials, "sampler": "random", "pruner": "none", "progress": "plain"},
+        "tune": {"trials": trials, "sampler": "grid", "pruner": "none", "progress": "plain"},
     }
 
 
@@ -108,6 +116,7 @@ def run(variant: tuple, root: Path, index: int, trials: int, epochs: int) -> dic
     lag = max(starts.values()) if len(starts) > 1 else 0.0
     return {
         "variant": label,
+        "params": sorted(json.dumps(t.params, sort_keys=True) for t in finished),
         "workers": workers,
         "trials": len(finished),
         "wall_s": round(wall, 1),
@@ -125,8 +134,7 @@ def run(variant: tuple, root: Path, index: int, trials: int, epochs: int) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -134,11 +142,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.repeats):
             for variant in VARIANTS:
-                row = run(variant, Path(tmp), index, args.trials, args.epochs)
+                row = run(variant, Path(tmp), index, GRID_POINTS, args.epochs)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    grids = {tuple(r["params"]) for r in rows}
+    if len(grids) != 1:
+        raise SystemExit("the variants trained different trial lists: not like for like")
+    for r in rows:
+        r.pop("params")
     print(
-        f"\n{args.trials} trials x {args.epochs} epochs, {os.cpu_count()} CPU cores, "
+        f"\n{GRID_POINTS} trials x {args.epochs} epochs, {os.cpu_count()} CPU cores, "
         f"median of {args.repeats}"
     )
     medians = {}
