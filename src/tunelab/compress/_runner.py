@@ -10,7 +10,6 @@ the one the model never trained on.
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch.nn as nn
 
 from ..config import CompressConfig, ExperimentConfig, TrainConfig
 from ..data import DataBundle
-from ..rundir import RunDir
+from ..rundir import RunDir, Versioned
 from ._base import CompressContext, Variant, check_order, make_method
 from ._io import save_variant
 from ._measure import count_params, measure_latency, predict_batched, task_metric
@@ -37,6 +36,7 @@ class CompressionResult:
     table: CompressionTable
     folders: dict[str, Path] = field(default_factory=dict)
     out_dir: Path | None = None
+    previous: Path | None = None  # where the previous compress run was kept (versions/<N>)
 
 
 def folder_name(variant: str) -> str:
@@ -141,9 +141,6 @@ def compress_model(
     check_order(names)
     instances = [make_method(name, config) for name in names]
     out_dir = Path(out_dir)
-    if (out_dir / "table.json").is_file():  # a previous compress run: replace it whole
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     threads, repeats = config.latency_threads, config.latency_repeats
 
     table = CompressionTable(
@@ -176,6 +173,12 @@ def compress_model(
     preflight = CompressContext(bundle=bundle, train_config=train_config, seed=seed)
     for method in instances:
         method.check(current, preflight)
+    # Every check passed: only now is out_dir touched. A previous compress run there is kept
+    # whole as out_dir/versions/<N>/ (nothing a user made is lost; tunelab.rundir.Versioned).
+    previous = Versioned(out_dir).archive_previous()
+    if previous is not None:
+        log(f"previous compress run kept as {previous}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     record(Variant("original", ("original",), spec, model=original), "the saved model, fp32")
     for name, method in zip(names, instances, strict=True):
         log(f"applying {name} to {current.name if current.methods else 'original'} ...")
@@ -207,7 +210,7 @@ def compress_model(
         current = result
     table.finalize()
     table.save(out_dir)
-    return CompressionResult(table, folders, out_dir)
+    return CompressionResult(table, folders, out_dir, previous)
 
 
 def compress_run(
