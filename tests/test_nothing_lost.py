@@ -134,3 +134,13 @@ def test_compress_that_fails_at_start_leaves_the_previous_run(tmp_path, capsys, 
     assert f"previous compress run kept as {compressed.versions_dir / '1'}" in err
     assert _hashes(compressed.versions_dir / "1") == previous
     assert trained.compressed_table.is_file()
+
+
+def test_compress_reports_the_monitored_metric_too(tmp_path, capsys):
+    # Issue 16 (smaller): train.monitor = val_f1_macro -> the table shows test f1_macro too.
+    config = _config(tmp_path, name="f1", train={"monitor": "val_f1_macro"})
+    code, _, err = _tunelab(capsys, "train", str(config))
+    assert code == 0, err
+    code, out, err = _tunelab(capsys, "compress", str(tmp_path / "runs" / "f1"), "-m", "prune")
+    assert code == 0, err
+    assert "test accuracy" in out and "test f1_macro" in out and " pt" in out

@@ -325,6 +325,7 @@ class RunDir(TrainingDir):
         A model folder (``best/``, ``compressed/<variant>``) may be given as the run itself.
         Raises :class:`FatalError` naming what is missing.
         """
+        self.refuse_config_file()
         for candidate in (self.best_model, self.path):
             if (candidate / "model.json").is_file():
                 return candidate
@@ -334,6 +335,14 @@ class RunDir(TrainingDir):
             f"error: {self.path} holds no saved model (expected "
             f"{self.best_model / 'model.json'}); train or tune first"
         )
+
+    def refuse_config_file(self) -> None:
+        """A config file given where a run directory belongs is one clear line (exit 2)."""
+        if self.path.is_file() and self.path.suffix.lower() in (".yaml", ".yml"):
+            raise FatalError(
+                f"error: {self.path} is a config; pass a run directory (runs/<name>, "
+                "written by `tunelab train` or `tunelab tune`)"
+            )
 
     # ---- the configs ----------------------------------------------------------------------
 
