@@ -147,6 +147,18 @@ class TrainingDir(Versioned):
     def __hash__(self) -> int:
         return hash((type(self), self.path))
 
+    def holds_run(self) -> bool:
+        """True when a training (or tuning) run is here: what a new run must not overwrite.
+
+        Only what a run writes counts (``config.yaml``, ``result.json``, ``best/``...): a
+        ``doctor/`` or ``data_profile.json`` alone (the doctor or a profile before the first
+        training) is not a run, and a new run is written beside it.
+        """
+        return any(p.exists() for p in self._run_files())
+
+    def _run_files(self) -> tuple[Path, ...]:
+        return (self.config, self.result, self.best_model, self.checkpoint, self.metrics)
+
     @property
     def config(self) -> Path:
         """``config.yaml``: the config that produced this directory."""
@@ -231,6 +243,9 @@ class RunDir(TrainingDir):
     def best_config(self) -> Path:
         """``best/config.yaml``: the best trial's fully resolved config (no search spaces)."""
         return self.best_model / "config.yaml"
+
+    def _run_files(self) -> tuple[Path, ...]:
+        return (*super()._run_files(), self.study_db, self.trials_dir, self.tune_summary)
 
     @property
     def study_db(self) -> Path:

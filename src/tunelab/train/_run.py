@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError
-from ..rundir import TrainingDir, kept_line
+from ..rundir import RunDir, kept_line
 from ._callbacks import Callback
 from ._checkpoint import atomic_write
 from ._health import SickTrialPolicy
@@ -168,10 +168,10 @@ def run_training(
     torch.manual_seed(cfg.seed)  # the same seed builds the same initial weights
     model, spec = build_from_config(cfg.model, bundle)
     check_training(cfg, bundle)  # before anything is written
-    target = TrainingDir(run_dir)
+    target = RunDir(run_dir)
     # A directory holding a run is never written over: the new run goes to a staging folder
     # beside it (every rank computes the same path, before rank 0 switches it at the end).
-    staged = not resume and target.holds_previous()
+    staged = not resume and target.holds_run()
     work_dir = target.path.with_name(f".{target.path.name}.staging") if staged else run_dir
     if rank == 0:
         if staged:

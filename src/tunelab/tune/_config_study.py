@@ -150,7 +150,7 @@ def check_run_dir(cfg: ExperimentConfig) -> str:
         return "continue"
     if run.study_db.exists():
         return "continue"
-    if not run.holds_previous():
+    if not run.holds_run():
         return "new"
     if _is_study_config(run):  # a study kept in another storage (a database URL, memory)
         return "continue"
