@@ -129,3 +129,36 @@ def test_saved_model_says_what_is_missing(tmp_path: Path):
         RunDir(tmp_path / "absent").saved_model()
     with pytest.raises(FatalError, match="holds no saved model"):
         RunDir(tmp_path).saved_model()
+
+
+def test_versioned_switch_keeps_the_previous_contents_and_earlier_versions(tmp_path):
+    from tunelab.rundir import Versioned
+
+    target = Versioned(tmp_path / "run")
+    (target.path / "a.txt").parent.mkdir(parents=True)
+    (target.path / "a.txt").write_text("first")
+    staging = target.staging()
+    (staging / "a.txt").write_text("second")
+    assert target.switch_to(staging) == target.versions_dir / "1"
+    assert (target.path / "a.txt").read_text() == "second"
+    assert (target.versions_dir / "1" / "a.txt").read_text() == "first"
+    staging = target.staging()
+    (staging / "a.txt").write_text("third")
+    assert target.switch_to(staging) == target.versions_dir / "2"
+    assert sorted(target.versions()) == [1, 2]
+    assert (target.versions_dir / "2" / "a.txt").read_text() == "second"
+    failed = target.staging()
+    assert target.keep_as_version(failed) == target.versions_dir / "3"
+    assert (target.path / "a.txt").read_text() == "third"
+
+
+def test_versioned_archive_in_place_and_nothing_to_keep(tmp_path):
+    from tunelab.rundir import Versioned
+
+    target = Versioned(tmp_path / "compressed")
+    assert target.archive_previous() is None and not target.path.exists()
+    (target.path / "workers").mkdir(parents=True)
+    (target.path / "table.json").write_text("{}")
+    assert target.archive_previous() == target.versions_dir / "1"
+    assert sorted(p.name for p in target.path.iterdir()) == ["versions", "workers"]
+    assert not target.holds_previous()

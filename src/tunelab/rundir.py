@@ -15,21 +15,128 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 from .config import ExperimentConfig, load_config
 from .errors import FatalError
 
-__all__ = ["DoctorDir", "RunDir", "TrainingDir"]
+__all__ = ["DoctorDir", "RunDir", "TrainingDir", "Versioned"]
 
 _TRIAL_NAME = re.compile(r"\d+")
 
+# Entries a directory's previous contents never include: its kept versions, and tune's
+# standby helpers (``workers/``: live processes of the command that is starting).
+_NOT_PREVIOUS = ("versions", "workers")
 
-class TrainingDir:
-    """One training directory: what :func:`tunelab.train.run_training` writes into ``path``."""
+
+class Versioned:
+    """A directory whose previous contents are never lost: the versioning rule of every stage.
+
+    A command that would replace what the directory holds (``tunelab train`` on a run name
+    that has a run, ``tunelab doctor`` again, ``tunelab compress`` again) first checks
+    everything it can, and only then either
+
+    * trains into :meth:`staging` (a sibling ``.<name>.staging/``) and, on success,
+      :meth:`switch_to` it: the previous contents become ``versions/<N>/`` of the new
+      directory (earlier versions kept beside it); on failure the staging folder is
+      :meth:`discard`-ed or kept as a version (:meth:`keep_as_version`) and the directory
+      itself is untouched; or
+    * :meth:`archive_previous`: moves the previous contents into ``versions/<N>/`` in place,
+      then writes anew (the doctor, compress and a tune run replacing a training run).
+
+    ``N`` counts from 1, as Lightning's ``version_N``; a version is a complete directory of the
+    same kind (``RunDir("runs/x/versions/2")`` serves, compresses and reports as any run).
+    ``--resume`` and a continued study write in place and never version.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+
+    @property
+    def versions_dir(self) -> Path:
+        """``versions/``: the previous contents, one numbered folder each."""
+        return self.path / "versions"
+
+    def versions(self) -> dict[int, Path]:
+        """The kept versions, by number (empty when there are none)."""
+        if not self.versions_dir.is_dir():
+            return {}
+        found = {
+            int(p.name): p
+            for p in self.versions_dir.iterdir()
+            if p.is_dir() and _TRIAL_NAME.fullmatch(p.name)
+        }
+        return dict(sorted(found.items()))
+
+    def _next_version(self) -> Path:
+        return self.versions_dir / str(max(self.versions(), default=0) + 1)
+
+    def holds_previous(self) -> bool:
+        """True when the directory holds something a new run would replace."""
+        return self.path.is_dir() and any(p.name not in _NOT_PREVIOUS for p in self.path.iterdir())
+
+    def staging(self) -> Path:
+        """A fresh, empty ``.<name>.staging/`` beside the directory, to write a new run into.
+
+        A leftover staging folder (a killed command's unfinished run) is removed first.
+        """
+        path = self.path.with_name(f".{self.path.name}.staging")
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def switch_to(self, staging: Path) -> Path | None:
+        """Make ``staging`` the directory; returns where the previous contents were kept."""
+        if not self.holds_previous():
+            if self.path.exists():  # only versions/ (or nothing): carry them over
+                if self.versions_dir.is_dir():
+                    os.replace(self.versions_dir, staging / "versions")
+                shutil.rmtree(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, self.path)
+            return None
+        number = self._next_version().name
+        if self.versions_dir.is_dir():
+            os.replace(self.versions_dir, staging / "versions")
+        else:
+            (staging / "versions").mkdir()
+        os.replace(self.path, staging / "versions" / number)
+        os.replace(staging, self.path)
+        return self.versions_dir / number
+
+    def keep_as_version(self, staging: Path) -> Path:
+        """Keep ``staging`` as the next version; the directory's current contents stay."""
+        target = self._next_version()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)
+        return target
+
+    @staticmethod
+    def discard(staging: Path) -> None:
+        """Remove a staging folder (a run that failed before it produced anything)."""
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def archive_previous(self) -> Path | None:
+        """Move the previous contents into ``versions/<N>/`` in place; returns that folder."""
+        if not self.holds_previous():
+            return None
+        target = self._next_version()
+        target.mkdir(parents=True)
+        for entry in sorted(self.path.iterdir()):
+            if entry.name not in _NOT_PREVIOUS:
+                os.replace(entry, target / entry.name)
+        return target
+
+
+def kept_line(previous: Path | None, what: str = "previous run") -> str:
+    """The one line that says what happened to the previous contents (empty when none)."""
+    return f"{what} kept as {previous}" if previous is not None else ""
+
+
+class TrainingDir(Versioned):
+    """One training directory: what :func:`tunelab.train.run_training` writes into ``path``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -39,6 +146,18 @@ class TrainingDir:
 
     def __hash__(self) -> int:
         return hash((type(self), self.path))
+
+    def holds_run(self) -> bool:
+        """True when a training (or tuning) run is here: what a new run must not overwrite.
+
+        Only what a run writes counts (``config.yaml``, ``result.json``, ``best/``...): a
+        ``doctor/`` or ``data_profile.json`` alone (the doctor or a profile before the first
+        training) is not a run, and a new run is written beside it.
+        """
+        return any(p.exists() for p in self._run_files())
+
+    def _run_files(self) -> tuple[Path, ...]:
+        return (self.config, self.result, self.best_model, self.checkpoint, self.metrics)
 
     @property
     def config(self) -> Path:
@@ -88,11 +207,8 @@ class TrainingDir:
         return TrainingDir(self.path / Path(name).name)
 
 
-class DoctorDir:
+class DoctorDir(Versioned):
     """``doctor/``: what ``tunelab doctor [--fix]`` writes (one training directory per round)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
 
     @property
     def fix_rounds(self) -> Path:
@@ -128,6 +244,9 @@ class RunDir(TrainingDir):
         """``best/config.yaml``: the best trial's fully resolved config (no search spaces)."""
         return self.best_model / "config.yaml"
 
+    def _run_files(self) -> tuple[Path, ...]:
+        return (*super()._run_files(), self.study_db, self.trials_dir, self.tune_summary)
+
     @property
     def study_db(self) -> Path:
         return self.path / "study.db"
@@ -140,6 +259,11 @@ class RunDir(TrainingDir):
     @property
     def trials_dir(self) -> Path:
         return self.path / "trials"
+
+    @property
+    def workers_dir(self) -> Path:
+        """``workers/``: the standby helper processes' files of a ``tunelab tune --workers``."""
+        return self.path / "workers"
 
     def trial(self, n: int) -> TrainingDir:
         """``trials/<n>/``: the training directory of trial number ``n``."""
@@ -180,6 +304,11 @@ class RunDir(TrainingDir):
         return self.path / "compressed"
 
     @property
+    def compressed(self) -> Versioned:
+        """``compressed/`` as a versioned directory (a new compress run keeps the previous)."""
+        return Versioned(self.compressed_dir)
+
+    @property
     def compressed_table(self) -> Path:
         return self.compressed_dir / "table.json"
 
@@ -211,6 +340,7 @@ class RunDir(TrainingDir):
         A model folder (``best/``, ``compressed/<variant>``) may be given as the run itself.
         Raises :class:`FatalError` naming what is missing.
         """
+        self.refuse_config_file()
         for candidate in (self.best_model, self.path):
             if (candidate / "model.json").is_file():
                 return candidate
@@ -220,6 +350,14 @@ class RunDir(TrainingDir):
             f"error: {self.path} holds no saved model (expected "
             f"{self.best_model / 'model.json'}); train or tune first"
         )
+
+    def refuse_config_file(self) -> None:
+        """A config file given where a run directory belongs is one clear line (exit 2)."""
+        if self.path.is_file() and self.path.suffix.lower() in (".yaml", ".yml"):
+            raise FatalError(
+                f"error: {self.path} is a config; pass a run directory (runs/<name>, "
+                "written by `tunelab train` or `tunelab tune`)"
+            )
 
     # ---- the configs ----------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ def test_methods_compose_in_order_and_every_variant_is_saved_and_loadable(
     assert "int8 static" in q.notes
 
 
-def test_compressing_twice_replaces_the_previous_table(trained_mlp, digits, tmp_path):
+def test_compressing_twice_replaces_the_table_and_keeps_the_previous(trained_mlp, digits, tmp_path):
     model, spec = trained_mlp
     compress_model(model, spec, digits, methods=["quantize"], out_dir=tmp_path, config=QUICK)
     compress_model(
@@ -80,7 +80,11 @@ def test_compressing_twice_replaces_the_previous_table(trained_mlp, digits, tmp_
         config=QUICK,
         train_config=TrainConfig(epochs=1, progress="none", tensorboard=False),
     )
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["original", "prune"]
+    # Issue 16: the previous compress run is kept whole as versions/1, not deleted.
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert folders == ["original", "prune", "versions"]
+    kept = tmp_path / "versions" / "1"
+    assert (kept / "table.json").is_file() and (kept / "quantize").is_dir()
 
 
 def test_unknown_method_names_the_valid_ones(trained_mlp, digits, tmp_path):

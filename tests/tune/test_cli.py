@@ -127,3 +127,53 @@ def test_helpers_of_a_run_that_fails_on_its_data_exit_without_a_traceback(
     assert "no such file or directory" in err
     assert "Traceback" not in err
     assert not psutil.Process().children(recursive=True)
+
+
+def _study(n_complete: int, ran: int | None, stop: str):
+    from tunelab.tune._result import StudyResult, TrialSummary
+
+    trials = [
+        TrialSummary(i, "complete", [0.5 + i / 100], {"train.lr": 0.01 * (i + 1)}, 2, 1.0)
+        for i in range(n_complete)
+    ] + [TrialSummary(n_complete, "failed", None, {"train.lr": 0.5}, 0, 0.1, error="boom")]
+    return StudyResult(
+        study_name="s",
+        storage="memory",
+        directions=["maximize"],
+        metrics=["val_accuracy"],
+        sampler="tpe",
+        pruner="none",
+        trials=trials,
+        best=trials[n_complete - 1],
+        pareto=[trials[n_complete - 1]],
+        importances={"train.lr": 1.0},
+        stop_reason=stop,
+        ran=ran,
+    )
+
+
+def _render(result) -> str:
+    import io
+
+    from tunelab._console import make_console
+    from tunelab.tune._summary import print_summary
+
+    stream = io.StringIO()
+    print_summary(result, make_console(file=stream))
+    return stream.getvalue()
+
+
+def test_summary_counts_the_whole_study_and_this_command():
+    # Issue 16 point 5: the budget's "8 trials done" is not what the study holds.
+    out = _render(_study(10, 3, "8 trials done"))
+    assert "11 trials (10 complete, 1 failed), 3 run by this command" in out
+    assert "trial budget of 8 reached" in out and "stopped: 8 trials done" not in out
+
+
+def test_importances_from_few_trials_are_withheld_and_say_why():
+    out = _render(_study(2, None, ""))
+    assert "from 2 complete trials" in out
+    assert "withheld: 2 complete trials; importances need at least 10" in out
+    assert "█" not in out
+    shown = _render(_study(10, None, ""))
+    assert "from 10 complete trials" in shown and "█" in shown

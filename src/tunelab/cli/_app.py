@@ -10,6 +10,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: typer's rich panels print `<bool>` after flags that take no value
+    # (and cut long help at 80 columns when piped).
+    rich_markup_mode=None,
 )
 
 

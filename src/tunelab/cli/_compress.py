@@ -86,7 +86,10 @@ def compress(
     result = compress_run(
         run_dir, config=config, run_config=cfg, log=lambda m: typer.echo(m, err=True)
     )
-    typer.echo(result.table.format())
+    from .._console import terminal_width
+
+    # Not a terminal (a pipe, a log): the whole table; a narrow terminal: one block per variant.
+    typer.echo(result.table.format(width=terminal_width()))
     typer.echo(f"saved: {result.out_dir}/table.json, table.csv and one folder per variant")
 
 

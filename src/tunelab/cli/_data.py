@@ -20,6 +20,9 @@ data_app = typer.Typer(
     help="Prepare and inspect the data of an experiment.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich panels print `<bool>` after flags that take no value
+    # (and cut long help at 80 columns when piped).
+    rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
 

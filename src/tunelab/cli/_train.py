@@ -10,7 +10,7 @@ import typer
 from ._app import app
 
 # Statuses after which there is no usable model: the command exits with code 1.
-FAILED = ("nan", "oom", "diverged")
+FAILED = ("nan", "oom", "diverged")  # = tunelab.train._run.UNUSABLE
 
 
 @app.command()
@@ -34,14 +34,13 @@ def train(
     ),
 ) -> None:
     """Train CONFIG's model; print the final metrics and the classification report."""
-    from rich.console import Console
-
+    from .._console import make_console
     from ..config import load_config
 
     cfg = load_config(config)
     if epochs is not None:
         cfg = cfg.with_values({"train.epochs": epochs})
-    console = Console(soft_wrap=True)  # paths and reports stay on one line each
+    console = make_console()  # paths and reports stay on one line each
     if find_lr:
         _find_lr(cfg, config, write=write, run_dir=run_dir, console=console)
         return
@@ -61,14 +60,18 @@ def train(
         from ..train._distributed import run_distributed
 
         summary = run_distributed(cfg, nproc, run_dir=run_dir, resume=resume)
+        where, note = run_dir or cfg.run_dir, ""
     else:
         from ..train import run_training
 
         run = run_training(cfg, run_dir=run_dir, resume=resume, callbacks=_callbacks(cfg))
         summary = run.summary()
+        where, note = run.run_dir or run_dir or cfg.run_dir, run.note
     # The progress display already printed how training ended, unless it was off.
     shown = cfg.train.progress != "none"
-    _print_summary(summary, console, run_dir or cfg.run_dir, status_shown=shown)
+    _print_summary(summary, console, Path(where), status_shown=shown)
+    if note:
+        console.print(note, markup=False, highlight=False)
     if summary["status"] in FAILED:
         raise typer.Exit(1)
 

@@ -63,9 +63,11 @@ def tune(
     }
     loaded = load_config(config)
     helpers = (workers if workers is not None else loaded.tune.workers) - 1
-    standby = start_standby(loaded.run_dir / "workers", helpers) if helpers > 0 else []
-    from rich.console import Console
+    from ..rundir import RunDir
 
+    workers_dir = RunDir.for_config(loaded).workers_dir
+    standby = start_standby(workers_dir, helpers) if helpers > 0 else []
+    from .._console import make_console
     from ..errors import FatalError
     from ..tune import resolve_config, run_study
     from ..tune._loop import fatal_message, is_fatal
@@ -84,5 +86,6 @@ def tune(
         if is_fatal(exc) and not isinstance(exc, FatalError):
             raise FatalError(fatal_message(exc)) from None
         raise
-    print_summary(result, Console())
-    typer.echo(f"study: {result.storage}  summary: {result.run_dir / 'tune.json'}")
+    print_summary(result, make_console())
+    summary = RunDir(result.run_dir).tune_summary if result.run_dir else None
+    typer.echo(f"study: {result.storage}  summary: {summary}")

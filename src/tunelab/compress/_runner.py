@@ -10,7 +10,6 @@ the one the model never trained on.
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch.nn as nn
 
 from ..config import CompressConfig, ExperimentConfig, TrainConfig
 from ..data import DataBundle
-from ..rundir import RunDir
+from ..rundir import RunDir, Versioned
 from ._base import CompressContext, Variant, check_order, make_method
 from ._io import save_variant
 from ._measure import count_params, measure_latency, predict_batched, task_metric
@@ -37,6 +36,7 @@ class CompressionResult:
     table: CompressionTable
     folders: dict[str, Path] = field(default_factory=dict)
     out_dir: Path | None = None
+    previous: Path | None = None  # where the previous compress run was kept (versions/<N>)
 
 
 def folder_name(variant: str) -> str:
@@ -51,12 +51,18 @@ def measure_variant(
     threads: int,
     repeats: int,
     notes: str = "",
+    monitor: str | None = None,
 ) -> CompressionRow:
-    """One table row for a saved variant: params, file size, latency, test metric."""
+    """One table row for a saved variant: params, file size, latency, test metric.
+
+    ``monitor`` is the run's ``train.monitor``: when it is a score other than the table's
+    metric (``val_f1_macro``), the row also holds its test value.
+    """
     predictor = variant.predictor(threads=threads)
     X_test = bundle.X_test.cpu().numpy().astype(np.float32)
     outputs = predict_batched(predictor, X_test)
     metric, value = task_metric(outputs, bundle.y_test.cpu().numpy(), bundle.task)
+    monitor_metric, monitor_value = _monitored(monitor, metric, outputs, bundle)
     latency = measure_latency(
         predictor, X_test, batch_sizes=BATCH_SIZES, threads=threads, repeats=repeats
     )
@@ -87,7 +93,36 @@ def measure_variant(
         threads=threads,
         path=str(folder),
         notes=notes,
+        monitor_metric=monitor_metric,
+        monitor_value=monitor_value,
     )
+
+
+def _monitored(
+    monitor: str | None, metric: str, outputs: np.ndarray, bundle: DataBundle
+) -> tuple[str, float | None]:
+    """The monitored score on the test split (``("", None)`` when it is the table's metric
+    or not a score the outputs give: a loss)."""
+    import torch
+
+    from ..train._metrics import (
+        confusion,
+        predicted_classes,
+        regression_scores,
+        regression_values,
+        scores_from_confusion,
+    )
+
+    name = (monitor or "").removeprefix("val_")
+    if not name or name == metric or name == "loss":
+        return "", None
+    out, y = torch.from_numpy(np.asarray(outputs)), bundle.y_test.cpu()
+    if bundle.task == "classification":
+        k = max(int(bundle.num_classes), 2)
+        scores = scores_from_confusion(confusion(predicted_classes(out), y.long(), k))
+    else:
+        scores = regression_scores(regression_values(out, y), y)
+    return (name, float(scores[name])) if name in scores else ("", None)
 
 
 def _notes(variant: Variant) -> str:
@@ -118,6 +153,7 @@ def compress_model(
     preprocessing: Any = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    monitor: str | None = None,
 ) -> CompressionResult:
     """Apply ``methods`` in order to ``model`` and measure the original and every variant.
 
@@ -133,6 +169,8 @@ def compress_model(
         preprocessing: saved next to every variant so each folder is usable alone.
         seed: seeds fine-tuning, distillation and calibration sampling.
         log: called with progress lines.
+        monitor: the run's ``train.monitor``; a score other than the table's metric (e.g.
+            ``val_f1_macro``) is measured too (``monitor_metric``/``monitor_value``).
     """
     config = config or CompressConfig()
     train_config = train_config or TrainConfig()
@@ -141,9 +179,6 @@ def compress_model(
     check_order(names)
     instances = [make_method(name, config) for name in names]
     out_dir = Path(out_dir)
-    if (out_dir / "table.json").is_file():  # a previous compress run: replace it whole
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     threads, repeats = config.latency_threads, config.latency_repeats
 
     table = CompressionTable(
@@ -162,7 +197,7 @@ def compress_model(
         folder = out_dir / folder_name(variant.name)
         save_variant(folder, variant, preprocessing=preprocessing)
         row = measure_variant(
-            variant, folder, bundle, threads=threads, repeats=repeats, notes=notes
+            variant, folder, bundle, threads=threads, repeats=repeats, notes=notes, monitor=monitor
         )
         table.rows.append(row)
         folders[variant.name] = folder
@@ -176,6 +211,12 @@ def compress_model(
     preflight = CompressContext(bundle=bundle, train_config=train_config, seed=seed)
     for method in instances:
         method.check(current, preflight)
+    # Every check passed: only now is out_dir touched. A previous compress run there is kept
+    # whole as out_dir/versions/<N>/ (nothing a user made is lost; tunelab.rundir.Versioned).
+    previous = Versioned(out_dir).archive_previous()
+    if previous is not None:
+        log(f"previous compress run kept as {previous}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     record(Variant("original", ("original",), spec, model=original), "the saved model, fp32")
     for name, method in zip(names, instances, strict=True):
         log(f"applying {name} to {current.name if current.methods else 'original'} ...")
@@ -207,7 +248,7 @@ def compress_model(
         current = result
     table.finalize()
     table.save(out_dir)
-    return CompressionResult(table, folders, out_dir)
+    return CompressionResult(table, folders, out_dir, previous)
 
 
 def compress_run(
@@ -250,4 +291,5 @@ def compress_run(
         preprocessing=loaded.preprocessing,
         seed=cfg.seed,
         log=log,
+        monitor=cfg.train.monitor,
     )

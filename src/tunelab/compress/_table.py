@@ -44,6 +44,11 @@ class CompressionRow:
     threads: int = 1
     path: str = ""
     notes: str = ""
+    # The user's monitored metric (``train.monitor`` without ``val_``, e.g. f1_macro) on the
+    # test split, when it is a score other than ``metric``; empty / None otherwise.
+    monitor_metric: str = ""
+    monitor_value: float | None = None
+    monitor_delta: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +79,8 @@ class CompressionTable:
         base = self.rows[0]
         for r in self.rows:
             r.delta = r.test_metric - base.test_metric
+            if r.monitor_value is not None and base.monitor_value is not None:
+                r.monitor_delta = r.monitor_value - base.monitor_value
             r.size_ratio = base.file_bytes / r.file_bytes if r.file_bytes else 0.0
             r.speedup_b64 = base.b64_p50_ms / r.b64_p50_ms if r.b64_p50_ms else 0.0
             r.speedup_b64_cpu = base.b64_cpu_ms / r.b64_cpu_ms if r.b64_cpu_ms else 0.0
@@ -111,12 +118,17 @@ class CompressionTable:
                 writer.writerow(d)
         return json_path, csv_path
 
-    def format(self) -> str:
-        """A fixed-width text table for the terminal."""
+    def format(self, width: int | None = None) -> str:
+        """A fixed-width text table; one block of plain lines per variant where it would not fit.
+
+        ``width`` is the terminal's width (None: not a terminal, the table keeps its natural
+        width and a log or pipe gets it whole). A table wider than ``width`` would wrap in the
+        middle of its rows, so each variant becomes a few short ``name: value`` lines instead.
+        """
         if not self.rows:
             return "(no variants)"
         metric = self.rows[0].metric
-        pct = metric == "accuracy"
+        monitor = self.rows[0].monitor_metric
         header = [
             "variant",
             "format",
@@ -130,11 +142,16 @@ class CompressionTable:
             "x faster (cpu)",
             f"test {metric}",
             "delta",
+            *([f"test {monitor}", "delta "] if monitor else []),
         ]
         lines = []
         for r in self.rows:
-            value = f"{r.test_metric * 100:.2f}%" if pct else f"{r.test_metric:.4f}"
-            delta = f"{r.delta * 100:+.2f} pt" if pct else f"{r.delta:+.4f}"
+            value, delta = format_metric(metric, r.test_metric), format_delta(metric, r.delta)
+            extra = (
+                [format_metric(monitor, r.monitor_value), format_delta(monitor, r.monitor_delta)]
+                if monitor
+                else []
+            )
             params = f"{r.params:,}" + (
                 f" ({r.nonzero_params:,} nz)" if r.nonzero_params < r.params * 0.99 else ""
             )
@@ -152,18 +169,51 @@ class CompressionTable:
                     f"{r.speedup_b64:.2f} ({r.speedup_b64_cpu:.2f})",
                     value,
                     delta,
+                    *extra,
                 ]
             )
         widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
         fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-        out += [fmt.format(*line) for line in lines]
         threads = self.rows[0].threads
-        out.append(
+        footer = (
             f"(test split, {self.meta.get('test_rows', '?')} rows; latency per call with "
             f"{threads} thread(s), warm-up excluded; x = relative to {self.rows[0].variant})"
         )
+        if width is not None and sum(widths) + 2 * (len(widths) - 1) > width:
+            return "\n".join([*_blocks(header, lines), footer])
+        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*line) for line in lines]
+        out.append(footer)
         return "\n".join(out)
+
+
+# Metrics shown in percent, their differences in points (0.0422 -> "+4.22 pt").
+_PERCENT = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+
+
+def format_metric(metric: str, value: float | None) -> str:
+    """A test metric as the CLI and the report show it (accuracy 0.9533 -> "95.33%")."""
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.2f}%" if metric in _PERCENT else f"{value:.4f}"
+
+
+def format_delta(metric: str, delta: float | None) -> str:
+    """A metric's difference to the original, the one formatter of CLI and report."""
+    if delta is None:
+        return "n/a"
+    return f"{delta * 100:+.2f} pt" if metric in _PERCENT else f"{delta:+.4f}"
+
+
+def _blocks(header: list[str], lines: list[list[str]]) -> list[str]:
+    """The narrow form: per variant, its name then one short ``name value`` line per group."""
+    out: list[str] = []
+    groups = ((1, 2, 3, 4), (5, 6, 7), (8, 9), tuple(range(10, len(header))))
+    for line in lines:
+        out.append(f"{line[0]}:")
+        for group in groups:
+            out.append("  " + ", ".join(f"{header[i]} {line[i]}" for i in group))
+    return out
 
 
 def _size(n: int) -> str:

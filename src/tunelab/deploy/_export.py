@@ -263,7 +263,7 @@ def export_run(
         result = export_variant(
             loaded, out_dir, format=fmt, X_check=X_check, task=task, calibration=calibration
         )
-        log(f"{fmt}: {result.path} — parity ok, {result.parity.describe()}")
+        # The caller prints the result (its path and parity) once; no log line repeats it.
         results.append(result)
     return results
 

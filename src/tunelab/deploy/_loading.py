@@ -92,6 +92,7 @@ def load_served_model(
 ) -> ServedModel:
     """Resolve ``model`` against ``run_dir`` and load it (see the module docstring)."""
     run = RunDir(run_dir)
+    run.refuse_config_file()
     run_dir = run.path
     if model == "best":
         model_dir = run.saved_model()

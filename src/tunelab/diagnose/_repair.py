@@ -84,6 +84,7 @@ class DoctorRun:
     config: ExperimentConfig | None = None
     directory: Path | None = None
     stopped_because: str = ""
+    previous: Path | None = None  # where the previous doctor run was kept (doctor/versions/<N>)
 
     @property
     def repaired(self) -> bool:
@@ -114,6 +115,7 @@ def diagnose_config(
     """
     from ..data import prepare_data
     from ..train import run_training
+    from ..train._run import check_training
 
     spaces = cfg.search_spaces()
     if spaces:
@@ -122,8 +124,7 @@ def diagnose_config(
             "values (diagnose one trial's config, or run `tunelab tune` with diagnose.enabled)"
         )
     doctor_dir = DoctorDir(directory) if directory is not None else RunDir.for_config(cfg).doctor
-    out = doctor_dir.path
-    out.mkdir(parents=True, exist_ok=True)
+    out = doctor_dir.path  # touched only once round 0's checks passed (nothing lost)
     rounds = int(rounds if rounds is not None else cfg.diagnose.rounds)
     n_epochs = int(epochs or cfg.diagnose.epochs or min(int(cfg.train.epochs), DEFAULT_EPOCHS))
     run = DoctorRun(directory=out)
@@ -145,6 +146,9 @@ def diagnose_config(
         )
         doctor = DoctorCallback(cfg)
         round_dir = doctor_dir.round(index).path
+        if index == 0:
+            check_training(trial, bundle)
+            run.previous = doctor_dir.archive_previous()
         try:
             result = run_training(trial, bundle=bundle, callbacks=[doctor], run_dir=round_dir)
         except ConfigError:

@@ -96,13 +96,13 @@ class Demo:
     # ---- the walk ------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from rich.console import Console
+        from .._console import make_console
 
         if self.dataset not in DATASETS:
             raise FatalError(
                 f"error: --dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
             )
-        self._console = self.console or Console()
+        self._console = self.console or make_console()
         self._budget: DemoBudget = QUICK if self.quick else FULL
         self._poor = poor_config(self.dataset, budget=self._budget, run_root=str(self.run_root))
         self.run_dir = Path(self.run_root) / self._poor["name"]
@@ -258,6 +258,7 @@ class Demo:
 
     def _compress(self) -> str:
         from ..compress import compress_run
+        from ..compress._table import format_delta
 
         result = compress_run(self.run_dir, bundle=self._bundle, log=self._console.print)
         table = result.table
@@ -265,9 +266,10 @@ class Demo:
         if len(table.rows) < 2:
             return "only the original model was measured"
         last = table.rows[-1]  # the whole chain of methods applied
+        delta = format_delta(last.metric, last.delta)  # as the CLI's table shows it
         return (
             f"{last.variant}: {last.size_ratio:.1f}x smaller, {last.speedup_b64:.1f}x faster "
-            f"at batch 64 than torch fp32, test {last.metric} {last.delta * 100:+.2f} pt"
+            f"at batch 64 than torch fp32, test {last.metric} {delta}"
         )
 
     def _export(self) -> str:

@@ -6,6 +6,7 @@ import json
 import shlex
 from typing import Any
 
+from ..compress._table import format_delta, format_metric
 from ..rundir import TrainingDir
 from . import _figures as figs
 from ._artifacts import RunArtifacts, read_json
@@ -199,8 +200,8 @@ def _compression_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[
                 f"{fmt(r.get('b64_p50_ms'))} / {fmt(r.get('b64_p95_ms'))}",
                 r.get("throughput_rows_s"),
                 r.get("speedup_b64"),
-                r.get("test_metric"),
-                r.get("delta"),
+                format_metric(metric, r.get("test_metric")),
+                format_delta(metric, r.get("delta")),
                 r.get("notes", ""),
             ]
         )

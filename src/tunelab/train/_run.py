@@ -4,13 +4,20 @@ Prepares the data (unless a bundle is given), builds the model, fits, evaluates 
 weights on the test split and writes the training directory of ``docs/contracts.md``::
 
     config.yaml  metrics.jsonl  tensorboard/  checkpoint.pt  best/  result.json
+
+Nothing a user made is lost (``tunelab.rundir.Versioned``): every check that needs no training
+(data, model, monitor, loss, device) runs before the directory is touched; a directory that
+already holds a run is not overwritten: the new run is written beside it (``.<name>.staging/``)
+and becomes the directory only when it produced a usable model, the previous run then kept as
+``versions/<N>/``. A run that fails (an exception, or a status in :data:`UNUSABLE`) leaves the
+previous run as it was (the failed one kept as the next ``versions/<N>/`` unless it raised).
+``resume=True`` continues the directory in place.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,7 @@ import torch.nn as nn
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError
+from ..rundir import RunDir, kept_line
 from ._callbacks import Callback
 from ._checkpoint import atomic_write
 from ._health import SickTrialPolicy
@@ -30,8 +38,11 @@ from ._result import FitResult
 from ._setup import distributed_info
 from ._trainer import Trainer
 
-# What a training run writes; a fresh (not resumed) run removes these first and nothing else.
+# What a training run writes (into a fresh directory or a staging one: never over a run).
 ARTIFACTS = ("metrics.jsonl", "checkpoint.pt", "result.json", "tensorboard", "best", "epochs")
+
+# Statuses after which there is no usable model: such a run never replaces a previous one.
+UNUSABLE = ("nan", "oom", "diverged")
 
 
 @dataclass
@@ -45,6 +56,17 @@ class TrainingRun:
     bundle: Any
     result: FitResult
     evaluation: Evaluation | None
+    previous: Path | None = None  # where the run this one replaced was kept (versions/<N>)
+    kept_failed: bool = False  # True: this failed run went to versions/<N>, the previous stayed
+
+    @property
+    def note(self) -> str:
+        """One line on what happened to the previous run (empty when there was none)."""
+        if self.kept_failed:
+            return (
+                f"previous run left as it was; this {self.result.status} run kept as {self.run_dir}"
+            )
+        return kept_line(self.previous)
 
     @property
     def test_metrics(self) -> dict[str, float]:
@@ -75,14 +97,29 @@ class TrainingRun:
         )
 
 
-def _fresh_directory(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ARTIFACTS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+def check_training(cfg: ExperimentConfig, bundle: Any) -> None:
+    """What the trainer would reject at the start of a fit, checked without writing anything.
+
+    The monitored metrics exist for the task, no search space is left in ``train``, the device
+    exists and the loss can be built for these labels (class weights...): a ConfigError here
+    leaves every directory untouched.
+    """
+    from ._losses import build_loss
+    from ._plan import monitor_of
+    from ._setup import check_resolved, resolve_device
+
+    check_resolved(cfg.train)
+    resolve_device(cfg.train.device)
+    monitor_of(cfg.train, bundle.task, len(bundle.X_val) > 0)
+    build_loss(
+        cfg.train.loss,
+        bundle.task,
+        num_classes=bundle.num_classes,
+        y_train=bundle.y_train,
+        label_smoothing=float(cfg.train.label_smoothing),
+        class_weights=cfg.train.class_weights,
+        device=torch.device("cpu"),
+    )
 
 
 def _evaluate_test(trainer: Trainer, model: nn.Module, bundle: Any, result: FitResult) -> Any:
@@ -126,22 +163,54 @@ def run_training(
         from ..data import prepare_data
 
         bundle = prepare_data(cfg.data, seed=cfg.seed)
-    from ..models import build_from_config, save_model
+    from ..models import build_from_config
 
     torch.manual_seed(cfg.seed)  # the same seed builds the same initial weights
     model, spec = build_from_config(cfg.model, bundle, seed=cfg.seed)
+    check_training(cfg, bundle)  # before anything is written
+    target = RunDir(run_dir)
+    # A directory holding a run is never written over: the new run goes to a staging folder
+    # beside it (every rank computes the same path, before rank 0 switches it at the end).
+    staged = not resume and target.holds_run()
+    work_dir = target.path.with_name(f".{target.path.name}.staging") if staged else run_dir
     if rank == 0:
-        if not resume:
-            _fresh_directory(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / "config.yaml", lambda p: p.write_text(cfg.to_yaml()))
-    trainer = Trainer(
-        cfg.train, callbacks=callbacks, run_dir=run_dir, seed=cfg.seed, health=health
-    )
+        if staged:
+            work_dir = target.staging()
+        work_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(work_dir / "config.yaml", lambda p: p.write_text(cfg.to_yaml()))
+    try:
+        run = _train_into(work_dir, cfg, model, spec, bundle, callbacks, resume, health, rank)
+    except BaseException:
+        if staged and rank == 0:
+            target.discard(work_dir)
+        raise
+    if staged and rank == 0:
+        if run.result.status in UNUSABLE:
+            run.run_dir, run.kept_failed = target.keep_as_version(work_dir), True
+        else:
+            run.previous = target.switch_to(work_dir)
+            run.run_dir = run_dir
+    return run
+
+
+def _train_into(
+    run_dir: Path,
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    spec: Any,
+    bundle: Any,
+    callbacks: Iterable[Callback],
+    resume: bool,
+    health: SickTrialPolicy | None,
+    rank: int,
+) -> TrainingRun:
+    trainer = Trainer(cfg.train, callbacks=callbacks, run_dir=run_dir, seed=cfg.seed, health=health)
     result = trainer.fit(model, bundle, resume=resume)
     run = TrainingRun(cfg, run_dir, model, spec, bundle, result, None)
     if rank != 0:
         return run
+    from ..models import save_model
+
     run.evaluation = _evaluate_test(trainer, model, bundle, result)
     if result.best_epoch is not None:
         metrics = {"best_epoch": result.best_epoch, **result.best_metrics, **run.test_metrics}

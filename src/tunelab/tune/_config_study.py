@@ -117,7 +117,7 @@ def run_study(
         options = StudyOptions.from_config(cfg)
         missing = options.workers - 1 - len(standby)
         if missing > 0 and options.storage != MEMORY:
-            folder = cfg.run_dir / "workers"
+            folder = RunDir.for_config(cfg).workers_dir
             standby += start_standby(folder, missing, first=len(standby) + 1)
         with quiet_optuna():
             return _run(cfg, options, bundle, standby)
@@ -126,18 +126,21 @@ def run_study(
             release_standby(standby)
 
 
-def prepare_run_dir(cfg: ExperimentConfig) -> Path:
-    """Create ``runs/<name>/`` and its ``config.yaml``; refuse to mix two different studies."""
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.yaml"
-    current = config_data(cfg)
-    if path.is_file() and (run_dir / "study.db").exists():
-        previous = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def check_run_dir(cfg: ExperimentConfig) -> str:
+    """What starting the study will do to ``runs/<name>/``, checked without writing anything.
+
+    Returns ``"continue"`` (the same study is there: it goes on), ``"archive"`` (the directory
+    holds another run, e.g. a ``tunelab train`` run: it will be kept as ``versions/<N>/``) or
+    ``"new"``; a study of a different search there is a FatalError.
+    """
+    run = RunDir.for_config(cfg)
+    if run.config.is_file() and run.study_db.exists():
+        previous = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
         try:
             before = parse_config(previous) if isinstance(previous, dict) else None
         except ConfigError:
             before = None  # written by another version; the study itself still loads
+        current = config_data(cfg)
         if before is not None and (
             set(before.search_spaces()) != set(cfg.search_spaces())
             or any(
@@ -145,11 +148,43 @@ def prepare_run_dir(cfg: ExperimentConfig) -> Path:
             )
         ):
             raise FatalError(
-                f"error: {run_dir} holds a study of a different search (tuned fields or "
+                f"error: {run.path} holds a study of a different search (tuned fields or "
                 "objectives changed); choose another name, or delete the directory to start over"
             )
-    path.write_text(yaml.safe_dump(current, sort_keys=False), encoding="utf-8")
-    return run_dir
+        return "continue"
+    if run.study_db.exists():
+        return "continue"
+    if not run.holds_run():
+        return "new"
+    if _is_study_config(run):  # a study kept in another storage (a database URL, memory)
+        return "continue"
+    return "archive"
+
+
+def _is_study_config(run: RunDir) -> bool:
+    try:
+        return bool(run.read_config().search_spaces())
+    except FatalError:
+        return False
+
+
+def prepare_run_dir(cfg: ExperimentConfig) -> Path:
+    """Create ``runs/<name>/`` and its ``config.yaml``; refuse to mix two different studies.
+
+    A directory holding another run (a training run) is not written over: that run is kept as
+    ``versions/<N>/`` first (``RunDir.archive_previous``). Call it only once every check that
+    needs no training has passed (:func:`check_run_dir`, the data, the objective metrics).
+    """
+    _prepare_run_dir(cfg, check_run_dir(cfg))
+    return cfg.run_dir
+
+
+def _prepare_run_dir(cfg: ExperimentConfig, plan: str) -> Path | None:
+    run = RunDir.for_config(cfg)
+    previous = run.archive_previous() if plan == "archive" else None
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(yaml.safe_dump(config_data(cfg), sort_keys=False), encoding="utf-8")
+    return previous
 
 
 def load_bundle(cfg: ExperimentConfig) -> DataBundle:
@@ -185,7 +220,7 @@ def prepare_objective(
     objective metrics; worker 0 saves the data profile the report shows."""
     bundle = bundle if bundle is not None else load_bundle(cfg)
     check_metrics(cfg, bundle, options.metrics)
-    profile = cfg.run_dir / "data_profile.json"
+    profile = RunDir.for_config(cfg).data_profile
     if worker == 0 and not profile.exists() and hasattr(bundle.profile, "save"):
         bundle.profile.save(profile)
     return TrainingObjective(cfg, bundle, run_dir=cfg.run_dir, spaces=spaces)
@@ -229,7 +264,13 @@ def _run(
     standby: list[Standby],
 ) -> StudyResult:
     _check_tunable(cfg, options)
-    run_dir = prepare_run_dir(cfg)
+    # Everything that can be checked without training is checked before the run directory is
+    # touched: the directory (a different study there), the data and the objective metrics.
+    plan = check_run_dir(cfg)
+    bundle = bundle if bundle is not None else load_bundle(cfg)
+    check_metrics(cfg, bundle, options.metrics)
+    previous = _prepare_run_dir(cfg, plan)
+    run_dir = cfg.run_dir
     spaces = config_spaces(cfg)
     opened = build_study(spaces, options)
     options.title = f"{options.title} ({opened.sampler_name} sampler, {options.pruner_name} pruner)"
@@ -237,12 +278,13 @@ def _run(
     if options.workers > 1:
         from ._workers import launch_helpers
 
-        # Before this process prepares its data: the helpers prepare theirs meanwhile.
+        # This process's data are ready (checked above); each helper prepares its own.
         helpers = launch_helpers(cfg, options, standby)
     try:
         objective = prepare_objective(cfg, options, bundle, spaces)
         executor = make_executor(cfg.tune, helpers=helpers)
         budget = make_budget(spaces, options, opened.sampler_name)
+        before = len(opened.study.get_trials(deepcopy=False))
         executor.run(opened.study, objective, budget, options)
     except BaseException:
         if helpers is not None:
@@ -258,7 +300,9 @@ def _run(
         storage=options.storage,
     )
     result.best_dir = copy_best(result, run_dir, cfg)
-    result.save(run_dir / "tune.json")
+    result.previous = previous
+    result.ran = len(result.trials) - before
+    result.save(RunDir(run_dir).tune_summary)
     return result
 
 

@@ -68,6 +68,11 @@ class TrialSummary:
         )
 
 
+# Parameter importances (fANOVA over the complete trials) from fewer trials than this are noise:
+# the summary withholds them and says how many trials there are (docs/tune.md).
+MIN_IMPORTANCE_TRIALS = 10
+
+
 @dataclass
 class StudyResult:
     """The outcome of a study.
@@ -89,6 +94,18 @@ class StudyResult:
     stop_reason: str = ""
     run_dir: Path | None = None
     best_dir: Path | None = None
+    ran: int | None = None  # trials this command ran (None: unknown); ``trials`` holds all
+    previous: Path | None = None  # where a run this study replaced was kept (versions/<N>)
+
+    @property
+    def complete_trials(self) -> int:
+        """Complete trials of the whole study: what the parameter importances rest on."""
+        return self.count("complete")
+
+    @property
+    def importances_shown(self) -> bool:
+        """Importances are shown only from :data:`MIN_IMPORTANCE_TRIALS` complete trials on."""
+        return bool(self.importances) and self.complete_trials >= MIN_IMPORTANCE_TRIALS
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -115,6 +132,7 @@ class StudyResult:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir) if self.run_dir else None
         data["best_dir"] = str(self.best_dir) if self.best_dir else None
+        data["previous"] = str(self.previous) if self.previous else None
         return _json_safe(data)
 
     def save(self, path: Path | str) -> Path:

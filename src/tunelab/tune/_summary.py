@@ -1,18 +1,25 @@
 """The end-of-study summary: best parameters, parameter importances, the top trials.
 
-Rendered as rich tables (``print_summary``), which degrade to plain text when the output is not
-a terminal; the CLI prints it after ``tunelab tune``.
+Rendered as rich tables (``print_summary``) on the console of ``tunelab._console`` (the full
+width when the output is not a terminal); the CLI prints it after ``tunelab tune``. The counts
+are the study's (every trial it holds, over all runs) and this command's; importances rest on
+the complete trials and are withheld below ``MIN_IMPORTANCE_TRIALS`` (docs/tune.md).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from .._console import make_console
 from ._progress import format_params
-from ._result import StudyResult
+from ._result import MIN_IMPORTANCE_TRIALS, StudyResult
+
+# The trial budget's own words ("8 trials done") count the budget, not the study.
+_TRIAL_BUDGET = re.compile(r"(\d+) trials done")
 
 
 def _fmt(value: Any) -> str:
@@ -22,12 +29,20 @@ def _fmt(value: Any) -> str:
 
 
 def headline(result: StudyResult) -> str:
-    """One line: counts, why the study stopped, the sampler and pruner."""
+    """One line: what the study holds, what this command ran, why it stopped, sampler, pruner."""
     counts = ", ".join(
         f"{result.count(s)} {s}" for s in ("complete", "pruned", "failed") if result.count(s)
     )
+    total = len(result.trials)
+    held = f"{total} trial{'s' if total != 1 else ''} ({counts})" if total else "no trials"
+    if result.ran is not None and result.ran != total:
+        held += f", {result.ran} run by this command"
+    reason = result.stop_reason
+    budget = _TRIAL_BUDGET.fullmatch(reason or "")
+    if budget:
+        reason = f"trial budget of {budget.group(1)} reached"
     return (
-        f"study {result.study_name}: {counts or 'no trials'} — stopped: {result.stop_reason}; "
+        f"study {result.study_name}: {held} — stopped: {reason}; "
         f"sampler {result.sampler}, pruner {result.pruner}"
     )
 
@@ -57,12 +72,23 @@ def best_table(result: StudyResult) -> Table:
 
 
 def importance_table(result: StudyResult) -> Table:
-    table = Table(title="parameter importance (Optuna)", show_header=True)
+    n = result.complete_trials
+    table = Table(
+        title=f"parameter importance (Optuna, from {n} complete trial{'s' if n != 1 else ''})",
+        show_header=True,
+    )
     table.add_column("parameter")
     table.add_column("importance", justify="right")
     table.add_column("")
-    if not result.importances:
-        table.add_row("(needs two or more complete trials with varied parameters)", "", "")
+    if not result.importances_shown:
+        why = (
+            f"withheld: {n} complete trial{'s' if n != 1 else ''}; importances need at least "
+            f"{MIN_IMPORTANCE_TRIALS} to mean anything"
+            if n < MIN_IMPORTANCE_TRIALS
+            else "(needs complete trials with varied parameters)"
+        )
+        table.add_row(why, "", "")
+        return table
     for name, value in result.importances.items():
         table.add_row(name, f"{value:.3f}", "█" * round(20 * value))
     return table
@@ -85,7 +111,7 @@ def top_table(result: StudyResult, k: int = 5) -> Table:
 
 def print_summary(result: StudyResult, console: Console | None = None) -> None:
     """Print the headline, best-params table, importances and top-5 (or the Pareto front)."""
-    console = console or Console()
+    console = console or make_console()
     console.print(headline(result))
     console.print(best_table(result))
     console.print(importance_table(result))
@@ -96,3 +122,5 @@ def print_summary(result: StudyResult, console: Console | None = None) -> None:
     sick = [t for t in result.trials if t.user_attrs.get("sick")]
     for t in sick[:5]:
         console.print(f"trial {t.number} stopped sick: {t.reason}", markup=False)
+    if result.previous is not None:
+        console.print(f"previous run kept as {result.previous}", markup=False)
