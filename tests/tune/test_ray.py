@@ -103,7 +103,7 @@ def test_study_runs_on_both_nodes_and_prunes(cluster, tmp_path):
     cfg = parse_config(digits_config(tmp_path, "digits_ray", trials=6))
     run_dir = prepare_run_dir(cfg)
     reason = run_ray_study(cfg, None, run_dir, address=head_cluster.address)
-    assert reason == "6 trials done"
+    assert reason == "trial budget of 6 reached"
     trials = open_trials(run_dir, cfg.name)
     assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
     assert {t.number for t in trials} == set(range(6))
@@ -147,7 +147,7 @@ def test_losing_the_worker_node_loses_no_finished_trial(cluster, tmp_path):
     reason = run_ray_study(cfg, None, run_dir, address=head_cluster.address, max_failures=3)
     remover.join(timeout=30)
     assert seen.get("removed"), "the worker node never finished a trial"
-    assert reason == "6 trials done"
+    assert reason == "trial budget of 6 reached"
     trials = open_trials(run_dir, cfg.name)
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 6, [(t.number, t.state) for t in trials]
@@ -163,7 +163,10 @@ def test_losing_the_worker_node_loses_no_finished_trial(cluster, tmp_path):
     study = optuna.load_study(study_name=cfg.name, storage=f"sqlite:///{run_dir / 'study.db'}")
     orphan = study.ask()
     more = parse_config(digits_config(tmp_path, "digits_ray_fault", trials=7))
-    assert run_ray_study(more, None, run_dir, address=head_cluster.address) == "7 trials done"
+    assert (
+        run_ray_study(more, None, run_dir, address=head_cluster.address)
+        == "trial budget of 7 reached"
+    )
     after = open_trials(run_dir, cfg.name)
     assert next(t for t in after if t.number == orphan.number).state == TrialState.FAIL
     assert len([t for t in after if t.state in FINISHED]) == 7

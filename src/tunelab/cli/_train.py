@@ -56,6 +56,7 @@ def train(
         summary = run_under_torchrun(cfg, run_dir=run_dir, resume=resume)
         if summary is None:
             return
+        where, note = run_dir or cfg.run_dir, ""
     elif nproc > 1:
         from ..train._distributed import run_distributed
 

@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ def run_distributed(
     # fork (Linux) starts the workers without re-importing torch and tunelab in each of them;
     # elsewhere spawn is the only safe method.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
+    started = time.time()
     torch.multiprocessing.start_processes(
         _worker,
         args=(nproc, free_port(), cfg.to_dict(), str(run_dir), resume),
@@ -93,7 +95,7 @@ def run_distributed(
         join=True,
         start_method=method,
     )
-    return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    return latest_result(run_dir, since=started)
 
 
 def torchrun_world() -> int:
@@ -115,6 +117,7 @@ def run_under_torchrun(
 
     from ._run import run_training
 
+    started = time.time()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
@@ -131,5 +134,22 @@ def run_under_torchrun(
         dist.destroy_process_group()
     if rank != 0:
         return None
-    run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
-    return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    return latest_result(Path(run_dir) if run_dir is not None else cfg.run_dir, since=started)
+
+
+def latest_result(run_dir: Path, *, since: float) -> dict[str, Any]:
+    """``result.json`` of the run rank 0 just wrote.
+
+    A run that ended usable replaced ``run_dir``; one that ended NaN, OOM or diverged was kept
+    as ``run_dir/versions/<N>`` and left the previous run in place (train/_run.py), so the
+    newest ``result.json`` written since ``since`` is this run's.
+    """
+    from ..rundir import RunDir
+
+    run = RunDir(run_dir)
+    candidates = [run.result, *(p / "result.json" for p in run.versions_dir.glob("*"))]
+    fresh = [p for p in candidates if p.is_file() and p.stat().st_mtime >= since - 1]
+    if not fresh:
+        raise FatalError(f"error: the distributed run wrote no result.json under {run_dir}")
+    newest = max(fresh, key=lambda p: p.stat().st_mtime)
+    return json.loads(newest.read_text(encoding="utf-8"))

@@ -71,7 +71,7 @@ class Budget:
         done = [t for t in trials if counts_toward_budget(t)]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if self.trials is not None and len(done) + len(running) >= self.trials:
-            return f"{self.trials} trials done"
+            return f"trial budget of {self.trials} reached"
         if self.max_total_epochs is not None:
             epochs = sum(trial_epochs(t) for t in done)
             if epochs >= self.max_total_epochs:

@@ -8,7 +8,6 @@ the complete trials and are withheld below ``MIN_IMPORTANCE_TRIALS`` (docs/tune.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.console import Console
@@ -17,9 +16,6 @@ from rich.table import Table
 from .._console import make_console
 from ._progress import format_params
 from ._result import MIN_IMPORTANCE_TRIALS, StudyResult
-
-# The trial budget's own words ("8 trials done") count the budget, not the study.
-_TRIAL_BUDGET = re.compile(r"(\d+) trials done")
 
 
 def _fmt(value: Any) -> str:
@@ -38,9 +34,6 @@ def headline(result: StudyResult) -> str:
     if result.ran is not None and result.ran != total:
         held += f", {result.ran} run by this command"
     reason = result.stop_reason
-    budget = _TRIAL_BUDGET.fullmatch(reason or "")
-    if budget:
-        reason = f"trial budget of {budget.group(1)} reached"
     return (
         f"study {result.study_name}: {held} — stopped: {reason}; "
         f"sampler {result.sampler}, pruner {result.pruner}"
