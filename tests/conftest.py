@@ -7,8 +7,14 @@ test's numbers do not depend on the tests that ran before it.
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# Every Ray process a test starts binds 127.0.0.1 only, and sends no usage statistics.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
