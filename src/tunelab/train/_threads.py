@@ -9,9 +9,9 @@ torch's default on a loaded 2-core machine, and a ``GridSearchCV`` over ``Neural
 
 The rule (documented in docs/train.md):
 
-- the work of one optimiser step is estimated from one forward pass of one example: the
-  multiply-adds of every ``Linear``, convolution and recurrent layer, times the batch size,
-  times three (forward, and backward through inputs and weights);
+- the work of one optimiser step is estimated from the layers and the shape of one example:
+  the multiply-adds of every ``Linear``, convolution and recurrent layer (:func:`step_flops`),
+  times the batch size, times three (forward, and backward through inputs and weights);
 - a fit gets one thread per ``FLOP_PER_THREAD`` of that work, at least one;
 - and at most the cores that are free: the cores this process may use minus the one-minute load
   average of the machine (rounded down), never below one;
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -52,43 +51,32 @@ def free_cores() -> int:
 
 
 def step_flops(model: nn.Module, example: torch.Tensor, batch_size: int) -> float:
-    """Estimated FLOPs of one training step: 3x the forward multiply-adds of ``batch_size``."""
-    macs = 0.0
+    """Estimated FLOPs of one training step: 3x the forward multiply-adds of ``batch_size``.
 
-    def count(module: nn.Module, _inputs: Any, output: Any) -> None:
-        nonlocal macs
-        out = output[0] if isinstance(output, tuple) else output
-        if not isinstance(out, torch.Tensor):
-            return
+    Read from the layers alone, without running the model (a forward pass would be a side
+    effect a user's module can see): a ``Linear`` costs ``in x out`` per row; a convolution its
+    kernel volume x channels at every position of the example's spatial size (an upper bound: it
+    ignores downsampling, so convolutional nets lean towards more threads); a recurrent layer
+    its gates x hidden x (input + hidden) per time step of the example.
+    """
+    spatial = math.prod(example.shape[2:]) if example.dim() > 2 else 1
+    steps = example.shape[1] if example.dim() == 3 else 1
+    macs = 0.0
+    for module in model.modules():
         if isinstance(module, nn.Linear):
-            macs += out.numel() * module.in_features
+            macs += module.in_features * module.out_features
         elif isinstance(module, nn.modules.conv._ConvNd):
             kernel = math.prod(module.kernel_size) * module.in_channels // module.groups
-            macs += out.numel() * kernel
+            macs += kernel * module.out_channels * spatial
         elif isinstance(module, nn.RNNBase):
             gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
             per_step = gates * module.hidden_size * (module.input_size + module.hidden_size)
-            macs += per_step * out.shape[1 if module.batch_first else 0] * module.num_layers
-
-    layers = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+            macs += per_step * steps * module.num_layers
     return 3.0 * macs * batch_size
 
 
 def auto_threads(model: nn.Module, example: torch.Tensor, batch_size: int) -> int:
     """The thread count the rule in this module's docstring gives."""
-    try:
-        flops = step_flops(model, example, batch_size)
-    except Exception:  # an exotic forward: fall back to what torch has
-        return torch.get_num_threads()
+    flops = step_flops(model, example, batch_size)
     wanted = max(1, math.floor(flops / FLOP_PER_THREAD))
     return max(1, min(wanted, free_cores(), torch.get_num_threads()))
