@@ -145,7 +145,7 @@ class BatchedForward:
 
         ``x`` is ``(K, B, *in_shape)`` (per-member batches) or, with ``shared_input``,
         ``(B, *in_shape)`` seen by every member (validation). ``keep`` is the per-member keep
-        probability ``(K, 1, 1)`` for dropout in training (None: no dropout).
+        probability ``(K, 1)`` for dropout in training (None: no dropout).
         """
         K = next(iter(params.values())).shape[0]
         if self.image:
@@ -167,8 +167,9 @@ class BatchedForward:
                 h = step.module(h)
             elif kind == "dropout":
                 if training and keep is not None:
-                    mask = torch.rand(h.shape, generator=generator, device=h.device) < keep
-                    h = h * mask / keep
+                    kp = keep.reshape(K, *[1] * (h.ndim - 1))
+                    mask = torch.rand(h.shape, generator=generator, device=h.device) < kp
+                    h = h * mask / kp
             elif kind == "flatten":
                 if packed:
                     B = h.shape[0]
