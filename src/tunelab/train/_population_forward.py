@@ -168,8 +168,8 @@ class BatchedForward:
             elif kind == "dropout":
                 if training and keep is not None:
                     kp = keep.reshape(K, *[1] * (h.ndim - 1))
-                    mask = torch.rand(h.shape, generator=generator, device=h.device) < kp
-                    h = h * mask / kp
+                    mask = torch.rand(h.shape, generator=generator, device=h.device)
+                    h = h * mask.lt_(kp).div_(kp)  # 1 / keep where kept, else 0
             elif kind == "flatten":
                 if packed:
                     B = h.shape[0]

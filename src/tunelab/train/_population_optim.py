@@ -8,8 +8,8 @@ members. The formulas are torch's own single-tensor updates (``torch.optim.SGD``
 tests compare each member with a separate ``torch.optim`` run (max abs diff <= 1e-5).
 
 A member whose ``ok`` entry is False this step keeps its parameters *and* optimiser state
-exactly (``torch.where``): a sick, finished or empty slot never moves and never leaks into the
-others, which only ever share elementwise ops with it.
+exactly (zero gradient, zero rate): a sick, finished or empty slot never moves and never
+leaks into the others, which only ever share elementwise ops with it.
 """
 
 from __future__ import annotations
@@ -109,43 +109,53 @@ class PopulationOptimizer:
     @torch.no_grad()
     def step(self, grad: torch.Tensor, lr: torch.Tensor, ok: torch.Tensor) -> None:
         """One update of every member with ``ok`` (``(K, 1)`` bool) at learning rates ``lr``
-        (``(K, 1)``); the other rows keep parameters and state bit for bit."""
-        p = self.flat
-        if self.kind == "adamw":
-            decayed = p * (1 - lr * self.weight_decay) if self._has_wd else p
+        (``(K, 1)``); the other rows keep parameters and state bit for bit.
+
+        In place and without ``torch.where`` on the ``(K, P)`` tensors: a masked member's
+        gradient is zeroed and its rates are 0 (its decay factors 1), so each update adds an
+        exact zero to its row; ``grad`` is used as scratch space.
+        """
+        p, kind = self.flat, self.kind
+        okf = ok.to(p.dtype)
+        grad.masked_fill_(~ok, 0.0)  # also clears NaN/inf, so 0 * grad stays 0
+        lr_ok = lr * okf
+        if kind == "adamw":
+            if self._has_wd:
+                p.mul_(1 - lr_ok * self.weight_decay)
         elif self._has_wd:
-            grad = grad + self.weight_decay * p
-        if self.kind == "sgd":
+            grad.addcmul_(p, self.weight_decay * okf)
+        if kind == "sgd":
             # torch: buf = d_p on the first step, else momentum * buf + d_p (dampening 0); a zero
             # buffer gives exactly that, and momentum 0 gives buf = d_p (plain SGD).
-            buf = torch.addcmul(grad, self.momentum, self.buf)
-            self.buf.copy_(torch.where(ok, buf, self.buf))
-            d_p = torch.addcmul(grad, self.momentum, buf) if self.nesterov else buf
-            p.copy_(torch.where(ok, p - lr * d_p, p))
+            buf = self.buf
+            buf.mul_(torch.where(ok, self.momentum, 1.0)).add_(grad)
+            if self.nesterov:
+                grad.addcmul_(buf, self.momentum)
+                p.addcmul_(grad, -lr_ok)
+            else:
+                p.addcmul_(buf, -lr_ok)
             return
-        steps = torch.where(ok.reshape(-1), self.steps + 1, self.steps)
-        self.steps.copy_(steps)
-        # Like torch, the bias corrections are computed in double, then used as float factors.
-        t = steps.clamp(min=1).unsqueeze(1)
+        self.steps.add_(okf.reshape(-1).double())
         sq = self.sq
-        if self.kind in ("adam", "adamw"):
-            exp_avg = torch.lerp(self.exp_avg, grad, self.one_minus_beta1)
-            new_sq = torch.addcmul(sq * self.beta2, grad * self.one_minus_beta2, grad)
+        if kind in ("adam", "adamw"):
+            self.exp_avg.lerp_(grad, self.one_minus_beta1 * okf)
+            sq.mul_(torch.where(ok, self.beta2, 1.0))
+            sq.addcmul_(grad, grad * self.one_minus_beta2)
+            # Like torch, the bias corrections are computed in double, then used as floats.
+            t = self.steps.clamp(min=1).unsqueeze(1)
             bc1 = 1 - self.beta1.double() ** t
-            bc2_sqrt = (1 - self.beta2.double() ** t).sqrt()
-            step_size = (lr.double() / bc1).to(p.dtype)
-            denom = new_sq.sqrt() / bc2_sqrt.to(p.dtype) + self.eps
-            base = decayed if self.kind == "adamw" else p
-            new_p = base - step_size * (exp_avg / denom)
-            self.exp_avg.copy_(torch.where(ok, exp_avg, self.exp_avg))
-        elif self.kind == "rmsprop":
-            new_sq = torch.addcmul(sq * self.alpha, grad * self.one_minus_alpha, grad)
-            new_p = p - lr * (grad / (new_sq.sqrt() + self.eps))
+            bc2_sqrt = (1 - self.beta2.double() ** t).sqrt().to(p.dtype)
+            step_size = (lr_ok.double() / bc1).to(p.dtype)
+            denom = torch.sqrt(sq, out=grad).div_(bc2_sqrt).add_(self.eps)
+            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), -step_size)
+            return
+        if kind == "rmsprop":
+            sq.mul_(torch.where(ok, self.alpha, 1.0))
+            sq.addcmul_(grad, grad * self.one_minus_alpha)
         else:  # adagrad, lr_decay 0 and initial accumulator 0 as torch's defaults
-            new_sq = torch.addcmul(sq, grad, grad)
-            new_p = p - lr * (grad / (new_sq.sqrt() + self.eps))
-        sq.copy_(torch.where(ok, new_sq, sq))
-        p.copy_(torch.where(ok, new_p, p))
+            sq.addcmul_(grad, grad)
+        denom = torch.sqrt(sq).add_(self.eps)
+        p.addcmul_(grad.div_(denom), -lr_ok)
 
 
 def clip_(
