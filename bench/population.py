@@ -148,9 +148,8 @@ def forward_compare(k: int, steps: int = 200) -> None:
             p.grad = None
 
     print(f"\n## MLP population step (forward+backward), K={k}, batch 64, 1 thread")
-    print(
-        f"bmm program: {time_it(bmm_step):.0f} us/step; torch.func.vmap: {time_it(vmap_step):.0f} us/step"
-    )
+    bmm_us, vmap_us = time_it(bmm_step), time_it(vmap_step)
+    print(f"bmm program: {bmm_us:.0f} us/step; torch.func.vmap: {vmap_us:.0f} us/step")
 
 
 def main() -> None:
