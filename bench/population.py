@@ -1,0 +1,170 @@
+"""Population training vs sequential tunelab trials: trials per hour, and equal results.
+
+K trials (random learning rate, weight decay, dropout, label smoothing, init seed) of one
+architecture on sklearn's digits (1437 train / 360 validation rows) are trained twice, in one
+process on one torch thread (like for like): one by one with tunelab's ``Trainer`` (progress
+and TensorBoard off, early stopping off so both arms run the same epochs), and as one
+``Population``. Printed: wall and process CPU seconds of each arm, trials per hour and their
+ratio, and a table of each member's final val accuracy next to the same config trained alone
+(dropout masks come from different RNG streams, so members with dropout differ by seed noise;
+members without dropout match to float rounding).
+
+    python bench/population.py                    # MLP (64-64) and small CNN, K=16
+    python bench/population.py --models mlp --k 16 --epochs 10
+    python bench/population.py --forward           # + batched bmm forward vs torch.func.vmap
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+from sklearn.datasets import load_digits
+
+from tunelab.config import EarlyStoppingConfig, TrainConfig
+from tunelab.data import DataBundle
+from tunelab.models import ModelSpec
+from tunelab.train import Trainer
+from tunelab.train._population import population_from_trials
+
+ARCHS = {
+    "mlp": ("mlp", {"width": 64, "depth": 2}, (64,)),
+    "cnn": ("cnn", {"channels": [8, 16], "hidden": 32}, (1, 8, 8)),
+}
+
+
+def digits(image: bool) -> DataBundle:
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype("float32")
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(X), generator=g).numpy()
+    X, y = X[order], y[order]
+    if image:
+        X = X.reshape(-1, 1, 8, 8)
+    return DataBundle.from_arrays(X[:1437], y[:1437], X[1437:], y[1437:])
+
+
+def trials(k: int, epochs: int, params: dict, seed: int = 0) -> list:
+    rng = random.Random(seed)
+    out = []
+    for i in range(k):
+        cfg = TrainConfig(
+            epochs=epochs,
+            batch_size=64,
+            lr=10 ** rng.uniform(-3.5, -2),
+            weight_decay=rng.choice([0.0, 1e-4, 1e-3]),
+            label_smoothing=rng.choice([0.0, 0.0, 0.1]),
+            early_stopping=EarlyStoppingConfig(enabled=False),
+            progress="none",
+            tensorboard=False,
+            threads=1,
+        )
+        out.append((cfg, {**params, "dropout": rng.choice([0.0, 0.0, 0.1, 0.2])}, 100 + i))
+    return out
+
+
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def run(name: str, k: int, epochs: int) -> None:
+    builder, params, shape = ARCHS[name]
+    bundle = digits(image=len(shape) == 3)
+    spec = ModelSpec(builder, params, input_shape=shape, output_size=10)
+    todo = trials(k, epochs, params)
+    # warm-up both paths (first-call allocations, kernels)
+    population_from_trials(spec, bundle, todo[:2]).train_epoch()
+    torch.manual_seed(0)
+    w = todo[0][0].model_copy(update={"epochs": 1})
+    Trainer(w, seed=0).fit(spec.build(), bundle)
+
+    w0, c0 = clocks()
+    alone = []
+    for cfg, p, seed in todo:
+        torch.manual_seed(seed)
+        model = ModelSpec(builder, p, input_shape=shape, output_size=10).build()
+        alone.append(Trainer(cfg, seed=seed).fit(model, bundle))
+    w1, c1 = clocks()
+    pop = population_from_trials(spec, bundle, todo)
+    together = pop.fit()
+    w2, c2 = clocks()
+    seq_s, pop_s = w1 - w0, w2 - w1
+    print(f"\n## {name} {params} on digits, K={k}, {epochs} epochs, batch 64, 1 thread")
+    print("| arm | wall s | CPU s | trials/hour |")
+    print("|---|---|---|---|")
+    print(f"| sequential Trainer | {seq_s:.2f} | {c1 - c0:.2f} | {k / seq_s * 3600:.0f} |")
+    print(f"| population | {pop_s:.2f} | {c2 - c1:.2f} | {k / pop_s * 3600:.0f} |")
+    print(f"speed-up (trials/hour): {seq_s / pop_s:.2f}x wall, {(c1 - c0) / (c2 - c1):.2f}x CPU")
+    print(
+        "\n| member | lr | wd | dropout | smoothing | val_acc alone | val_acc population | diff |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for i, ((cfg, p, _), a, b) in enumerate(zip(todo, alone, together, strict=True)):
+        va, vb = a.history[-1]["val_accuracy"], b.history[-1]["val_accuracy"]
+        print(
+            f"| {i} | {cfg.lr:.2e} | {cfg.weight_decay:g} | {p['dropout']:g} | "
+            f"{cfg.label_smoothing:g} | {va:.4f} | {vb:.4f} | {vb - va:+.4f} |"
+        )
+
+
+def forward_compare(k: int, steps: int = 200) -> None:
+    """One training step (forward + backward) of the MLP population: bmm program vs vmap."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    bundle = digits(image=False)
+    spec = ModelSpec("mlp", {"width": 64, "depth": 2}, input_shape=(64,), output_size=10)
+    cfg = TrainConfig(epochs=1, progress="none", tensorboard=False)
+    pop = population_from_trials(spec, bundle, [(cfg, spec.params, i) for i in range(k)])
+    models = [spec.build() for _ in range(k)]
+    params, buffers = stack_module_state(models)
+    base = spec.build().to("meta")
+
+    def one(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    batched = vmap(one)
+    x = bundle.X_train[:64].unsqueeze(0).expand(k, -1, -1).contiguous()
+    y = bundle.y_train[:64].unsqueeze(0).expand(k, -1)
+
+    def time_it(fn) -> float:
+        for _ in range(10):
+            fn()
+        t = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        return (time.perf_counter() - t) / steps * 1e6
+
+    def bmm_step():
+        out = pop.forward(pop.params, pop.buffers, x, training=True)
+        pop.loss(out, y).sum().backward()
+        pop.grad.zero_()
+
+    def vmap_step():
+        out = batched(params, buffers, x)
+        pop.loss(out, y).sum().backward()
+        for p in params.values():
+            p.grad = None
+
+    print(f"\n## MLP population step (forward+backward), K={k}, batch 64, 1 thread")
+    bmm_us, vmap_us = time_it(bmm_step), time_it(vmap_step)
+    print(f"bmm program: {bmm_us:.0f} us/step; torch.func.vmap: {vmap_us:.0f} us/step")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=sorted(ARCHS))
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--forward", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for name in args.models:
+        run(name, args.k, args.epochs)
+    if args.forward:
+        forward_compare(args.k)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""``Population``: K trials of one architecture trained together in one vectorised pass.
+
+Every member is an ordinary tunelab trial (same builder, init seed, batch order, optimiser,
+schedule, loss and metrics as :class:`~tunelab.train.Trainer` with that config); the members'
+parameters are stacked along a leading dimension, so one step is one batched forward/backward
+and one vectorised optimiser update (``_population_forward.py``, ``_population_optim.py``).
+
+- Members differ in every shape-keeping hyperparameter (:class:`MemberSettings`); trials that
+  may share a population have the same :func:`group_key`.
+- A member whose loss turns NaN/inf is masked on the device at that step (its parameters and
+  optimiser state stop changing; the others are unaffected), and ``judge`` (injectable: the
+  Trainer's sick-trial rule) reads each member's epoch metrics; a sick member leaves with status
+  ``nan`` or ``diverged``.
+- Members sit at different epochs; :meth:`Population.replace_member` refills a slot in place
+  while the others keep training; :meth:`Population.member_module` exports a member (its best
+  weights by ``monitor``) as a plain model of the builder for ``save_model``.
+
+The step has no per-member Python and no host sync: losses, gradient norms and the NaN mask stay
+on the device and are read once per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..config import TrainConfig
+from ..models import ModelSpec, builder_parameters
+from ._early_stopping import EarlyStopping, Monitor
+from ._population_forward import BatchedForward, compile_program, supports_module
+from ._population_members import (
+    _LR,
+    DIVERGENCE_FACTOR,
+    SHAPE_FREE_MODEL_PARAMS,
+    Judge,
+    Member,
+    MemberSettings,
+    default_judge,
+    group_key,
+    supports,
+)
+from ._population_metrics import MemberLoss, member_scores
+from ._population_optim import PopulationOptimizer, clip_, inf_or
+from ._result import FitResult
+from ._schedules import LRSchedule
+from ._setup import batch_sizes, resolve_device
+
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "SHAPE_FREE_MODEL_PARAMS",
+    "Judge",
+    "Member",
+    "MemberSettings",
+    "Population",
+    "default_judge",
+    "group_key",
+    "population_from_trials",
+    "supports",
+]
+
+
+class Population:
+    """K slots of one architecture, trained together; fill them with :meth:`replace_member`.
+
+    Args:
+        spec: the architecture (builder, params, shapes, init); ``dropout`` is per member.
+        bundle: a :class:`~tunelab.data.DataBundle` (train and validation splits are used).
+        size: K, the number of slots.
+        optimizer, batch_size, nesterov, loss, monitor, device: shared by every member.
+        seed: seeds the dropout masks of the population.
+        judge: ``judge(epoch, metrics, history) -> (kind, evidence) | None``, the sick rule.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        bundle: Any,
+        size: int,
+        *,
+        optimizer: str = "adam",
+        batch_size: int = 64,
+        nesterov: bool = False,
+        loss: str = "auto",
+        monitor: str = "val_loss",
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        judge: Judge = default_judge,
+        eval_batch_size: int | None = None,
+    ) -> None:
+        self.spec, self.bundle, self.size = spec, bundle, int(size)
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.batch_size, self.judge = int(batch_size), judge
+        self._has_dropout = "dropout" in builder_parameters(spec.builder)
+        self.template = self._build(
+            {**spec.params, **({"dropout": 0.5} if self._has_dropout else {})}, 0
+        )
+        ok, why = supports_module(self.template)
+        if not ok:
+            raise ValueError(f"this model cannot train as a population: {why}")
+        dev, K = self.device, self.size
+        move = lambda t: torch.as_tensor(t).to(dev)  # noqa: E731
+        self._X, self._y = move(bundle.X_train), move(bundle.y_train)
+        self._Xv, self._yv = move(bundle.X_val), move(bundle.y_val)
+        self.task, self.num_classes = bundle.task, int(bundle.num_classes)
+        self.monitor = (
+            monitor if len(self._Xv) > 0 or not monitor.startswith("val_") else "train_loss"
+        )
+        self._eval_bs = int(eval_batch_size or max(4 * self.batch_size, 1024))
+        # Parameters: one (K, P) tensor; each model tensor is a (K, *shape) view of its columns,
+        # and its .grad a view of the same columns of one (K, P) gradient.
+        named = list(self.template.named_parameters())
+        self._pnames = [n for n, _ in named]
+        self._offsets, total = [], 0
+        for _, p in named:
+            self._offsets.append((total, p.numel(), tuple(p.shape)))
+            total += p.numel()
+        self.flat = torch.zeros(K, total, device=dev)
+        self.grad = torch.zeros(K, total, device=dev)
+        self.params: dict[str, torch.Tensor] = {}
+        for name, (off, n, shape) in zip(self._pnames, self._offsets, strict=True):
+            leaf = self.flat[:, off : off + n].view(K, *shape).detach().requires_grad_()
+            leaf.grad = self.grad[:, off : off + n].view(K, *shape)
+            self.params[name] = leaf
+        l1_cols = [
+            torch.full((n,), float(len(shape) > 1), device=dev) for _, n, shape in self._offsets
+        ]
+        self._l1_mask = torch.cat(l1_cols).unsqueeze(0)  # weights with ndim > 1, as l1_parameters
+        self._bnames = [n for n, _ in self.template.named_buffers() if not n.startswith("output_")]
+        tb = dict(self.template.named_buffers())
+        self.buffers = {
+            n: tb[n].unsqueeze(0).repeat(K, *[1] * tb[n].ndim).to(dev) for n in self._bnames
+        }
+        scale = None
+        if getattr(self.template, "output_scale", None) is not None:
+            scale = (self.template.output_offset.to(dev), self.template.output_scale.to(dev))
+        self.forward = BatchedForward(
+            compile_program(self.template), tuple(bundle.input_shape), scale
+        )
+        self.optimizer = PopulationOptimizer(optimizer, self.flat, nesterov=nesterov)
+        col = lambda v: torch.full((K, 1), v, device=dev)  # noqa: E731
+        self._keep, self._smoothing, self._l1 = col(1.0), col(0.0), col(0.0)
+        self._clip_norm, self._clip_value = col(math.inf), col(math.inf)
+        self.loss = MemberLoss(loss, self.task, self._smoothing)
+        self._bad = torch.zeros(K, dtype=torch.bool, device=dev)
+        self.best_flat = self.flat.clone()
+        self.best_buffers = {n: b.clone() for n, b in self.buffers.items()}
+        self._gen = torch.Generator(device=dev).manual_seed(int(seed))
+        self._rows = batch_sizes(len(self._X), self.batch_size)
+        self.steps_per_epoch = len(self._rows)
+        self.members: list[Member | None] = [None] * K
+        self._warned = False
+
+    # ---- slots ------------------------------------------------------------------------------
+
+    def _build(self, params: dict[str, Any], seed: int) -> nn.Module:
+        """The builder's model with ``params`` initialised as a trial seeded ``seed`` is
+        (``torch.manual_seed(seed)`` then build, as ``run_training``); global RNG kept."""
+        state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            return dataclasses.replace(self.spec, params=params).build()
+        finally:
+            torch.random.set_rng_state(state)
+
+    def member_spec(self, k: int) -> ModelSpec:
+        """The ModelSpec of member ``k``'s trial (its own dropout rate)."""
+        member = self._member(k)
+        params = dict(self.spec.params)
+        if self._has_dropout:
+            params["dropout"] = member.settings.dropout
+        return dataclasses.replace(self.spec, params=params)
+
+    def _member(self, k: int) -> Member:
+        member = self.members[k]
+        if member is None:
+            raise IndexError(f"population slot {k} is empty")
+        return member
+
+    @torch.no_grad()
+    def replace_member(self, k: int, settings: MemberSettings, seed: int) -> Member:
+        """Put a new trial into slot ``k``: fresh weights (init seeded ``seed``), optimiser state,
+        settings, epoch counter, schedule and history; the other members are untouched.
+        Call between epochs."""
+        if not 0 <= k < self.size:
+            raise IndexError(f"slot {k} is outside a population of {self.size}")
+        if settings.dropout > 0 and not self._has_dropout:
+            raise ValueError(f"builder {self.spec.builder!r} has no dropout parameter")
+        params = dict(self.spec.params)
+        if self._has_dropout:
+            params["dropout"] = settings.dropout
+        model = self._build(params, seed)
+        self._load_row(k, model)
+        self.best_flat[k] = self.flat[k]
+        for n in self._bnames:
+            self.best_buffers[n][k] = self.buffers[n][k]
+        self.optimizer.set_member(k, settings.optim_values())
+        self._keep[k] = 1.0 - settings.dropout
+        self._smoothing[k] = settings.label_smoothing
+        self._l1[k] = settings.l1
+        self._clip_norm[k] = inf_or(settings.clip_grad_norm)
+        self._clip_value[k] = inf_or(settings.clip_grad_value)
+        self._bad[k] = False
+        member = Member(settings, int(seed))
+        holder = _LR(settings.lr)
+        member.schedule = LRSchedule(
+            settings.schedule,
+            holder,
+            steps_per_epoch=self.steps_per_epoch,  # type: ignore[arg-type]
+            epochs=int(settings.epochs),
+            monitor=self.monitor,
+        )
+        member.schedule.apply()
+        member.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        member.monitor = Monitor(self.monitor)
+        es = settings.early_stopping
+        if es is not None and (len(self._Xv) > 0 or not es.monitor.startswith("val_")):
+            member.early = EarlyStopping(
+                es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta
+            )
+        self.members[k] = member
+        self._refresh_flags()
+        return member
+
+    def stop_member(self, k: int, status: str = "pruned", reason: str = "") -> None:
+        """End member ``k`` (the tuner pruned it, say); its slot stops updating until refilled."""
+        member = self._member(k)
+        if member.running:
+            member.status, member.reason = status, reason or status
+
+    def _refresh_flags(self) -> None:
+        live = [m.settings for m in self.members if m is not None and m.running]
+        self._any_dropout = any(s.dropout > 0 for s in live)
+        self.loss.use_smoothing = any(s.label_smoothing > 0 for s in live)
+        self._any_l1 = any(s.l1 > 0 for s in live)
+        self._any_norm = any(s.clip_grad_norm is not None for s in live)
+        self._any_value = any(s.clip_grad_value is not None for s in live)
+
+    def _load_row(self, k: int, model: nn.Module) -> None:
+        params = list(model.parameters())
+        buffers = [b for n, b in model.named_buffers() if not n.startswith("output_")]
+        if len(params) != len(self._pnames) or len(buffers) != len(self._bnames):
+            raise ValueError("member model does not match the population's architecture")
+        for p, (off, n, shape) in zip(params, self._offsets, strict=True):
+            if tuple(p.shape) != shape:
+                raise ValueError(f"member parameter shape {tuple(p.shape)} != {shape}")
+            self.flat[k, off : off + n] = p.detach().reshape(-1).to(self.flat.device)
+        for b, name in zip(buffers, self._bnames, strict=True):
+            self.buffers[name][k] = b.to(self.flat.device)
+
+    @torch.no_grad()
+    def member_module(self, k: int, *, best: bool = True) -> nn.Module:
+        """Member ``k`` as an ordinary model of the builder (its best weights by ``monitor``
+        when ``best`` and it has a best epoch), ready for ``tunelab.models.save_model``."""
+        member = self._member(k)
+        model = dataclasses.replace(self.member_spec(k)).build()
+        use_best = best and member.best_epoch is not None
+        flat = self.best_flat if use_best else self.flat
+        buffers = self.best_buffers if use_best else self.buffers
+        for p, (off, n, shape) in zip(model.parameters(), self._offsets, strict=True):
+            p.copy_(flat[k, off : off + n].reshape(shape))
+        named = [b for n, b in model.named_buffers() if not n.startswith("output_")]
+        for b, name in zip(named, self._bnames, strict=True):
+            b.copy_(buffers[name][k])
+        return model.to(self.device)
+
+    # ---- training ---------------------------------------------------------------------------
+
+    def running(self) -> list[int]:
+        return [k for k, m in enumerate(self.members) if m is not None and m.running]
+
+    def fit(self, max_epochs: int | None = None) -> list[FitResult | None]:
+        """Train until no member is running (or ``max_epochs`` population epochs)."""
+        epochs = 0
+        while self.running() and (max_epochs is None or epochs < max_epochs):
+            self.train_epoch()
+            epochs += 1
+        return [m.result() if m is not None else None for m in self.members]
+
+    def train_epoch(self) -> dict[int, dict[str, Any]]:
+        """One epoch of every running member (train, validate, judge, keep best, schedule);
+        returns ``{slot: metrics}`` for the members that ran it."""
+        live = self.running()
+        if not live:
+            return {}
+        t0 = time.perf_counter()
+        order, lrs = self._epoch_plan(live)
+        running = torch.zeros(self.size, dtype=torch.bool)
+        running[live] = True
+        running = running.to(self.device)
+        losses, norms = self._train_steps(order, lrs, running)
+        rows = torch.tensor(self._rows, dtype=torch.float64, device=self.device).unsqueeze(1)
+        train_loss = (torch.stack(losses).double() * rows).sum(0) / rows.sum()
+        grad_norm = torch.stack(norms).double().mean(0)
+        host = torch.cat([train_loss, grad_norm, self._bad.double()]).tolist()
+        K = self.size
+        val = self._validate() if len(self._Xv) > 0 else None
+        elapsed = time.perf_counter() - t0
+        out, improved = {}, []
+        for k in live:
+            member = self.members[k]
+            assert member is not None
+            member.epoch += 1
+            member.wall_time_s += elapsed
+            metrics: dict[str, Any] = {"epoch": member.epoch, "train_loss": host[k]}
+            if val is not None and math.isfinite(host[k]):
+                metrics.update(val[k])
+            metrics["lr"] = float(member.schedule.optimizer.param_groups[0]["lr"])
+            metrics["epoch_time_s"] = elapsed
+            member.history.append(metrics)
+            member.signals.append(
+                {"epoch": member.epoch, "train_loss": host[k], "grad_norm": host[K + k]}
+            )
+            out[k] = metrics
+            if self._judge(k, member, metrics, bad=host[2 * K + k] > 0):
+                continue
+            value = metrics.get(self.monitor)
+            if value is not None and member.monitor.update(float(value), member.epoch):
+                member.best_epoch, member.best_metrics = member.epoch, dict(metrics)
+                improved.append(k)
+            if member.early is not None:
+                stop, why = member.early.update_and_check(
+                    float(metrics[member.early.metric]), member.epoch
+                )
+                if stop:
+                    member.status, member.reason = "early_stopped", why
+            member.schedule.step_epoch(metrics)
+            if member.running and member.epoch >= member.settings.epochs:
+                member.status, member.reason = (
+                    "completed",
+                    f"ran all {member.settings.epochs} epochs",
+                )
+        if improved:
+            idx = torch.tensor(improved, device=self.device)
+            self.best_flat[idx] = self.flat[idx]
+            for n in self._bnames:
+                self.best_buffers[n][idx] = self.buffers[n][idx]
+        self._refresh_flags()
+        return out
+
+    def _judge(self, k: int, member: Member, metrics: dict[str, Any], *, bad: bool) -> bool:
+        verdict = ("nan", f"loss became NaN/inf in epoch {member.epoch}") if bad else None
+        verdict = verdict or self.judge(member.epoch, metrics, member.history)
+        if verdict is None:
+            return False
+        member.status, member.reason = verdict[0], verdict[1]
+        member.sickness = verdict
+        return True
+
+    def _epoch_plan(self, live: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member permutations ``(K, n)`` (each member's own generator, as the Trainer's
+        ``torch.randperm(n, generator)``) and learning rates ``(steps, K, 1)`` from each
+        member's LRSchedule (the Trainer's code, stepped through the epoch)."""
+        n, dev = len(self._X), self.device
+        idle = torch.arange(n, device=dev)
+        orders, table = [], [[0.0] * self.size for _ in range(self.steps_per_epoch)]
+        for k in range(self.size):
+            member = self.members[k]
+            if member is None or not member.running:
+                orders.append(idle)
+                continue
+            orders.append(torch.randperm(n, generator=member.generator, device=dev))
+            schedule, group = member.schedule, member.schedule.optimizer.param_groups[0]
+            for s in range(self.steps_per_epoch):
+                table[s][k] = group["lr"]
+                schedule.step_batch()
+        lrs = torch.tensor(table, dtype=self.flat.dtype, device=dev).unsqueeze(-1)
+        return torch.stack(orders), lrs
+
+    def _train_steps(
+        self, order: torch.Tensor, lrs: torch.Tensor, running: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        X, y, bs, grad, flat = self._X, self._y, self.batch_size, self.grad, self.flat
+        keep = self._keep if self._any_dropout else None
+        l1 = self._l1 * self._l1_mask if self._any_l1 else None
+        clip_norm = self._clip_norm if self._any_norm else None
+        clip_value = self._clip_value if self._any_value else None
+        bn = bool(self._bnames)
+        losses, norms = [], []
+        for s in range(self.steps_per_epoch):
+            idx = order[:, s * bs : (s + 1) * bs]
+            saved = [self.buffers[n].clone() for n in self._bnames] if bn else None
+            out = self.forward(
+                self.params, self.buffers, X[idx], training=True, keep=keep, generator=self._gen
+            )
+            loss = self.loss(out, y[idx])
+            self._backward(loss.sum())
+            if l1 is not None:
+                grad.add_(l1 * torch.sign(flat))
+            norm = torch.linalg.vector_norm(grad, dim=1)
+            self._bad |= running & ~(torch.isfinite(loss) & torch.isfinite(norm))
+            ok = (running & ~self._bad).unsqueeze(1)
+            clip_(grad, norm, clip_norm, clip_value)
+            self.optimizer.step(grad, lrs[s], ok)
+            if saved is not None:
+                with torch.no_grad():
+                    for name, old in zip(self._bnames, saved, strict=True):
+                        buf = self.buffers[name]
+                        mask = ok.reshape(-1, *[1] * (buf.ndim - 1))
+                        buf.copy_(torch.where(mask, buf, old))
+            grad.zero_()
+            losses.append(loss.detach())
+            norms.append(norm)
+        return losses, norms
+
+    def _backward(self, total: torch.Tensor) -> None:
+        if self._warned:
+            total.backward()
+            return
+        with warnings.catch_warnings():  # the .grad views are strided like their parameters
+            warnings.filterwarnings("ignore", message="grad and param do not obey")
+            total.backward()
+        self._warned = True
+
+    @torch.no_grad()
+    def outputs(self, X: torch.Tensor) -> torch.Tensor:
+        """Every member's eval-mode outputs ``(K, N, out)`` for inputs ``X`` seen by all."""
+        X = torch.as_tensor(X, dtype=torch.float32, device=self.device)
+        chunks = [
+            self.forward(
+                self.params,
+                self.buffers,
+                X[i : i + self._eval_bs],
+                training=False,
+                shared_input=True,
+            )
+            for i in range(0, len(X), self._eval_bs)
+        ]
+        return torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]
+
+    def _validate(self) -> list[dict[str, float]]:
+        outputs = self.outputs(self._Xv)
+        targets = self._yv.unsqueeze(0).expand(self.size, *self._yv.shape)
+        with torch.no_grad():
+            losses = self.loss(outputs, targets)
+        scores = member_scores(outputs, self._yv, losses, self.task, self.num_classes)
+        return [{f"val_{k}": v for k, v in s.items()} for s in scores]
+
+    def member_result(self, k: int) -> FitResult:
+        """Member ``k``'s trial as the Trainer would report it."""
+        return self._member(k).result()
+
+
+def population_from_trials(
+    spec: ModelSpec,
+    bundle: Any,
+    trials: Sequence[tuple[TrainConfig, dict[str, Any], int]],
+    **kwargs: Any,
+) -> Population:
+    """A full population of ``(train config, model params, seed)`` trials of one
+    :func:`group_key`; shared settings come from the first trial."""
+    keys = {group_key(t, p) for t, p, _ in trials}
+    if len(keys) != 1:
+        raise ValueError("trials of one population must share group_key (optimizer, batch size...)")
+    first = trials[0][0]
+    kwargs.setdefault("optimizer", first.optimizer)
+    kwargs.setdefault("batch_size", int(first.batch_size))
+    kwargs.setdefault("nesterov", bool(first.nesterov))
+    kwargs.setdefault("loss", first.loss)
+    kwargs.setdefault("monitor", first.monitor)
+    kwargs.setdefault("device", first.device)
+    pop = Population(spec, bundle, len(trials), **kwargs)
+    for k, (train, params, seed) in enumerate(trials):
+        pop.replace_member(k, MemberSettings.from_config(train, params), seed)
+    return pop

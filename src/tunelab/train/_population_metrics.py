@@ -1,0 +1,83 @@
+"""Per-member losses and validation scores of a population, computed for all K at once.
+
+The losses are the Trainer's (``_losses.py``) with a per-member label smoothing; the scores are
+``_metrics.py``'s (one batched confusion matrix, read once, then ``scores_from_confusion`` per
+member; ``regression_scores`` per member), so a member reports exactly the Trainer's names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._losses import resolve_loss_name
+from ._metrics import regression_scores, regression_values, scores_from_confusion
+
+SUPPORTED_LOSSES = ("cross_entropy", "bce", "mse", "mae", "huber")
+
+
+class MemberLoss:
+    """``loss(outputs (K, B, out), targets (K, B, ...)) -> (K,)`` mean loss per member.
+
+    ``smoothing`` is a ``(K, 1)`` per-member label smoothing (cross-entropy only, as torch's
+    ``CrossEntropyLoss(label_smoothing=...)``); ``use_smoothing`` False skips that arithmetic.
+    """
+
+    def __init__(self, name: str, task: str, smoothing: torch.Tensor) -> None:
+        self.name = resolve_loss_name(name, task)
+        self.smoothing = smoothing
+        self.use_smoothing = False
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        K = out.shape[0]
+        if self.name == "cross_entropy":
+            C = out.shape[-1]
+            if not self.use_smoothing:
+                per = F.cross_entropy(out.reshape(-1, C), target.reshape(-1), reduction="none")
+                return per.view(K, -1).mean(1)
+            logp = out.float().log_softmax(-1)
+            nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            smooth = -logp.mean(-1)
+            eps = self.smoothing
+            return ((1 - eps) * nll + eps * smooth).mean(1)
+        out = out.float()
+        if self.name == "bce":
+            if out.shape[-1] == 1:
+                out, tgt = out.squeeze(-1), target.to(out.dtype)
+            else:
+                tgt = F.one_hot(target, out.shape[-1]).to(out.dtype)
+            per = F.binary_cross_entropy_with_logits(out, tgt, reduction="none")
+            return per.reshape(K, -1).mean(1)
+        if out.ndim == target.ndim + 1 and out.shape[-1] == 1:
+            out = out.squeeze(-1)
+        fn = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}[self.name]
+        return fn(out, target, reduction="none").reshape(K, -1).mean(1)
+
+
+def member_scores(
+    outputs: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor, task: str, k: int
+) -> list[dict[str, float]]:
+    """The Trainer's per-epoch scores (unprefixed) of each member, one host transfer for a
+    classification task; ``outputs`` is ``(K, N, out)``, ``targets`` ``(N, ...)``."""
+    K = outputs.shape[0]
+    if task == "classification":
+        k = max(k, 2)
+        if outputs.shape[-1] == 1:
+            pred = (outputs.squeeze(-1) > 0).to(torch.int64)
+        else:
+            pred = outputs.argmax(-1)
+        offset = torch.arange(K, device=outputs.device).unsqueeze(1) * (k * k)
+        cells = (offset + targets.unsqueeze(0) * k + pred).reshape(-1)
+        cm = torch.bincount(cells, minlength=K * k * k)
+        host = torch.cat([losses.detach().double(), cm.double()]).tolist()
+        out = []
+        for m in range(K):
+            start = K + m * k * k
+            matrix = [host[start + i * k : start + (i + 1) * k] for i in range(k)]
+            out.append({"loss": host[m], **scores_from_confusion(matrix)})
+        return out
+    values = losses.detach().double().tolist()
+    return [
+        {"loss": values[m], **regression_scores(regression_values(outputs[m], targets), targets)}
+        for m in range(K)
+    ]

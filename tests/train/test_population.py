@@ -1,0 +1,328 @@
+"""The vectorised population engine: each member computes what a single trial computes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+
+import pytest
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_digits
+
+from tunelab.config import ScheduleConfig, TrainConfig
+from tunelab.data import DataBundle
+from tunelab.models import ModelSpec, load_model, save_model
+from tunelab.train import Trainer
+from tunelab.train._population import (
+    MemberSettings,
+    Population,
+    group_key,
+    population_from_trials,
+    supports,
+)
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataBundle:
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    return DataBundle.from_arrays(X[:160], y[:160], X[160:224], y[160:224])
+
+
+@pytest.fixture(scope="module")
+def digit_images(digits: DataBundle) -> DataBundle:
+    return DataBundle.from_arrays(
+        digits.X_train.reshape(-1, 1, 8, 8),
+        digits.y_train,
+        digits.X_val.reshape(-1, 1, 8, 8),
+        digits.y_val,
+    )
+
+
+def mlp_spec(**params) -> ModelSpec:
+    return ModelSpec("mlp", {"width": 16, **params}, input_shape=(64,), output_size=10)
+
+
+def max_diff(a: nn.Module, b: nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert [v.shape for v in sa.values()] == [v.shape for v in sb.values()]
+    return max(
+        (x.double() - y.double()).abs().max().item()
+        for x, y in zip(sa.values(), sb.values(), strict=True)
+    )
+
+
+def reference(kind, s: MemberSettings, seed, bundle, *, spec, epochs, bs, nesterov=False):
+    """One member trained alone with torch.optim, the same batch order and settings."""
+    torch.manual_seed(seed)
+    model = dataclasses.replace(spec, params={**spec.params, "dropout": 0.0}).build()
+    params = list(model.parameters())
+    common = {"lr": s.lr, "weight_decay": s.weight_decay, "foreach": False}
+    if kind == "sgd":
+        nesterov = nesterov and s.momentum > 0  # as the Trainer's build_optimizer
+        opt = torch.optim.SGD(params, momentum=s.momentum, nesterov=nesterov, **common)
+    elif kind in ("adam", "adamw"):
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+        opt = cls(params, betas=s.betas, eps=s.eps or 1e-8, **common)
+    elif kind == "rmsprop":
+        opt = torch.optim.RMSprop(params, alpha=s.alpha, eps=s.eps or 1e-8, **common)
+    else:
+        opt = torch.optim.Adagrad(params, eps=s.eps or 1e-10, **common)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
+    gen = torch.Generator().manual_seed(seed)
+    X, y = bundle.X_train, bundle.y_train
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X), bs):
+            idx = order[i : i + bs]
+            opt.zero_grad()
+            loss = loss_fn(model(X[idx]), y[idx])
+            if s.l1:
+                loss = loss + s.l1 * sum(p.abs().sum() for p in params if p.ndim > 1)
+            loss.backward()
+            if s.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, s.clip_grad_norm)
+            elif s.clip_grad_value is not None:
+                nn.utils.clip_grad_value_(params, s.clip_grad_value)
+            opt.step()
+    return model
+
+
+def member_settings(kind: str) -> list[MemberSettings]:
+    base = MemberSettings(epochs=2)
+    r = dataclasses.replace
+    if kind == "sgd":
+        return [
+            r(base, lr=0.05, momentum=0.0),
+            r(base, lr=0.1, momentum=0.9, weight_decay=1e-3),
+            r(base, lr=0.02, momentum=0.5, clip_grad_norm=0.5),
+            r(base, lr=0.05, momentum=0.8, clip_grad_value=0.01, l1=1e-4),
+        ]
+    return [
+        r(base, lr=1e-3),
+        r(base, lr=3e-3, weight_decay=1e-2, betas=(0.8, 0.99), eps=1e-6, alpha=0.9),
+        r(base, lr=2e-3, clip_grad_norm=0.3, label_smoothing=0.1),
+        r(base, lr=5e-3, clip_grad_value=0.02, l1=1e-4, betas=(0.95, 0.9)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "nesterov"),
+    [
+        ("sgd", False),
+        ("sgd", True),
+        ("adam", False),
+        ("adamw", False),
+        ("rmsprop", False),
+        ("adagrad", False),
+    ],
+)
+def test_optimiser_parity_per_member(digits, kind, nesterov):
+    spec = mlp_spec()
+    settings = member_settings(kind)
+    pop = Population(spec, digits, len(settings), optimizer=kind, batch_size=32, nesterov=nesterov)
+    for k, s in enumerate(settings):
+        pop.replace_member(k, s, seed=10 + k)  # different seeds: different inits and batch orders
+    pop.fit()
+    for k, s in enumerate(settings):
+        ref = reference(kind, s, 10 + k, digits, spec=spec, epochs=2, bs=32, nesterov=nesterov)
+        assert max_diff(pop.member_module(k, best=False), ref) <= TOL, (kind, k)
+
+
+def test_members_match_the_trainer_with_schedules(digits):
+    """Population members end where the Trainer ends: init, batch order, fused Adam, per-member
+    LR schedules, label smoothing, metrics."""
+    spec = mlp_spec()
+    base = TrainConfig(epochs=3, batch_size=32, progress="none", tensorboard=False)
+    cfgs = [
+        base.model_copy(
+            update={"lr": 3e-3, "schedule": ScheduleConfig(name="cosine", warmup_epochs=1)}
+        ),
+        base.model_copy(
+            update={"lr": 1e-2, "schedule": ScheduleConfig(name="step", step_size=1, gamma=0.5)}
+        ),
+        base.model_copy(update={"lr": 2e-3, "label_smoothing": 0.1, "weight_decay": 1e-3}),
+    ]
+    pop = population_from_trials(
+        spec, digits, [(c, spec.params, 7 + k) for k, c in enumerate(cfgs)]
+    )
+    results = pop.fit()
+    for k, cfg in enumerate(cfgs):
+        torch.manual_seed(7 + k)
+        model = spec.build()
+        alone = Trainer(cfg, seed=7 + k).fit(model, digits)
+        got = results[k]
+        assert got.status == alone.status and got.best_epoch == alone.best_epoch
+        for mine, theirs in zip(got.history, alone.history, strict=True):
+            assert set(mine) == set(theirs)
+            for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr"):
+                assert mine[key] == pytest.approx(theirs[key], abs=TOL), (k, key)
+        assert max_diff(pop.member_module(k), model) <= TOL
+
+
+@pytest.mark.parametrize("builder", ["mlp_bn", "cnn"])
+def test_batch_norm_and_cnn_match_the_trainer(digits, digit_images, builder):
+    if builder == "cnn":
+        bundle = digit_images
+        spec = ModelSpec(
+            "cnn", {"channels": [4, 8], "hidden": 16}, input_shape=(1, 8, 8), output_size=10
+        )
+    else:
+        bundle, spec = digits, mlp_spec(batch_norm=True)
+    cfgs = [
+        TrainConfig(epochs=2, batch_size=32, lr=lr, progress="none", tensorboard=False)
+        for lr in (1e-3, 5e-3)
+    ]
+    pop = population_from_trials(spec, bundle, [(c, spec.params, k) for k, c in enumerate(cfgs)])
+    results = pop.fit()
+    for k, cfg in enumerate(cfgs):
+        torch.manual_seed(k)
+        model = spec.build()
+        alone = Trainer(cfg, seed=k).fit(model, bundle)
+        assert results[k].history[-1]["val_loss"] == pytest.approx(
+            alone.history[-1]["val_loss"], abs=TOL
+        )
+        assert max_diff(pop.member_module(k, best=False), model) <= TOL  # incl. running stats
+
+
+def test_regression_metrics_match_the_trainer():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 5, generator=g)
+    y = X @ torch.randn(5, generator=g) + 0.1 * torch.randn(120, generator=g)
+    bundle = DataBundle.from_arrays(X[:90], y[:90], X[90:], y[90:], task="regression")
+    spec = ModelSpec("mlp", {"width": 8}, input_shape=(5,), output_size=1, task="regression")
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, progress="none", tensorboard=False)
+    pop = population_from_trials(spec, bundle, [(cfg, {}, 3), (cfg, {}, 4)])
+    got = pop.fit()[0]
+    torch.manual_seed(3)
+    alone = Trainer(cfg, seed=3).fit(spec.build(), bundle)
+    for key in ("val_loss", "val_mse", "val_mae", "val_r2"):
+        assert got.history[-1][key] == pytest.approx(alone.history[-1][key], rel=TOL, abs=TOL)
+
+
+def _three(digits, **kw) -> Population:
+    pop = Population(mlp_spec(), digits, 3, optimizer="adam", batch_size=32, **kw)
+    for k, (lr, p) in enumerate([(1e-3, 0.0), (3e-3, 0.3), (1e-2, 0.5)]):
+        pop.replace_member(k, MemberSettings(lr=lr, dropout=p, epochs=3), seed=k)
+    return pop
+
+
+def test_a_nan_member_is_masked_and_never_touches_the_others(digits):
+    clean, sick = _three(digits), _three(digits)
+    clean.train_epoch()
+    sick.train_epoch()
+    with torch.no_grad():
+        sick.flat[1, 0] = math.nan  # member 1's weights go bad
+    frozen = sick.flat[1].clone()
+    clean.fit()
+    sick.fit()
+    for k in (0, 2):
+        assert torch.equal(clean.flat[k], sick.flat[k])
+        assert clean.members[k].history == [
+            {**h, "epoch_time_s": c["epoch_time_s"]}
+            for h, c in zip(sick.members[k].history, clean.members[k].history, strict=True)
+        ]
+    member = sick.members[1]
+    assert member.status == "nan" and member.sickness[0] == "nan" and member.epoch == 2
+    assert torch.equal(sick.flat[1].nan_to_num(7.0), frozen.nan_to_num(7.0))  # never updated
+    assert not sick.member_result(1).ok
+
+
+def test_injected_judge_marks_divergence(digits):
+    def judge(epoch, metrics, history):
+        return ("diverged", "too high") if metrics["lr"] == pytest.approx(1e-2) else None
+
+    pop = _three(digits, judge=judge)
+    pop.train_epoch()
+    statuses = [m.status for m in pop.members]
+    assert "diverged" in statuses and "running" in statuses
+    assert all(s.get("grad_norm", 0) > 0 for m in pop.members for s in m.signals)
+
+
+def test_replace_member_refills_one_slot_and_leaves_the_others(digits):
+    spec = mlp_spec()
+    kept, refilled = _three(digits), _three(digits)
+    kept.train_epoch()
+    refilled.train_epoch()
+    new = MemberSettings(lr=4e-3, weight_decay=1e-3, epochs=2)
+    refilled.replace_member(1, new, seed=42)
+    kept.train_epoch()
+    refilled.train_epoch()
+    kept.train_epoch()
+    refilled.train_epoch()
+    for k in (0, 2):
+        assert torch.equal(kept.flat[k], refilled.flat[k])
+    assert [m.epoch for m in refilled.members] == [3, 2, 3]
+    assert refilled.members[1].status == "completed" and len(refilled.members[1].history) == 2
+    ref = reference("adam", new, 42, digits, spec=spec, epochs=2, bs=32)
+    assert max_diff(refilled.member_module(1, best=False), ref) <= TOL
+
+
+def test_per_member_dropout_rates(digits):
+    pop = _three(digits)
+    X = digits.X_train[:32].unsqueeze(0).expand(3, -1, -1)
+    kw = {"training": True, "keep": pop._keep, "generator": pop._gen}
+    a, b = (
+        pop.forward(pop.params, pop.buffers, X, **kw),
+        pop.forward(pop.params, pop.buffers, X, **kw),
+    )
+    assert torch.equal(a[0], b[0])  # rate 0: no dropout
+    assert not torch.equal(a[1], b[1]) and not torch.equal(a[2], b[2])
+    assert [pop.member_spec(k).params["dropout"] for k in range(3)] == [0.0, 0.3, 0.5]
+    pop.fit()
+    # the rate-0 member of a population with dropout members is the plain trial
+    ref = reference("adam", MemberSettings(lr=1e-3), 0, digits, spec=mlp_spec(), epochs=3, bs=32)
+    assert max_diff(pop.member_module(0, best=False), ref) <= TOL
+
+
+def test_member_module_round_trips_through_save_and_load(digits, tmp_path):
+    pop = _three(digits)
+    pop.fit()
+    for k in range(3):
+        member = pop.members[k]
+        assert member.best_epoch is not None
+        model = pop.member_module(k)
+        folder = save_model(
+            tmp_path / str(k), model, pop.member_spec(k), metrics=member.best_metrics
+        )
+        loaded = load_model(folder)
+        x = digits.X_val
+        assert torch.equal(loaded.model(x), model.eval()(x))
+        assert loaded.spec.params["dropout"] == member.settings.dropout
+    last = pop.member_module(2, best=False).eval()
+    assert torch.allclose(last(digits.X_val), pop.outputs(digits.X_val)[2], atol=1e-6)
+
+
+def test_supports_and_group_key(digits):
+    def build(builder, params, shape=(64,)):
+        return ModelSpec(builder, params, input_shape=shape, output_size=10).build()
+
+    assert supports(build("mlp", {})) == (True, "")
+    assert supports(build("cnn", {}, (1, 8, 8)))[0]
+    for model in (build("lstm", {}, (8, 8)), build("resnet", {}, (1, 8, 8))):
+        ok, why = supports(model)
+        assert not ok and why
+    mlp = build("mlp", {})
+    for cfg in (
+        TrainConfig(accumulate_steps=2),
+        TrainConfig(precision="bf16"),
+        TrainConfig(class_weights="balanced"),
+    ):
+        ok, why = supports(mlp, cfg)
+        assert not ok and why
+    augmented = types.SimpleNamespace(augmenter=lambda x, g: x)  # supports() reads only this
+    ok, why = supports(mlp, TrainConfig(), augmented)
+    assert not ok and "augmentation" in why
+    a = TrainConfig(lr=1e-3)
+    assert group_key(a, {"width": 8, "dropout": 0.1}) == group_key(
+        TrainConfig(lr=1e-2, weight_decay=1e-3), {"width": 8, "dropout": 0.4}
+    )
+    assert group_key(a, {"width": 8}) != group_key(TrainConfig(batch_size=32), {"width": 8})
+    assert group_key(a, {"width": 8}) != group_key(TrainConfig(optimizer="sgd"), {"width": 8})
+    assert group_key(a, {"width": 8}) != group_key(a, {"width": 16})
+    with pytest.raises(ValueError, match="population"):
+        Population(ModelSpec("lstm", {}, input_shape=(8, 8), output_size=10), digits, 2)
