@@ -229,6 +229,8 @@ def verdict(rows: list[dict], methods: list[str]) -> dict[str, Any]:
         for seed in seeds:
             at = {r["method"]: r for r in rows if r["task"] == task and r["seed"] == seed}
             peers = [at[m]["best_val_accuracy"] for m in methods if m != "tunelab" and m in at]
+            if "tunelab" not in at or not peers:
+                continue  # one arm alone (comparing candidate defaults): nothing to judge
             mine = at["tunelab"]["best_val_accuracy"]
             ahead += mine >= statistics.median(peers)
             cells.append((seed, mine, peers))

@@ -72,7 +72,7 @@ class TuneConfig(Section):
     stop_sick_trials: bool = True
     # Sampler and pruner knobs; ``None`` means "chosen from the budget" (docs/tune.md).
     startup_trials: int | None = Field(None, ge=0)
-    warmup_epochs: int | None = Field(None, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
     percentile: float = Field(25.0, gt=0, lt=100)
     reduction_factor: int = Field(4, ge=2)
     # Crash safety: a trial whose process stopped sending heartbeats is failed and retried.

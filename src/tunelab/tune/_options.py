@@ -87,7 +87,6 @@ class StudyOptions:
     def from_config(cls, cfg: ExperimentConfig) -> StudyOptions:
         """The options of ``cfg``'s study; the storage URL is resolved here and only here."""
         from ._objective import max_trial_epochs, study_objectives
-        from ._pruners import default_warmup_epochs
         from ._samplers import default_startup_trials
 
         tune = cfg.tune
@@ -108,11 +107,7 @@ class StudyOptions:
             seed=cfg.seed,
             startup_trials=startup,
             max_epochs=max_trial_epochs(cfg) * max(1, tune.cv.folds),
-            warmup_epochs=(
-                tune.warmup_epochs
-                if tune.warmup_epochs is not None
-                else default_warmup_epochs(max_trial_epochs(cfg))
-            ),
+            warmup_epochs=tune.warmup_epochs,
             percentile=tune.percentile,
             reduction_factor=tune.reduction_factor,
             pruner_startup_trials=min(

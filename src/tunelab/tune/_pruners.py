@@ -10,8 +10,7 @@ folds under cross-validation), so a pruner's resource is an epoch:
 - ``asha``: asynchronous successive halving (``SuccessiveHalvingPruner``): at epochs
   ``warmup * r**k`` only the best ``1/r`` of trials go on, ``r = tune.reduction_factor``
   (default 4, Optuna's own default; ``bench/search_efficiency.py`` reached its targets in
-  fewer epochs with 4 than with 3 on all three tasks). The first rung, ``tune.warmup_epochs``,
-  defaults to a quarter of a trial's epochs (:func:`default_warmup_epochs`);
+  fewer epochs with 4 than with 3 on all three tasks);
 - ``hyperband``: several successive-halving brackets with different minimum budgets
   (``HyperbandPruner``), for when it is unclear how early the metric becomes informative.
 """
@@ -23,22 +22,6 @@ import optuna
 from ..config import ConfigError
 
 PRUNER_NAMES = ("none", "median", "percentile", "asha", "hyperband")
-
-
-def default_warmup_epochs(trial_epochs: int) -> int:
-    """Epochs before a trial can be pruned: a quarter of its epochs, at least one.
-
-    Why not one epoch (Optuna's ``min_resource`` for short trials): a first rung after one
-    epoch ranks trials by how fast they start, not by where they end. On the held-out tabular
-    tasks of ``bench/default_search.py`` (20-epoch trials, a 300-epoch budget) ASHA with a
-    1-epoch first rung stopped 64 of 103 trials after one epoch; the adaptive optimisers at
-    high learning rates, which start fastest, survived; TPE, which learns from how far pruned
-    trials got, then spent 72 of the 103 trials on AdamW and ended below the peers' median, with
-    the lowest test accuracy of all. Judging at a quarter of the run keeps slow starters
-    (SGD, deeper nets, small learning rates) in the comparison; with ``r = 4`` a 20-epoch trial
-    has rungs at 5 and 20 (docs/tune.md, BENCHMARKS.md "default search").
-    """
-    return max(1, int(trial_epochs) // 4)
 
 
 def make_pruner(
