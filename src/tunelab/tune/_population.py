@@ -517,9 +517,7 @@ class _PopulationRun:
     # ---- telling the study ------------------------------------------------------------------
 
     def _tell(self, trial: optuna.Trial, state: TrialState, value: Any = None) -> None:
-        frozen = self.study.tell(
-            trial, value if state == TrialState.COMPLETE else None, state=state
-        )
+        frozen = _tell(self.study, trial, state, value if state == TrialState.COMPLETE else None)
         for callback in self.callbacks:
             callback(self.study, frozen)
         if state == TrialState.FAIL:
@@ -556,9 +554,23 @@ class _PopulationRun:
         for group in self.groups.values():
             for slot in group.slots.values():
                 with contextlib.suppress(Exception):
-                    frozen = self.study.tell(slot.trial, state=TrialState.FAIL)
+                    frozen = _tell(self.study, slot.trial, TrialState.FAIL)
                     retry(self.study, frozen)
             group.slots.clear()
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: Any = None) -> Any:
+    """``study.tell`` outside ``optimize``: a sampler's ``study.stop()`` (the grid sampler's,
+    once every point has been asked) only sets the flag it sets inside ``optimize``; the
+    budget (``grid_size``) is what stops this loop."""
+    local = study._thread_local
+    inside = getattr(local, "in_optimize_loop", False)
+    local.in_optimize_loop = True
+    try:
+        return study.tell(trial, value, state=state)
+    finally:
+        local.in_optimize_loop = inside
+        study._stop_flag = False
 
 
 def _any_success(study: optuna.Study) -> bool:
