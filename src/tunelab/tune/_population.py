@@ -31,6 +31,10 @@ batched forward/backward and one vectorised optimiser step per batch:
   (``tune.cv.folds``) and ``diagnose.enabled`` (the doctor watches one fit) send the whole
   study to the local executor, with the same kind of notice.
 
+``--workers N``: this process runs its own population; the helper processes build their share
+through ``_config_study.work``, which today calls the local loop (``execute``), so they run one
+trial at a time until ``work`` builds its executor with ``make_executor`` too.
+
 ``tune.population: auto`` sizes K from the model's parameter count and the device:
 
 =====================  =====  ======
