@@ -12,6 +12,12 @@ members without dropout match to float rounding).
     python bench/population.py                    # MLP (64-64) and small CNN, K=16
     python bench/population.py --models mlp --k 16 --epochs 10
     python bench/population.py --forward           # + batched bmm forward vs torch.func.vmap
+    python bench/population.py --study --trials 32 # end to end: `tunelab tune` executors
+
+``--study`` runs the same study (digits MLP 64-64, lr/weight decay/dropout/momentum searched,
+random sampler, no pruner, early stopping off: every trial trains every epoch) through
+``run_study`` twice, ``tune.executor: local`` (one trial at a time) and ``population`` (K at
+once), everything included (storage, trial directories, ``best/``), and prints trials per hour.
 """
 
 from __future__ import annotations
@@ -152,14 +158,78 @@ def forward_compare(k: int, steps: int = 200) -> None:
     print(f"bmm program: {bmm_us:.0f} us/step; torch.func.vmap: {vmap_us:.0f} us/step")
 
 
+def study_config(root, executor: str, k: int, trials: int, epochs: int) -> dict:
+    return {
+        "name": f"bench_{executor}",
+        "seed": 0,
+        "run_root": str(root),
+        "data": {
+            "source": "sklearn",
+            "dataset": "digits",
+            "scale": "standard",
+            "split": {"val": 0.15, "test": 0.15, "stratify": True},
+        },
+        "model": {
+            "builder": "mlp",
+            "params": {"depth": 2, "width": 64, "dropout": {"low": 0.0, "high": 0.3}},
+        },
+        "train": {
+            "epochs": epochs,
+            "optimizer": "sgd",
+            "lr": {"low": 1e-3, "high": 0.1, "log": True},
+            "momentum": {"low": 0.5, "high": 0.95},
+            "weight_decay": {"low": 1e-6, "high": 1e-3, "log": True},
+            "batch_size": 64,
+            "tensorboard": False,
+            "early_stopping": {"enabled": False},
+            "threads": 1,
+        },
+        "tune": {
+            "trials": trials,
+            "sampler": "random",
+            "pruner": "none",
+            "progress": "none",
+            "executor": executor,
+            "population": k,
+        },
+    }
+
+
+def study_compare(k: int, trials: int, epochs: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from tunelab.tune import run_study
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for executor in ("local", "population"):
+            t0 = time.perf_counter()
+            result = run_study(study_config(Path(tmp), executor, k, trials, epochs))
+            wall = time.perf_counter() - t0
+            done = result.count("complete")
+            rates[executor] = done / wall * 3600
+            best = result.best.values[0] if result.best else float("nan")
+            print(
+                f"study {executor:10s} trials={done} epochs={epochs} wall={wall:.1f}s "
+                f"trials/h={rates[executor]:.0f} best val_loss={best:.4f}"
+            )
+    print(f"study population/local trials per hour: {rates['population'] / rates['local']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=sorted(ARCHS))
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--forward", action="store_true")
+    ap.add_argument("--study", action="store_true", help="only the end-to-end executor study")
+    ap.add_argument("--trials", type=int, default=32)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.study:
+        study_compare(args.k, args.trials, args.epochs)
+        return
     for name in args.models:
         run(name, args.k, args.epochs)
     if args.forward:

@@ -5,8 +5,10 @@
 See ``docs/train.md``.
 
 The light pieces (``Callback``, ``FitResult``, ``SickTrialPolicy``, ``GradientNormSampler``)
-load with the package; the rest on first use, so the doctor in a plain loop, which asks the
-sick-trial policy and the sampler, does not pull in the Trainer and its sklearn metrics.
+load with the package; the rest (the Trainer; the vectorised ``Population`` engine with
+``MemberSettings``, ``group_key``, ``supports``, ``population_from_trials``) on first use, so
+the doctor in a plain loop, which asks the sick-trial policy and the sampler, does not pull in
+the Trainer and its sklearn metrics.
 
 >>> from tunelab.train import Callback, FitResult, Trainer
 """
@@ -28,6 +30,13 @@ if TYPE_CHECKING:
     from ._loggers import EventFile
     from ._lr_finder import LRFinderResult, find_lr, write_lr
     from ._metrics import Evaluation, class_probabilities, metric_names, predicted_classes
+    from ._population import (
+        MemberSettings,
+        Population,
+        group_key,
+        population_from_trials,
+        supports,
+    )
     from ._run import TrainingRun, run_training
     from ._schedules import LRSchedule
     from ._state import FitState
@@ -41,15 +50,20 @@ _LAZY = {
     "FitState": "._state",
     "LRFinderResult": "._lr_finder",
     "LRSchedule": "._schedules",
+    "MemberSettings": "._population",
+    "Population": "._population",
     "Trainer": "._trainer",
     "TrainingRun": "._run",
     "class_probabilities": "._metrics",
     "find_lr": "._lr_finder",
+    "group_key": "._population",
     "infer_mode": "._early_stopping",
     "metric_names": "._metrics",
+    "population_from_trials": "._population",
     "predicted_classes": "._metrics",
     "run_distributed": "._distributed",
     "run_training": "._run",
+    "supports": "._population",
     "write_lr": "._lr_finder",
 }
 
@@ -74,16 +88,21 @@ __all__ = [
     "GradientNormSampler",
     "LRFinderResult",
     "LRSchedule",
+    "MemberSettings",
+    "Population",
     "SickTrialPolicy",
     "Sickness",
     "Trainer",
     "TrainingRun",
     "class_probabilities",
     "find_lr",
+    "group_key",
     "infer_mode",
     "metric_names",
+    "population_from_trials",
     "predicted_classes",
     "run_distributed",
     "run_training",
+    "supports",
     "write_lr",
 ]

@@ -9,8 +9,9 @@ executor ends the same way.
   ``--workers N`` helper processes on this machine sharing the storage (``_workers.py``).
 - ``ray`` (:class:`tunelab.tune._ray.RayExecutor`, ``tune.backend: ray``): the same objective
   inside Ray Tune trials on a cluster, Optuna's storage the source of truth (docs/scale.md).
-- ``population`` (``tune.executor: population``): asks K trials at once and trains them as one
-  vectorised population, ``tell``-ing each.
+- ``population`` (:class:`tunelab.tune._population.PopulationExecutor`, ``tune.executor:
+  population``): asks K trials at once and trains them as one vectorised population,
+  ``tell``-ing each.
 
 An executor may set ``stop_reason`` (why it stopped, shown in the summary); if it does not,
 the caller asks the budget.
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 
 from ..config import TuneConfig
-from ..errors import ConfigError
 from ._budget import Budget
 from ._options import StudyOptions
 
@@ -100,8 +100,7 @@ def make_executor(tune: TuneConfig | None = None, *, helpers: Helpers | None = N
             max_retries=tune.max_retries,
         )
     if tune.executor == "population":
-        raise ConfigError(
-            "config error: tune.executor = 'population' — not in this build yet; use local",
-            field="tune.executor",
-        )
+        from ._population import PopulationExecutor
+
+        return PopulationExecutor(population=tune.population, helpers=helpers)
     return LocalExecutor(helpers)
