@@ -239,6 +239,11 @@ def work(
     opened = build_study(spaces, options, worker=worker)
     objective = prepare_objective(cfg, options, None, spaces, worker=worker)
     budget = make_budget(spaces, options, opened.sampler_name)
+    if cfg.tune.executor == "population":  # each worker trains its own population
+        executor = make_executor(cfg.tune)
+        return executor.run_here(
+            opened.study, objective, budget, options, progress=progress, parent_pid=parent_pid
+        )
     return execute(
         opened.study, objective, budget, options, progress=progress, parent_pid=parent_pid
     )
