@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import search_efficiency  # bench/ is the script's folder, so on sys.path
 import torch
 import yaml
 
@@ -55,19 +56,9 @@ SPACE: dict[str, dict[str, Any]] = {
 }
 
 TASKS: dict[str, dict[str, Any]] = {
-    # Mixed-difficulty tabular classification: 4 classes, 10 informative of 30 features.
-    "synthetic-hard": {
-        "source": "synthetic",
-        "synthetic": {
-            "n_samples": 2000,
-            "n_features": 30,
-            "n_informative": 10,
-            "n_redundant": 4,
-            "n_classes": 4,
-            "class_sep": 0.8,
-            "flip_y": 0.03,
-        },
-    },
+    # Mixed-difficulty tabular classification: 4 classes, 10 informative of 30 features (the
+    # data of search_efficiency.py's task of the same name).
+    "synthetic-hard": search_efficiency.TASKS["synthetic-hard"]["data"],
     # Noisier and more lopsided: 3 classes (60/25/15%), 6 informative of 20 features, 8% flips.
     "synthetic-noisy": {
         "source": "synthetic",
