@@ -58,6 +58,15 @@ def test_pruning_callback_names_the_metrics_that_exist():
         cb.on_epoch_end(FakeTrainer(), 1, {"val_loss": 0.5, "val_accuracy": 0.8, "epoch": 1})
 
 
+def test_a_nan_epoch_without_validation_is_left_to_the_sick_guard():
+    # The Trainer does not validate an epoch whose training loss is NaN. That is the trial's
+    # sickness, not a config error: a ConfigError here would stop the whole study.
+    trial, trainer = FakeTrial(), FakeTrainer()
+    cb = PruningCallback(trial, "val_accuracy")
+    cb.on_epoch_end(trainer, 3, {"epoch": 3, "train_loss": math.nan, "lr": 0.1})
+    assert trial.reports == [] and trainer.stopped is None
+
+
 def test_a_sick_fit_becomes_the_trials_error_finding_through_the_policy():
     from tunelab.tune._objective import _findings_of
 

@@ -62,6 +62,10 @@ class PruningCallback(Callback):
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
         if self.monitor not in metrics:
+            if not math.isfinite(float(metrics.get("train_loss", 0.0))):
+                # A NaN/inf epoch is not validated; the Trainer's sick guard ends this fit and
+                # the trial is recorded sick. Not a config error (that would stop the study).
+                return
             known = ", ".join(sorted(k for k in metrics if isinstance(metrics[k], (int, float))))
             raise ConfigError(
                 f"config error: tune.metric = {self.monitor!r} — not an epoch metric; "
