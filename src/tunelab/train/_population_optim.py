@@ -107,9 +107,34 @@ class PopulationOptimizer:
     # ---- the step ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, grad: torch.Tensor, lr: torch.Tensor, ok: torch.Tensor) -> None:
+    def epoch_factors(self, lrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Adam's per-step ``(step_size, bias_correction2_sqrt)``, each ``(S, K, 1)``, for the
+        ``S`` steps of an epoch at rates ``lrs`` ``(S, K, 1)``, computed at once (a member that
+        stays ``ok`` is at step ``steps + s + 1``; a masked one moves by an exact zero anyway).
+        None for the other optimisers. Pass row ``s`` to :meth:`step` as ``factors``."""
+        if self.kind not in ("adam", "adamw"):
+            return None
+        S, dtype = lrs.shape[0], self.flat.dtype
+        t = self.steps.unsqueeze(0) + torch.arange(
+            1, S + 1, dtype=torch.float64, device=lrs.device
+        ).unsqueeze(1)
+        t = t.unsqueeze(-1)  # (S, K, 1)
+        # Like torch, the bias corrections are computed in double, then used as floats.
+        bc1 = 1 - self.beta1.double().unsqueeze(0) ** t
+        bc2_sqrt = (1 - self.beta2.double().unsqueeze(0) ** t).sqrt().to(dtype)
+        return (lrs.double() / bc1).to(dtype), bc2_sqrt
+
+    @torch.no_grad()
+    def step(
+        self,
+        grad: torch.Tensor,
+        lr: torch.Tensor,
+        ok: torch.Tensor,
+        factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         """One update of every member with ``ok`` (``(K, 1)`` bool) at learning rates ``lr``
-        (``(K, 1)``); the other rows keep parameters and state bit for bit.
+        (``(K, 1)``); the other rows keep parameters and state bit for bit. ``factors``: this
+        step's row of :meth:`epoch_factors` (Adam; computed here when None).
 
         In place and without ``torch.where`` on the ``(K, P)`` tensors: a masked member's
         gradient is zeroed and its rates are 0 (its decay factors 1), so each update adds an
@@ -118,15 +143,15 @@ class PopulationOptimizer:
         p, kind = self.flat, self.kind
         okf = ok.to(p.dtype)
         grad.masked_fill_(~ok, 0.0)  # also clears NaN/inf, so 0 * grad stays 0
-        lr_ok = lr * okf
         if kind == "adamw":
             if self._has_wd:
-                p.mul_(1 - lr_ok * self.weight_decay)
+                p.mul_(1 - lr * okf * self.weight_decay)
         elif self._has_wd:
             grad.addcmul_(p, self.weight_decay * okf)
         if kind == "sgd":
             # torch: buf = d_p on the first step, else momentum * buf + d_p (dampening 0); a zero
             # buffer gives exactly that, and momentum 0 gives buf = d_p (plain SGD).
+            lr_ok = lr * okf
             buf = self.buf
             buf.mul_(torch.where(ok, self.momentum, 1.0)).add_(grad)
             if self.nesterov:
@@ -135,20 +160,23 @@ class PopulationOptimizer:
             else:
                 p.addcmul_(buf, -lr_ok)
             return
-        self.steps.add_(okf.reshape(-1).double())
-        sq = self.sq
         if kind in ("adam", "adamw"):
+            if factors is None:
+                step_size, bc2_sqrt = self.epoch_factors(lr.unsqueeze(0))  # type: ignore[misc]
+                step_size, bc2_sqrt = step_size[0], bc2_sqrt[0]
+            else:
+                step_size, bc2_sqrt = factors
+            self.steps.add_(okf.view(-1))
+            sq = self.sq
             self.exp_avg.lerp_(grad, self.one_minus_beta1 * okf)
             sq.mul_(torch.where(ok, self.beta2, 1.0))
             sq.addcmul_(grad, grad * self.one_minus_beta2)
-            # Like torch, the bias corrections are computed in double, then used as floats.
-            t = self.steps.clamp(min=1).unsqueeze(1)
-            bc1 = 1 - self.beta1.double() ** t
-            bc2_sqrt = (1 - self.beta2.double() ** t).sqrt().to(p.dtype)
-            step_size = (lr_ok.double() / bc1).to(p.dtype)
             denom = torch.sqrt(sq, out=grad).div_(bc2_sqrt).add_(self.eps)
-            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), -step_size)
+            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), step_size * -okf)
             return
+        self.steps.add_(okf.view(-1))
+        lr_ok = lr * okf
+        sq = self.sq
         if kind == "rmsprop":
             sq.mul_(torch.where(ok, self.alpha, 1.0))
             sq.addcmul_(grad, grad * self.one_minus_alpha)
