@@ -226,12 +226,16 @@ class BatchedForward:
         return buf
 
     def _pack_images(self, x: torch.Tensor, K: int, shared: bool) -> torch.Tensor:
+        # channels_last: on CPU the grouped convolution, batch norm and max pooling of the
+        # packed (B, K * C, H, W) maps run several times faster in that memory format.
+        cl = torch.channels_last
         c = self.in_shape[0] if len(self.in_shape) == 3 else 1
         if shared:
             x = x.reshape(x.shape[0], c, *x.shape[-2:])
-            return x.repeat(1, K, 1, 1) if K > 1 else x
+            return (x.repeat(1, K, 1, 1) if K > 1 else x).contiguous(memory_format=cl)
         x = x.reshape(K, x.shape[1], c, *x.shape[-2:])
-        return x.transpose(0, 1).reshape(x.shape[1], K * c, *x.shape[-2:])
+        x = x.transpose(0, 1).reshape(x.shape[1], K * c, *x.shape[-2:])
+        return x.contiguous(memory_format=cl)
 
     @staticmethod
     def _conv(step: Step, params: dict[str, torch.Tensor], h: torch.Tensor, K: int) -> torch.Tensor:
