@@ -234,6 +234,46 @@ class Population:
         self._refresh_flags()
         return member
 
+    @torch.no_grad()
+    def copy_member(self, src: int, dst: int) -> None:
+        """Slot ``dst`` takes slot ``src``'s current weights, buffers and optimiser state (PBT's
+        exploit step); ``dst`` keeps its own settings, epoch count, history, best epoch and
+        best weights. Call between epochs."""
+        self._member(src), self._member(dst)
+        if src == dst:
+            return
+        self.flat[dst] = self.flat[src]
+        for n in self._bnames:
+            self.buffers[n][dst] = self.buffers[n][src]
+        self.optimizer.copy_state(src, dst)
+        self._bad[dst] = self._bad[src]
+
+    @torch.no_grad()
+    def update_member(self, k: int, **changes: Any) -> MemberSettings:
+        """Change member ``k``'s shape-keeping settings in place (``lr``, ``weight_decay``,
+        ``momentum``, ``betas``, ``eps``, ``alpha``, ``dropout``, ``label_smoothing``, ``l1``,
+        clipping) while it keeps its weights, optimiser state and schedule position (a new
+        ``lr`` becomes the schedule's base rate). Returns the new settings."""
+        member = self._member(k)
+        fixed = {"schedule", "epochs", "early_stopping"} & set(changes)
+        if fixed:
+            raise ValueError(f"update_member cannot change {', '.join(sorted(fixed))}")
+        settings = dataclasses.replace(member.settings, **changes)
+        if settings.dropout > 0 and not self._has_dropout:
+            raise ValueError(f"builder {self.spec.builder!r} has no dropout parameter")
+        member.settings = settings
+        self.optimizer.set_values(k, settings.optim_values())
+        self._keep[k] = 1.0 - settings.dropout
+        self._smoothing[k] = settings.label_smoothing
+        self._l1[k] = settings.l1
+        self._clip_norm[k] = inf_or(settings.clip_grad_norm)
+        self._clip_value[k] = inf_or(settings.clip_grad_value)
+        if "lr" in changes:
+            member.schedule.base_lrs = [float(settings.lr)]
+            member.schedule.apply()
+        self._refresh_flags()
+        return settings
+
     def stop_member(self, k: int, status: str = "pruned", reason: str = "") -> None:
         """End member ``k`` (the tuner pruned it, say); its slot stops updating until refilled."""
         member = self._member(k)

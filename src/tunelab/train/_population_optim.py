@@ -82,6 +82,15 @@ class PopulationOptimizer:
     @torch.no_grad()
     def set_member(self, k: int, values: OptimValues) -> None:
         """Give slot ``k`` new hyperparameters and fresh (zero) optimiser state."""
+        self.set_values(k, values)
+        self.steps[k] = 0
+        for state in (self.buf, self.exp_avg, self.sq):
+            if state is not None:
+                state[k].zero_()
+
+    @torch.no_grad()
+    def set_values(self, k: int, values: OptimValues) -> None:
+        """Change slot ``k``'s hyperparameters in place; its optimiser state is kept."""
         self._values[k] = values
         eps = DEFAULT_EPS[self.kind] if values.eps is None else float(values.eps)
         self.weight_decay[k] = float(values.weight_decay)
@@ -91,11 +100,15 @@ class PopulationOptimizer:
         self.one_minus_beta2[k] = 1.0 - float(values.beta2)
         self.alpha[k], self.one_minus_alpha[k] = float(values.alpha), 1.0 - float(values.alpha)
         self.eps[k] = eps
-        self.steps[k] = 0
+        self._has_wd = bool((self.weight_decay != 0).any())
+
+    @torch.no_grad()
+    def copy_state(self, src: int, dst: int) -> None:
+        """Slot ``dst`` takes slot ``src``'s optimiser state (step count, moments, buffers)."""
+        self.steps[dst] = self.steps[src]
         for state in (self.buf, self.exp_avg, self.sq):
             if state is not None:
-                state[k].zero_()
-        self._has_wd = bool((self.weight_decay != 0).any())
+                state[dst] = state[src]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"steps": self.steps}
