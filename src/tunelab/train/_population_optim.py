@@ -155,7 +155,11 @@ class PopulationOptimizer:
         """
         p, kind = self.flat, self.kind
         okf = ok.to(p.dtype)
-        grad.masked_fill_(~ok, 0.0)  # also clears NaN/inf, so 0 * grad stays 0
+        # Clears a masked member's gradient, NaN/inf included, so 0 * grad stays 0. On CPU a
+        # look at the K flags costs nothing and skips a pass when every member is ok; on an
+        # accelerator it would be a host sync per step, so the pass always runs there.
+        if p.device.type != "cpu" or not bool(ok.all()):
+            grad.masked_fill_(~ok, 0.0)
         if kind == "adamw":
             if self._has_wd:
                 p.mul_(1 - lr * okf * self.weight_decay)
@@ -166,7 +170,7 @@ class PopulationOptimizer:
             # buffer gives exactly that, and momentum 0 gives buf = d_p (plain SGD).
             lr_ok = lr * okf
             buf = self.buf
-            buf.mul_(torch.where(ok, self.momentum, 1.0)).add_(grad)
+            torch.addcmul(grad, buf, torch.where(ok, self.momentum, 1.0), out=buf)
             if self.nesterov:
                 grad.addcmul_(buf, self.momentum)
                 p.addcmul_(grad, -lr_ok)
@@ -181,10 +185,10 @@ class PopulationOptimizer:
                 step_size, bc2_sqrt = factors
             self.steps.add_(okf.view(-1))
             sq = self.sq
+            # beta * state + (1 - beta) * x as one lerp each; weight 0 keeps a masked row exactly
             self.exp_avg.lerp_(grad, self.one_minus_beta1 * okf)
-            sq.mul_(torch.where(ok, self.beta2, 1.0))
-            sq.addcmul_(grad, grad * self.one_minus_beta2)
-            denom = torch.sqrt(sq, out=grad).div_(bc2_sqrt).add_(self.eps)
+            sq.lerp_(torch.mul(grad, grad, out=grad), self.one_minus_beta2 * okf)
+            denom = torch.addcdiv(self.eps, torch.sqrt(sq, out=grad), bc2_sqrt, out=grad)
             p.addcmul_(torch.div(self.exp_avg, denom, out=grad), step_size * -okf)
             return
         self.steps.add_(okf.view(-1))
