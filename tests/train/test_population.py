@@ -326,3 +326,58 @@ def test_supports_and_group_key(digits):
     assert group_key(a, {"width": 8}) != group_key(a, {"width": 16})
     with pytest.raises(ValueError, match="population"):
         Population(ModelSpec("lstm", {}, input_shape=(8, 8), output_size=10), digits, 2)
+
+
+def test_copy_member_takes_weights_and_optimiser_state(digits):
+    pop = _three(digits)
+    pop.train_epoch()
+    pop.copy_member(2, 0)
+    assert torch.equal(pop.flat[0], pop.flat[2])
+    for name in ("exp_avg", "sq"):
+        state = getattr(pop.optimizer, name)
+        assert torch.equal(state[0], state[2])
+    assert pop.optimizer.steps[0] == pop.optimizer.steps[2]
+    assert pop.members[0].settings.lr == 1e-3  # settings are not copied
+    assert pop.members[0].epoch == 1 and len(pop.members[0].history) == 1
+    pop.copy_member(1, 1)  # a no-op
+    with pytest.raises(IndexError):
+        Population(mlp_spec(), digits, 2, batch_size=32).copy_member(0, 1)
+
+
+def test_update_member_changes_settings_in_place(digits):
+    """A member given another lr/weight decay mid-run trains on as a torch.optim run whose
+    param group changes at that moment; the other members are unaffected."""
+    spec = mlp_spec()
+    a = Population(spec, digits, 2, optimizer="adam", batch_size=32)
+    b = Population(spec, digits, 2, optimizer="adam", batch_size=32)
+    for pop in (a, b):
+        for k in range(2):
+            pop.replace_member(k, MemberSettings(lr=1e-3 * (k + 1), epochs=3), seed=k)
+        pop.train_epoch()
+    new = b.update_member(1, lr=5e-3, weight_decay=1e-3)
+    assert new.lr == 5e-3 and b.members[1].settings.weight_decay == 1e-3
+    assert b.members[1].history[-1]["lr"] == 2e-3
+    assert float(b.optimizer.weight_decay[1]) == pytest.approx(1e-3)
+    a.train_epoch()
+    b.train_epoch()
+    assert torch.equal(a.flat[0], b.flat[0])
+    assert not torch.equal(a.flat[1], b.flat[1])
+    assert b.members[1].history[-1]["lr"] == pytest.approx(5e-3)
+    # the updated member equals a torch.optim Adam run whose group changes after epoch 1
+    torch.manual_seed(1)
+    model = dataclasses.replace(spec, params={**spec.params, "dropout": 0.0}).build()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(1)
+    X, y = digits.X_train, digits.y_train
+    for epoch in range(2):
+        if epoch == 1:
+            opt.param_groups[0].update(lr=5e-3, weight_decay=1e-3)
+        order = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X), 32):
+            idx = order[i : i + 32]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    assert max_diff(b.member_module(1, best=False), model) <= TOL
+    with pytest.raises(ValueError, match="cannot change"):
+        b.update_member(0, epochs=5)

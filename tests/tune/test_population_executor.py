@@ -133,3 +133,28 @@ def test_two_workers_share_a_population_study(tmp_path):
     result = run_study(cfg, workers=2)
     assert len(result.trials) == 6
     assert result.count("complete") + result.count("pruned") == 6
+
+
+def test_pbt_records_exploit_events_and_the_study_finishes(tmp_path):
+    cfg = population_config(tmp_path, "pbt", trials=6, k=4, epochs=4)
+    cfg["tune"]["pbt"] = {"interval": 1, "quantile": 0.25, "perturb": 0.2}
+    result = run_study(cfg)
+    assert result.count("complete") == 6
+    events = [e for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
+    assert events, "no member copied another"
+    numbers = {t.number for t in result.trials}
+    for e in events:
+        assert set(e) == {"epoch", "copied_from_trial", "lr", "weight_decay"}
+        assert e["copied_from_trial"] in numbers and 1 <= e["epoch"] < 4 and e["lr"] > 0
+
+
+def test_pbt_needs_the_population_executor():
+    from pydantic import ValidationError
+
+    from tunelab.config import TuneConfig
+
+    with pytest.raises(ValidationError, match=r"tune\.executor: population"):
+        TuneConfig(pbt={"interval": 2})
+    assert TuneConfig(executor="population", pbt={"interval": 2}).pbt.quantile == 0.25
+    with pytest.raises(ValidationError):
+        TuneConfig(executor="population", pbt={"interval": 2, "quantile": 0.5})

@@ -33,6 +33,17 @@ class ResourcesConfig(Section):
     gpu: float = Field(0.0, ge=0)
 
 
+class PBTConfig(Section):
+    """Population-based training on top of ``tune.executor: population`` (docs/tune.md)."""
+
+    # Every ``interval`` epochs of a member, the bottom ``quantile`` of a population's running
+    # members (by tune.metric) copy the weights and optimiser state of a random member of the
+    # top ``quantile`` and its lr and weight decay, each multiplied by 1 - perturb or 1 + perturb.
+    interval: int = Field(4, ge=1)
+    quantile: float = Field(0.25, gt=0, lt=0.5)
+    perturb: float = Field(0.2, ge=0, lt=1)
+
+
 class ObjectiveConfig(Section):
     """One objective of a (multi-objective) study."""
 
@@ -62,6 +73,7 @@ class TuneConfig(Section):
     # once as one vectorised population (``population``: K, or ``auto`` from the model's size).
     executor: Literal["local", "population"] = "local"
     population: int | Literal["auto"] = "auto"
+    pbt: PBTConfig | None = None  # population-based training (population executor only)
     # Where trials run: this machine (``--workers``) or a Ray cluster (docs/scale.md).
     backend: Literal["local", "ray"] = "local"
     address: str | None = None  # ray: None starts a local cluster; "auto", "HOST:PORT", "ray://"
@@ -131,6 +143,10 @@ class TuneConfig(Section):
             )
         if self.backend == "ray" and self.executor == "population":
             raise ValueError("tune.executor: population runs on the local backend only")
+        if self.pbt is not None and self.executor != "population":
+            raise ValueError("tune.pbt (population-based training) needs tune.executor: population")
+        if self.pbt is not None and self.objectives and len(self.objectives) > 1:
+            raise ValueError("tune.pbt ranks members by one metric; it cannot run multi-objective")
         return self
 
     @model_validator(mode="after")

@@ -151,6 +151,7 @@ class Population:
         self._bad = torch.zeros(K, dtype=torch.bool, device=dev)
         self.best_flat = self.flat.clone()
         self.best_buffers = {n: b.clone() for n, b in self.buffers.items()}
+        self._seed = int(seed)
         self._gen = torch.Generator(device=dev).manual_seed(int(seed))
         self._rows = batch_sizes(len(self._X), self.batch_size)
         self.steps_per_epoch = len(self._rows)
@@ -218,6 +219,11 @@ class Population:
         )
         member.schedule.apply()
         member.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        # Its own dropout stream (trial seed and population seed): its masks never depend on
+        # which other members share the population.
+        member.dropout_generator = torch.Generator(device=self.device).manual_seed(
+            (int(seed) * 1_000_003 + self._seed) % 2**63
+        )
         member.monitor = Monitor(self.monitor)
         es = settings.early_stopping
         if es is not None and (len(self._Xv) > 0 or not es.monitor.startswith("val_")):
@@ -228,6 +234,46 @@ class Population:
         self._refresh_flags()
         return member
 
+    @torch.no_grad()
+    def copy_member(self, src: int, dst: int) -> None:
+        """Slot ``dst`` takes slot ``src``'s current weights, buffers and optimiser state (PBT's
+        exploit step); ``dst`` keeps its own settings, epoch count, history, best epoch and
+        best weights. Call between epochs."""
+        self._member(src), self._member(dst)
+        if src == dst:
+            return
+        self.flat[dst] = self.flat[src]
+        for n in self._bnames:
+            self.buffers[n][dst] = self.buffers[n][src]
+        self.optimizer.copy_state(src, dst)
+        self._bad[dst] = self._bad[src]
+
+    @torch.no_grad()
+    def update_member(self, k: int, **changes: Any) -> MemberSettings:
+        """Change member ``k``'s shape-keeping settings in place (``lr``, ``weight_decay``,
+        ``momentum``, ``betas``, ``eps``, ``alpha``, ``dropout``, ``label_smoothing``, ``l1``,
+        clipping) while it keeps its weights, optimiser state and schedule position (a new
+        ``lr`` becomes the schedule's base rate). Returns the new settings."""
+        member = self._member(k)
+        fixed = {"schedule", "epochs", "early_stopping"} & set(changes)
+        if fixed:
+            raise ValueError(f"update_member cannot change {', '.join(sorted(fixed))}")
+        settings = dataclasses.replace(member.settings, **changes)
+        if settings.dropout > 0 and not self._has_dropout:
+            raise ValueError(f"builder {self.spec.builder!r} has no dropout parameter")
+        member.settings = settings
+        self.optimizer.set_values(k, settings.optim_values())
+        self._keep[k] = 1.0 - settings.dropout
+        self._smoothing[k] = settings.label_smoothing
+        self._l1[k] = settings.l1
+        self._clip_norm[k] = inf_or(settings.clip_grad_norm)
+        self._clip_value[k] = inf_or(settings.clip_grad_value)
+        if "lr" in changes:
+            member.schedule.base_lrs = [float(settings.lr)]
+            member.schedule.apply()
+        self._refresh_flags()
+        return settings
+
     def stop_member(self, k: int, status: str = "pruned", reason: str = "") -> None:
         """End member ``k`` (the tuner pruned it, say); its slot stops updating until refilled."""
         member = self._member(k)
@@ -237,6 +283,14 @@ class Population:
     def _refresh_flags(self) -> None:
         live = [m.settings for m in self.members if m is not None and m.running]
         self._any_dropout = any(s.dropout > 0 for s in live)
+        # Dropout masks are drawn only for the members with dropout (None: all of them).
+        rows = [
+            k
+            for k, m in enumerate(self.members)
+            if m is not None and m.running and m.settings.dropout > 0
+        ]
+        self._drop_rows = torch.tensor(rows, dtype=torch.long, device=self.flat.device)
+        self._drop_gens = [self.members[k].dropout_generator for k in rows]  # type: ignore[union-attr]
         self.loss.use_smoothing = any(s.label_smoothing > 0 for s in live)
         self._any_l1 = any(s.l1 > 0 for s in live)
         self._any_norm = any(s.clip_grad_norm is not None for s in live)
@@ -376,28 +430,44 @@ class Population:
     def _train_steps(
         self, order: torch.Tensor, lrs: torch.Tensor, running: torch.Tensor
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        X, y, bs, grad, flat = self._X, self._y, self.batch_size, self.grad, self.flat
+        bs, grad, flat = self.batch_size, self.grad, self.flat
         keep = self._keep if self._any_dropout else None
         l1 = self._l1 * self._l1_mask if self._any_l1 else None
         clip_norm = self._clip_norm if self._any_norm else None
         clip_value = self._clip_value if self._any_value else None
         bn = bool(self._bnames)
+        # This epoch's batches in one gather (each step's is a view of it), Adam's bias
+        # corrections for every step at once, and a "stopped" mask (not running or sick) that
+        # only ever gains members within the epoch: a handful of small ops per step.
+        X, y = self._X[order], self._y[order]
+        factors = self.optimizer.epoch_factors(lrs)
+        stopped = ~running.unsqueeze(1) | self._bad.unsqueeze(1)
         losses, norms = [], []
         for s in range(self.steps_per_epoch):
-            idx = order[:, s * bs : (s + 1) * bs]
+            xb, yb = X[:, s * bs : (s + 1) * bs], y[:, s * bs : (s + 1) * bs]
             saved = [self.buffers[n].clone() for n in self._bnames] if bn else None
             out = self.forward(
-                self.params, self.buffers, X[idx], training=True, keep=keep, generator=self._gen
+                self.params,
+                self.buffers,
+                xb,
+                training=True,
+                keep=keep,
+                generator=self._gen,
+                drop_rows=self._drop_rows,
+                drop_generators=self._drop_gens,
             )
-            loss = self.loss(out, y[idx])
+            loss = self.loss(out, yb)
             self._backward(loss.sum())
             if l1 is not None:
                 grad.add_(l1 * torch.sign(flat))
             norm = torch.linalg.vector_norm(grad, dim=1)
-            self._bad |= running & ~(torch.isfinite(loss) & torch.isfinite(norm))
-            ok = (running & ~self._bad).unsqueeze(1)
+            # loss + norm is finite iff both are (a sum overflowing to inf is sick anyway)
+            stopped |= ~torch.isfinite(loss + norm).unsqueeze(1)
+            ok = ~stopped
             clip_(grad, norm, clip_norm, clip_value)
-            self.optimizer.step(grad, lrs[s], ok)
+            self.optimizer.step(
+                grad, lrs[s], ok, None if factors is None else (factors[0][s], factors[1][s])
+            )
             if saved is not None:
                 with torch.no_grad():
                     for name, old in zip(self._bnames, saved, strict=True):
@@ -407,6 +477,7 @@ class Population:
             grad.zero_()
             losses.append(loss.detach())
             norms.append(norm)
+        self._bad |= stopped.squeeze(1) & running
         return losses, norms
 
     def _backward(self, total: torch.Tensor) -> None:

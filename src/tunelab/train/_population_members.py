@@ -176,6 +176,7 @@ class Member:
     wall_time_s: float = 0.0
     schedule: Any = None
     generator: Any = None
+    dropout_generator: Any = None
     monitor: Any = None
     early: Any = None
 

@@ -82,6 +82,15 @@ class PopulationOptimizer:
     @torch.no_grad()
     def set_member(self, k: int, values: OptimValues) -> None:
         """Give slot ``k`` new hyperparameters and fresh (zero) optimiser state."""
+        self.set_values(k, values)
+        self.steps[k] = 0
+        for state in (self.buf, self.exp_avg, self.sq):
+            if state is not None:
+                state[k].zero_()
+
+    @torch.no_grad()
+    def set_values(self, k: int, values: OptimValues) -> None:
+        """Change slot ``k``'s hyperparameters in place; its optimiser state is kept."""
         self._values[k] = values
         eps = DEFAULT_EPS[self.kind] if values.eps is None else float(values.eps)
         self.weight_decay[k] = float(values.weight_decay)
@@ -91,11 +100,15 @@ class PopulationOptimizer:
         self.one_minus_beta2[k] = 1.0 - float(values.beta2)
         self.alpha[k], self.one_minus_alpha[k] = float(values.alpha), 1.0 - float(values.alpha)
         self.eps[k] = eps
-        self.steps[k] = 0
+        self._has_wd = bool((self.weight_decay != 0).any())
+
+    @torch.no_grad()
+    def copy_state(self, src: int, dst: int) -> None:
+        """Slot ``dst`` takes slot ``src``'s optimiser state (step count, moments, buffers)."""
+        self.steps[dst] = self.steps[src]
         for state in (self.buf, self.exp_avg, self.sq):
             if state is not None:
-                state[k].zero_()
-        self._has_wd = bool((self.weight_decay != 0).any())
+                state[dst] = state[src]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"steps": self.steps}
@@ -107,9 +120,34 @@ class PopulationOptimizer:
     # ---- the step ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, grad: torch.Tensor, lr: torch.Tensor, ok: torch.Tensor) -> None:
+    def epoch_factors(self, lrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Adam's per-step ``(step_size, bias_correction2_sqrt)``, each ``(S, K, 1)``, for the
+        ``S`` steps of an epoch at rates ``lrs`` ``(S, K, 1)``, computed at once (a member that
+        stays ``ok`` is at step ``steps + s + 1``; a masked one moves by an exact zero anyway).
+        None for the other optimisers. Pass row ``s`` to :meth:`step` as ``factors``."""
+        if self.kind not in ("adam", "adamw"):
+            return None
+        S, dtype = lrs.shape[0], self.flat.dtype
+        t = self.steps.unsqueeze(0) + torch.arange(
+            1, S + 1, dtype=torch.float64, device=lrs.device
+        ).unsqueeze(1)
+        t = t.unsqueeze(-1)  # (S, K, 1)
+        # Like torch, the bias corrections are computed in double, then used as floats.
+        bc1 = 1 - self.beta1.double().unsqueeze(0) ** t
+        bc2_sqrt = (1 - self.beta2.double().unsqueeze(0) ** t).sqrt().to(dtype)
+        return (lrs.double() / bc1).to(dtype), bc2_sqrt
+
+    @torch.no_grad()
+    def step(
+        self,
+        grad: torch.Tensor,
+        lr: torch.Tensor,
+        ok: torch.Tensor,
+        factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         """One update of every member with ``ok`` (``(K, 1)`` bool) at learning rates ``lr``
-        (``(K, 1)``); the other rows keep parameters and state bit for bit.
+        (``(K, 1)``); the other rows keep parameters and state bit for bit. ``factors``: this
+        step's row of :meth:`epoch_factors` (Adam; computed here when None).
 
         In place and without ``torch.where`` on the ``(K, P)`` tensors: a masked member's
         gradient is zeroed and its rates are 0 (its decay factors 1), so each update adds an
@@ -117,38 +155,45 @@ class PopulationOptimizer:
         """
         p, kind = self.flat, self.kind
         okf = ok.to(p.dtype)
-        grad.masked_fill_(~ok, 0.0)  # also clears NaN/inf, so 0 * grad stays 0
-        lr_ok = lr * okf
+        # Clears a masked member's gradient, NaN/inf included, so 0 * grad stays 0. On CPU a
+        # look at the K flags costs nothing and skips a pass when every member is ok; on an
+        # accelerator it would be a host sync per step, so the pass always runs there.
+        if p.device.type != "cpu" or not bool(ok.all()):
+            grad.masked_fill_(~ok, 0.0)
         if kind == "adamw":
             if self._has_wd:
-                p.mul_(1 - lr_ok * self.weight_decay)
+                p.mul_(1 - lr * okf * self.weight_decay)
         elif self._has_wd:
             grad.addcmul_(p, self.weight_decay * okf)
         if kind == "sgd":
             # torch: buf = d_p on the first step, else momentum * buf + d_p (dampening 0); a zero
             # buffer gives exactly that, and momentum 0 gives buf = d_p (plain SGD).
+            lr_ok = lr * okf
             buf = self.buf
-            buf.mul_(torch.where(ok, self.momentum, 1.0)).add_(grad)
+            torch.addcmul(grad, buf, torch.where(ok, self.momentum, 1.0), out=buf)
             if self.nesterov:
                 grad.addcmul_(buf, self.momentum)
                 p.addcmul_(grad, -lr_ok)
             else:
                 p.addcmul_(buf, -lr_ok)
             return
-        self.steps.add_(okf.reshape(-1).double())
-        sq = self.sq
         if kind in ("adam", "adamw"):
+            if factors is None:
+                step_size, bc2_sqrt = self.epoch_factors(lr.unsqueeze(0))  # type: ignore[misc]
+                step_size, bc2_sqrt = step_size[0], bc2_sqrt[0]
+            else:
+                step_size, bc2_sqrt = factors
+            self.steps.add_(okf.view(-1))
+            sq = self.sq
+            # beta * state + (1 - beta) * x as one lerp each; weight 0 keeps a masked row exactly
             self.exp_avg.lerp_(grad, self.one_minus_beta1 * okf)
-            sq.mul_(torch.where(ok, self.beta2, 1.0))
-            sq.addcmul_(grad, grad * self.one_minus_beta2)
-            # Like torch, the bias corrections are computed in double, then used as floats.
-            t = self.steps.clamp(min=1).unsqueeze(1)
-            bc1 = 1 - self.beta1.double() ** t
-            bc2_sqrt = (1 - self.beta2.double() ** t).sqrt().to(p.dtype)
-            step_size = (lr_ok.double() / bc1).to(p.dtype)
-            denom = torch.sqrt(sq, out=grad).div_(bc2_sqrt).add_(self.eps)
-            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), -step_size)
+            sq.lerp_(torch.mul(grad, grad, out=grad), self.one_minus_beta2 * okf)
+            denom = torch.addcdiv(self.eps, torch.sqrt(sq, out=grad), bc2_sqrt, out=grad)
+            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), step_size * -okf)
             return
+        self.steps.add_(okf.view(-1))
+        lr_ok = lr * okf
+        sq = self.sq
         if kind == "rmsprop":
             sq.mul_(torch.where(ok, self.alpha, 1.0))
             sq.addcmul_(grad, grad * self.one_minus_alpha)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,7 @@ class _Slot:
     trial: optuna.Trial
     cfg: ExperimentConfig
     directory: Path
+    pbt: list[dict[str, Any]] = field(default_factory=list)  # PBT exploit events
 
 
 @dataclass
@@ -221,6 +223,8 @@ class _PopulationRun:
         from ..train import SickTrialPolicy
 
         self.policy = SickTrialPolicy() if tune.stop_sick_trials else None
+        self.pbt = tune.pbt if self.report else None
+        self.rng = random.Random(int(self.cfg.seed))
         storage = study._storage
         self._heartbeat = False
         with contextlib.suppress(Exception):
@@ -377,6 +381,50 @@ class _PopulationRun:
             slot = group.slots.get(k)
             if slot is not None:
                 self._after_epoch(group, k, slot, row)
+        if self.pbt is not None:
+            self._exploit(group, metrics)
+
+    def _exploit(self, group: _Group, rows: dict[int, dict[str, Any]]) -> None:
+        """PBT: the bottom quantile of the running members (by tune.metric this epoch) that sit
+        at a multiple of ``interval`` epochs copy a random top-quantile member's weights and
+        optimiser state, with its lr and weight decay each times 1 -/+ perturb (at random)."""
+        from optuna.study import StudyDirection
+
+        pbt, pop, metric = self.pbt, group.population, self.metrics[0]
+        assert pbt is not None
+        scored = []
+        for k in group.slots:
+            member, row = pop.members[k], rows.get(k)
+            value = None if row is None else row.get(metric)
+            if member is None or not member.running or value is None:
+                continue
+            if math.isfinite(float(value)):
+                scored.append((float(value), k))
+        if len(scored) < 2:
+            return
+        scored.sort(reverse=self.study.direction == StudyDirection.MAXIMIZE)  # best first
+        n = max(1, int(len(scored) * pbt.quantile))
+        top = [k for _, k in scored[:n]]
+        for _, k in scored[-n:]:
+            member = pop.members[k]
+            if k in top or member.epoch % pbt.interval or member.epoch >= member.settings.epochs:
+                continue
+            src = self.rng.choice(top)
+            settings = pop.members[src].settings
+            lr = settings.lr * self.rng.choice((1 - pbt.perturb, 1 + pbt.perturb))
+            wd = settings.weight_decay * self.rng.choice((1 - pbt.perturb, 1 + pbt.perturb))
+            pop.copy_member(src, k)
+            pop.update_member(k, lr=lr, weight_decay=wd)
+            slot = group.slots[k]
+            slot.pbt.append(
+                {
+                    "epoch": member.epoch,
+                    "copied_from_trial": group.slots[src].trial.number,
+                    "lr": lr,
+                    "weight_decay": wd,
+                }
+            )
+            slot.trial.set_user_attr("pbt_history", list(slot.pbt))
 
     def _after_epoch(self, group: _Group, k: int, slot: _Slot, row: dict[str, Any]) -> None:
         from ..train._loggers import jsonable
