@@ -57,6 +57,22 @@ class FoldOutcome:
     directory: Path
     findings: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def of_fit(
+        cls, result: Any, values: list[float], directory: Path, findings: list[dict[str, Any]]
+    ) -> FoldOutcome:
+        """The outcome of a fit's :class:`~tunelab.train.FitResult` (any executor's)."""
+        return cls(
+            values=values,
+            status=result.status,
+            reason=result.reason,
+            epochs=int(result.epochs_run),
+            best_epoch=result.best_epoch,
+            metrics=_plain(result.best_metrics),
+            directory=directory,
+            findings=findings,
+        )
+
 
 def kfold_bundles(bundle: DataBundle, folds: int, stratified: bool, seed: int) -> Iterator:
     """The data stage's ``kfold_splits`` when it has one; otherwise the same thing here.
@@ -218,16 +234,7 @@ class TrainingObjective:
                     values.append(measure_cost(metric, run.model, bundle.X_val, weights))
                 else:
                     values.append(_metric_value(result.best_metrics, metric))
-        return FoldOutcome(
-            values=values,
-            status=result.status,
-            reason=result.reason,
-            epochs=int(result.epochs_run),
-            best_epoch=result.best_epoch,
-            metrics=_plain(result.best_metrics),
-            directory=directory,
-            findings=findings,
-        )
+        return FoldOutcome.of_fit(result, values, directory, findings)
 
     def _record_progress(self, trial: optuna.Trial, outcomes: list[FoldOutcome]) -> None:
         # Each attribute is one database write, so the per-fit record is kept to four.

@@ -69,7 +69,7 @@ from ..rundir import RunDir
 from ._budget import EPOCHS_ATTR, ERROR_ATTR, Budget
 from ._loop import StartLock, is_fatal, one_line
 from ._measure import COST_METRICS, measure_cost
-from ._objective import SICK_STATUSES, FoldOutcome, _findings_of, _plain
+from ._objective import SICK_STATUSES, FoldOutcome, _findings_of
 from ._options import StudyOptions
 from ._progress import LiveTable, progress_mode, trial_callbacks
 from ._space import suggest
@@ -533,16 +533,7 @@ class _PopulationRun:
         (slot.directory / "result.json").write_text(
             json.dumps(jsonable(summary), indent=2), encoding="utf-8"
         )
-        return FoldOutcome(
-            values=values,
-            status=result.status,
-            reason=result.reason,
-            epochs=int(result.epochs_run),
-            best_epoch=result.best_epoch,
-            metrics=_plain(result.best_metrics),
-            directory=slot.directory,
-            findings=_findings_of(None, sickness),
-        )
+        return FoldOutcome.of_fit(result, values, slot.directory, _findings_of(None, sickness))
 
     def _sick_verdict(self, member: Any) -> Any:
         """The :class:`Sickness` of a member that left sick (the policy's pure judgement)."""
