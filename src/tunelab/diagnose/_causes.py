@@ -131,7 +131,12 @@ def _memory(cause: Finding, effect: Finding) -> str | None:
 
 def _exploding(cause: Finding, effect: Finding) -> str | None:
     if not _explodes_first(cause):
-        return None
+        if effect.kind == "diverging_loss":
+            return None  # a loss that rose first explains the gradient (see _diverging)
+        return (
+            f"gradients or steps far larger than the weights ({_when(cause)}) push units into "
+            f"their dead or flat region and wreck what was learned: {effect.kind} follows"
+        )
     fig = cause.figures or {}
     ratio = fig.get("first_over_last")
     growth = (

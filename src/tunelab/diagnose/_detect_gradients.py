@@ -165,7 +165,6 @@ class ExplodingGradients(Detector):
             return []
         return [self.finding("exploding_gradients", "warning", "; ".join(reasons), figures)]
 
-
     def _initial_growth(self, samples: list[GradSample], before: int) -> dict:
         """What the finite samples before a NaN/inf say about the initialisation: the first
         sample's first/last layer ratio and the largest per-weight RMS (for the causal link)."""
