@@ -78,7 +78,62 @@ def test_remedies_compute_values_from_the_config():
     assert change("memory_pressure") == {"train.batch_size": 64, "train.accumulate_steps": 4}
     assert change("overfitting") == {"train.weight_decay": 0.001, "model.params.dropout": 0.3}
     assert change("underfitting") == {"model.params.width": 64, "model.params.depth": 2}
-    assert change("slow_convergence") == {"train.lr": 0.2 if ctx.optimizer else 0.01}
+    # raise_lr never lowers the learning rate: 0.02 is above the Adam cap 0.01, so it doubles
+    # (this test used to pin 0.02 -> 0.01, a "raise" that lowered it).
+    assert change("slow_convergence") == {"train.lr": 0.04}
+
+
+def test_raise_lr_never_lowers_the_learning_rate():
+    for lr in (1e-6, 1e-4, 3e-3, 0.01, 0.02, 0.5):
+        for opt in (None, "adam", "sgd"):
+            ctx = RemedyContext(lr=lr, optimizer=opt)
+            f = prescribe(Finding("slow_convergence", "warning", "x"), ctx)
+            assert f.config_change["train.lr"] > lr, (lr, opt)
+
+
+def test_data_bottleneck_prescribes_no_setting_without_effect():
+    f = prescribe(Finding("data_bottleneck", "warning", "x"), RemedyContext(num_workers=0))
+    assert not (f.config_change or {}).get("train.num_workers")
+
+
+def test_each_remedy_changes_what_it_names():
+    """Every config change a remedy prescribes is accepted by the config and changes the value
+    it names (a prescription that sets what is already there, or a path the config lacks, is
+    not a prescription)."""
+    from tunelab.diagnose._repair import _current
+
+    cfg = parse_config(
+        {
+            "model": {"builder": "mlp", "params": {"width": 32, "depth": 1, "dropout": 0.3}},
+            "train": {
+                "lr": 0.02,
+                "batch_size": 128,
+                "weight_decay": 0.01,
+                "optimizer": "sgd",
+                "momentum": 0.0,
+            },
+        }
+    )
+    ctx = RemedyContext(
+        config=cfg,
+        train=cfg.train,
+        lr=0.02,
+        batch_size=128,
+        weight_decay=0.01,
+        optimizer="sgd",
+        momentum=0.0,
+        activations={"sigmoid"},
+        init="default",
+        builder_params={"width", "depth", "dropout", "activation", "batch_norm", "widths"},
+    )
+    for kind in KINDS:
+        f = prescribe(Finding(kind, "warning", "x"), ctx)
+        change = f.config_change or {}
+        if change:
+            new = cfg.with_values(change)
+            for path, value in change.items():
+                assert _current(new, path) == value, (kind, path)
+                assert _current(cfg, path) != value, (kind, path)
 
 
 def test_a_registered_remedy_replaces_the_default():
