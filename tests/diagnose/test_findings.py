@@ -164,3 +164,111 @@ def test_plain_loop_prescriptions_read_the_optimizer():
 def test_unknown_detector_name_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"registered detectors: .*dead_relu"):
         Doctor(nn.Linear(2, 2), None, detectors=["dead_relus"])
+
+
+def _f(kind, severity="warning", step=None, **figures):
+    seen = {"epoch": 1, "step": step} if step else None
+    return Finding(kind, severity, f"{kind} evidence", figures, first_seen=seen)
+
+
+def test_the_cause_ranks_first_and_names_its_consequences():
+    report = DiagnosisReport(
+        [_f("dead_relu", "error", step=30), _f("diverging_loss", "warning", step=12)]
+    )
+    assert [f.kind for f in report.causes] == ["diverging_loss"]
+    assert report.findings[0].kind == "diverging_loss"  # though the consequence is an error
+    assert [f.kind for f in report.consequences_of("diverging_loss")] == ["dead_relu"]
+    why = report.get("diverging_loss").link_evidence["dead_relu"]
+    assert "step 12" in why and "step 30" in why and "before" in why
+    text = report.summary()
+    assert "Cause: [WARNING] diverging_loss" in text and "Consequences: dead_relu" in text
+    data = report.to_dict()
+    assert data["causes"] == ["diverging_loss"]
+    assert data["consequences"] == {"diverging_loss": ["dead_relu"]}
+    again = DiagnosisReport.from_dict(data)
+    assert [f.kind for f in again.causes] == ["diverging_loss"]
+
+
+def test_data_faults_are_causes_never_consequences():
+    report = DiagnosisReport(
+        [
+            _f("unscaled_inputs", max_rms=1040.0),
+            _f("nan_or_inf_data", "error"),
+            _f("saturated_activations", "error", step=3),
+            _f("exploding_gradients", "error", step=2, first_over_last=500.0),
+        ]
+    )
+    causes = {f.kind for f in report.causes}
+    assert causes == {"unscaled_inputs", "nan_or_inf_data"}
+    assert "1.04e+03" in report.get("unscaled_inputs").link_evidence["saturated_activations"]
+
+
+def test_exploding_from_the_initialisation_explains_the_diverging_loss_and_not_reverse():
+    init = DiagnosisReport(
+        [
+            _f("diverging_loss", "error", step=5),
+            _f("exploding_gradients", "error", step=1, first_over_last=300.0),
+        ]
+    )
+    assert [f.kind for f in init.causes] == ["exploding_gradients"]
+    assert "layer by layer" in init.get("exploding_gradients").link_evidence["diverging_loss"]
+    lr = DiagnosisReport(
+        [
+            _f("diverging_loss", "error", step=5),
+            _f("exploding_gradients", "warning", step=40, median_max_update_ratio=3.0),
+        ]
+    )
+    assert [f.kind for f in lr.causes] == ["diverging_loss"]
+
+
+def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_overfitting():
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(val_rows):
+        rec = TrainingRecord(step_losses=[1.0] * 5)
+        for e in range(1, 21):
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 10,
+                    train_loss=1.0 / e,
+                    val_loss=0.5 / e**0.5,
+                    train_metric=0.992,
+                    val_metric=49 / 54 if e % 2 else 50 / 54,
+                    step_loss_mean=1.0 / e,
+                    val_rows=val_rows,
+                )
+            )
+        return rec
+
+    # 0.075 apart on 54 rows (SE 0.037) while the val loss is still at its best: no finding.
+    assert Overfitting().check(record(54)) == []
+    assert Overfitting().check(record(None)) == []  # 54 read off the values themselves
+    # The same gap measured on 54,000 rows is far beyond the noise.
+    assert Overfitting().check(record(54000))[0].kind == "overfitting"
+
+
+def test_the_quick_baseline_is_quick_and_scores_the_same_split():
+    import time
+
+    from tunelab.diagnose import quick_baseline
+
+    from .zoo import dataset
+
+    started = time.perf_counter()
+    b = quick_baseline(*dataset("digits"))
+    assert b.score > 0.9 and set(b.scores) == {"linear model", "gradient boosting"}
+    assert time.perf_counter() - started < 10  # about a second, on a busy 2-core machine
+    r = quick_baseline(*dataset("diabetes"), task="regression")
+    assert r.metric == "r2" and 0.2 < r.score < 0.7
+
+
+def test_class_imbalance_names_classes_by_their_labels():
+    from tunelab.diagnose._data_checks import imbalance_finding
+    from tunelab.diagnose._repair import _name_classes
+
+    f = imbalance_finding({0: 950, 1: 50})
+    _name_classes(f, ["healthy", "sick"])
+    assert "class 'healthy' has 950" in f.evidence and "class 'sick' only 50" in f.evidence
