@@ -153,20 +153,30 @@ class AddCapacity(Remedy):
         )
 
 
+# Widening doubles a layer, but a layer narrower than this is the bottleneck itself: doubling
+# 3 -> 6 units only delays the fix by rounds (the repair loop keeps a wider net only while it
+# pays beyond the noise, so a generous step costs nothing when it does not help).
+MIN_WIDTH = 32
+
+
+def _wider(width: int) -> int:
+    return max(2 * int(width), MIN_WIDTH)
+
+
 def _bigger_model(ctx: RemedyContext) -> dict[str, Any]:
     change: dict[str, Any] = {}
     if ctx.config is None:
         if ctx.width:
-            change["model.params.width"] = 2 * ctx.width
+            change["model.params.width"] = _wider(ctx.width)
         if ctx.depth is not None and ctx.depth < 2:
             change["model.params.depth"] = ctx.depth + 1
         return change
     params = ctx.config.model.params
     if ctx.accepts("widths") and params.get("widths"):
-        change["model.params.widths"] = [2 * int(w) for w in params["widths"]]
+        change["model.params.widths"] = [_wider(w) for w in params["widths"]]
     elif ctx.accepts("width"):
         defaults = _builder_defaults(ctx)
-        change["model.params.width"] = 2 * int(params.get("width", defaults.get("width", 64)))
+        change["model.params.width"] = _wider(params.get("width", defaults.get("width", 64)))
         depth = int(params.get("depth", defaults.get("depth", 2)))
         if ctx.accepts("depth") and depth < 2:
             change["model.params.depth"] = depth + 1

@@ -332,7 +332,10 @@ def _judge(r: FixRound, best: FixRound, treated: str, mode: str, n: int | None) 
     gain = sign * (r.value - best.value)
     noise = _noise(best.value, n)
     move = f"{name} {best.value:.4f} -> {r.value:.4f}"
-    gone = treated not in {f.kind for f in r.problems}
+    # "Gone" counts only for a problem the previous best run had (a run treated for being
+    # below the baseline had none: it must improve beyond the noise).
+    had = treated in {f.kind for f in best.problems}
+    gone = had and treated not in {f.kind for f in r.problems}
     if gain > noise:
         return True, f"kept: {move}, beyond the noise ({noise:.3f})"
     if gain >= 0 and gone:
@@ -363,9 +366,16 @@ def _candidates(
             and rnd.metric in ("val_accuracy", "val_r2")
             and baseline.score - rnd.value > _noise(rnd.value, n_val)
         ):
+            # Capacity first (the cheaper question: does a bigger model pay?), then the
+            # range test's higher learning rate.
+            out = []
+            bigger = _capacity_change(cfg)
+            if bigger:
+                out.append(("underfitting", bigger))
             measured = _measured_lr(cfg, data_for, raise_=True)
             if measured is not None:
-                return [("underfitting", {"train.lr": measured})]
+                out.append(("underfitting", {"train.lr": measured}))
+            return out
         return []
     ordered = report.causes + [f for f in report.problems if f not in report.causes]
     out: list[tuple[str, dict]] = []
@@ -385,6 +395,21 @@ def _candidates(
                 seen.add(key)
                 out.append((f.kind, option))
     return out
+
+
+def _capacity_change(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The add_capacity remedy's change for ``cfg`` (a wider/deeper model), or {}."""
+    from ._remedies import prescribe
+
+    ctx = RemedyContext(config=cfg, train=cfg.train, weight_decay=float(cfg.train.weight_decay))
+    try:
+        from ..models import builder_parameters
+
+        ctx.builder_params = set(builder_parameters(cfg.model.builder))
+    except Exception:  # a custom builder we cannot inspect
+        ctx.builder_params = None
+    f = prescribe(Finding("underfitting", "warning", "below the baseline"), ctx)
+    return {k: v for k, v in (f.config_change or {}).items() if _current(cfg, k) != v}
 
 
 _LR_CACHE: dict[str, float | None] = {}
