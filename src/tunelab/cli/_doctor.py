@@ -25,7 +25,7 @@ def doctor(
         None, "--epochs", min=1, help="Epochs of each diagnostic run (default: up to 10)."
     ),
     fix: bool = typer.Option(
-        False, "--fix", help="Apply the prescribed config changes and re-run until healthy."
+        False, "--fix", help="Treat one cause per round; keep what helps, revert what does not."
     ),
     rounds: int | None = typer.Option(
         None,

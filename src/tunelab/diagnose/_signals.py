@@ -187,11 +187,10 @@ def rows_behind(record: TrainingRecord, name: str = "val") -> int | None:
     values = sorted({round(v, 7) for v in record.series(f"{name}_metric") if 0.0 < v < 1.0})
     found = None
     if values:
-        arr = np.asarray(values)
-        for n in range(2, 20001):
-            counts = arr * n
-            if np.all(np.abs(counts - np.round(counts)) < 2e-3):
-                found = n
-                break
+        ns = np.arange(2, 20001, dtype=np.float64)
+        counts = np.outer(np.asarray(values[:8]), ns)  # a few values settle it; one pass
+        fits = np.all(np.abs(counts - np.round(counts)) < 2e-3, axis=0)
+        hits = np.flatnonzero(fits)
+        found = int(ns[hits[0]]) if hits.size else None
     record.cache[key] = found
     return found
