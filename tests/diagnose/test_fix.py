@@ -11,7 +11,9 @@ from tunelab.cli import main
 from tunelab.config import load_config, parse_config
 from tunelab.diagnose._repair import diagnose_config
 
-from .fix_zoo import FIX_CASES
+from .fix_zoo import FIX_CASES as ALL_FIX_CASES
+
+FIX_CASES = [c for c in ALL_FIX_CASES if c.in_suite]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +37,31 @@ def test_fix_repairs_at_least_80_percent_of_the_faulty_configs(runs):
     for case in FIX_CASES:
         run = runs[case.name]
         last = run.final
-        if run.repaired and last.value is not None and last.value >= case.metric_at_least:
+        # Repaired = the returned config meets the target (a warning may remain).
+        if last.value is not None and last.value >= case.metric_at_least:
             repaired.append(case.name)
     assert len(repaired) >= 0.8 * len(FIX_CASES), repaired
+
+
+def test_fix_never_returns_a_config_worse_than_the_start(runs):
+    for case in FIX_CASES:
+        run = runs[case.name]
+        start, best = run.rounds[0].value, run.best.value
+        if start is not None:
+            assert best is not None and best >= start, (case.name, start, best)
+        assert run.config is not None and run.stopped_because
+
+
+def test_one_cause_per_round_and_a_worse_change_is_reverted(runs):
+    for case in FIX_CASES:
+        run = runs[case.name]
+        for r in run.rounds[1:]:
+            assert r.treated and r.verdict.startswith(("kept", "reverted")), (case.name, r)
+            if r.verdict.startswith("reverted"):
+                assert r.round != run.best_round
+    # Unscaled inputs: the root cause's prescription alone (scaling), not six changes.
+    first_change = runs["unscaled"].rounds[1].changes
+    assert first_change == {"data.scale": "standard"}, first_change
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(runs):
@@ -59,9 +83,12 @@ def test_fix_rounds_and_repaired_config_are_written(runs):
     assert rounds["repaired"] is True
     first = {f["kind"]: f for f in rounds["rounds"][0]["findings"]}
     assert first["diverging_loss"]["severity"] == "error"
-    assert rounds["rounds"][1]["changes"]["train.lr"] == pytest.approx(0.5)
+    # The learning rate comes from the LR range test, not a 10x step; it is lower, and kept.
+    lr = rounds["rounds"][1]["changes"]["train.lr"]
+    assert 0 < lr < 5.0 and rounds["rounds"][1]["treated"] == "diverging_loss"
     repaired = load_config(run.directory / "config.yaml")
-    assert repaired.train.lr == pytest.approx(0.5) and repaired.train.clip_grad_norm == 1.0
+    best = rounds["rounds"][rounds["best_round"]]
+    assert repaired.train.lr == pytest.approx(best["changes"].get("train.lr", lr))
     # The user's own epochs and early stopping are kept; only the diagnostic runs change them.
     assert repaired.train.epochs == 20 and repaired.train.early_stopping.enabled
     assert (run.directory / "round_1" / "findings.json").is_file()

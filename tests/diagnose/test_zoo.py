@@ -35,6 +35,8 @@ def test_faulty_run_is_reported_with_its_kind(name):
     assert found.evidence and any(ch.isdigit() for ch in found.evidence)
     assert found.remedy
     assert found.first_seen is not None and found.first_seen["epoch"] >= 1
+    # The expected kind is the root cause, ranked first (its symptoms come under it).
+    assert report.causes and report.causes[0].kind == case.expect, report.summary()
 
 
 @pytest.mark.parametrize("name", [c.name for c in HEALTHY])

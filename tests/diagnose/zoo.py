@@ -144,6 +144,33 @@ class FunctionalNet(nn.Module):
         return self.c(F.relu(self.b(h) + self.shift))
 
 
+class LSTMNet(nn.Module):
+    """An LSTM over a sequence (a digit image read row by row), classified from its last state."""
+
+    def __init__(self, features: int, hidden: int, outputs: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+def bn_cnn(channels: int = 8) -> nn.Sequential:
+    """A small CNN with batch norm after each convolution (8x8 single-channel images)."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(channels * 64, 10),
+    )
+
+
 class MemoryCapped(nn.Module):
     """A model on a pretend small GPU: training batches above ``limit`` rows run out of memory.
 
@@ -190,6 +217,7 @@ class Setup:
     batch: int = 64
     loss: str = "ce"  # ce | bce | bce_probs | mse
     images: bool = False
+    sequence: bool = False  # (rows, 8, 8): an 8-step sequence of 8 features
     dataset: Any = None  # a torch Dataset to load from instead of the arrays
     doctor: dict[str, Any] = field(default_factory=dict)
 
@@ -229,6 +257,20 @@ def _score(kind: str, out: torch.Tensor, y: torch.Tensor) -> float:
     return float(1 - F.mse_loss(out.squeeze(-1), y) / y.var())
 
 
+_BASELINES: dict[int, tuple[Any, Any]] = {}
+
+
+def _baseline(setup: Setup) -> Any:
+    """The quick reference models on the case's split, once per data set (kept alive by ref)."""
+    from tunelab.diagnose import quick_baseline
+
+    key = id(setup.data)
+    if key not in _BASELINES:
+        task = "regression" if setup.loss == "mse" else "classification"
+        _BASELINES[key] = (setup.data, quick_baseline(*setup.data, task=task))
+    return _BASELINES[key][1]
+
+
 def train(setup: Setup, *, seed: int = 0, scores: bool = True) -> Outcome:
     """A plain PyTorch training loop with the doctor, exactly as the issue shows it.
 
@@ -244,6 +286,8 @@ def train(setup: Setup, *, seed: int = 0, scores: bool = True) -> Outcome:
     Xt, yt, Xv, yv = torch.as_tensor(Xtr), as_y(ytr), torch.as_tensor(Xva), as_y(yva)
     if setup.images:
         Xt, Xv = Xt.reshape(-1, 1, 8, 8), Xv.reshape(-1, 1, 8, 8)
+    if setup.sequence:
+        Xt, Xv = Xt.reshape(-1, 8, 8), Xv.reshape(-1, 8, 8)
     source = setup.dataset or torch.utils.data.TensorDataset(Xt, yt)
     loader = torch.utils.data.DataLoader(
         source,
@@ -256,6 +300,8 @@ def train(setup: Setup, *, seed: int = 0, scores: bool = True) -> Outcome:
     loss_fn = _loss_fn(setup.loss)
     started = time.perf_counter()
     doc = Doctor(model, optimizer, **setup.doctor)
+    if scores:
+        doc.set_baseline(_baseline(setup))  # as doc.fit_baseline(...) does, cached per data set
     train_score = val_score = float("nan")
     for _ in range(setup.epochs):
         model.train()
@@ -404,6 +450,37 @@ FAULTY: list[Case] = [
         "class_imbalance",
         lambda: Setup(mlp(10, [32], 2), _adam(1e-3), dataset("imbalanced"), 2, batch=64),
     ),
+    # Cases added for issue 17: other architectures, optimisers and batch sizes.
+    Case(
+        "oscillating_loss: Adam at lr 0.03 with batch 16 on a digits MLP",
+        "oscillating_loss",
+        lambda: Setup(mlp(64, [64, 64], 10), _adam(0.03), _digits(), 8, batch=16),
+    ),
+    Case(
+        "underfitting: a width-3 MLP on digits",
+        "underfitting",
+        lambda: Setup(mlp(64, [3], 10), _adam(1e-2), _digits(), 20, batch=32),
+    ),
+    Case(
+        "exploding_gradients: CNN with batch norm, SGD at lr 20",
+        "exploding_gradients",
+        lambda: Setup(bn_cnn(), _sgd(20.0), _digits(), 3, images=True),
+    ),
+    Case(
+        "slow_convergence: LSTM with SGD at lr 1e-3",
+        "slow_convergence",
+        lambda: Setup(LSTMNet(8, 32, 10), _sgd(1e-3), _digits(), 3, sequence=True),
+    ),
+    Case(
+        "slow_convergence: regression MLP, SGD at lr 1e-5",
+        "slow_convergence",
+        lambda: Setup(mlp(10, [32], 1), _sgd(1e-5), dataset("diabetes"), 6, batch=32, loss="mse"),
+    ),
+    Case(
+        "diverging_loss: batch 256, SGD at lr 8",
+        "diverging_loss",
+        lambda: Setup(mlp(64, [64], 10), _sgd(8.0), _digits(), 6, batch=256),
+    ),
 ]
 
 
@@ -479,5 +556,25 @@ HEALTHY: list[Case] = [
         lambda: Setup(
             mlp(2, [32, 32], 2, nn.LeakyReLU), _adam(3e-3), dataset("moons"), 15, batch=32
         ),
+    ),
+    Case(
+        "digits, ReLU MLP, SGD without momentum",
+        None,
+        lambda: Setup(mlp(64, [64], 10), _sgd(0.1), _digits(), 10, batch=32),
+    ),
+    Case(
+        "digits, ReLU MLP, Adam with batch 256",
+        None,
+        lambda: Setup(mlp(64, [128], 10), _adam(3e-3), _digits(), 15, batch=256),
+    ),
+    Case(
+        "digits as sequences, LSTM, Adam",
+        None,
+        lambda: Setup(LSTMNet(8, 32, 10), _adam(1e-2), _digits(), 8, sequence=True, batch=32),
+    ),
+    Case(
+        "digits images, 2-conv CNN with batch norm, SGD with momentum",
+        None,
+        lambda: Setup(bn_cnn(), _sgd(0.05, 0.9), _digits(), 5, images=True, batch=32),
     ),
 ]

@@ -19,5 +19,6 @@ class DiagnoseConfig(Section):
     tensorboard: bool = True
     # `tunelab doctor`: epochs of each diagnostic run (default: train.epochs, at most 10).
     epochs: int | None = Field(None, gt=0)
-    # `tunelab doctor --fix`: how many repair rounds at most.
-    rounds: int = Field(3, ge=1, le=10)
+    # `tunelab doctor --fix`: how many repair rounds at most (one cause per round; a round is a
+    # short diagnostic fit, so six stay cheap).
+    rounds: int = Field(6, ge=1, le=10)

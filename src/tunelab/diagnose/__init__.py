@@ -9,6 +9,7 @@ Works in any hand-written PyTorch loop and inside tunelab's Trainer (``DoctorCal
 []
 """
 
+from ._baseline import Baseline, quick_baseline
 from ._data_checks import DataCheck, check_data, data_check_names, register_data_check
 from ._detector import Detector, detector_names, register_detector
 from ._doctor import Doctor
@@ -32,6 +33,7 @@ def __getattr__(name: str):
 __all__ = [
     "KINDS",
     "SEVERITIES",
+    "Baseline",
     "DataCheck",
     "Detector",
     "DiagnosisReport",
@@ -45,6 +47,7 @@ __all__ = [
     "data_check_names",
     "detector_names",
     "doctor_callbacks",
+    "quick_baseline",
     "register_data_check",
     "register_detector",
     "register_remedy",

@@ -43,10 +43,17 @@ class DoctorCallback(Callback):
     """
 
     def __init__(
-        self, config: DiagnoseConfig | ExperimentConfig | None = None, *, verbose: bool = False
+        self,
+        config: DiagnoseConfig | ExperimentConfig | None = None,
+        *,
+        verbose: bool = False,
+        baseline: Any = None,
     ):
         self.config = config
         self.verbose = verbose
+        # The quick reference models' score on the same split (a Baseline or its dict), so
+        # underfitting is judged against what the data allow (``tunelab doctor`` passes one).
+        self.baseline = baseline
         self.doctor: Doctor | None = None
         self.report: DiagnosisReport | None = None
         self._state: dict[str, Any] | None = None
@@ -75,6 +82,8 @@ class DoctorCallback(Callback):
             config=experiment if experiment is not None else trainer.config,
             metric_mode="max",
         )
+        if self.baseline is not None:
+            self.doctor.set_baseline(self.baseline)
         if self._state:
             self.doctor.load_state_dict(self._state)
         run_dir = getattr(trainer, "run_dir", None)
@@ -95,6 +104,8 @@ class DoctorCallback(Callback):
             val_loss=metrics.get("val_loss"),
             train_metric=self._train_score(trainer),
             val_metric=val_metric,
+            val_rows=self._val_rows(trainer),
+            train_rows=len(self._rows) if self._rows is not None else None,
         )
         self._log(epoch)
         if self.settings.stop_on_error:
@@ -151,6 +162,12 @@ class DoctorCallback(Callback):
         pred = outputs.reshape(len(y), -1)
         sst = float(((target - target.mean(0)) ** 2).sum())
         return 1.0 - float(((target - pred) ** 2).sum()) / sst if sst > 0 else None
+
+    @staticmethod
+    def _val_rows(trainer: Any) -> int | None:
+        bundle = getattr(trainer, "bundle", None)
+        n = len(bundle.X_val) if bundle is not None and bundle.X_val is not None else 0
+        return int(n) or None
 
     def _log(self, epoch: int) -> None:
         """The epoch's per-layer figures, as one TensorBoard event."""

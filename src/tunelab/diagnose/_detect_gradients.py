@@ -117,6 +117,7 @@ class ExplodingGradients(Detector):
                     {
                         "step": broken.step,
                         "previous_norm": finite_before[-1] if finite_before else None,
+                        **self._initial_growth(samples, broken.step),
                     },
                     record.where(step=broken.step),
                 )
@@ -140,6 +141,8 @@ class ExplodingGradients(Detector):
             "norm_growth": growth,
             "largest_layer_grad_rms": peak_rms,
             "last_total_norm": finite[-1].total_norm if finite else None,
+            "largest_grad_step": peak.step if peak is not None else None,
+            "large_gradient": bool(peak_rms is not None and peak_rms > self.LARGE_RMS),
         }
         reasons = []
         if ratio is not None and ratio > self.RATIO:
@@ -161,3 +164,19 @@ class ExplodingGradients(Detector):
         if not reasons:
             return []
         return [self.finding("exploding_gradients", "warning", "; ".join(reasons), figures)]
+
+    def _initial_growth(self, samples: list[GradSample], before: int) -> dict:
+        """What the finite samples before a NaN/inf say about the initialisation: the first
+        sample's first/last layer ratio and the largest per-weight RMS (for the causal link)."""
+        early = [s for s in samples if s.step < before and s.finite]
+        if not early:
+            return {}
+        ratios = _ratios(early[:1])
+        peak = max(early, key=lambda s: max(s.grad_rms, default=0.0))
+        peak_rms = max(peak.grad_rms, default=0.0)
+        return {
+            "first_over_last": ratios[0] if ratios else None,
+            "largest_layer_grad_rms": peak_rms,
+            "largest_grad_step": peak.step,
+            "large_gradient": peak_rms > self.LARGE_RMS,
+        }

@@ -10,7 +10,18 @@ from ..train import SickTrialPolicy
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import TrainingRecord
-from ._signals import chunk_means, diverged, progress, relative_improvements, smoothed, update_scale
+from ._signals import (
+    NOISE_Z,
+    binomial_se,
+    chunk_means,
+    diverged,
+    progress,
+    relative_improvements,
+    rows_behind,
+    score_scale,
+    smoothed,
+    update_scale,
+)
 
 
 @register_detector("diverging_loss")
@@ -103,14 +114,28 @@ class OscillatingLoss(Detector):
     AUTOTRAINER counts accuracy peak-to-trough swings of at least 0.03 and flags the run when
     they occur in at least 20% of the epochs (eta), judging after 30% of training. Step losses
     are too noisy for swing counting, so we average them over chunks of at least
-    ``CHUNK_STEPS`` steps and count, after the first 30% of training, the chunks whose mean lies
-    more than ``SWING`` of the initial loss above the best chunk so far ("lost ground"). In our
-    zoo healthy runs stay below 0.06 and oscillating ones reach 0.3-0.6 in a third of the
-    chunks. With too few steps, epoch losses are used the same way.
+    ``CHUNK_STEPS`` steps and, after the first 30% of training, look at how far each chunk's
+    mean lies above the best chunk so far ("lost ground").
+
+    Two yardsticks (../shared/DIAGNOSIS-HEURISTICS.md, "Noise of a measurement"):
+
+    - the measurement's own noise: the step-to-step spread of the loss around its trend
+      (robust: MAD of consecutive differences / sqrt 2) divided by sqrt(chunk length) is the
+      standard error of a chunk mean; lost ground counts as a swing beyond ``NOISE_SWING``
+      standard errors and ``MIN_SWING`` of the initial loss. A drop of the validation accuracy
+      from one epoch to the next beyond ``NOISE_Z`` binomial standard errors (sqrt(p(1-p)/n),
+      AUTOTRAINER's 0.03 at n of a few hundred) is a swing too.
+    - large swings: more than ``SWING`` of the initial loss (the zoo's healthy runs stay below
+      0.2 of it, oscillating ones reach 0.25-0.6).
+
+    Fires when at least ``MIN_SWINGS`` swings make up ``RATE`` of the windows, or at least
+    ``MIN_SWINGS`` noise-beating swings (loss chunks plus validation drops) are seen.
     """
 
     kinds = ("oscillating_loss",)
     SWING = 0.1
+    MIN_SWING = 0.05
+    NOISE_SWING = 3.0
     RATE = 0.2
     MIN_SWINGS = 3
     MAX_CHUNKS = 30
@@ -125,35 +150,77 @@ class OscillatingLoss(Detector):
         chunks = min(self.MAX_CHUNKS, len(losses) // self.CHUNK_STEPS)
         if chunks >= 8:
             means = chunk_means(losses, chunks)
+            width = len(losses) // chunks
             unit = "chunk"
+            sigma = float(np.median(np.abs(np.diff(losses)))) / 0.6745 / math.sqrt(2)
+            se = sigma / math.sqrt(width)
         else:
             means = [v for v in record.epoch_losses() if math.isfinite(v)]
-            unit = "epoch"
+            unit, se = "epoch", None
         start = max(1, int(len(means) * self.START))
         if len(means) - start < 3:
             return []
-        lost = [(means[i] - min(means[:i])) / p.initial for i in range(start, len(means))]
+        lost_abs = [means[i] - min(means[:i]) for i in range(start, len(means))]
+        lost = [x / p.initial for x in lost_abs]
         swings = sum(x >= self.SWING for x in lost)
         rate = swings / len(lost)
-        if swings < self.MIN_SWINGS or rate < self.RATE:
+        noisy = 0
+        if se is not None and se > 0:
+            noisy = sum(
+                a >= self.NOISE_SWING * se and r >= self.MIN_SWING
+                for a, r in zip(lost_abs, lost, strict=True)
+            )
+        drops = self._val_drops(record)
+        figures = {
+            "swings": swings,
+            "windows": len(lost),
+            "swing_rate": rate,
+            "largest_jump": max(lost),
+            "window": unit,
+            "initial_loss": p.initial,
+            "chunk_noise_se": se,
+            "swings_beyond_noise": noisy,
+            "val_drops_beyond_noise": drops,
+        }
+        large = swings >= self.MIN_SWINGS and rate >= self.RATE
+        beyond_noise = noisy + drops >= self.MIN_SWINGS and noisy >= 1
+        if not (large or beyond_noise):
             return []
-        return [
-            self.finding(
-                "oscillating_loss",
-                "warning",
+        if large:
+            text = (
                 f"in {swings} of the last {len(lost)} {unit}s of training the loss jumped back "
                 f"up by more than {self.SWING:.0%} of its initial value {p.initial:.3g} above its "
-                f"best so far (by up to {max(lost):.0%})",
-                {
-                    "swings": swings,
-                    "windows": len(lost),
-                    "swing_rate": rate,
-                    "largest_jump": max(lost),
-                    "window": unit,
-                    "initial_loss": p.initial,
-                },
+                f"best so far (by up to {max(lost):.0%})"
             )
-        ]
+        else:
+            text = (
+                f"the loss jumped back above its best so far in {noisy} of the last {len(lost)} "
+                f"{unit}s by more than {self.NOISE_SWING:.0f}x the noise of a {unit} mean "
+                f"({se:.2g}; by up to {max(lost):.0%} of the initial loss {p.initial:.3g})"
+                + (
+                    f", and the validation score fell beyond its sampling error {drops} time(s)"
+                    if drops
+                    else ""
+                )
+            )
+        return [self.finding("oscillating_loss", "warning", text, figures)]
+
+    def _val_drops(self, record: TrainingRecord) -> int:
+        """Epoch-to-epoch drops of the validation accuracy beyond NOISE_Z standard errors,
+        after the first 30% of the epochs (accuracy-like metrics on [0, 1] only)."""
+        if score_scale(record) != 1.0:
+            return 0
+        n = rows_behind(record, "val")
+        values = record.series("val_metric")
+        if n is None or len(values) < 4:
+            return 0
+        start = max(1, int(len(values) * self.START))
+        count = 0
+        for i in range(start, len(values)):
+            se = binomial_se(values[i], n)
+            if se and values[i - 1] - values[i] > NOISE_Z * se:
+                count += 1
+        return count
 
 
 @register_detector("slow_convergence")
@@ -218,13 +285,16 @@ class SlowConvergence(Detector):
             and 0 < late < self.SLOW_GAIN
             and late >= self.LATE_OVER_EARLY * early
         )
-        if p.gained >= self.MAX_GAINED or p.gained < -0.05:
+        if p.gained >= self.MAX_GAINED:
             slow = False
         elif update is not None:
-            # Exactly zero updates are not small steps but dead units (see dead_relu).
-            slow = 0 < update < self.TINY_UPDATE or (update < self.SMALL_UPDATE and linear)
+            # Exactly zero updates are not small steps but dead units (see dead_relu). With
+            # tiny steps the loss cannot have moved: a small rise is batch noise, not a trend.
+            slow = (0 < update < self.TINY_UPDATE and p.gained >= -0.25) or (
+                update < self.SMALL_UPDATE and linear and p.gained >= -0.05
+            )
         else:
-            slow = len(losses) >= 3 and linear
+            slow = len(losses) >= 3 and linear and p.gained >= -0.05
         return {
             "slow": slow,
             "epochs": len(losses),

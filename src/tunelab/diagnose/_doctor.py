@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import _detectors  # noqa: F401  (registers the built-in detectors)
+from ._baseline import Baseline, quick_baseline
 from ._data_checks import check_data
 from ._detector import Detector, make_detectors
 from ._finding import DiagnosisReport, Finding, merge_findings
@@ -255,12 +256,20 @@ class Doctor:
         val_loss: float | None = None,
         train_metric: float | None = None,
         val_metric: float | None = None,
+        *,
+        val_rows: int | None = None,
+        train_rows: int | None = None,
     ) -> None:
-        """Close an epoch; every argument is optional (metrics: see ``metric_mode``)."""
+        """Close an epoch; every argument is optional (metrics: see ``metric_mode``).
+
+        ``val_rows``/``train_rows``: how many rows the metrics were measured on, for their
+        sampling error (read off accuracy values when not given)."""
         self._flush_losses()
         rec = self._epoch_record(closing=True)
         rec.train_loss, rec.val_loss = _number(train_loss), _number(val_loss)
         rec.train_metric, rec.val_metric = _number(train_metric), _number(val_metric)
+        rec.val_rows = int(val_rows) if val_rows else None
+        rec.train_rows = int(train_rows) if train_rows else None
         self.record_.epochs.append(rec)
         self.record_.partial = None
         self._new_epoch_counters()
@@ -327,6 +336,28 @@ class Doctor:
             prescribe(f, ctx)
         return DiagnosisReport(findings, epochs=len(self.record_.epochs), steps=self.record_.steps)
 
+    def fit_baseline(
+        self,
+        X_train: Any,
+        y_train: Any,
+        X_val: Any,
+        y_val: Any,
+        *,
+        task: str = "classification",
+    ) -> Baseline | None:
+        """Fit the quick reference models on the same split (about a second; see
+        :func:`~tunelab.diagnose.quick_baseline`) so that "underfitting" is judged against
+        what this data allows, not a constant."""
+        baseline = quick_baseline(X_train, y_train, X_val, y_val, task=task)
+        self.set_baseline(baseline)
+        return baseline
+
+    def set_baseline(self, baseline: Baseline | dict[str, Any] | None) -> None:
+        """Use an already computed reference (a :class:`Baseline` or its ``to_dict()``)."""
+        if isinstance(baseline, Baseline):
+            baseline = baseline.to_dict()
+        self.record_.baseline = dict(baseline) if baseline else None
+
     @staticmethod
     def check_data(
         X_train: Any,
@@ -355,6 +386,7 @@ class Doctor:
             "batches": asdict(rec.batches),
             "steps": rec.steps,
             "first_seen": dict(self._first_seen),
+            "baseline": rec.baseline,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -378,6 +410,7 @@ class Doctor:
         rec.batches = BatchStats(**state.get("batches", {}))
         rec.steps = int(state.get("steps", 0))
         self._first_seen = dict(state.get("first_seen", {}))
+        rec.baseline = state.get("baseline") or rec.baseline
         self._new_epoch_counters()
 
     # ---- what the remedies may know -----------------------------------------------------------

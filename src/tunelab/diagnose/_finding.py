@@ -64,6 +64,8 @@ class Finding:
             (``{"train.lr": 1e-4}``), or ``None`` when no config setting fixes it.
         first_seen: Where the problem was first detected: ``{"epoch": e, "step": s}``, both
             counted from 1 like the trainer's hooks (``None`` for data checks before training).
+        explains: The kinds of the other findings this one explains (it is their cause).
+        link_evidence: For each explained kind, how the signals relate (what came first).
 
     >>> f = Finding("diverging_loss", "error", "loss rose from 2.3 to 41 in 30 steps")
     >>> f.is_problem
@@ -77,6 +79,8 @@ class Finding:
     remedy: str = ""
     config_change: dict[str, Any] | None = None
     first_seen: dict[str, int | None] | None = None
+    explains: list[str] = field(default_factory=list)
+    link_evidence: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -120,9 +124,12 @@ class Finding:
 
 @dataclass
 class DiagnosisReport:
-    """The doctor's findings at one moment, worst first.
+    """The doctor's findings at one moment: root causes first, their consequences under them.
 
-    ``summary()`` is a short text table; ``problems`` drops the info-level findings.
+    ``findings`` keeps every finding, ordered problems first, root causes before the findings
+    they explain, then by severity. ``causes`` are the problems nothing else explains;
+    ``consequences_of(f)`` the problems ``f`` explains. ``summary()`` is a short text view;
+    ``problems`` drops the info-level findings.
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -130,7 +137,14 @@ class DiagnosisReport:
     steps: int = 0
 
     def __post_init__(self) -> None:
-        self.findings = sorted(self.findings, key=lambda f: (-severity_rank(f.severity), f.kind))
+        from ._causes import link_findings, rank_key
+
+        link_findings(self.findings)
+        explained = self._explained()
+        self.findings = sorted(self.findings, key=lambda f: rank_key(f, explained))
+
+    def _explained(self) -> set[str]:
+        return {k for f in self.findings if f.is_problem for k in f.explains}
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.findings)
@@ -140,8 +154,32 @@ class DiagnosisReport:
 
     @property
     def problems(self) -> list[Finding]:
-        """Warnings and errors only."""
+        """Warnings and errors only (root causes first)."""
         return [f for f in self.findings if f.is_problem]
+
+    @property
+    def causes(self) -> list[Finding]:
+        """The root causes: problems no other problem explains, most severe first."""
+        explained = self._explained()
+        return [f for f in self.problems if f.kind not in explained]
+
+    @property
+    def cause(self) -> Finding | None:
+        """The first root cause (what to treat first), or None for a healthy run."""
+        causes = self.causes
+        return causes[0] if causes else None
+
+    def consequences_of(self, finding: Finding | str) -> list[Finding]:
+        """The problems ``finding`` (or the finding of that kind) explains."""
+        f = self.get(finding) if isinstance(finding, str) else finding
+        if f is None:
+            return []
+        return [g for g in self.problems if g.kind in f.explains]
+
+    def explained_by(self, finding: Finding | str) -> list[Finding]:
+        """The problems that explain ``finding``."""
+        kind = finding if isinstance(finding, str) else finding.kind
+        return [f for f in self.problems if kind in f.explains]
 
     @property
     def healthy(self) -> bool:
@@ -157,26 +195,37 @@ class DiagnosisReport:
         return next((f for f in self.findings if f.kind == kind), None)
 
     def summary(self) -> str:
-        """A readable multi-line summary: one line per finding, worst first."""
+        """A readable summary: each root cause with its consequences under it, then the rest."""
         head = f"Diagnosis after {self.epochs} epoch(s), {self.steps} step(s): "
         if not self.findings:
             return head + "no findings, the run looks healthy."
         counts = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
         head += ", ".join(f"{n} {s}" for s, n in reversed(counts.items()) if n)
         lines = [head]
-        for f in self.findings:
-            lines.append(f"[{f.severity.upper():7s}] {f.kind}: {f.evidence}")
-            if f.remedy and f.is_problem:
+        for f in self.causes:
+            lines.append(f"Cause: [{f.severity.upper()}] {f.kind}: {f.evidence}")
+            if f.remedy:
                 lines.append(f"          remedy: {f.remedy}")
             if f.config_change:
                 change = ", ".join(f"{k}={v!r}" for k, v in f.config_change.items())
                 lines.append(f"          config: {change}")
+            consequences = self.consequences_of(f)
+            if consequences:
+                lines.append("  Consequences: " + ", ".join(g.kind for g in consequences))
+                for g in consequences:
+                    lines.append(f"    [{g.severity.upper()}] {g.kind}: {g.evidence}")
+                    lines.append(f"          because: {f.link_evidence.get(g.kind, '')}")
+        for f in self.findings:
+            if not f.is_problem:
+                lines.append(f"[{f.severity.upper():7s}] {f.kind}: {f.evidence}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
             "steps": self.steps,
+            "causes": [f.kind for f in self.causes],
+            "consequences": {f.kind: list(f.explains) for f in self.causes if f.explains},
             "findings": [f.to_dict() for f in self.findings],
         }
 

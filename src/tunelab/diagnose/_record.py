@@ -68,6 +68,8 @@ class EpochRecord:
     memory_limit: int | None = None
     memory_device: str = "cpu"
     activations: list[ActivationStat] = field(default_factory=list)
+    val_rows: int | None = None  # validation rows behind val_metric (its sampling error)
+    train_rows: int | None = None  # training rows behind train_metric
 
     @property
     def loss(self) -> float | None:
@@ -104,6 +106,9 @@ class TrainingRecord:
     lr: float | None = None
     planned_epochs: int | None = None
     metric_mode: str = "auto"  # "max" | "min" | "auto": direction of train/val metrics
+    # The expert's reference point on the same split (``Doctor.fit_baseline``): {"model": name,
+    # "score": val score on the metric's 0..1 scale, "scores": {model: score}, "seconds": s}.
+    baseline: dict[str, Any] | None = None
     # The epoch in progress (not yet closed by end_epoch); detectors may look at it.
     partial: EpochRecord | None = None
     # Detectors share derived numbers (the loss progress) through here within one pass.

@@ -10,7 +10,6 @@ for a kind with :func:`register_remedy`; the last one registered for a kind is u
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,20 +153,30 @@ class AddCapacity(Remedy):
         )
 
 
+# Widening doubles a layer, but a layer narrower than this is the bottleneck itself: doubling
+# 3 -> 6 units only delays the fix by rounds (the repair loop keeps a wider net only while it
+# pays beyond the noise, so a generous step costs nothing when it does not help).
+MIN_WIDTH = 32
+
+
+def _wider(width: int) -> int:
+    return max(2 * int(width), MIN_WIDTH)
+
+
 def _bigger_model(ctx: RemedyContext) -> dict[str, Any]:
     change: dict[str, Any] = {}
     if ctx.config is None:
         if ctx.width:
-            change["model.params.width"] = 2 * ctx.width
+            change["model.params.width"] = _wider(ctx.width)
         if ctx.depth is not None and ctx.depth < 2:
             change["model.params.depth"] = ctx.depth + 1
         return change
     params = ctx.config.model.params
     if ctx.accepts("widths") and params.get("widths"):
-        change["model.params.widths"] = [2 * int(w) for w in params["widths"]]
+        change["model.params.widths"] = [_wider(w) for w in params["widths"]]
     elif ctx.accepts("width"):
         defaults = _builder_defaults(ctx)
-        change["model.params.width"] = 2 * int(params.get("width", defaults.get("width", 64)))
+        change["model.params.width"] = _wider(params.get("width", defaults.get("width", 64)))
         depth = int(params.get("depth", defaults.get("depth", 2)))
         if ctx.accepts("depth") and depth < 2:
             change["model.params.depth"] = depth + 1
@@ -282,29 +291,38 @@ class FixOscillating(Remedy):
 class FixSlow(Remedy):
     def prescribe(self, finding, ctx):
         sgd = (ctx.optimizer or "").startswith("sgd")
-        change: dict[str, Any] = _lr(ctx, 10.0, cap=0.3 if sgd else 0.01)
+        change: dict[str, Any] = _raise_lr(ctx, cap=0.3 if sgd else 0.01)
         if sgd and not ctx.momentum:
             change["train.momentum"] = 0.9
         return (
             "The loss falls steadily but very slowly: the updates are tiny next to the weights; "
-            "raise the learning rate (about 10x) or use momentum/Adam.",
+            "raise the learning rate (`tunelab doctor --fix` measures one with the LR range "
+            "test) or use momentum/Adam.",
             change,
         )
 
 
-@register_remedy("more_workers", "data_bottleneck")
+def _raise_lr(ctx: RemedyContext, *, cap: float) -> dict[str, Any]:
+    """10x the learning rate, at most ``cap``, and never lower than it is: a learning rate
+    already at or above the cap is doubled (raise_lr never lowers it)."""
+    if ctx.lr is None:
+        return {}
+    value = min(ctx.lr * 10.0, max(cap, ctx.lr * 2.0))
+    return {"train.lr": float(f"{value:.3g}")}
+
+
+@register_remedy("faster_loading", "data_bottleneck")
 class FixBottleneck(Remedy):
     def prescribe(self, finding, ctx):
-        workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+        # No config change: tunelab's Trainer loads tensors already in memory (its
+        # train.num_workers has no effect there), so the fix is in how the data are prepared.
         change: dict[str, Any] = {}
-        if not ctx.num_workers:
-            change["train.num_workers"] = workers
         if ctx.cuda:
-            change["train.pin_memory"] = True
+            change.update(_changed(ctx, "train.pin_memory", True))
         return (
-            "The model waits for data most of the time: load batches in background workers "
-            "(DataLoader num_workers), pin memory for the GPU, and pre-process once, not per "
-            "batch.",
+            "The model waits for data most of the time: decode/pre-process the data once, "
+            "before training, instead of per batch; in your own loop, load batches in background "
+            "workers (DataLoader num_workers) and pin memory for the GPU.",
             change,
         )
 

@@ -1,16 +1,26 @@
 """``diagnose_config``: what ``tunelab doctor CONFIG [--fix]`` does.
 
 A short diagnostic training with the doctor attached (early stopping off, so the whole curve is
-seen) plus ``check_data`` on the prepared split. With ``fix``, the prescriptions of the warnings
-and errors are applied to the config and the run repeats, up to ``rounds`` times or until no
-warning or error remains. Everything lands in ``runs/<name>/doctor/``: one training directory
-per round (``round_0``...), ``fix_rounds.json`` (findings and val metric per round) and
-``config.yaml`` (the repaired config, with the user's own epochs and early stopping).
+seen), ``check_data`` on the prepared split and a quick baseline on the same split (the
+reference "underfitting" is judged against). With ``fix`` the doctor repairs like an expert
+(AUTOTRAINER's repair loop, ../shared/DIAGNOSIS-HEURISTICS.md): **one cause per round** -- the
+root cause's prescription, not the union of every finding's; for a learning-rate problem the
+prescribed learning rate is measured with the LR range test (``tunelab.train.find_lr``). Each
+round's effect on the monitored metric is measured: a change that does not help is **reverted**
+and the next prescription tried; a change is kept when the metric improves beyond its sampling
+error, or when the problem it treated is gone and the metric did not drop. The returned config is
+the best round's, never worse than the starting one. It stops when nothing more is prescribed
+(no warning or error left, or every prescription tried) or the rounds are used up.
+
+Everything lands in ``runs/<name>/doctor/``: one training directory per round (``round_0``...),
+``fix_rounds.json`` (findings, change, verdict and metric per round, the baseline, why it
+stopped) and ``config.yaml`` (the best config, with the user's own epochs and early stopping).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,37 +28,34 @@ from typing import Any
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..rundir import DoctorDir, RunDir, TrainingDir
+from ._baseline import Baseline, quick_baseline
 from ._callback import DoctorCallback
 from ._data_checks import check_data
-from ._finding import DiagnosisReport, Finding, merge_findings, severity_rank
+from ._finding import DiagnosisReport, Finding, merge_findings
 from ._remedies import RemedyContext
+from ._signals import NOISE_Z, binomial_se
 
-# When two prescriptions set the same field, the more severe finding wins; on a tie, the kind
-# listed first (instability before capacity: a run must be stable before it can be judged).
-KIND_PRIORITY = (
-    "nan_or_inf_data",
-    "memory_pressure",
+DEFAULT_EPOCHS = 10
+# Rounds are a few seconds each on small data, and reverted rounds are part of the search:
+# without an explicit diagnose.rounds the doctor allows this many.
+# Kinds whose prescription is a learning rate: it is measured by the LR range test.
+LR_KINDS = (
     "diverging_loss",
     "exploding_gradients",
-    "dead_relu",
-    "vanishing_gradients",
-    "saturated_activations",
     "oscillating_loss",
-    "unscaled_inputs",
-    "data_leakage",
-    "class_imbalance",
     "slow_convergence",
-    "underfitting",
-    "overfitting",
-    "data_bottleneck",
-    "constant_features",
+    "dead_relu",
 )
-DEFAULT_EPOCHS = 10
+# Kinds whose remedy raises the learning rate (all the others lower it).
+RAISING_KINDS = ("slow_convergence",)
+# Metrics where lower is better (the rest are scores).
+_LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 
 
 @dataclass
 class FixRound:
-    """One diagnostic run: the changes applied before it, what it found, how well it did."""
+    """One diagnostic run: the change tried before it, what it found, how well it did, and
+    whether the change was kept (``accepted``) or reverted."""
 
     round: int
     changes: dict[str, Any]
@@ -58,6 +65,10 @@ class FixRound:
     metric: str
     value: float | None
     directory: str
+    treated: str | None = None  # the finding kind whose prescription this round applied
+    accepted: bool = True
+    verdict: str = ""
+    causes: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Finding]:
@@ -67,32 +78,59 @@ class FixRound:
         return {
             "round": self.round,
             "changes": self.changes,
+            "treated": self.treated,
+            "accepted": self.accepted,
+            "verdict": self.verdict,
             "status": self.status,
             "reason": self.reason,
             "metric": self.metric,
             "value": self.value,
             "directory": self.directory,
+            "causes": self.causes,
             "findings": [f.to_dict() for f in self.findings],
         }
 
 
 @dataclass
 class DoctorRun:
-    """All rounds of ``tunelab doctor``; ``config`` is the (repaired) config."""
+    """All rounds of ``tunelab doctor``; ``config`` is the best round's config."""
 
     rounds: list[FixRound] = field(default_factory=list)
     config: ExperimentConfig | None = None
     directory: Path | None = None
     stopped_because: str = ""
+    best_round: int = 0
+    baseline: Baseline | None = None
+    metric_mode: str = "max"
     previous: Path | None = None  # where the previous doctor run was kept (doctor/versions/<N>)
 
     @property
+    def best(self) -> FixRound:
+        """The round whose config is returned (round 0 when nothing helped)."""
+        return next((r for r in self.rounds if r.round == self.best_round), self.rounds[0])
+
+    @property
     def repaired(self) -> bool:
-        return bool(self.rounds) and not self.rounds[-1].problems
+        return bool(self.rounds) and not self.best.problems
 
     @property
     def final(self) -> FixRound:
+        """The best round (what ``--fix`` hands back), not merely the last one tried."""
+        return self.best
+
+    @property
+    def last(self) -> FixRound:
         return self.rounds[-1]
+
+
+def monitored_metric(cfg: ExperimentConfig, task: str) -> tuple[str, str]:
+    """(metric name, "max"|"min"): ``train.monitor`` when it names a validation score,
+    else accuracy / R² (the loss is what training minimises, not what the user judges)."""
+    monitor = str(cfg.train.monitor or "")
+    if monitor.startswith("val_") and monitor != "val_loss":
+        mode = "min" if any(monitor.endswith(k) for k in _LOWER_IS_BETTER) else "max"
+        return monitor, mode
+    return ("val_accuracy" if task == "classification" else "val_r2"), "max"
 
 
 def diagnose_config(
@@ -109,12 +147,11 @@ def diagnose_config(
         cfg: a plain experiment config (no search spaces).
         epochs: epochs per diagnostic run (default ``diagnose.epochs``, else
             ``min(train.epochs, 10)``).
-        fix: apply the prescriptions and re-run until healthy or out of rounds.
-        rounds: repair rounds at most (default ``diagnose.rounds``).
+        fix: treat one cause per round, keep what helps, revert what does not.
+        rounds: repair rounds at most (default ``diagnose.rounds``, 6).
         directory: where the rounds go (default ``runs/<name>/doctor``).
     """
     from ..data import prepare_data
-    from ..train import run_training
     from ..train._run import check_training
 
     spaces = cfg.search_spaces()
@@ -128,69 +165,288 @@ def diagnose_config(
     rounds = int(rounds if rounds is not None else cfg.diagnose.rounds)
     n_epochs = int(epochs or cfg.diagnose.epochs or min(int(cfg.train.epochs), DEFAULT_EPOCHS))
     run = DoctorRun(directory=out)
-    bundle, bundle_key = None, None
-    changes: dict[str, Any] = {}
-    for index in range(rounds + 1 if fix else 1):
-        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
-        if bundle is None or key != bundle_key:
-            bundle, bundle_key = prepare_data(cfg.data, seed=cfg.seed), key
-        data_findings = _data_findings(bundle, cfg)
-        trial = cfg.with_values(
-            {
-                "train.epochs": n_epochs,
-                "train.early_stopping.enabled": False,
-                "train.progress": "none",
-                "train.tensorboard": False,
-                "diagnose.enabled": True,
-            }
+    data_cache: dict[str, tuple[Any, Baseline | None]] = {}
+
+    def data_for(c: ExperimentConfig) -> tuple[Any, Baseline | None]:
+        key = json.dumps(c.data.model_dump(mode="json"), sort_keys=True)
+        if key not in data_cache:
+            bundle = prepare_data(c.data, seed=c.seed)
+            data_cache[key] = (bundle, _baseline(bundle, c.seed))
+        return data_cache[key]
+
+    bundle, baseline = data_for(cfg)
+    metric, mode = monitored_metric(cfg, bundle.task)
+    run.metric_mode = mode
+    run.baseline = baseline
+    n_val = len(bundle.X_val) if len(bundle.X_val) else None
+    check_training(cfg, bundle)  # every start check before doctor/ is touched
+    run.previous = doctor_dir.archive_previous()
+    first = _round(cfg, 0, {}, None, data_for, doctor_dir, n_epochs, metric, mode)
+    run.rounds.append(first)
+    run.config = cfg
+    if not fix:
+        run.stopped_because = (
+            "no warning or error: the run looks healthy"
+            if not first.problems
+            else "diagnosis only (use --fix to repair)"
         )
-        doctor = DoctorCallback(cfg)
-        round_dir = doctor_dir.round(index).path
-        if index == 0:
-            check_training(trial, bundle)
-            run.previous = doctor_dir.archive_previous()
-        try:
-            result = run_training(trial, bundle=bundle, callbacks=[doctor], run_dir=round_dir)
-        except ConfigError:
-            if index == 0:
-                raise  # the user's own config is invalid: one line at the CLI
-            run.stopped_because = f"the changes of round {index} do not fit this model; reverted"
-            break
-        report = doctor.report or DiagnosisReport()
-        findings = DiagnosisReport(merge_findings(data_findings, report.findings)).findings
-        metric = "val_accuracy" if bundle.task == "classification" else "val_r2"
-        value = result.result.best_metrics.get(metric)
-        DiagnosisReport(findings, epochs=report.epochs, steps=report.steps).save(
-            TrainingDir(round_dir).findings
-        )
-        run.rounds.append(
-            FixRound(
-                index,
-                changes,
-                findings,
-                result.result.status,
-                result.result.reason,
-                metric,
-                float(value) if value is not None else None,
-                str(round_dir),
+        _write(run)
+        return run
+    best, best_cfg = first, cfg
+    candidates = _candidates(best_cfg, best, data_for, baseline, n_val)
+    index = 0
+    while True:
+        if not best.problems and not candidates:
+            run.stopped_because = (
+                "no warning or error left and nothing more prescribed"
+                if index
+                else "no warning or error: the run looks healthy"
             )
-        )
-        run.config = cfg
-        if not run.rounds[-1].problems:
-            run.stopped_because = "no warning or error left"
             break
-        if not fix:
-            run.stopped_because = "diagnosis only (use --fix to repair)"
-            break
-        if index == rounds:
+        if index >= rounds:
             run.stopped_because = f"{rounds} repair round(s) used"
             break
-        changes, cfg = _apply(cfg, run.rounds[-1].problems)
-        if not changes:
-            run.stopped_because = "no prescription left that changes the config"
+        if not candidates:
+            run.stopped_because = (
+                f"every prescription was tried; none improved {metric} beyond its noise"
+                if index
+                else "no prescription changes the config"
+            )
             break
+        kind, change = candidates.pop(0)
+        try:
+            trial_cfg = best_cfg.with_values(change)
+        except ConfigError:
+            continue  # a prescription this model does not accept: the next one
+        index += 1
+        try:
+            r = _round(trial_cfg, index, change, kind, data_for, doctor_dir, n_epochs, metric, mode)
+        except ConfigError:
+            index -= 1
+            continue
+        run.rounds.append(r)
+        keep, why = _judge(r, best, kind, mode, n_val)
+        r.accepted, r.verdict = keep, why
+        if keep:
+            best, best_cfg = r, trial_cfg
+            run.best_round = r.round
+            candidates = _candidates(best_cfg, best, data_for, baseline, n_val)
+    run.config = best_cfg
     _write(run)
     return run
+
+
+def _baseline(bundle: Any, seed: int) -> Baseline | None:
+    if not len(bundle.X_val):
+        return None
+    try:
+        return quick_baseline(
+            bundle.X_train, bundle.y_train, bundle.X_val, bundle.y_val, task=bundle.task, seed=seed
+        )
+    except Exception:  # the reference is a help, never a reason to fail the diagnosis
+        return None
+
+
+def _round(
+    cfg: ExperimentConfig,
+    index: int,
+    changes: dict[str, Any],
+    treated: str | None,
+    data_for: Any,
+    doctor_dir: DoctorDir,
+    n_epochs: int,
+    metric: str,
+    mode: str,
+) -> FixRound:
+    """One diagnostic training of ``cfg`` with the doctor, its data checks and its verdict."""
+    from ..train import run_training
+
+    bundle, baseline = data_for(cfg)
+    data_findings = _data_findings(bundle, cfg)
+    trial = cfg.with_values(
+        {
+            "train.epochs": n_epochs,
+            "train.early_stopping.enabled": False,
+            "train.progress": "none",
+            "train.tensorboard": False,
+            "diagnose.enabled": True,
+        }
+    )
+    doctor = DoctorCallback(cfg, baseline=baseline)
+    round_dir = doctor_dir.round(index).path
+    result = run_training(trial, bundle=bundle, callbacks=[doctor], run_dir=round_dir)
+    report = doctor.report or DiagnosisReport()
+    full = DiagnosisReport(
+        merge_findings(data_findings, report.findings), epochs=report.epochs, steps=report.steps
+    )
+    full.save(TrainingDir(round_dir).findings)
+    value = _best_value(result.result, metric, mode)
+    return FixRound(
+        index,
+        changes,
+        full.findings,
+        result.result.status,
+        result.result.reason,
+        metric,
+        value,
+        str(round_dir),
+        treated=treated,
+        causes=[f.kind for f in full.causes],
+    )
+
+
+def _best_value(result: Any, metric: str, mode: str) -> float | None:
+    """The best value of ``metric`` over the round's epochs (None: never finite)."""
+    values = [row.get(metric) for row in getattr(result, "history", []) or []]
+    values = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        v = (result.best_metrics or {}).get(metric)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+    return max(values) if mode == "max" else min(values)
+
+
+def _noise(value: float, n: int | None) -> float:
+    """NOISE_Z standard errors of a score on n validation rows (binomial; for scores outside
+    0..1, such as a loss, 1% of the value)."""
+    if 0.0 <= value <= 1.0:
+        se = binomial_se(value, n)
+        if se is not None:
+            return NOISE_Z * se
+    return 0.01 * abs(value)
+
+
+def _judge(r: FixRound, best: FixRound, treated: str, mode: str, n: int | None) -> tuple[bool, str]:
+    """Keep the round's change? Yes when the metric improves beyond its noise, or when the
+    treated problem is gone and the metric did not drop (AUTOTRAINER keeps a solution only if
+    the problem is gone and accuracy does not drop, and rolls back one that does not help)."""
+    name = r.metric
+    if r.value is None and best.value is None:
+        # Neither run produced the metric (out of memory, NaN): nothing to lose; go on from here
+        # (halving the batch twice is how a hard memory limit is reached).
+        return True, f"kept: neither run produced {name}; treating on from this change"
+    if r.value is None:
+        return False, f"reverted: the run did not produce {name} ({r.status})"
+    if best.value is None:
+        return True, f"kept: {name} {r.value:.4f} where the previous best run produced none"
+    sign = 1.0 if mode == "max" else -1.0
+    gain = sign * (r.value - best.value)
+    noise = _noise(best.value, n)
+    move = f"{name} {best.value:.4f} -> {r.value:.4f}"
+    # "Gone" counts only for a problem the previous best run had (a run treated for being
+    # below the baseline had none: it must improve beyond the noise).
+    had = treated in {f.kind for f in best.problems}
+    gone = had and treated not in {f.kind for f in r.problems}
+    if gain > noise:
+        return True, f"kept: {move}, beyond the noise ({noise:.3f})"
+    if gain >= 0 and gone:
+        return True, f"kept: {move}, {treated} gone"
+    if gain < 0:
+        return False, f"reverted: {move} is worse"
+    return False, f"reverted: {move} is within the noise ({noise:.3f}) and {treated} remains"
+
+
+def _candidates(
+    cfg: ExperimentConfig,
+    rnd: FixRound,
+    data_for: Any,
+    baseline: Baseline | None = None,
+    n_val: int | None = None,
+) -> list[tuple[str, dict]]:
+    """Prescriptions to try next, one cause at a time: each root cause's (the learning rate
+    measured by the range test first, then the remedy's own step), then the consequences'.
+
+    A run with no warning left that still lies below the baseline beyond the noise is not
+    done: it is still learning (it would be underfitting if it had settled), so it is treated
+    as under-optimised with the range test's higher learning rate, if it measures one."""
+    report = DiagnosisReport(list(rnd.findings))
+    if not report.problems:
+        if (
+            baseline is not None
+            and rnd.value is not None
+            and rnd.metric in ("val_accuracy", "val_r2")
+            and baseline.score - rnd.value > _noise(rnd.value, n_val)
+        ):
+            # Capacity first (the cheaper question: does a bigger model pay?), then the
+            # range test's higher learning rate.
+            out = []
+            bigger = _capacity_change(cfg)
+            if bigger:
+                out.append(("underfitting", bigger))
+            measured = _measured_lr(cfg, data_for, raise_=True)
+            if measured is not None:
+                out.append(("underfitting", {"train.lr": measured}))
+            return out
+        return []
+    ordered = report.causes + [f for f in report.problems if f not in report.causes]
+    out: list[tuple[str, dict]] = []
+    seen: set[str] = set()
+    for f in ordered:
+        change = {k: v for k, v in (f.config_change or {}).items() if _current(cfg, k) != v}
+        options = []
+        if f.kind in LR_KINDS and "train.lr" in change:
+            measured = _measured_lr(cfg, data_for, raise_=f.kind in RAISING_KINDS)
+            if measured is not None:
+                options.append({**change, "train.lr": measured})
+        if change:
+            options.append(change)
+        for option in options:
+            key = json.dumps(option, sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                out.append((f.kind, option))
+    return out
+
+
+def _capacity_change(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The add_capacity remedy's change for ``cfg`` (a wider/deeper model), or {}."""
+    from ._remedies import prescribe
+
+    ctx = RemedyContext(config=cfg, train=cfg.train, weight_decay=float(cfg.train.weight_decay))
+    try:
+        from ..models import builder_parameters
+
+        ctx.builder_params = set(builder_parameters(cfg.model.builder))
+    except Exception:  # a custom builder we cannot inspect
+        ctx.builder_params = None
+    f = prescribe(Finding("underfitting", "warning", "below the baseline"), ctx)
+    return {k: v for k, v in (f.config_change or {}).items() if _current(cfg, k) != v}
+
+
+_LR_CACHE: dict[str, float | None] = {}
+
+
+def _measured_lr(cfg: ExperimentConfig, data_for: Any, *, raise_: bool) -> float | None:
+    """The LR range test's suggestion for ``cfg`` (``tunelab train --find-lr``), when it moves
+    the learning rate the way the remedy wants (down for instability, up for slow steps)."""
+    import torch
+
+    from ..models import build_from_config
+    from ..train import find_lr
+
+    key = json.dumps(
+        [cfg.model.model_dump(mode="json"), cfg.train.model_dump(mode="json"), cfg.seed],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _LR_CACHE:
+        bundle, _ = data_for(cfg)
+        try:
+            torch.manual_seed(cfg.seed)
+            model, _ = build_from_config(cfg.model, bundle)
+            result = find_lr(model, bundle, cfg.train, steps=100, seed=cfg.seed)
+            value = float(f"{result.suggestion:.3g}")
+            _LR_CACHE[key] = value if math.isfinite(value) and value > 0 else None
+        except Exception:  # the range test is a help: without it the remedy's own step is used
+            _LR_CACHE[key] = None
+    value = _LR_CACHE[key]
+    lr = float(cfg.train.lr)
+    if value is None:
+        return None
+    if raise_ and value > 1.5 * lr:
+        return value
+    if not raise_ and value < lr / 1.5:
+        return value
+    return None
 
 
 def _data_findings(bundle: Any, cfg: ExperimentConfig) -> list[Finding]:
@@ -206,7 +462,10 @@ def _data_findings(bundle: Any, cfg: ExperimentConfig) -> list[Finding]:
         X_test=as_np(test) if test is not None else None,
         context=RemedyContext(config=cfg, train=cfg.train),
     )
+    names = list(getattr(bundle, "classes", None) or [])
     for f in found:
+        if f.kind == "class_imbalance" and names:
+            _name_classes(f, names)
         # Class weights do not change the data: once applied, the imbalance is treated.
         if f.kind == "class_imbalance" and f.is_problem and not f.config_change:
             f.severity = "info"
@@ -214,35 +473,32 @@ def _data_findings(bundle: Any, cfg: ExperimentConfig) -> list[Finding]:
     return found
 
 
-def _apply(
-    cfg: ExperimentConfig, problems: list[Finding]
-) -> tuple[dict[str, Any], ExperimentConfig]:
-    """Merge the prescriptions (worst first) and apply those the config accepts."""
-    order = sorted(
-        problems,
-        key=lambda f: (
-            -severity_rank(f.severity),
-            KIND_PRIORITY.index(f.kind) if f.kind in KIND_PRIORITY else len(KIND_PRIORITY),
-        ),
-    )
-    merged: dict[str, Any] = {}
-    for f in order:
-        for path, value in (f.config_change or {}).items():
-            merged.setdefault(path, value)
-    merged = {k: v for k, v in merged.items() if _current(cfg, k) != v}
-    while merged:
+def _name_classes(f: Finding, names: list[str]) -> None:
+    """``class 3`` -> ``class 'cat'``: the labels the user knows (``bundle.classes``), not the
+    indices the model sees."""
+    import re
+
+    def label(index: Any) -> str:
         try:
-            return merged, cfg.with_values(merged)
-        except ConfigError as exc:
-            bad = (
-                exc.field
-                if exc.field in merged
-                else next((k for k in merged if exc.field and exc.field.startswith(k)), None)
-            )
-            if bad is None:
-                bad = next(iter(merged))
-            merged.pop(bad)
-    return {}, cfg
+            i = int(index)
+        except (TypeError, ValueError):
+            return str(index)
+        return repr(names[i]) if 0 <= i < len(names) else str(index)
+
+    fig = f.figures
+    for key in ("largest", "smallest"):
+        if key in fig:
+            fig[f"{key}_label"] = label(fig[key])
+    if "missing_in_train" in fig:
+        fig["missing_in_train_labels"] = [label(i) for i in fig["missing_in_train"]]
+        f.evidence = re.sub(
+            r"classes \[[^\]]*\]",
+            f"classes [{', '.join(fig['missing_in_train_labels'])}]",
+            f.evidence,
+        )
+    for key in ("largest", "smallest"):
+        if key in fig:
+            f.evidence = re.sub(rf"class {fig[key]}\b", f"class {fig[key + '_label']}", f.evidence)
 
 
 def _current(cfg: ExperimentConfig, path: str) -> Any:
@@ -254,9 +510,16 @@ def _current(cfg: ExperimentConfig, path: str) -> Any:
 
 def _write(run: DoctorRun) -> None:
     out = run.directory
+    best = run.best if run.rounds else None
     payload = {
         "repaired": run.repaired,
         "stopped_because": run.stopped_because,
+        "metric": best.metric if best else None,
+        "metric_mode": run.metric_mode,
+        "best_round": run.best_round,
+        "start_value": run.rounds[0].value if run.rounds else None,
+        "best_value": best.value if best else None,
+        "baseline": run.baseline.to_dict() if run.baseline else None,
         "rounds": [r.to_dict() for r in run.rounds],
     }
     doctor_dir = DoctorDir(out)

@@ -154,3 +154,43 @@ def _spearman(a: list[float], b: list[float]) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# ---- the noise of a measurement ---------------------------------------------------------------
+# ../shared/DIAGNOSIS-HEURISTICS.md ("Noise of a measurement"): an accuracy p on n rows has a
+# standard error of about sqrt(p(1-p)/n); a gap, plateau or zigzag smaller than a couple of
+# standard errors is not evidence. NOISE_Z is that "couple".
+NOISE_Z = 2.0
+
+
+def binomial_se(p: float, n: int | None) -> float | None:
+    """Standard error of a proportion ``p`` measured on ``n`` rows (None when n is unknown).
+
+    ``p`` is kept away from 0 and 1 by half a row (a perfect score on 45 rows is not exact)."""
+    if not n or n <= 0:
+        return None
+    p = min(max(p, 0.5 / n), 1 - 0.5 / n)
+    return math.sqrt(p * (1 - p) / n)
+
+
+def rows_behind(record: TrainingRecord, name: str = "val") -> int | None:
+    """Rows a ``val``/``train`` accuracy was measured on: given to ``end_epoch``, else read off
+    the values themselves: an accuracy on n rows is a multiple of 1/n, so the smallest n that
+    fits every value is a lower bound on the rows (a conservative, larger standard error)."""
+    attr = f"{name}_rows"
+    given = [getattr(e, attr) for e in record.all_epochs() if getattr(e, attr)]
+    if given:
+        return int(given[-1])
+    key = ("rows_behind", name, len(record.epochs))
+    if key in record.cache:
+        return record.cache[key]
+    values = sorted({round(v, 7) for v in record.series(f"{name}_metric") if 0.0 < v < 1.0})
+    found = None
+    if values:
+        ns = np.arange(2, 20001, dtype=np.float64)
+        counts = np.outer(np.asarray(values[:8]), ns)  # a few values settle it; one pass
+        fits = np.all(np.abs(counts - np.round(counts)) < 2e-3, axis=0)
+        hits = np.flatnonzero(fits)
+        found = int(ns[hits[0]]) if hits.size else None
+    record.cache[key] = found
+    return found

@@ -1,4 +1,6 @@
-"""The doctor's section: findings with evidence and remedy, and ``--fix`` before and after.
+"""The doctor's section: the causal view (each root cause with the consequences it explains,
+and the evidence for each link), findings with evidence and remedy, and ``--fix`` before and
+after (one cause per round, kept or reverted, which round's config was returned).
 
 Reads ``findings.json`` of the best model's training (``DiagnosisReport.save``), every trial's
 findings, and ``doctor/fix_rounds.json`` with one training directory per repair round
@@ -38,12 +40,61 @@ def _finding_row(f: dict[str, Any]) -> list[Any]:
     ]
 
 
+def _roles(findings: list[dict[str, Any]]) -> dict[int, str]:
+    """``{index: "cause" | "consequence of <kind>"}`` from the findings' ``explains`` lists
+    (problems only; a findings.json written before the causal view has none: all causes)."""
+    problems = [f for f in findings if f.get("severity") in ("warning", "error")]
+    explained: dict[str, list[str]] = {}
+    for f in problems:
+        for kind in f.get("explains") or []:
+            explained.setdefault(str(kind), []).append(str(f.get("kind")))
+    roles = {}
+    for i, f in enumerate(findings):
+        if f.get("severity") not in ("warning", "error"):
+            roles[i] = ""
+        elif str(f.get("kind")) in explained:
+            roles[i] = "consequence of " + ", ".join(explained[str(f.get("kind"))])
+        else:
+            roles[i] = "cause"
+    return roles
+
+
+def causal_summary(findings: list[dict[str, Any]]) -> str:
+    """'Cause: X. Consequences: a, b.' per root cause, as HTML paragraphs ('' when healthy)."""
+    roles = _roles(findings)
+    by_kind = {str(f.get("kind")): f for f in findings}
+    out = []
+    for i, f in enumerate(findings):
+        if roles.get(i) != "cause":
+            continue
+        line = f"<b>Cause: {esc(f.get('kind', ''))}</b> ({esc(f.get('severity', ''))})"
+        consequences = [k for k in f.get("explains") or [] if k in by_kind]
+        if consequences:
+            links = f.get("link_evidence") or {}
+            items = "; ".join(
+                f'{esc(k)} <span class="note">({esc(links.get(k, ""))})</span>'
+                for k in consequences
+            )
+            line += f". Consequences: {items}"
+        out.append(f"<p>{line}.</p>")
+    return "".join(out)
+
+
 def findings_table(findings: list[dict[str, Any]]) -> str:
-    ordered = sorted(findings, key=lambda f: _SEVERITY_ORDER.get(str(f.get("severity")), 3))
+    roles = _roles(findings)
+    indexed = list(enumerate(findings))
+    # Problems first, causes before consequences, then by severity.
+    indexed.sort(
+        key=lambda p: (
+            roles[p[0]] == "",
+            roles[p[0]] != "cause",
+            _SEVERITY_ORDER.get(str(p[1].get("severity")), 3),
+        )
+    )
     return table(
-        ["kind", "severity", "evidence", "remedy", "config change", "first seen"],
-        [_finding_row(f) for f in ordered],
-        raw_columns=frozenset(range(6)),
+        ["role", "kind", "severity", "evidence", "remedy", "config change", "first seen"],
+        [[esc(roles[i]), *_finding_row(f)] for i, f in indexed],
+        raw_columns=frozenset(range(7)),
     )
 
 
@@ -75,16 +126,22 @@ def _problems(findings: Any) -> list[dict[str, Any]]:
     return [f for f in items if isinstance(f, dict) and f.get("severity") in ("warning", "error")]
 
 
-def _round_row(i: int, r: dict[str, Any]) -> list[Any]:
+def _round_row(i: int, r: dict[str, Any], best: int | None = None) -> list[Any]:
+    causes = set(r.get("causes") or [])
     kinds = ", ".join(
-        f"{f.get('kind')} ({f.get('severity')})" for f in _problems(r.get("findings"))
+        f"{'Cause ' if f.get('kind') in causes else ''}{f.get('kind')} ({f.get('severity')})"
+        for f in _problems(r.get("findings"))
     )
     value = r.get("value", r.get("val_metric"))
     name = r.get("metric") if isinstance(r.get("metric"), str) else r.get("metric_name", "")
     changes = r.get("changes") or {}
+    number = r.get("round", i)
+    mark = " (returned)" if best is not None and number == best else ""
     return [
-        r.get("round", i),
+        f"{number}{mark}",
         fmt(changes) if changes else ("(the config as given)" if i == 0 else "none"),
+        esc(r.get("treated") or ""),
+        esc(r.get("verdict") or ("start" if i == 0 else "")),
         r.get("status", ""),
         kinds or "none",
         f"{fmt(value)} {name}".strip() if value is not None else "",
@@ -124,6 +181,7 @@ def doctor_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
         sec.gap("--fix rounds", "`tunelab doctor --fix` was not run for this run")
     sec.add("<h3>Findings on the best model's training</h3>")
     if findings:
+        sec.add(causal_summary(findings))
         sec.add(findings_table(findings))
     elif findings is not None:
         sec.add('<p class="note">The doctor found nothing wrong.</p>')
@@ -145,14 +203,30 @@ def _fix_rounds(
         sec.add(
             f"<p>{esc(verdict.capitalize())}: stopped because {esc(meta['stopped_because'])}.</p>"
         )
+    best = meta.get("best_round")
+    if best is not None and meta.get("best_value") is not None:
+        start = meta.get("start_value")
+        sec.add(
+            f"<p>Returned config: round {esc(best)} ({esc(meta.get('metric', ''))} "
+            f"{esc(fmt(meta.get('best_value')))}; the config as given: {esc(fmt(start))}). "
+            "A change that did not help was reverted; the returned config is never worse than "
+            "the starting one.</p>"
+        )
+    baseline = meta.get("baseline")
+    if isinstance(baseline, dict) and baseline.get("scores"):
+        refs = ", ".join(f"{esc(k)} {esc(fmt(v))}" for k, v in baseline["scores"].items())
+        sec.add(f"<p>Reference on the same split ({esc(baseline.get('metric', ''))}): {refs}.</p>")
     headers = [
         "round",
-        "config changes before the round",
+        "config change tried",
+        "treated",
+        "verdict",
         "status",
         "warnings and errors",
         "val metric",
     ]
-    sec.add(table(headers, [_round_row(i, r) for i, r in enumerate(rounds)], table_id="fix-rounds"))
+    rows = [_round_row(i, r, best) for i, r in enumerate(rounds)]
+    sec.add(table(headers, rows, table_id="fix-rounds"))
     curves = _round_curves(art, rounds)
     if curves:
         metric = next(
@@ -164,7 +238,8 @@ def _fix_rounds(
     first = _problems(rounds[0].get("findings"))
     if first:
         sec.add("<h4>What the doctor saw first, and what it prescribed</h4>")
-        sec.add(findings_table(first))
+        sec.add(causal_summary(rounds[0].get("findings") or []))
+        sec.add(findings_table(rounds[0].get("findings") or first))
     if art.repaired_config:
         sec.add("<details><summary>Repaired config (doctor/config.yaml)</summary>")
         text = json.dumps(art.repaired_config, indent=2, default=str)

@@ -1,0 +1,123 @@
+"""The doctor's zoo at several seeds: does its judgement hold on runs nobody tuned it on?
+
+For every case of ``tests/diagnose/zoo.py`` (faulty and healthy) and each seed (the model's
+initialisation and the batch order change; the data split does not), prints whether the
+expected kind was found, whether it was ranked the root cause (first of ``report.causes``), and
+whether the healthy runs stayed clean. ``--fix`` also runs the repair zoo
+(``tests/diagnose/fix_zoo.py``): the target per case and the "never worse" check.
+
+    PYTHONPATH=src python bench/doctor_zoo.py [--seeds 0 1 2] [--fix] [--only SUBSTRING]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.diagnose.zoo import FAULTY, HEALTHY, train
+
+
+def diagnosis_zoo(seeds: list[int], only: str | None) -> dict[str, int]:
+    totals = {"faulty": 0, "found": 0, "first": 0, "healthy": 0, "clean": 0}
+    for case in FAULTY + HEALTHY:
+        if only and only not in case.name:
+            continue
+        for seed in seeds:
+            torch.manual_seed(seed)
+            t0 = time.perf_counter()
+            out = train(case.build(), seed=seed)
+            report = out.report
+            causes = [f.kind for f in getattr(report, "causes", report.problems)]
+            problems = [f.kind for f in report.problems]
+            if case.expect is None:
+                ok = not problems
+                totals["healthy"] += 1
+                totals["clean"] += ok
+                verdict = "clean" if ok else "NOT CLEAN"
+            else:
+                found = case.expect in problems
+                first = bool(causes) and causes[0] == case.expect
+                totals["faulty"] += 1
+                totals["found"] += found
+                totals["first"] += first
+                verdict = f"found={'yes' if found else 'NO'} first={'yes' if first else 'NO'}"
+            print(
+                f"{case.name[:58]:58s} seed {seed}: {verdict:22s} causes={causes} "
+                f"all={problems} val={out.val_score:.3f} ({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
+    return totals
+
+
+def fix_zoo(seeds: list[int], only: str | None) -> dict[str, int]:
+    from tests.diagnose.fix_zoo import FIX_CASES
+
+    from tunelab.config import parse_config
+    from tunelab.diagnose._repair import diagnose_config
+
+    totals = {"cases": 0, "diagnosed": 0, "met": 0, "never_worse": 0}
+    root = Path(tempfile.mkdtemp(prefix="doctor_zoo_"))
+    for case in FIX_CASES:
+        if only and only not in case.name:
+            continue
+        for seed in seeds:
+            cfg = parse_config({**case.config, "run_root": str(root), "seed": seed})
+            t0 = time.perf_counter()
+            run = diagnose_config(
+                cfg, epochs=case.epochs, fix=True, directory=root / f"{case.name}_{seed}"
+            )
+            first = run.rounds[0]
+            best = run.best
+            diagnosed = case.expect in {f.kind for f in first.problems}
+            value = best.value if best.value is not None else float("nan")
+            met = best.value is not None and best.value >= case.metric_at_least
+            start = first.value if first.value is not None else -float("inf")
+            never_worse = best.value is None or best.value >= start
+            totals["cases"] += 1
+            totals["diagnosed"] += diagnosed
+            totals["met"] += met
+            totals["never_worse"] += never_worse
+            print(
+                f"fix {case.name:14s} seed {seed}: diagnosed={'yes' if diagnosed else 'NO'} "
+                f"{first.metric} {start:.3f} -> {value:.3f} (target {case.metric_at_least}) "
+                f"met={'yes' if met else 'NO'} never_worse={'yes' if never_worse else 'NO'} "
+                f"rounds={len(run.rounds)} stopped: {run.stopped_because} "
+                f"({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--fix", action="store_true", help="also run the repair zoo")
+    parser.add_argument("--no-diagnosis", action="store_true", help="only the repair zoo")
+    parser.add_argument("--only", default=None, help="cases whose name contains this")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    if not args.no_diagnosis:
+        t = diagnosis_zoo(args.seeds, args.only)
+        print(
+            f"\nfaulty runs: right kind found {t['found']}/{t['faulty']}, root cause ranked "
+            f"first {t['first']}/{t['faulty']}; healthy runs clean {t['clean']}/{t['healthy']}"
+        )
+    if args.fix:
+        t = fix_zoo(args.seeds, args.only)
+        print(
+            f"repair zoo: diagnosed {t['diagnosed']}/{t['cases']}, target met {t['met']}/"
+            f"{t['cases']}, never worse {t['never_worse']}/{t['cases']}"
+        )
+    print(f"seeds {args.seeds}; {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

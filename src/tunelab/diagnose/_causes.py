@@ -1,0 +1,261 @@
+"""From symptoms to causes: which finding explains which, and the evidence for each link.
+
+An expert reads a run's findings as a causal chain, not a list: inputs on scales in the thousands
+saturate or kill the units downstream; a learning rate that makes the loss rise also kills ReLUs
+and blows up the gradient; a large initial weight scale grows the gradient layer by layer before
+the loss diverges. Following DeepDiagnosis (ICSE 2022: each symptom is mapped to root causes,
+numerical errors first pointing at the learning rate, then the initialisation, then the data)
+and AUTOTRAINER's repair order (../shared/DIAGNOSIS-HEURISTICS.md), each rule below names a
+cause kind, the kinds it can explain, and how the signals relate. The rules read only kinds,
+figures and ``first_seen``: never data-set names, sizes or layer names.
+
+Data faults (NaN/inf, unscaled inputs, leakage, imbalance, constant columns) are causes and never
+consequences: nothing in training makes the data bad. Between training kinds the direction is
+fixed by :data:`CAUSAL_ORDER` (an earlier kind may explain a later one, never the reverse), except
+for the one pair whose direction the evidence decides: exploding gradients from the first steps
+with the gradient growing layer by layer explain a diverging loss (a bad initialisation); a loss
+that rose first explains the exploding gradient (a too-high learning rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._finding import Finding, severity_rank
+
+DATA_KINDS = (
+    "nan_or_inf_data",
+    "unscaled_inputs",
+    "data_leakage",
+    "class_imbalance",
+    "constant_features",
+)
+
+# Most causal first. A kind may explain only kinds after it (and only through a rule below).
+CAUSAL_ORDER: tuple[str, ...] = (
+    *DATA_KINDS,
+    "memory_pressure",
+    "exploding_gradients",  # only when it started at the initialisation (see _explodes_first)
+    "diverging_loss",
+    "oscillating_loss",
+    "saturated_activations",
+    "vanishing_gradients",
+    "dead_relu",
+    "slow_convergence",
+    "underfitting",
+    "overfitting",
+    "data_bottleneck",
+)
+
+# Gradient samples are taken at every one of the first 5 steps (the Doctor's _EARLY_STEPS): an
+# explosion seen there started at the initialisation, before training could have caused it.
+EARLY_STEPS = 5
+
+_TRAINING_EFFECTS = (
+    "exploding_gradients",
+    "diverging_loss",
+    "oscillating_loss",
+    "saturated_activations",
+    "vanishing_gradients",
+    "dead_relu",
+    "slow_convergence",
+    "underfitting",
+    "overfitting",
+)
+
+Rule = Callable[[Finding, Finding], str | None]
+
+
+def _when(f: Finding) -> str:
+    seen = f.first_seen or {}
+    if seen.get("step"):
+        return f"step {seen['step']}"
+    if seen.get("epoch"):
+        return f"epoch {seen['epoch']}"
+    return "before training"
+
+
+def _step(f: Finding) -> float:
+    seen = f.first_seen or {}
+    if seen.get("step"):
+        return float(seen["step"])
+    return float("inf") if seen.get("epoch") else 0.0
+
+
+def _explodes_first(f: Finding) -> bool:
+    """Exploding gradients that began at the initialisation: layer-by-layer growth or a huge
+    gradient in the first sampled steps (not an update-ratio blow-up caused by a large LR)."""
+    fig = f.figures or {}
+    ratio = fig.get("first_over_last")
+    early = fig.get("largest_grad_step")
+    layered = isinstance(ratio, (int, float)) and ratio > 100.0
+    at_init = (
+        isinstance(early, (int, float)) and early <= EARLY_STEPS and bool(fig.get("large_gradient"))
+    )
+    return layered or at_init
+
+
+def _nan(cause: Finding, effect: Finding) -> str | None:
+    return "NaN/inf inputs turn every gradient they touch into NaN/inf" + (
+        f" ({effect.kind} at {_when(effect)})"
+    )
+
+
+def _unscaled(cause: Finding, effect: Finding) -> str | None:
+    fig = cause.figures or {}
+    scale = fig.get("max_rms") or fig.get("median_rms")
+    on = f" (feature RMS up to {scale:.3g})" if isinstance(scale, (int, float)) else ""
+    return (
+        f"inputs on large scales{on} give pre-activations of the same size, which saturate "
+        f"or kill units and inflate the gradient: {effect.kind} follows"
+    )
+
+
+def _constant(cause: Finding, effect: Finding) -> str | None:
+    if cause.severity != "error":
+        return None  # some constant columns (always-zero pixels) explain nothing
+    return "with every feature constant nothing can be learned"
+
+
+def _imbalance(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind != "underfitting":
+        return None
+    return "a model that predicts the majority class scores well without learning the rest"
+
+
+def _memory(cause: Finding, effect: Finding) -> str | None:
+    if cause.severity != "error":
+        return None
+    return "the run stopped at an out-of-memory error, so it could not train"
+
+
+def _exploding(cause: Finding, effect: Finding) -> str | None:
+    if not _explodes_first(cause):
+        if effect.kind == "diverging_loss":
+            return None  # a loss that rose first explains the gradient (see _diverging)
+        return (
+            f"gradients or steps far larger than the weights ({_when(cause)}) push units into "
+            f"their dead or flat region and wreck what was learned: {effect.kind} follows"
+        )
+    fig = cause.figures or {}
+    ratio = fig.get("first_over_last")
+    growth = (
+        f"the first layer's gradient is {ratio:.3g}x the output layer's"
+        if isinstance(ratio, (int, float)) and ratio > 100
+        else "the gradient was already huge"
+    )
+    return (
+        f"{growth} from the first steps ({_when(cause)}), before {effect.kind} "
+        f"({_when(effect)}): a too-large initial weight scale grows it layer by layer"
+    )
+
+
+def _diverging(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind == "overfitting":
+        return None
+    if effect.kind == "exploding_gradients" and _explodes_first(effect):
+        return None  # the initialisation exploded first: the reverse link holds
+    order = "before" if _step(cause) <= _step(effect) else "while"
+    return (
+        f"the loss rose ({_when(cause)}) {order} {effect.kind} appeared ({_when(effect)}): "
+        "steps that overshoot push ReLU biases negative and blow up gradients"
+    )
+
+
+def _oscillating(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind not in (
+        "dead_relu",
+        "exploding_gradients",
+        "underfitting",
+        "slow_convergence",
+        "saturated_activations",
+    ):
+        return None
+    return (
+        f"the loss keeps jumping back up: steps too large for this model; they also explain "
+        f"{effect.kind} ({_when(effect)})"
+    )
+
+
+def _saturated(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind not in ("vanishing_gradients", "slow_convergence", "underfitting"):
+        return None
+    return "saturated tanh/sigmoid units pass almost no gradient, so learning stalls"
+
+
+def _vanishing(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind not in ("slow_convergence", "underfitting"):
+        return None
+    return "the early layers receive almost no gradient, so the loss cannot fall"
+
+
+def _dead(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind not in ("slow_convergence", "underfitting", "vanishing_gradients"):
+        return None
+    return "dead units pass no gradient, so the layers before them stop learning"
+
+
+def _slow(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind != "underfitting":
+        return None
+    return "the steps are tiny next to the weights: the model is under-optimised, not too small"
+
+
+RULES: dict[str, Rule] = {
+    "nan_or_inf_data": _nan,
+    "unscaled_inputs": _unscaled,
+    "constant_features": _constant,
+    "class_imbalance": _imbalance,
+    "memory_pressure": _memory,
+    "exploding_gradients": _exploding,
+    "diverging_loss": _diverging,
+    "oscillating_loss": _oscillating,
+    "saturated_activations": _saturated,
+    "vanishing_gradients": _vanishing,
+    "dead_relu": _dead,
+    "slow_convergence": _slow,
+}
+
+
+def _order(kind: str) -> int:
+    return CAUSAL_ORDER.index(kind) if kind in CAUSAL_ORDER else len(CAUSAL_ORDER)
+
+
+def _may_explain(cause: Finding, effect: Finding) -> bool:
+    if effect.kind in DATA_KINDS or cause.kind == effect.kind:
+        return False
+    if effect.kind not in _TRAINING_EFFECTS:
+        return False
+    if cause.kind == "diverging_loss" and effect.kind == "exploding_gradients":
+        return True  # the one pair decided by the evidence (see the rules)
+    return _order(cause.kind) < _order(effect.kind)
+
+
+def link_findings(findings: list[Finding]) -> list[Finding]:
+    """Fill each problem's ``explains`` and ``link_evidence`` (info findings explain nothing)."""
+    problems = [f for f in findings if f.is_problem]
+    for f in findings:
+        f.explains, f.link_evidence = [], {}
+    for cause in problems:
+        rule = RULES.get(cause.kind)
+        if rule is None:
+            continue
+        for effect in problems:
+            if not _may_explain(cause, effect):
+                continue
+            why = rule(cause, effect)
+            if why:
+                cause.explains.append(effect.kind)
+                cause.link_evidence[effect.kind] = why
+    return findings
+
+
+def rank_key(f: Finding, explained: set[str]) -> tuple:
+    """Problems before info; root causes before consequences; then severity, causal order."""
+    return (
+        not f.is_problem,
+        f.kind in explained,
+        -severity_rank(f.severity),
+        _order(f.kind),
+        f.kind,
+    )
