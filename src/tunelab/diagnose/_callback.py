@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..config import DiagnoseConfig, ExperimentConfig
+from ..rundir import TrainingDir
 from ..train import Callback, EventFile
 from ..train import predicted_classes as _predicted_classes
 from ._doctor import Doctor
@@ -123,7 +124,7 @@ class DoctorCallback(Callback):
         doc.close()
         run_dir = getattr(trainer, "run_dir", None)
         if run_dir is not None and getattr(trainer, "is_main", True):
-            self.report.save(Path(run_dir) / "findings.json")
+            self.report.save(TrainingDir(run_dir).findings)
         if self._writer is not None:
             summary = f"```\n{self.report.summary()}\n```"
             self._writer.add_text("doctor/summary", summary, int(getattr(trainer, "epoch", 0)))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..rundir import TrainingDir
 from ._callbacks import Callback
 from ._grad_norms import GradientNormSampler
 
@@ -376,7 +377,7 @@ def builtin_loggers(cfg: Any, run_dir: Path | None) -> list[Callback]:
     """The recording callbacks ``cfg`` asks for: files in ``run_dir``, the progress display."""
     found: list[Callback] = []
     if run_dir is not None:
-        found.append(MetricsFile(run_dir / "metrics.jsonl"))
+        found.append(MetricsFile(TrainingDir(run_dir).metrics))
         if cfg.tensorboard:
             found.append(
                 TensorBoardLogger(run_dir / "tensorboard", every=cfg.grad_histograms_every)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..rundir import TrainingDir
 from ._checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ def trainer_state(trainer: Trainer, status: str | None = None, reason: str = "")
 
 
 def restore_trainer(trainer: Trainer) -> None:
-    """Load ``trainer.run_dir / "checkpoint.pt"`` into a set-up trainer, if the file exists."""
-    path = trainer.run_dir / "checkpoint.pt" if trainer.run_dir is not None else None
+    """Load the run's ``checkpoint.pt`` into a set-up trainer, if the file exists."""
+    path = TrainingDir(trainer.run_dir).checkpoint if trainer.run_dir is not None else None
     if path is None or not path.is_file():
         return
     saved = load_checkpoint(path)

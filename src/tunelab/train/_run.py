@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError
-from ..rundir import RunDir, kept_line
+from ..rundir import RunDir, TrainingDir, kept_line
 from ._callbacks import Callback
 from ._checkpoint import atomic_write
 from ._health import SickTrialPolicy
@@ -177,7 +177,7 @@ def run_training(
         if staged:
             work_dir = target.staging()
         work_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(work_dir / "config.yaml", lambda p: p.write_text(cfg.to_yaml()))
+        atomic_write(TrainingDir(work_dir).config, lambda p: p.write_text(cfg.to_yaml()))
     try:
         run = _train_into(work_dir, cfg, model, spec, bundle, callbacks, resume, health, rank)
     except BaseException:
@@ -215,14 +215,14 @@ def _train_into(
     if result.best_epoch is not None:
         metrics = {"best_epoch": result.best_epoch, **result.best_metrics, **run.test_metrics}
         save_model(
-            run_dir / "best",
+            TrainingDir(run_dir).best_model,
             model,
             spec,
             getattr(bundle, "preprocessing", None),
             metrics={k: v for k, v in metrics.items() if _finite(v)},
         )
     text = json.dumps(run.summary(), indent=2)
-    atomic_write(run_dir / "result.json", lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(TrainingDir(run_dir).result, lambda p: p.write_text(text, encoding="utf-8"))
     return run
 
 

@@ -22,6 +22,8 @@ import torch.utils.deterministic
 
 from ..config import TrainConfig
 from ..models import transfer_settings
+from ..models._io import WEIGHTS
+from ..rundir import TrainingDir
 from ._backbone import BackboneFinetuning
 from ._callbacks import Callback, CallbackList
 from ._checkpoint import cpu_state, save_checkpoint, save_weights
@@ -347,14 +349,14 @@ class Trainer(StepMixin, EvaluationMixin):
         return elapsed >= self.config.checkpoint_interval_s
 
     def _save_checkpoint(self, status: str | None = None, reason: str = "") -> None:
-        save_checkpoint(trainer_state(self, status, reason), self.run_dir / "checkpoint.pt")
+        save_checkpoint(trainer_state(self, status, reason), TrainingDir(self.run_dir).checkpoint)
         self._save_best()
         self.state.last_checkpoint = time.monotonic()
 
     def _save_best(self) -> None:
         st = self.state
         if st.best_dirty and st.best_weights is not None:
-            save_weights(st.best_weights, self.run_dir / "best" / "model.safetensors")
+            save_weights(st.best_weights, TrainingDir(self.run_dir).best_model / WEIGHTS)
             st.best_dirty = False
 
     def _finish(self, status: str, reason: str) -> FitResult:

@@ -230,7 +230,7 @@ class TrainingObjective:
         if result.status not in SICK_STATUSES and result.status not in ("pruned", "oom"):
             for metric in metrics:
                 if metric in COST_METRICS:
-                    weights = directory / "best" / "model.safetensors"
+                    weights = TrainingDir(directory).best_model / "model.safetensors"
                     values.append(measure_cost(metric, run.model, bundle.X_val, weights))
                 else:
                     values.append(_metric_value(result.best_metrics, metric))

@@ -65,7 +65,7 @@ from optuna.trial import TrialState
 
 from ..config import ExperimentConfig
 from ..errors import FatalError, TrialFailed
-from ..rundir import RunDir
+from ..rundir import RunDir, TrainingDir
 from ._budget import EPOCHS_ATTR, ERROR_ATTR, Budget
 from ._loop import StartLock, is_fatal, one_line
 from ._measure import COST_METRICS, measure_cost
@@ -329,8 +329,8 @@ class _PopulationRun:
         if directory.exists():
             shutil.rmtree(directory)  # only a crashed attempt can have left one
         directory.mkdir(parents=True)
-        (directory / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-        (directory / "metrics.jsonl").write_text("", encoding="utf-8")
+        TrainingDir(directory).config.write_text(cfg.to_yaml(), encoding="utf-8")
+        TrainingDir(directory).metrics.write_text("", encoding="utf-8")
         group.population.replace_member(
             k, MemberSettings.from_config(cfg.train, spec.params), cfg.seed
         )
@@ -431,7 +431,7 @@ class _PopulationRun:
 
         pop, trial = group.population, slot.trial
         member = pop.members[k]
-        with open(slot.directory / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        with open(TrainingDir(slot.directory).metrics, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(jsonable(row)) + "\n")
         metric = self.metrics[0]
         if metric not in row and metric not in COST_METRICS and member.status not in SICK_STATUSES:
@@ -488,7 +488,7 @@ class _PopulationRun:
         if member.status in SICK_STATUSES:
             sickness = self._sick_verdict(member)
             result.sickness = sickness
-        best = slot.directory / "best"
+        best = TrainingDir(slot.directory).best_model
         model = None
         if member.best_epoch is not None:
             model = pop.member_module(k).cpu()
@@ -530,7 +530,7 @@ class _PopulationRun:
             "executor": "population",
             "signals": member.signals,
         }
-        (slot.directory / "result.json").write_text(
+        TrainingDir(slot.directory).result.write_text(
             json.dumps(jsonable(summary), indent=2), encoding="utf-8"
         )
         return FoldOutcome.of_fit(result, values, slot.directory, _findings_of(None, sickness))
