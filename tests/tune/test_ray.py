@@ -144,7 +144,7 @@ def test_losing_the_worker_node_loses_no_finished_trial(cluster, tmp_path):
 
     remover = threading.Thread(target=remove_worker_after_its_first_trial, daemon=True)
     remover.start()
-    reason = run_ray_study(cfg, None, run_dir, address=head_cluster.address, max_failures=3)
+    reason = run_ray_study(cfg, None, run_dir, address=head_cluster.address)
     remover.join(timeout=30)
     assert seen.get("removed"), "the worker node never finished a trial"
     assert reason == "trial budget of 6 reached"

@@ -60,7 +60,9 @@ def _peek(db: Path) -> dict | None:
 def test_kill_9_then_resume_loses_no_finished_trial_and_repeats_none(tmp_path):
     lrs = [0.003, 0.01, 0.03]
     train = {
-        "epochs": 12,
+        # Long enough that a trial is still running when the test looks (0.05 s polls): on an
+        # idle machine with one thread (the small-model rule) 12 epochs took 0.1 s.
+        "epochs": 150,
         "batch_size": 16,
         "tensorboard": False,
         "deterministic": False,  # spares each process torch's 4-second dynamo import
@@ -87,7 +89,7 @@ def test_kill_9_then_resume_loses_no_finished_trial_and_repeats_none(tmp_path):
             # Kill in the middle of a trial: two finished, one running with some epochs done.
             if state is not None and len(state["COMPLETE"]) >= 2 and state["RUNNING"]:
                 number, epochs = state["RUNNING"][0]
-                if 1 <= epochs < 10:
+                if 1 <= epochs < 120:
                     os.kill(proc.pid, signal.SIGKILL)
                     killed_number = number
                     break

@@ -79,7 +79,7 @@ class TuneConfig(Section):
     address: str | None = None  # ray: None starts a local cluster; "auto", "HOST:PORT", "ray://"
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     max_concurrent: int | None = Field(None, gt=0)
-    ray_max_failures: int = Field(2, ge=0)
+    ray_max_failures: int = Field(10, ge=0)  # a lost node counts once per pending call
     cv: CVConfig = Field(default_factory=CVConfig)
     stop_sick_trials: bool = True
     # Sampler and pruner knobs; ``None`` means "chosen from the budget" (docs/tune.md).
