@@ -13,6 +13,7 @@ duplicates — each a small function below; ``tidy_images`` does the image equiv
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ __all__ = ["MAX_AUTO_CLASSES", "Tidy", "TidyImages", "TidyTable", "tidy_images",
 
 
 @dataclass
-class Tidy:
+class Tidy(abc.ABC):
     """Data after the stateless steps; ``positions`` index into it for the splits."""
 
     origin: str
@@ -59,9 +60,9 @@ class Tidy:
     def __len__(self) -> int:
         return len(self.y)
 
+    @abc.abstractmethod
     def rows(self, positions: np.ndarray) -> Any:
         """The features of the rows at ``positions``."""
-        raise NotImplementedError
 
     def keep_rows(self, keep: np.ndarray) -> None:
         """Keep only the rows where the boolean mask ``keep`` is true (features, labels and
