@@ -163,3 +163,8 @@ def test_regression_run_has_curves_and_no_classification_parts(tmp_path: Path):
     assert "confusion_matrix" not in report.plots
     assert not any("confusion" in g or "classification" in g for g in best.gaps)
     assert "<td>r2</td>" in best.to_html()
+
+
+def test_importances_from_few_trials_carry_their_caveat(handmade_run: Path):
+    html = build_report(handmade_run).section("search").to_html()
+    assert "These importances rest on 6 complete trial(s)" in html

@@ -7,6 +7,7 @@ import platform
 from datetime import datetime
 from typing import Any
 
+from ..tune._result import MIN_IMPORTANCE_TRIALS
 from . import _figures as figs
 from ._artifacts import RunArtifacts, trial_reason
 from ._page import FigureRegistry, ReportSection, cards, esc, fmt, table
@@ -255,11 +256,19 @@ def search_section(art: RunArtifacts, reg: FigureRegistry) -> ReportSection:
         ("pareto_front", "Pareto front", figs.pareto_front, names),
         ("timeline", "timeline", figs.timeline, None),
     ]
+    complete = states.get("COMPLETE", 0)
     for key, label, build, extra in plots:
         if key == "pareto_front" and len(study.directions) < 2:
             continue
         args = (study,) if extra is None else (study, extra)
         _try_plot(sec, reg, key, label, build, *args)
+        if key == "param_importances" and complete < MIN_IMPORTANCE_TRIALS:
+            # The CLI withholds them below this count; a report keeps the figure, with its caveat.
+            sec.add(
+                f'<p class="note">These importances rest on {complete} complete trial(s); '
+                f"below {MIN_IMPORTANCE_TRIALS} they are a rough sketch, not a ranking "
+                "(<code>tunelab tune</code> withholds them).</p>"
+            )
     sec.add("<h3>Trials</h3>")
     sec.add(_trials_table(art, trials, names))
     return sec
