@@ -127,26 +127,14 @@ def _models(task: str, image: bool, seed: int) -> list[tuple[str, Any]]:
     def linear(model: Any) -> Any:
         return make_pipeline(SimpleImputer(), StandardScaler(), model)
 
-    if task == "classification":
-        models = [("linear model", linear(LogisticRegression(max_iter=300)))]
-        if not image:
-            models.append(
-                (
-                    "gradient boosting",
-                    HistGradientBoostingClassifier(
-                        max_iter=40, max_leaf_nodes=15, early_stopping=False, random_state=seed
-                    ),
-                )
-            )
-        return models
-    models = [("linear model", linear(Ridge(alpha=1.0)))]
+    classify = task == "classification"
+    models = [("linear model", linear(LogisticRegression(max_iter=300) if classify else Ridge()))]
     if not image:
+        boosting = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
         models.append(
             (
                 "gradient boosting",
-                HistGradientBoostingRegressor(
-                    max_iter=40, max_leaf_nodes=15, early_stopping=False, random_state=seed
-                ),
+                boosting(max_iter=40, max_leaf_nodes=15, early_stopping=False, random_state=seed),
             )
         )
     return models
