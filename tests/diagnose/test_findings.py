@@ -266,9 +266,31 @@ def test_the_quick_baseline_is_quick_and_scores_the_same_split():
 
 
 def test_class_imbalance_names_classes_by_their_labels():
-    from tunelab.diagnose._data_checks import imbalance_finding
-    from tunelab.diagnose._repair import _name_classes
+    from tunelab.diagnose._data_checks import imbalance_finding, name_classes
 
     f = imbalance_finding({0: 950, 1: 50})
-    _name_classes(f, ["healthy", "sick"])
+    name_classes(f, ["healthy", "sick"])
     assert "class 'healthy' has 950" in f.evidence and "class 'sick' only 50" in f.evidence
+
+
+def test_plain_loop_imbalance_names_the_classes_it_was_given():
+    # A plain loop through watch(): the labels come from the batches as indices; the doctor
+    # names them with the classes the user passed.
+    torch.manual_seed(0)
+    X = torch.randn(1200, 4)
+    y = (torch.rand(1200) < 0.04).long()  # ~4% class 1
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=64)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    doc = Doctor(model, opt, every_n_steps=1, classes=["healthy", "sick"])
+    for _ in range(2):
+        for xb, yb in doc.watch(loader):
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            doc.after_backward(loss)
+            opt.step()
+        doc.end_epoch(train_loss=float(loss))
+    found = {f.kind: f for f in doc.diagnose().findings}
+    assert "class 'healthy' has" in found["class_imbalance"].evidence
+    assert "class 'sick' only" in found["class_imbalance"].evidence

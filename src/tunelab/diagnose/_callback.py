@@ -82,6 +82,7 @@ class DoctorCallback(Callback):
             every_n_steps=self.settings.every_n_steps,
             config=experiment if experiment is not None else trainer.config,
             metric_mode="max",
+            classes=self._classes(trainer),
         )
         if self.baseline is not None:
             self.doctor.set_baseline(self.baseline)
@@ -163,6 +164,13 @@ class DoctorCallback(Callback):
         pred = outputs.reshape(len(y), -1)
         sst = float(((target - target.mean(0)) ** 2).sum())
         return 1.0 - float(((target - pred) ** 2).sum()) / sst if sst > 0 else None
+
+    @staticmethod
+    def _classes(trainer: Any) -> list[Any] | None:
+        bundle = getattr(trainer, "bundle", None)
+        if bundle is None or getattr(bundle, "task", None) != "classification":
+            return None
+        return list(bundle.classes) or None
 
     @staticmethod
     def _val_rows(trainer: Any) -> int | None:

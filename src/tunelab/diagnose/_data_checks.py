@@ -8,6 +8,7 @@ applies the same rules to the input batches it samples inside a training loop.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -215,6 +216,33 @@ def imbalance_finding(counts: dict[Any, int]) -> Finding | None:
         f"({ratio:.1f}x; {present[small] / total:.1%} of {total} rows)",
         {"ratio": ratio, "largest": big, "smallest": small, "counts": present},
     )
+
+
+def name_classes(f: Finding, names: list[str]) -> None:
+    """``class 3`` -> ``class 'cat'``: the labels the user knows (``bundle.classes``), not the
+    indices the model sees."""
+
+    def label(index: Any) -> str:
+        try:
+            i = int(index)
+        except (TypeError, ValueError):
+            return str(index)
+        return repr(names[i]) if 0 <= i < len(names) else str(index)
+
+    fig = f.figures
+    for key in ("largest", "smallest"):
+        if key in fig:
+            fig[f"{key}_label"] = label(fig[key])
+    if "missing_in_train" in fig:
+        fig["missing_in_train_labels"] = [label(i) for i in fig["missing_in_train"]]
+        f.evidence = re.sub(
+            r"classes \[[^\]]*\]",
+            f"classes [{', '.join(fig['missing_in_train_labels'])}]",
+            f.evidence,
+        )
+    for key in ("largest", "smallest"):
+        if key in fig:
+            f.evidence = re.sub(rf"class {fig[key]}\b", f"class {fig[key + '_label']}", f.evidence)
 
 
 # ---- the checks ---------------------------------------------------------------------------------

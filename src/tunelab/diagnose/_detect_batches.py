@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._data_checks import constant_finding, imbalance_finding, scale_finding
+from ._data_checks import constant_finding, imbalance_finding, name_classes, scale_finding
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import TrainingRecord
@@ -50,6 +50,8 @@ class BatchData(Detector):
                     found.append(f)
         if sum(stats.label_counts.values()) >= _MIN_ROWS:
             f = imbalance_finding(stats.label_counts)
+            if f is not None and record.class_names:
+                name_classes(f, record.class_names)
             if f is not None:
                 f.evidence += " (in sampled training batches)"
                 found.append(f)

@@ -23,7 +23,7 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -82,6 +82,8 @@ class Doctor:
             metric moves with the loss.
         memory_budget: bytes the run may use; default: the GPU's memory, or the process limit.
         detectors: names of detectors to run (default: all registered).
+        classes: the class names, in label order (label ``i`` is ``classes[i]``), so findings
+            about labels seen in the batches name them; default: the label indices.
 
     Only ``nn.Module`` activations are hooked; ``F.relu``/``torch.tanh`` calls inside
     ``forward`` are invisible to the activation checks (the other checks still work).
@@ -109,6 +111,7 @@ class Doctor:
         metric_mode: str = "auto",
         memory_budget: int | None = None,
         detectors: list[str] | None = None,
+        classes: Sequence[Any] | None = None,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, but got {every_n_steps}")
@@ -121,6 +124,7 @@ class Doctor:
         self.metric_mode = metric_mode
         self.memory_budget = memory_budget
         self.detectors = detectors
+        self.classes = classes
         # The API: constructing the doctor registers its hooks, nothing else to call.
         self._attach()
 
@@ -129,6 +133,7 @@ class Doctor:
     def _attach(self) -> None:
         self.record_ = TrainingRecord()
         self.record_.metric_mode = self.metric_mode
+        self.record_.class_names = [str(c) for c in self.classes] if self.classes else None
         self._detectors: list[Detector] = make_detectors(self.detectors)
         self._acts = ActivationProbe()
         self._grads = GradProbe(self.model)

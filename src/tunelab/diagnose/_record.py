@@ -106,6 +106,7 @@ class TrainingRecord:
     lr: float | None = None
     planned_epochs: int | None = None
     metric_mode: str = "auto"  # "max" | "min" | "auto": direction of train/val metrics
+    class_names: list[str] | None = None  # label i is class_names[i] (Doctor(classes=...))
     # The expert's reference point on the same split (``Doctor.fit_baseline``): {"model": name,
     # "score": val score on the metric's 0..1 scale, "scores": {model: score}, "seconds": s}.
     baseline: dict[str, Any] | None = None

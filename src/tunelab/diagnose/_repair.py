@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..rundir import DoctorDir, RunDir, TrainingDir
 from ._baseline import Baseline, quick_baseline
 from ._callback import DoctorCallback
-from ._data_checks import check_data
+from ._data_checks import check_data, name_classes
 from ._finding import DiagnosisReport, Finding, merge_findings
 from ._remedies import RemedyContext
 from ._signals import NOISE_Z, binomial_se
@@ -465,40 +465,12 @@ def _data_findings(bundle: Any, cfg: ExperimentConfig) -> list[Finding]:
     names = list(getattr(bundle, "classes", None) or [])
     for f in found:
         if f.kind == "class_imbalance" and names:
-            _name_classes(f, names)
+            name_classes(f, names)
         # Class weights do not change the data: once applied, the imbalance is treated.
         if f.kind == "class_imbalance" and f.is_problem and not f.config_change:
             f.severity = "info"
             f.evidence += " (treated: train.class_weights = balanced)"
     return found
-
-
-def _name_classes(f: Finding, names: list[str]) -> None:
-    """``class 3`` -> ``class 'cat'``: the labels the user knows (``bundle.classes``), not the
-    indices the model sees."""
-    import re
-
-    def label(index: Any) -> str:
-        try:
-            i = int(index)
-        except (TypeError, ValueError):
-            return str(index)
-        return repr(names[i]) if 0 <= i < len(names) else str(index)
-
-    fig = f.figures
-    for key in ("largest", "smallest"):
-        if key in fig:
-            fig[f"{key}_label"] = label(fig[key])
-    if "missing_in_train" in fig:
-        fig["missing_in_train_labels"] = [label(i) for i in fig["missing_in_train"]]
-        f.evidence = re.sub(
-            r"classes \[[^\]]*\]",
-            f"classes [{', '.join(fig['missing_in_train_labels'])}]",
-            f.evidence,
-        )
-    for key in ("largest", "smallest"):
-        if key in fig:
-            f.evidence = re.sub(rf"class {fig[key]}\b", f"class {fig[key + '_label']}", f.evidence)
 
 
 def _current(cfg: ExperimentConfig, path: str) -> Any:
