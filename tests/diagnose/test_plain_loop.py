@@ -234,3 +234,70 @@ def test_without_watch_the_model_input_is_checked_for_nan_and_scale():
         opt.step()
     kinds = doc.diagnose().kinds("warning")
     assert {"nan_or_inf_data", "unscaled_inputs", "diverging_loss"} <= kinds
+
+
+def _sgd_loop(lr: float, epochs: int = 3, seed: int = 0):
+    torch.manual_seed(seed)
+    X_train, y_train, _, _ = dataset("digits")
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    loader = _loader(X_train, y_train, batch=32, seed=seed)
+    doc = Doctor(model, optimizer)
+    for _epoch in range(epochs):
+        total = 0.0
+        for xb, yb in doc.watch(loader):
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            doc.after_backward(loss)
+            optimizer.step()
+            total += float(loss.detach())
+        doc.end_epoch(train_loss=total / len(loader))
+    return model, optimizer, loader, doc
+
+
+def test_find_lr_in_a_plain_loop_measures_the_prescribed_rate_and_only_looks():
+    model, optimizer, _, doc = _sgd_loop(1e-4)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    before = {f.kind: f for f in doc.diagnose().findings}
+    assert before["slow_convergence"].config_change["train.lr"] == 0.001  # the 10x step
+
+    result = doc.find_lr(F.cross_entropy, steps=60)
+
+    # It only looked: weights, the optimiser's learning rate and state, torch's RNG.
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    assert optimizer.param_groups[0]["lr"] == 1e-4 and not optimizer.state
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert 1e-4 < result.suggestion < 10
+    after = {f.kind: f for f in doc.diagnose().findings}
+    # The prescription names the measured rate, not a step.
+    assert after["slow_convergence"].config_change["train.lr"] == float(f"{result.suggestion:.3g}")
+    assert doc.state_dict()["lr_range"]["suggestion"] == result.suggestion
+
+
+def test_find_lr_prescription_never_moves_the_rate_the_wrong_way():
+    from tunelab.diagnose import RemedyContext
+    from tunelab.diagnose._remedies import prescribe
+
+    # A measured rate below the current one cannot be a "raise_lr" prescription...
+    slow = prescribe(
+        Finding("slow_convergence", "warning", "slow"), RemedyContext(lr=0.01, measured_lr=0.001)
+    )
+    assert slow.config_change["train.lr"] > 0.01
+    # ...and one above it cannot lower the rate for an oscillating loss.
+    osc = prescribe(
+        Finding("oscillating_loss", "warning", "osc"), RemedyContext(lr=0.01, measured_lr=0.1)
+    )
+    assert osc.config_change["train.lr"] < 0.01
+    osc = prescribe(
+        Finding("oscillating_loss", "warning", "osc"), RemedyContext(lr=0.01, measured_lr=0.001)
+    )
+    assert osc.config_change["train.lr"] == 0.001
+
+
+def test_find_lr_needs_batches():
+    model = nn.Sequential(nn.Linear(4, 2))
+    doc = Doctor(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="watch"):
+        doc.find_lr(F.cross_entropy)

@@ -23,9 +23,9 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -49,6 +49,9 @@ from ._probes import (
 )
 from ._record import ActivationStat, BatchStats, EpochRecord, GradSample, TrainingRecord
 from ._remedies import RemedyContext, prescribe
+
+if TYPE_CHECKING:
+    from ..train import LRFinderResult
 
 # Losses are kept on the device and read in chunks of this many steps (one sync per chunk).
 _LOSS_CHUNK = 256
@@ -145,6 +148,7 @@ class Doctor:
         self._current_batch: Any = None
         self._last_input: torch.Tensor | None = None
         self._fwd = 0
+        self._paused = False  # find_lr's probe steps: the hooks look away
         self._batch_index = 0  # batches seen by watch(), across epochs
         self._last_grad_step = -(10**9)
         self._last_loss_finite = True
@@ -323,6 +327,49 @@ class Doctor:
             if not suppress:
                 raise
 
+    def find_lr(
+        self,
+        loss_fn: Callable[[Any, Any], torch.Tensor],
+        batches: Iterable[Any] | None = None,
+        *,
+        steps: int = 100,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+    ) -> LRFinderResult:
+        """Measure a learning rate with the LR range test, on this loop's own optimiser.
+
+        ``loss_fn(model(inputs), targets)`` is the loop's loss; ``batches`` default to the
+        loader given to :meth:`watch`. The weights, the optimiser's state and torch's random
+        state are restored afterwards. From then on, learning-rate prescriptions name the
+        measured rate (when it moves the way the remedy wants) instead of a 10x step.
+        """
+        from ._lr_probe import range_test
+
+        if self.model is None or self.optimizer is None:
+            raise ValueError("find_lr needs the Doctor's model and optimizer")
+        batches = batches if batches is not None else self._loader
+        if batches is None:
+            raise ValueError("find_lr needs batches: pass a loader, or call watch(loader) first")
+        self._paused = True
+        try:
+            result = range_test(
+                self.model,
+                self.optimizer,
+                loss_fn,
+                batches,
+                steps=steps,
+                start_lr=start_lr,
+                end_lr=end_lr,
+            )
+        finally:
+            self._paused = False
+        self.record_.lr_range = {
+            "suggestion": result.suggestion,
+            "min_loss_lr": result.min_loss_lr,
+            "steps": len(result.lrs),
+        }
+        return result
+
     def diagnose(self) -> DiagnosisReport:
         """The findings so far, worst first; safe to call at any time, also mid-epoch."""
         self._flush_losses()
@@ -392,6 +439,7 @@ class Doctor:
             "steps": rec.steps,
             "first_seen": dict(self._first_seen),
             "baseline": rec.baseline,
+            "lr_range": rec.lr_range,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -416,12 +464,15 @@ class Doctor:
         rec.steps = int(state.get("steps", 0))
         self._first_seen = dict(state.get("first_seen", {}))
         rec.baseline = state.get("baseline") or rec.baseline
+        rec.lr_range = state.get("lr_range") or rec.lr_range
         self._new_epoch_counters()
 
     # ---- what the remedies may know -----------------------------------------------------------
 
     def remedy_context(self) -> RemedyContext:
         ctx = RemedyContext(config=self.config)
+        if self.record_.lr_range:
+            ctx.measured_lr = _number(self.record_.lr_range.get("suggestion"))
         opt = self.optimizer
         if opt is not None and opt.param_groups:
             group = opt.param_groups[0]
@@ -488,7 +539,7 @@ class Doctor:
             self._step_handle = None
 
     def _before_forward(self, module: nn.Module, args: Any) -> None:
-        if not (module.training and torch.is_grad_enabled()):
+        if self._paused or not (module.training and torch.is_grad_enabled()):
             self._acts.sampling = False
             return
         self._fwd += 1
@@ -507,6 +558,8 @@ class Doctor:
             self._act_handles = [m.register_forward_hook(self._acts.hook) for m in self._acts.names]
 
     def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._paused:
+            return
         exc = current_exception()
         if exc is not None and is_out_of_memory(exc):
             first = args[0] if args else None

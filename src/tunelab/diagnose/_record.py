@@ -107,6 +107,8 @@ class TrainingRecord:
     planned_epochs: int | None = None
     metric_mode: str = "auto"  # "max" | "min" | "auto": direction of train/val metrics
     class_names: list[str] | None = None  # label i is class_names[i] (Doctor(classes=...))
+    # Doctor.find_lr's range test: {"suggestion": lr, "min_loss_lr": lr, "steps": n}.
+    lr_range: dict[str, Any] | None = None
     # The expert's reference point on the same split (``Doctor.fit_baseline``): {"model": name,
     # "score": val score on the metric's 0..1 scale, "scores": {model: score}, "seconds": s}.
     baseline: dict[str, Any] | None = None

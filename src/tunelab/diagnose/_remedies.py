@@ -40,6 +40,9 @@ class RemedyContext:
     width: int | None = None  # widest hidden layer of the model, when it can be read
     depth: int | None = None  # hidden weight layers
     builder_params: set[str] | None = None  # what model.params accepts (None: unknown)
+    # The LR range test's suggestion (Doctor.find_lr), when it was run: LR prescriptions use it
+    # when it moves the rate the way the remedy wants, instead of a fixed step.
+    measured_lr: float | None = None
     config: Any = None  # an ExperimentConfig when the run came from one
     train: Any = None  # its TrainConfig (also known when only the trainer's config is)
 
@@ -94,8 +97,13 @@ def prescribe(finding: Finding, ctx: RemedyContext) -> Finding:
 
 
 def _lr(ctx: RemedyContext, factor: float, *, cap: float | None = None) -> dict[str, Any]:
+    """A lower learning rate: the range test's, when one was measured below the current rate
+    (by more than its own resolution, 1.5x), else ``factor`` times the current one."""
     if ctx.lr is None:
         return {}
+    measured = ctx.measured_lr
+    if measured is not None and 0 < measured < ctx.lr / 1.5:
+        return {"train.lr": float(f"{measured:.3g}")}
     value = ctx.lr * factor
     if cap is not None:
         value = min(value, cap)
@@ -297,7 +305,7 @@ class FixSlow(Remedy):
         return (
             "The loss falls steadily but very slowly: the updates are tiny next to the weights; "
             "raise the learning rate (`tunelab doctor --fix` measures one with the LR range "
-            "test) or use momentum/Adam.",
+            "test; in your own loop, `doc.find_lr(loss_fn)`) or use momentum/Adam.",
             change,
         )
 
@@ -307,6 +315,9 @@ def _raise_lr(ctx: RemedyContext, *, cap: float) -> dict[str, Any]:
     already at or above the cap is doubled (raise_lr never lowers it)."""
     if ctx.lr is None:
         return {}
+    measured = ctx.measured_lr
+    if measured is not None and measured > 1.5 * ctx.lr:
+        return {"train.lr": float(f"{measured:.3g}")}
     value = min(ctx.lr * 10.0, max(cap, ctx.lr * 2.0))
     return {"train.lr": float(f"{value:.3g}")}
 

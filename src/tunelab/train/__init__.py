@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._distributed import run_distributed
     from ._early_stopping import EarlyStopping, infer_mode
     from ._loggers import EventFile
-    from ._lr_finder import LRFinderResult, find_lr, write_lr
+    from ._lr_finder import LRFinderResult, find_lr, suggest_lr, write_lr
     from ._metrics import Evaluation, class_probabilities, metric_names, predicted_classes
     from ._population import (
         MemberSettings,
@@ -63,6 +63,7 @@ _LAZY = {
     "predicted_classes": "._metrics",
     "run_distributed": "._distributed",
     "run_training": "._run",
+    "suggest_lr": "._lr_finder",
     "supports": "._population",
     "write_lr": "._lr_finder",
 }
@@ -103,6 +104,7 @@ __all__ = [
     "predicted_classes",
     "run_distributed",
     "run_training",
+    "suggest_lr",
     "supports",
     "write_lr",
 ]
