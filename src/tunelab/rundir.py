@@ -224,6 +224,13 @@ class DoctorDir(Versioned):
         """``round_<k>/``: the training directory of repair round ``k``."""
         return TrainingDir(self.path / f"round_{k}")
 
+    def confirmation(self, which: str) -> TrainingDir:
+        """``confirm_<which>/``: the full training of the config given (``start``) or of the
+        repaired one (``returned``) that confirms the repair."""
+        if which not in ("start", "returned"):
+            raise ValueError(f"which must be 'start' or 'returned', not {which!r}")
+        return TrainingDir(self.path / f"confirm_{which}")
+
 
 class RunDir(TrainingDir):
     """A run directory ``runs/<name>/`` (see docs/contracts.md, "Directories").

@@ -123,3 +123,36 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert done.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("config error: train.lr") and "\n" not in err
+
+
+def test_a_repair_is_confirmed_in_full_and_never_worse_there(runs):
+    # Rounds are short (4 epochs here); the user trains 20. Every repair was retrained in full
+    # beside the config as given, and the one handed back is never the worse of the two.
+    confirmed = 0
+    for case in FIX_CASES:
+        run = runs[case.name]
+        c = run.confirmation
+        if c is None:
+            assert run.best_round == 0, case.name  # nothing repaired: nothing to confirm
+            continue
+        confirmed += 1
+        assert c["epochs"] == 20
+        if c["kept"]:
+            assert c["start"] is None or c["returned"] >= c["start"], (case.name, c)
+            assert run.best_round != 0 and "confirmed in full" in run.stopped_because
+        else:
+            assert run.best_round == 0 and run.config.train == parse_config(case.config).train
+            assert "the config as given is returned" in run.stopped_because
+        written = json.loads((run.directory / "fix_rounds.json").read_text())
+        assert written["confirmation"] == c
+        assert (run.directory / "confirm_start" / "metrics.jsonl").exists()
+        assert (run.directory / "confirm_returned" / "metrics.jsonl").exists()
+    assert confirmed >= len(FIX_CASES) // 2
+
+
+def test_confirmation_can_be_turned_off(tmp_path):
+    case = next(c for c in FIX_CASES if c.name == "diverging")
+    cfg = parse_config({**case.config, "run_root": str(tmp_path), "diagnose": {"confirm": False}})
+    run = diagnose_config(cfg, epochs=case.epochs, fix=True, rounds=2)
+    assert run.best_round != 0 and run.confirmation is None
+    assert not (run.directory / "confirm_start").exists()

@@ -63,6 +63,14 @@ def doctor(
             f"returned config: round {best.round} ({best.metric} {end}; the config as given: "
             f"{start}); never worse than the starting config"
         )
+        c = run.confirmation
+        if c is not None:
+            shown = {k: f"{c[k]:.4f}" if c[k] is not None else "n/a" for k in ("start", "returned")}
+            verdict = "kept" if c["kept"] else "undone: the config as given is returned"
+            console.print(
+                f"trained in full ({c['epochs']} epochs, your early stopping): as given "
+                f"{shown['start']}, repaired {shown['returned']}: the repair is {verdict}"
+            )
     console.print(f"stopped: {run.stopped_because}; files in {run.directory}")
     if fix:
         console.print(f"repaired config: {DoctorDir(run.directory).repaired_config}")

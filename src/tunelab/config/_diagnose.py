@@ -22,3 +22,7 @@ class DiagnoseConfig(Section):
     # `tunelab doctor --fix`: how many repair rounds at most (one cause per round; a round is a
     # short diagnostic fit, so six stay cheap).
     rounds: int = Field(6, ge=1, le=10)
+    # `tunelab doctor --fix`: train the repaired config and the one given in full (their own
+    # epochs and early stopping) and hand back the repair only if it is not worse there: a
+    # change that helps a short round can lose over the whole training.
+    confirm: bool = True

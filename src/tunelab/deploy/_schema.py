@@ -119,7 +119,6 @@ def _number_text(text: str, where: str) -> float:
     raise InputError(f"{where}: expected a number, got {_kind(text)}")
 
 
-
 @dataclass
 class InputSchema:
     """The raw input a model accepts: named table features, or a per-row tensor shape.

@@ -192,7 +192,7 @@ def create_app(
         openapi_extra=request_schema,
         description=(
             "Rows as the training data had them. A numeric feature may be a number or a string "
-            "that is plainly one (`\"30\"`); `null` imputes a feature with its training fill "
+            'that is plainly one (`"30"`); `null` imputes a feature with its training fill '
             "value where `/metadata` lists it under `input.null_imputes`. Columns the model "
             "does not use (an id, the label) are refused unless `?extra=ignore` is given, "
             "which drops them and says so in `warnings`."

@@ -103,6 +103,9 @@ class DoctorRun:
     baseline: Baseline | None = None
     metric_mode: str = "max"
     previous: Path | None = None  # where the previous doctor run was kept (doctor/versions/<N>)
+    # The full trainings that confirmed (or undid) the repair: {"start": value, "returned":
+    # value, "epochs": n, "kept": bool}; None when no repair needed confirming.
+    confirmation: dict[str, Any] | None = None
 
     @property
     def best(self) -> FixRound:
@@ -232,8 +235,64 @@ def diagnose_config(
             run.best_round = r.round
             candidates = _candidates(best_cfg, best, data_for, baseline, n_val)
     run.config = best_cfg
+    if run.best_round != 0 and _needs_confirmation(cfg, n_epochs):
+        _confirm(run, cfg, best_cfg, data_for, doctor_dir, metric, mode)
     _write(run)
     return run
+
+
+def _needs_confirmation(cfg: ExperimentConfig, n_epochs: int) -> bool:
+    """Whether the rounds were shorter than the training the user will run (or it stops
+    early): then the rounds' verdicts may not hold over the whole training."""
+    if not cfg.diagnose.confirm:
+        return False
+    epochs, stopping = int(cfg.train.epochs), cfg.train.early_stopping
+    return n_epochs < epochs or (stopping.enabled and int(stopping.patience) < epochs)
+
+
+def _confirm(
+    run: DoctorRun,
+    start_cfg: ExperimentConfig,
+    best_cfg: ExperimentConfig,
+    data_for: Any,
+    doctor_dir: DoctorDir,
+    metric: str,
+    mode: str,
+) -> None:
+    """Train the config given and the repaired one in full, as ``tunelab train`` would; hand
+    back the repair only when it is not worse there (the never-worse promise is about the
+    training the user runs, not about the doctor's short rounds)."""
+    from ..train import run_training
+
+    values: dict[str, float | None] = {}
+    for which, c in (("start", start_cfg), ("returned", best_cfg)):
+        bundle, _ = data_for(c)
+        quiet = c.with_values({"train.progress": "none", "train.tensorboard": False})
+        done = run_training(quiet, bundle=bundle, run_dir=doctor_dir.confirmation(which).path)
+        values[which] = _best_value(done.result, metric, mode)
+    before, after = values["start"], values["returned"]
+    sign = 1.0 if mode == "max" else -1.0
+    worse = after is None or (before is not None and sign * (after - before) < 0)
+    run.confirmation = {
+        "start": before,
+        "returned": after,
+        "epochs": int(start_cfg.train.epochs),
+        "kept": not worse,
+    }
+    shown = {k: f"{v:.4f}" if v is not None else "n/a" for k, v in values.items()}
+    if worse:
+        run.best_round = 0
+        run.config = start_cfg
+        run.stopped_because += (
+            f"; trained in full, the repaired config reached {metric} {shown['returned']} "
+            f"against {shown['start']} for the config as given, so the config as given is "
+            "returned"
+        )
+    else:
+        run.stopped_because += (
+            f"; confirmed in full: {metric} {shown['start']} as given -> {shown['returned']} "
+            "repaired"
+        )
 
 
 def _baseline(bundle: Any, seed: int) -> Baseline | None:
@@ -492,6 +551,7 @@ def _write(run: DoctorRun) -> None:
         "start_value": run.rounds[0].value if run.rounds else None,
         "best_value": best.value if best else None,
         "baseline": run.baseline.to_dict() if run.baseline else None,
+        "confirmation": run.confirmation,
         "rounds": [r.to_dict() for r in run.rounds],
     }
     doctor_dir = DoctorDir(out)

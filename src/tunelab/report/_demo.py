@@ -171,11 +171,7 @@ class Demo:
         from rich.table import Table
 
         from ..config import parse_config
-
-        try:
-            from ..diagnose import diagnose_config
-        except ImportError:  # not re-exported yet: the path `tunelab doctor` itself imports
-            from ..diagnose._repair import diagnose_config
+        from ..diagnose._repair import diagnose_config  # what `tunelab doctor` itself runs
 
         budget = self._budget
         run = diagnose_config(

@@ -73,4 +73,3 @@ class EvaluationMixin:
     plan: Any
     bundle: Any
     config: Any
-

@@ -166,9 +166,7 @@ class EventFile:
             string_val=[text.encode("utf-8")],
             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]),
         )
-        value = Summary.Value(
-            tag=tag, metadata=SummaryMetadata(plugin_data=plugin), tensor=tensor
-        )
+        value = Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin), tensor=tensor)
         self.add_summary(Summary(value=[value]), step)
 
     def _write(self, event: Any) -> None:

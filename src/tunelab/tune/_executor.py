@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from ._workers import Helpers
 
 
-
 class TrialExecutor(Protocol):
     """Runs the trials of a built study until ``budget`` says stop."""
 
