@@ -269,7 +269,14 @@ def _confirm(
         bundle, _ = data_for(c)
         quiet = c.with_values({"train.progress": "none", "train.tensorboard": False})
         done = run_training(quiet, bundle=bundle, run_dir=doctor_dir.confirmation(which).path)
-        values[which] = _best_value(done.result, metric, mode)
+        # What the user keeps: the metric at the epoch the checkpoint holds (train.monitor's
+        # best), not the best epoch of this metric.
+        kept = (done.result.best_metrics or {}).get(metric)
+        values[which] = (
+            float(kept)
+            if isinstance(kept, (int, float)) and math.isfinite(kept)
+            else _best_value(done.result, metric, mode)
+        )
     before, after = values["start"], values["returned"]
     sign = 1.0 if mode == "max" else -1.0
     worse = after is None or (before is not None and sign * (after - before) < 0)

@@ -1,0 +1,152 @@
+"""Wall time to the search-efficiency targets: the population executor vs the sequential default.
+
+Issue 14's figure "wall time to reach the search-efficiency tasks' targets, population vs
+sequential default" (goal <= 1/3). The tasks, search spaces, targets and epoch budget are
+``bench/search_efficiency.py``'s (digits-cnn, tabular-mlp, synthetic-hard). Two arms, both
+``tunelab tune``'s default search (``sampler: auto``, ASHA, sick-trial stopping) on the same
+prepared data, one torch thread each, one after the other for each seed:
+
+- ``sequential``: ``tune.executor: local`` (one trial at a time);
+- ``population``: ``tune.executor: population`` (``tune.population``, default ``auto``): K
+  trials asked at once, grouped by parameter shapes and batch size, each group trained as one
+  vectorised population.
+
+Each run stops as soon as any reported epoch reaches the task's target (or when the epochs of
+``--trials`` full trials are used up: never reached). Reported per task: the median wall time
+to the stop over the seeds (a run that never reached the target counts as infinite), the
+population / sequential ratio of the medians and per seed, epochs trained, and the test
+accuracy of the best trial's kept weights. Seeds from 400 on were never used to choose a
+default.
+
+    python bench/population_search.py [--seeds 5] [--seeds-from 400] [--tasks ...] [--population K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from search_efficiency import (  # the sibling bench: its tasks, targets and helpers
+    TASKS,
+    TargetBudget,
+    best_test_accuracy,
+    config,
+    epochs_to_target,
+    total_epochs,
+)
+
+from tunelab.config import parse_config
+from tunelab.data import prepare_data
+from tunelab.tune._engine import build_study, quiet_optuna
+from tunelab.tune._executor import make_executor
+from tunelab.tune._objective import TrainingObjective
+from tunelab.tune._options import StudyOptions
+from tunelab.tune._space import config_spaces
+
+
+def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, population) -> dict:
+    raw = config(task, seed, root, f"{arm}")
+    raw["tune"]["executor"] = "local" if arm == "sequential" else "population"
+    if arm == "population":
+        raw["tune"]["population"] = population
+    cfg = parse_config(raw)
+    cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": 1000})})
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with quiet_optuna():
+        options = StudyOptions.from_config(cfg)
+        options.progress = "none"
+        spaces = config_spaces(cfg)
+        study = build_study(spaces, options).study
+        objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir, spaces=spaces)
+        budget = TargetBudget(trials * TASKS[task]["epochs"], TASKS[task]["target"])
+        make_executor(cfg.tune).run(study, objective, budget, options)
+    seconds = time.perf_counter() - started
+    reached = epochs_to_target(study, TASKS[task]["target"])
+    return {
+        "task": task,
+        "seed": seed,
+        "arm": arm,
+        "reached": reached is not None,
+        "seconds": round(seconds, 2),
+        "epochs_to_target": reached,
+        "epochs_total": total_epochs(study),
+        "trials": len(study.trials),
+        "test_accuracy_of_best": best_test_accuracy(study, cfg.run_dir, bundle),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds-from", type=int, default=400)
+    parser.add_argument("--trials", type=int, default=30, help="budget: epochs of N full trials")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--population", default="auto", help="tune.population (K or auto)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    population = args.population if args.population == "auto" else int(args.population)
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks:
+            bundle = prepare_data(parse_config(config(task, 0, Path(tmp), "x")).data, seed=0)
+            for seed in range(args.seeds_from, args.seeds_from + args.seeds):
+                # Alternate which arm goes first, so a drifting machine load hurts both alike.
+                arms = (
+                    ("sequential", "population") if seed % 2 == 0 else ("population", "sequential")
+                )
+                for arm in arms:
+                    row = run_one(task, seed, arm, args.trials, Path(tmp), bundle, population)
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+    print(
+        f"\nwall seconds until val_accuracy >= target (never reached: inf); median over "
+        f"{args.seeds} seeds from {args.seeds_from}; population = {args.population}"
+    )
+    print(f"{'task':<16} {'sequential':>11} {'population':>11} {'ratio':>6}  per seed (pop/seq)")
+    summary = {}
+    for task in args.tasks:
+        med, per_seed = {}, []
+        for arm in ("sequential", "population"):
+            values = [
+                r["seconds"] if r["reached"] else math.inf
+                for r in rows
+                if r["task"] == task and r["arm"] == arm
+            ]
+            med[arm] = statistics.median(values)
+        for seed in range(args.seeds_from, args.seeds_from + args.seeds):
+            s, p = (
+                next(r for r in rows if r["task"] == task and r["seed"] == seed and r["arm"] == a)
+                for a in ("sequential", "population")
+            )
+            ratio = (p["seconds"] / s["seconds"]) if s["reached"] and p["reached"] else math.nan
+            per_seed.append(
+                f"{ratio:.2f}"
+                if not math.isnan(ratio)
+                else f"{'Y' if p['reached'] else 'N'}/{'Y' if s['reached'] else 'N'}"
+            )
+        ratio = (
+            med["population"] / med["sequential"] if math.isfinite(med["sequential"]) else math.nan
+        )
+        summary[task] = {"median_seconds": med, "ratio": ratio}
+        print(
+            f"{task:<16} {med['sequential']:>11.1f} {med['population']:>11.1f} {ratio:>6.2f}  "
+            + " ".join(per_seed)
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
