@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -283,7 +282,7 @@ class GradProbe:
         params = [p.detach() for p in self._pending_params]
         torch._foreach_sub_(self._snapshot, params)  # the snapshot becomes -(update), in place
         moved = GradientNormSampler.fused_norms(self._snapshot)
-        norms = [float(t) for t in torch.stack([t.float() for t in moved])]
+        norms = torch.stack([t.float() for t in moved]).tolist()
         self._pending.update_ratio = [
             d / w if w > 0 else (0.0 if d == 0 else float("inf"))
             for d, w in zip(norms, self._pending_norms, strict=True)
@@ -313,46 +312,44 @@ def split_batch(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
 
 
 def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) -> None:
-    """Fold one sampled input batch into the running input statistics (one host transfer)."""
+    """Fold one sampled input batch into the running input statistics (one host transfer).
+
+    Plain Python on the host side, no numpy: right after a training step numpy's code is cold
+    in the CPU caches and a handful of tiny numpy calls cost more than the torch reductions.
+    """
     if x is None or not x.is_floating_point() or x.ndim < 2 or x.shape[0] == 0:
         return
     x = x.detach()
     # Images are summarised per channel, everything else per flattened feature.
     flat = x.transpose(0, 1).reshape(x.shape[1], -1).T if x.ndim >= 4 else x.reshape(len(x), -1)
     flat = flat.float()
-    parts = _batch_summary(flat)
-    if not np.isfinite(parts).all():  # rare: NaN/inf inputs; summarise the finite values only
+    d = flat.shape[1]
+    parts = _batch_summary(flat, flat.amin(0), flat.amax(0))
+    nonfinite = 0
+    if not all(map(math.isfinite, parts)):  # rare: NaN/inf inputs; summarise the finite ones
         finite = torch.isfinite(flat)
-        bad = (~finite).sum()
+        nonfinite = int((~finite).sum())
         clean = torch.where(finite, flat, torch.zeros((), device=flat.device))
-        parts = _batch_summary(clean)
         low = torch.where(finite, flat, torch.full_like(flat, math.inf)).amin(0)
         high = torch.where(finite, flat, torch.full_like(flat, -math.inf)).amax(0)
-        d = flat.shape[1]
-        parts[2 * d : 3 * d] = low.numpy(force=True)
-        parts[3 * d :] = high.numpy(force=True)
-        parts = np.concatenate([[float(bad)], parts])
-    else:
-        parts = np.concatenate([[0.0], parts])
-    d = flat.shape[1]
+        parts = _batch_summary(clean, low, high)
     stats.batches += 1
     stats.rows += flat.shape[0]
-    nonfinite = int(parts[0])
     if nonfinite:
         stats.nonfinite_batches += 1
         stats.nonfinite_values += nonfinite
         if stats.first_nonfinite_step is None:
             stats.first_nonfinite_step = step
-    sums, sumsq = parts[1 : 1 + d], parts[1 + d : 1 + 2 * d]
-    mins, maxs = parts[1 + 2 * d : 1 + 3 * d], parts[1 + 3 * d :]
+    sums, sumsq = parts[:d], parts[d : 2 * d]
+    mins, maxs = parts[2 * d : 3 * d], parts[3 * d :]
     if stats.feature_sumsq is None or len(stats.feature_sumsq) != d:
-        stats.feature_sum, stats.feature_sumsq = sums.tolist(), sumsq.tolist()
-        stats.feature_min, stats.feature_max = mins.tolist(), maxs.tolist()
+        stats.feature_sum, stats.feature_sumsq = sums, sumsq
+        stats.feature_min, stats.feature_max = mins, maxs
     else:
-        stats.feature_sum = (np.asarray(stats.feature_sum) + sums).tolist()
-        stats.feature_sumsq = (np.asarray(stats.feature_sumsq) + sumsq).tolist()
-        stats.feature_min = np.minimum(stats.feature_min, mins).tolist()
-        stats.feature_max = np.maximum(stats.feature_max, maxs).tolist()
+        stats.feature_sum = [a + b for a, b in zip(stats.feature_sum, sums, strict=True)]
+        stats.feature_sumsq = [a + b for a, b in zip(stats.feature_sumsq, sumsq, strict=True)]
+        stats.feature_min = [min(a, b) for a, b in zip(stats.feature_min, mins, strict=True)]
+        stats.feature_max = [max(a, b) for a, b in zip(stats.feature_max, maxs, strict=True)]
     if isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and y.numel():
         labels = y.detach().cpu()
         if int(labels.min()) >= 0:
@@ -361,14 +358,11 @@ def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) 
                     stats.label_counts[label] = stats.label_counts.get(label, 0) + count
 
 
-def _batch_summary(flat: torch.Tensor) -> np.ndarray:
+def _batch_summary(flat: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> list[float]:
     """Per column: sum, sum of squares, min, max (float64, one host transfer)."""
     # amin/amax, not aminmax: aminmax(dim=0) takes milliseconds on a busy multi-threaded CPU.
-    low, high = flat.amin(0), flat.amax(0)
     wide = flat.double()
-    return torch.cat([wide.sum(0), (wide * wide).sum(0), low.double(), high.double()]).numpy(
-        force=True
-    )
+    return torch.cat([wide.sum(0), (wide * wide).sum(0), low.double(), high.double()]).tolist()
 
 
 def is_out_of_memory(exc: BaseException | None) -> bool:
