@@ -198,20 +198,31 @@ def constant_finding(constant: Sequence[bool], *, rows: int) -> Finding | None:
     )
 
 
-def imbalance_finding(counts: dict[Any, int]) -> Finding | None:
-    """``class_imbalance`` from label counts (classes that appear at least once)."""
+def imbalance_finding(counts: dict[Any, int], *, sampled: bool = False) -> Finding | None:
+    """``class_imbalance`` from label counts (classes that appear at least once).
+
+    ``sampled``: the counts come from a sample of the batches (the doctor in a loop), so each
+    is a Poisson count with a standard error of its square root; the ratio judged is then the
+    conservative one, the largest count 2 SE down over the smallest 2 SE up, so that a few
+    hundred sampled rows of a balanced 10-class set are not called imbalanced by chance."""
     present = {k: v for k, v in counts.items() if v > 0}
     if len(present) < 2:
         return None
     big = max(present, key=present.get)
     small = min(present, key=present.get)
     ratio = present[big] / present[small]
-    if ratio < IMBALANCE_INFO:
+    if sampled:
+        z = 2.0  # NOISE_Z of _signals: the same 2-SE rule as the other noisy comparisons
+        low = max(present[big] - z * math.sqrt(present[big]), 0.0)
+        judged = low / (present[small] + z * math.sqrt(present[small]))
+    else:
+        judged = ratio
+    if judged < IMBALANCE_INFO:
         return None
     total = sum(present.values())
     return Finding(
         "class_imbalance",
-        "warning" if ratio >= IMBALANCE_WARN else "info",
+        "warning" if judged >= IMBALANCE_WARN else "info",
         f"class {big} has {present[big]} rows and class {small} only {present[small]} "
         f"({ratio:.1f}x; {present[small] / total:.1%} of {total} rows)",
         {"ratio": ratio, "largest": big, "smallest": small, "counts": present},

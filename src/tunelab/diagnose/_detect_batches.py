@@ -49,7 +49,7 @@ class BatchData(Detector):
                     f.evidence += f" (in {stats.batches} sampled training batches)"
                     found.append(f)
         if sum(stats.label_counts.values()) >= _MIN_ROWS:
-            f = imbalance_finding(stats.label_counts)
+            f = imbalance_finding(stats.label_counts, sampled=True)
             if f is not None and record.class_names:
                 name_classes(f, record.class_names)
             if f is not None:
