@@ -225,7 +225,12 @@ class Underfitting(Detector):
             "best_score": val_best if val_best is not None else train_best,
             "median_update_ratio": update,
         }
-        if gap is not None and gap[0] >= Overfitting.GAP:
+        if gap is not None and gap[0] >= Overfitting.GAP and not self._train_below_baseline(
+            record, train_best
+        ):
+            # A gap means the training data are fitted better than new data: overfitting's
+            # territory -- unless even the training score is far below what a quick model
+            # reaches on unseen data, when the net cannot fit at all (a width-3 layer).
             return []
         slow = SlowConvergence().measure(record)
         if slow is not None and slow["slow"]:
@@ -257,6 +262,19 @@ class Underfitting(Detector):
             else "; it is under-optimised"
         )
         return [self.finding("underfitting", "warning", text, figures)]
+
+    def _train_below_baseline(self, record: TrainingRecord, train_best: float | None) -> bool:
+        """The best training score lies below the baseline's validation score beyond the
+        noise of both (binomial SEs on their rows)."""
+        base = record.baseline
+        if not base or train_best is None or base.get("score") is None:
+            return False
+        ref = float(base["score"])
+        se_b = binomial_se(ref, rows_behind(record, "val") or base.get("val_rows"))
+        se_t = binomial_se(train_best, rows_behind(record, "train"))
+        if se_b is None or se_t is None:
+            return False
+        return ref - train_best > NOISE_Z * math.hypot(se_b, se_t)
 
     def _below_baseline(self, record: TrainingRecord, val_best: float | None, figures) -> bool:
         base = record.baseline
