@@ -126,7 +126,8 @@ class OscillatingLoss(Detector):
       from one epoch to the next beyond ``NOISE_Z`` binomial standard errors (sqrt(p(1-p)/n),
       AUTOTRAINER's 0.03 at n of a few hundred) is a swing too.
     - large swings: more than ``SWING`` of the initial loss (the zoo's healthy runs stay below
-      0.2 of it, oscillating ones reach 0.25-0.6).
+      0.2 of it, oscillating ones reach 0.25-0.6), and beyond ``NOISE_Z`` standard errors of a
+      chunk mean.
 
     Fires when at least ``MIN_SWINGS`` swings make up ``RATE`` of the windows, or at least
     ``MIN_SWINGS`` noise-beating swings (loss chunks plus validation drops) are seen.
@@ -162,7 +163,10 @@ class OscillatingLoss(Detector):
             return []
         lost_abs = [means[i] - min(means[:i]) for i in range(start, len(means))]
         lost = [x / p.initial for x in lost_abs]
-        swings = sum(x >= self.SWING for x in lost)
+        # A large swing must also beat the chunk mean's own noise: on a noisy target (MSE on a
+        # small regression set) chunk means wander 10% of the initial loss by chance alone.
+        floor = NOISE_Z * se if se is not None else 0.0
+        swings = sum(r >= self.SWING and a > floor for a, r in zip(lost_abs, lost, strict=True))
         rate = swings / len(lost)
         noisy = 0
         if se is not None and se > 0:
