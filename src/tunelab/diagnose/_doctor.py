@@ -45,6 +45,7 @@ from ._probes import (
     is_out_of_memory,
     memory_usage,
     observe_batch,
+    observe_labels,
     split_batch,
 )
 from ._record import ActivationStat, BatchStats, EpochRecord, GradSample, TrainingRecord
@@ -64,6 +65,8 @@ _EARLY_STEPS = 5
 # one batch in ``_BATCH_SPARSITY`` sampling periods (a NaN loss still inspects its own batch).
 _BATCH_ROWS = 512
 _BATCH_SPARSITY = 10
+# Labels of every batch are counted until this many rows (a bincount per batch).
+_LABEL_ROWS = 2048
 # Gradient samples kept in a checkpoint (the detectors look at recent ones and medians).
 _KEPT_SAMPLES = 500
 # end_epoch's detector pass runs when at least this many times its own duration has passed
@@ -611,6 +614,10 @@ class Doctor:
         period = self.every_n_steps * (1 if stats.rows < _BATCH_ROWS else _BATCH_SPARSITY)
         if self._batch_index % period == 0:
             observe_batch(stats, self.record_.steps + 1, x, y)
+        elif y is not None and sum(stats.label_counts.values()) < _LABEL_ROWS:
+            # Labels are cheap to count: every batch until enough rows, so an imbalance is
+            # judged on counts, not on the few sampled batches' noise.
+            observe_labels(stats, y)
         self._batch_index += 1
 
     def _inspect_current_batch(self) -> None:

@@ -350,6 +350,11 @@ def observe_batch(stats: BatchStats, step: int, x: torch.Tensor | None, y: Any) 
         stats.feature_sumsq = [a + b for a, b in zip(stats.feature_sumsq, sumsq, strict=True)]
         stats.feature_min = [min(a, b) for a, b in zip(stats.feature_min, mins, strict=True)]
         stats.feature_max = [max(a, b) for a, b in zip(stats.feature_max, maxs, strict=True)]
+    observe_labels(stats, y)
+
+
+def observe_labels(stats: BatchStats, y: Any) -> None:
+    """Count the class labels of a batch (1-D integer targets; anything else is ignored)."""
     if isinstance(y, torch.Tensor) and y.ndim == 1 and not y.is_floating_point() and y.numel():
         labels = y.detach().cpu()
         if int(labels.min()) >= 0:
