@@ -225,8 +225,10 @@ class Underfitting(Detector):
             "best_score": val_best if val_best is not None else train_best,
             "median_update_ratio": update,
         }
-        if gap is not None and gap[0] >= Overfitting.GAP and not self._train_below_baseline(
-            record, train_best
+        if (
+            gap is not None
+            and gap[0] >= Overfitting.GAP
+            and not self._train_below_baseline(record, train_best)
         ):
             # A gap means the training data are fitted better than new data: overfitting's
             # territory -- unless even the training score is far below what a quick model

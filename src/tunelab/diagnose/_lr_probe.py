@@ -15,14 +15,13 @@ and torch's random state are restored afterwards.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..train import LRFinderResult, SickTrialPolicy, suggest_lr
+from ..train import LRFinderResult, LRSweep
 from ._probes import split_batch
 
 
@@ -43,43 +42,30 @@ def range_test(
     is ``(inputs, targets)`` (or a dict with ``x``/``y``-like keys) and a step's loss is
     ``loss_fn(model(inputs), targets)``.
     """
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
     if steps < 5:
         raise ValueError(f"steps must be >= 5, but got {steps}")
-    policy = SickTrialPolicy()
+    sweep = LRSweep(start_lr, end_lr, steps, smoothing=smoothing)
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(optimizer.state_dict())
     saved_lrs = [group["lr"] for group in optimizer.param_groups]
     saved_rng = torch.get_rng_state()
     was_training = model.training
-    factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
-    lrs: list[float] = []
-    raw: list[float] = []
-    smooth: list[float] = []
-    avg, best = 0.0, math.inf
     model.train()
     try:
         for step, batch in zip(range(steps), _endless(batches), strict=False):
             x, y = split_batch(batch)
             if x is None:
                 raise ValueError("find_lr needs batches of (inputs, targets)")
-            lr = start_lr * factor**step
+            lr = sweep.lr(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
-            value = float(loss.detach().float())  # a sync per step: this probes, not trains
-            avg = smoothing * avg + (1 - smoothing) * value
-            smoothed = avg / (1 - smoothing ** (step + 1))
-            lrs.append(lr)
-            raw.append(value)
-            smooth.append(smoothed)
-            if policy.judge_step(step + 1, smoothed, best_loss=best) is not None:
+            # A sync per step: this probes, it does not train.
+            if sweep.record(lr, float(loss.detach().float())):
                 break
-            best = min(best, smoothed)
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_opt)
@@ -88,11 +74,9 @@ def range_test(
         optimizer.zero_grad(set_to_none=True)
         torch.set_rng_state(saved_rng)
         model.train(was_training)
-    if not lrs:
+    if not sweep.lrs:
         raise ValueError("find_lr got no batches")
-    finite = [(loss, lr) for loss, lr in zip(smooth, lrs, strict=True) if math.isfinite(loss)]
-    min_lr = min(finite)[1] if finite else lrs[0]
-    return LRFinderResult(lrs, smooth, raw, suggest_lr(lrs, smooth), min_lr, len(lrs) < steps)
+    return sweep.result()
 
 
 def _endless(batches: Iterable[Any]) -> Iterator[Any]:

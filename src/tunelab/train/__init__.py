@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._distributed import run_distributed
     from ._early_stopping import EarlyStopping, infer_mode
     from ._loggers import EventFile
-    from ._lr_finder import LRFinderResult, find_lr, suggest_lr, write_lr
+    from ._lr_finder import LRFinderResult, LRSweep, find_lr, suggest_lr, write_lr
     from ._metrics import Evaluation, class_probabilities, metric_names, predicted_classes
     from ._population import (
         MemberSettings,
@@ -49,6 +49,7 @@ _LAZY = {
     "EventFile": "._loggers",
     "FitState": "._state",
     "LRFinderResult": "._lr_finder",
+    "LRSweep": "._lr_finder",
     "LRSchedule": "._schedules",
     "MemberSettings": "._population",
     "Population": "._population",
@@ -89,6 +90,7 @@ __all__ = [
     "GradientNormSampler",
     "LRFinderResult",
     "LRSchedule",
+    "LRSweep",
     "MemberSettings",
     "Population",
     "SickTrialPolicy",

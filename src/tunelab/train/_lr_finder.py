@@ -114,42 +114,84 @@ def find_lr(
     sick-trial policy calls the smoothed loss sick (NaN/inf, or above ``diverge`` -- by default
     the policy's ``divergence_factor``, 4x -- times the best so far).
     """
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    policy = SickTrialPolicy() if diverge is None else SickTrialPolicy(divergence_factor=diverge)
+    sweep = LRSweep(start_lr, end_lr, steps, smoothing=smoothing, diverge=diverge)
     trainer = Trainer(cfg, seed=seed, health=None)
     trainer._setup(model, bundle)  # the fit's plan and state; no callbacks are called
     saved = cpu_state(trainer.model)
-    factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
-    lrs: list[float] = []
-    raw: list[float] = []
-    smooth: list[float] = []
-    avg, best = 0.0, math.inf
     batches = _batches(trainer, int(cfg.accumulate_steps))
     trainer.model.train()
     try:
         for step in range(steps):
-            lr = start_lr * factor**step
+            lr = sweep.lr(step)
             for group in trainer.state.optimizer.param_groups:
                 group["lr"] = lr
             losses = trainer._optimiser_step(next(batches))
             # A sync per step is fine: this probes, it does not train.
-            value = float(torch.stack(losses).float().mean())
-            avg = smoothing * avg + (1 - smoothing) * value
-            smoothed = avg / (1 - smoothing ** (step + 1))
-            lrs.append(lr)
-            raw.append(value)
-            smooth.append(smoothed)
-            if policy.judge_step(step + 1, smoothed, best_loss=best) is not None:
+            if sweep.record(lr, float(torch.stack(losses).float().mean())):
                 break
-            best = min(best, smoothed)
     finally:
         trainer.model.load_state_dict(saved)
         trainer._reset_globals()
-    stopped = len(lrs) < steps
-    finite = [(loss, lr) for loss, lr in zip(smooth, lrs, strict=True) if math.isfinite(loss)]
-    min_lr = min(finite)[1] if finite else lrs[0]
-    return LRFinderResult(lrs, smooth, raw, suggest_lr(lrs, smooth), min_lr, stopped)
+    return sweep.result()
+
+
+class LRSweep:
+    """The bookkeeping of one range test: the exponential LR schedule, the bias-corrected
+    smoothed loss, the stop rule (the sick-trial policy: NaN/inf, or above ``diverge`` -- by
+    default its ``divergence_factor`` -- times the best smoothed loss) and the result. Shared
+    by the Trainer's test (:func:`find_lr`) and the doctor's for a plain loop."""
+
+    def __init__(
+        self,
+        start_lr: float,
+        end_lr: float,
+        steps: int,
+        *,
+        smoothing: float = 0.98,
+        diverge: float | None = None,
+    ) -> None:
+        if not 0 < start_lr < end_lr:
+            raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
+        self.start_lr, self.steps, self.smoothing = start_lr, steps, smoothing
+        self.factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+        self.policy = (
+            SickTrialPolicy() if diverge is None else SickTrialPolicy(divergence_factor=diverge)
+        )
+        self.lrs: list[float] = []
+        self.raw: list[float] = []
+        self.smooth: list[float] = []
+        self._avg, self._best = 0.0, math.inf
+
+    def lr(self, step: int) -> float:
+        return self.start_lr * self.factor**step
+
+    def record(self, lr: float, value: float) -> bool:
+        """Add one step's loss; True when the sweep should stop (the loss diverged)."""
+        step = len(self.lrs)
+        self._avg = self.smoothing * self._avg + (1 - self.smoothing) * value
+        smoothed = self._avg / (1 - self.smoothing ** (step + 1))
+        self.lrs.append(lr)
+        self.raw.append(value)
+        self.smooth.append(smoothed)
+        if self.policy.judge_step(step + 1, smoothed, best_loss=self._best) is not None:
+            return True
+        self._best = min(self._best, smoothed)
+        return False
+
+    def result(self) -> LRFinderResult:
+        if not self.lrs:
+            raise ValueError("the range test recorded no step")
+        pairs = zip(self.smooth, self.lrs, strict=True)
+        finite = [(loss, lr) for loss, lr in pairs if math.isfinite(loss)]
+        min_lr = min(finite)[1] if finite else self.lrs[0]
+        return LRFinderResult(
+            self.lrs,
+            self.smooth,
+            self.raw,
+            suggest_lr(self.lrs, self.smooth),
+            min_lr,
+            len(self.lrs) < self.steps,
+        )
 
 
 def _batches(trainer: Trainer, accumulate: int) -> Iterator[list[MicroBatch]]:
