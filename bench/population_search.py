@@ -38,20 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from search_efficiency import (  # the sibling bench: its tasks, targets and helpers
     TASKS,
-    TargetBudget,
     best_test_accuracy,
     config,
     epochs_to_target,
+    search,
     total_epochs,
 )
 
 from tunelab.config import parse_config
 from tunelab.data import prepare_data
-from tunelab.tune._engine import build_study, quiet_optuna
 from tunelab.tune._executor import make_executor
-from tunelab.tune._objective import TrainingObjective
-from tunelab.tune._options import StudyOptions
-from tunelab.tune._space import config_spaces
 
 
 def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, population) -> dict:
@@ -63,14 +59,7 @@ def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, pop
     cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": 1000})})
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with quiet_optuna():
-        options = StudyOptions.from_config(cfg)
-        options.progress = "none"
-        spaces = config_spaces(cfg)
-        study = build_study(spaces, options).study
-        objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir, spaces=spaces)
-        budget = TargetBudget(trials * TASKS[task]["epochs"], TASKS[task]["target"])
-        make_executor(cfg.tune).run(study, objective, budget, options)
+    study, _ = search(cfg, bundle, task, trials, executor=make_executor(cfg.tune))
     seconds = time.perf_counter() - started
     reached = epochs_to_target(study, TASKS[task]["target"])
     return {

@@ -177,26 +177,18 @@ def run_one(task: str, seed: int, method: str, trials: int, root: Path, bundle) 
     cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": trials})})
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with quiet_optuna():
-        options = StudyOptions.from_config(cfg)
-        options.progress = "none"
-        spaces = config_spaces(cfg)
-        opened = build_study(spaces, options)
-        study = opened.study
-        if method == "tpe":
-            study.sampler = optuna.samplers.TPESampler(seed=seed)
-        elif method == "random":
-            study.sampler = optuna.samplers.RandomSampler(seed=seed)
-        objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir, spaces=spaces)
-        # Every method gets the same training budget: the epochs of `trials` full trials.
-        budget = TargetBudget(trials * TASKS[task]["epochs"], TASKS[task]["target"])
-        execute(study, objective, budget, options)
+    sampler = None
+    if method == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    elif method == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    study, sampler_name = search(cfg, bundle, task, trials, sampler=sampler)
     states = [t.state.name for t in study.trials]
     return {
         "task": task,
         "seed": seed,
         "method": method,
-        "sampler": opened.sampler_name if method.startswith("tunelab") else method,
+        "sampler": sampler_name if method.startswith("tunelab") else method,
         "epochs_to_target": epochs_to_target(study, TASKS[task]["target"]),
         "epochs_total": total_epochs(study),
         "test_accuracy_of_best": best_test_accuracy(study, cfg.run_dir, bundle),
@@ -204,6 +196,30 @@ def run_one(task: str, seed: int, method: str, trials: int, root: Path, bundle) 
         "pruned": states.count("PRUNED"),
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def search(
+    cfg, bundle, task: str, trials: int, *, sampler=None, executor=None
+) -> tuple[optuna.Study, str]:
+    """Run ``cfg``'s study until the task's target or the budget (the epochs of ``trials``
+    full trials, the same for every method); ``sampler`` replaces tunelab's, ``executor``
+    (``make_executor(cfg.tune)``) replaces the plain trial loop. Returns the study and the
+    name of tunelab's sampler."""
+    with quiet_optuna():
+        options = StudyOptions.from_config(cfg)
+        options.progress = "none"
+        spaces = config_spaces(cfg)
+        opened = build_study(spaces, options)
+        study = opened.study
+        if sampler is not None:
+            study.sampler = sampler
+        objective = TrainingObjective(cfg, bundle, run_dir=cfg.run_dir, spaces=spaces)
+        budget = TargetBudget(trials * TASKS[task]["epochs"], TASKS[task]["target"])
+        if executor is None:
+            execute(study, objective, budget, options)
+        else:
+            executor.run(study, objective, budget, options)
+    return study, opened.sampler_name
 
 
 def best_test_accuracy(study: optuna.Study, run_dir: Path, bundle) -> float | None:
