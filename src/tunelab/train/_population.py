@@ -34,6 +34,7 @@ import torch.nn as nn
 from ..config import TrainConfig
 from ..models import ModelSpec, builder_parameters
 from ._early_stopping import EarlyStopping, Monitor
+from ._population_dense import DenseStep, DropoutMasks, dense_supported
 from ._population_forward import BatchedForward, compile_program, supports_module
 from ._population_members import (
     _LR,
@@ -124,9 +125,10 @@ class Population:
         self.flat = torch.zeros(K, total, device=dev)
         self.grad = torch.zeros(K, total, device=dev)
         self.params: dict[str, torch.Tensor] = {}
+        grads: dict[str, torch.Tensor] = {}
         for name, (off, n, shape) in zip(self._pnames, self._offsets, strict=True):
             leaf = self.flat[:, off : off + n].view(K, *shape).detach().requires_grad_()
-            leaf.grad = self.grad[:, off : off + n].view(K, *shape)
+            leaf.grad = grads[name] = self.grad[:, off : off + n].view(K, *shape)
             self.params[name] = leaf
         l1_cols = [
             torch.full((n,), float(len(shape) > 1), device=dev) for _, n, shape in self._offsets
@@ -140,9 +142,15 @@ class Population:
         scale = None
         if getattr(self.template, "output_scale", None) is not None:
             scale = (self.template.output_offset.to(dev), self.template.output_scale.to(dev))
-        self.forward = BatchedForward(
-            compile_program(self.template), tuple(bundle.input_shape), scale
-        )
+        program = compile_program(self.template)
+        self.forward = BatchedForward(program, tuple(bundle.input_shape), scale)
+        # An MLP without batch norm trains with the hand-written backward (_population_dense.py);
+        # everything else through autograd on self.forward.
+        self._dense: DenseStep | None = None
+        self._dense_masks: DropoutMasks | None = None
+        if dense_supported(program):
+            self._dense = DenseStep(program, self.params, grads, scale)
+            self._dense_masks = DropoutMasks(self._dense.mask_widths, K, self.batch_size, dev)
         self.optimizer = PopulationOptimizer(optimizer, self.flat, nesterov=nesterov)
         col = lambda v: torch.full((K, 1), v, device=dev)  # noqa: E731
         self._keep, self._smoothing, self._l1 = col(1.0), col(0.0), col(0.0)
@@ -291,6 +299,9 @@ class Population:
         ]
         self._drop_rows = torch.tensor(rows, dtype=torch.long, device=self.flat.device)
         self._drop_gens = [self.members[k].dropout_generator for k in rows]  # type: ignore[union-attr]
+        if self._dense_masks is not None and self._dense_masks.widths:
+            keep = [1.0 - self.members[k].settings.dropout for k in rows]  # type: ignore[union-attr]
+            self._dense_masks.set_members(rows, self._drop_gens, keep)
         self.loss.use_smoothing = any(s.label_smoothing > 0 for s in live)
         self._any_l1 = any(s.l1 > 0 for s in live)
         self._any_norm = any(s.clip_grad_norm is not None for s in live)
@@ -431,33 +442,38 @@ class Population:
         self, order: torch.Tensor, lrs: torch.Tensor, running: torch.Tensor
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         bs, grad, flat = self.batch_size, self.grad, self.flat
-        keep = self._keep if self._any_dropout else None
+        K, n = order.shape
         l1 = self._l1 * self._l1_mask if self._any_l1 else None
         clip_norm = self._clip_norm if self._any_norm else None
         clip_value = self._clip_value if self._any_value else None
         bn = bool(self._bnames)
-        # This epoch's batches in one gather (each step's is a view of it), Adam's bias
-        # corrections for every step at once, and a "stopped" mask (not running or sick) that
-        # only ever gains members within the epoch: a handful of small ops per step.
-        X, y = self._X[order], self._y[order]
+        dense, masks = self._dense, self._dense_masks
+        draw = masks is not None and masks.active
+        # This epoch's batches in one gather (each step's is a view of it; index_select of the
+        # flat order is several times faster than X[order] here), Adam's bias corrections for
+        # every step at once, and a "stopped" mask (not running or sick) that only ever gains
+        # members within the epoch: a handful of small ops per step.
+        flat_order = order.reshape(-1)
+        X = self._X.index_select(0, flat_order).view(K, n, *self._X.shape[1:])
+        y = self._y.index_select(0, flat_order).view(K, n, *self._y.shape[1:])
         factors = self.optimizer.epoch_factors(lrs)
         stopped = ~running.unsqueeze(1) | self._bad.unsqueeze(1)
         losses, norms = [], []
         for s in range(self.steps_per_epoch):
             xb, yb = X[:, s * bs : (s + 1) * bs], y[:, s * bs : (s + 1) * bs]
-            saved = [self.buffers[n].clone() for n in self._bnames] if bn else None
-            out = self.forward(
-                self.params,
-                self.buffers,
-                xb,
-                training=True,
-                keep=keep,
-                generator=self._gen,
-                drop_rows=self._drop_rows,
-                drop_generators=self._drop_gens,
-            )
-            loss = self.loss(out, yb)
-            self._backward(loss.sum())
+            if dense is not None:
+                # no autograd: the gradient of every parameter is written into grad
+                b = xb.shape[1]
+                out, tape = dense.forward(
+                    xb.reshape(K, b, -1),
+                    masks.draw(b) if draw else None,  # type: ignore[union-attr]
+                )
+                loss, dout = self.loss.value_and_grad(out, yb)
+                dense.backward(dout, tape)
+                saved = None
+            else:
+                saved = self._autograd_step(xb, yb, bn)
+                loss = saved.pop()
             if l1 is not None:
                 grad.add_(l1 * torch.sign(flat))
             norm = torch.linalg.vector_norm(grad, dim=1)
@@ -468,17 +484,36 @@ class Population:
             self.optimizer.step(
                 grad, lrs[s], ok, None if factors is None else (factors[0][s], factors[1][s])
             )
-            if saved is not None:
+            if saved:
                 with torch.no_grad():
                     for name, old in zip(self._bnames, saved, strict=True):
                         buf = self.buffers[name]
                         mask = ok.reshape(-1, *[1] * (buf.ndim - 1))
                         buf.copy_(torch.where(mask, buf, old))
-            grad.zero_()
+            if dense is None:
+                grad.zero_()  # autograd accumulates into the .grad views
             losses.append(loss.detach())
             norms.append(norm)
         self._bad |= stopped.squeeze(1) & running
         return losses, norms
+
+    def _autograd_step(self, xb: torch.Tensor, yb: torch.Tensor, bn: bool) -> list[torch.Tensor]:
+        """Forward and backward through autograd (the .grad views of ``grad`` receive the
+        gradients); returns the buffers before the step (batch norm), then the loss."""
+        saved = [self.buffers[n].clone() for n in self._bnames] if bn else []
+        out = self.forward(
+            self.params,
+            self.buffers,
+            xb,
+            training=True,
+            keep=self._keep if self._any_dropout else None,
+            generator=self._gen,
+            drop_rows=self._drop_rows,
+            drop_generators=self._drop_gens,
+        )
+        loss = self.loss(out, yb)
+        self._backward(loss.sum())
+        return [*saved, loss]
 
     def _backward(self, total: torch.Tensor) -> None:
         if self._warned:

@@ -28,6 +28,35 @@ class MemberLoss:
         self.smoothing = smoothing
         self.use_smoothing = False
 
+    def value_and_grad(
+        self, out: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss (K,), d sum(loss) / d out (K, B, out))`` without autograd's engine for the
+        cross-entropy (the gradient of the smoothed loss is ``(softmax - target) / B``, with
+        ``target = (1 - eps) onehot + eps / C``); the other losses differentiate ``out`` alone."""
+        if self.name != "cross_entropy":
+            leaf = out.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = self(leaf, target)
+                (grad,) = torch.autograd.grad(loss.sum(), leaf)
+            return loss.detach(), grad
+        K, B, C = out.shape
+        logp = out.transpose(1, 2).log_softmax(1)  # (K, C, B): see __call__
+        idx = target.unsqueeze(1)
+        nll = -logp.gather(1, idx).squeeze(1)
+        grad = logp.exp()
+        if self.use_smoothing:
+            eps = self.smoothing  # (K, 1)
+            loss = torch.lerp(nll, -logp.mean(1), eps).mean(1)
+            grad.sub_((eps / C).unsqueeze(-1))
+            grad.scatter_add_(1, idx, (eps - 1.0).unsqueeze(-1).expand(K, 1, B))
+        else:
+            loss = nll.mean(1)
+            grad.scatter_add_(
+                1, idx, torch.full((1, 1, 1), -1.0, device=out.device).expand(K, 1, B)
+            )
+        return loss, grad.mul_(1.0 / B).transpose(1, 2)
+
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         K = out.shape[0]
         if self.name == "cross_entropy":
