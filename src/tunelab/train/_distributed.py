@@ -130,6 +130,9 @@ def run_under_torchrun(
         if rank != 0:
             cfg = cfg.with_values({"train.progress": "none"})
         run_training(cfg, run_dir=run_dir, resume=resume)
+        # Leave together: a rank that tears gloo down while another still talks to it can
+        # abort ("terminate called without an active exception"), seen once in the suite.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     if rank != 0:
