@@ -54,9 +54,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def save_weights(state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    """Weights as safetensors, atomically (shared storage is cloned so safetensors accepts it)."""
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+def save_weights(
+    state_dict: dict[str, torch.Tensor], path: Path, *, snapshot: bool = False
+) -> None:
+    """Weights as safetensors, atomically (shared storage is cloned so safetensors accepts it).
+
+    ``snapshot=True`` says the tensors are already separate contiguous CPU copies (what
+    :func:`cpu_state` returns), so the defensive clone is skipped.
+    """
+    if snapshot:
+        tensors = {k: v.contiguous() for k, v in state_dict.items()}  # no-op when contiguous
+    else:
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 

@@ -55,6 +55,7 @@ class FitPlan:
     l1_params: list[nn.Parameter]
     batch_scales: Sequence[float]
     batch_rows: list[int]
+    batch_weights: torch.Tensor  # batch_rows as float64 on the device (the epoch loss weights)
 
     @property
     def has_val(self) -> bool:
@@ -119,6 +120,9 @@ def plan_fit(
         l1_params=l1_parameters(model) if l1 else [],
         batch_scales=batch_scales(local_rows, int(cfg.batch_size), int(cfg.accumulate_steps)),
         batch_rows=batch_sizes(local_rows, int(cfg.batch_size)),
+        batch_weights=torch.tensor(
+            batch_sizes(local_rows, int(cfg.batch_size)), dtype=torch.float64, device=device
+        ),
     )
     state = _fresh_state(cfg, model, plan, device=device, seed=seed, precision=precision)
     return plan, state

@@ -8,6 +8,7 @@ finder both call it, so both honour every ``train`` setting.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,20 +37,15 @@ class StepMixin:
         opt.zero_grad(set_to_none=True)
         losses: list[torch.Tensor] = []
         last = len(micro) - 1
+        # fp32 without DDP (the common case) needs neither context: entering two null
+        # contexts per micro-batch is Python work a hand-written loop does not do.
+        plain = plan.ddp is None and plan.autocast is contextlib.nullcontext
         for j, (xb, yb, scale) in enumerate(micro):
-            with no_sync(plan, j == last), plan.autocast():
-                outputs = plan.train_forward(xb)
-                loss = (
-                    plan.loss_fn(outputs, yb) if self.loss is None else self.loss(outputs, yb, xb)
-                )
-                penalty = loss + plan.l1 * l1_penalty(plan.l1_params) if plan.l1 else loss
-                # Weight each micro-batch by its share of rows so accumulation equals the big batch.
-                backward = penalty if scale == 1.0 else penalty * scale
-                if scaler is not None:
-                    scaler.scale(backward).backward()
-                else:
-                    backward.backward()
-            losses.append(loss.detach())
+            if plain:
+                losses.append(self._backward(xb, yb, scale))
+            else:
+                with no_sync(plan, j == last), plan.autocast():
+                    losses.append(self._backward(xb, yb, scale))
         if scaler is not None:
             scaler.unscale_(opt)  # callbacks and clipping see the true gradients
         for cb in after_backward:
@@ -64,6 +60,20 @@ class StepMixin:
         else:
             opt.step()
         return losses
+
+    def _backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float) -> torch.Tensor:
+        """Forward, loss, L1 and backward of one micro-batch; its detached loss."""
+        plan, scaler = self.plan, self.state.scaler
+        outputs = plan.train_forward(xb)
+        loss = plan.loss_fn(outputs, yb) if self.loss is None else self.loss(outputs, yb, xb)
+        penalty = loss + plan.l1 * l1_penalty(plan.l1_params) if plan.l1 else loss
+        # Weight each micro-batch by its share of rows so accumulation equals the big batch.
+        backward = penalty if scale == 1.0 else penalty * scale
+        if scaler is not None:
+            scaler.scale(backward).backward()
+        else:
+            backward.backward()
+        return loss.detach()
 
     def _micro_batches(self, order: torch.Tensor, first: int, count: int) -> list[MicroBatch]:
         """Micro-batches ``first .. first + count - 1`` of an epoch in ``order``."""
@@ -104,7 +114,8 @@ class StepMixin:
             if st.stop is not None and self.world_size == 1:
                 break
         rows = plan.batch_rows[: len(losses)]
-        weights = torch.tensor(rows, dtype=torch.float64, device=self.device)
+        # The rows of every batch as a float64 device tensor, made once per fit, not per epoch.
+        weights = plan.batch_weights[: len(losses)]
         total = torch.dot(torch.stack(losses).double().reshape(-1), weights)
         if self.world_size > 1:
             totals = torch.stack([total, weights.sum()])

@@ -356,7 +356,10 @@ class Trainer(StepMixin, EvaluationMixin):
     def _save_best(self) -> None:
         st = self.state
         if st.best_dirty and st.best_weights is not None:
-            save_weights(st.best_weights, TrainingDir(self.run_dir).best_model / WEIGHTS)
+            # best_weights is the trainer's own snapshot (cpu_state): no clone needed.
+            save_weights(
+                st.best_weights, TrainingDir(self.run_dir).best_model / WEIGHTS, snapshot=True
+            )
             st.best_dirty = False
 
     def _finish(self, status: str, reason: str) -> FitResult:
