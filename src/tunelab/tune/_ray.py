@@ -29,8 +29,11 @@ summarises and copies ``best/`` exactly as for the local backend.
   task on each node reads a probe file the driver wrote; any node that cannot see it stops the
   study with one :class:`FatalError` line.
 - **Faults**: a trial whose worker or node dies is retried by Ray on another node
-  (``FailureConfig(max_failures)``, same Optuna trial, its directory redone); finished trials
-  are in the storage the moment they end and are never redone. A killed driver is resumed by
+  (``FailureConfig(max_failures)``, same Optuna trial, its directory redone); if Ray gives it
+  up anyway (it does when a second call of the dead actor fails after the first re-queued the
+  trial, whatever ``max_failures`` says), the searcher runs the same Optuna trial again under a
+  new Ray trial, up to ``tune.max_retries`` times (``StudySearch._redispatch``). Finished
+  trials are in the storage the moment they end and are never redone. A killed driver is resumed by
   the same call: trials it left RUNNING are failed and re-queued with the same parameters (as
   ``reclaim_orphans`` does locally) and the budget counts what is done. One driver per study.
 - **Errors**: a trial's own exception -> FAIL with ``error``; ``FatalError`` inside a trial ->
@@ -70,7 +73,8 @@ from ._space import config_spaces, to_distributions
 DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
 # One lost node fails every pending call of the trial on it at once, and Ray counts each (4
 # at once were seen in CI); a trial's own errors never reach Ray (they are recorded FAIL in the
-# study), so these retries are for the infrastructure alone.
+# study), so these retries are for the infrastructure alone. What Ray gives up regardless of
+# this count, the searcher re-dispatches (``_ray_trial.StudySearch._redispatch``).
 DEFAULT_MAX_FAILURES = 10
 
 

@@ -172,6 +172,46 @@ def trainable(config: dict[str, Any], objective: Any = None, oracle: Any = None)
     tune.report(result)
 
 
+def write_records(
+    storage: Any, trial_id: int, attrs: dict[str, Any], reports: Sequence[tuple[int, float]]
+) -> None:
+    """Store a trial's user attributes and intermediate values in one transaction.
+
+    Optuna's public calls commit once per attribute and per value; on an RDB storage (through
+    Optuna's cache wrapper) this uses its ``*_without_commit`` writers in one session instead.
+    Any other storage, or an Optuna whose internals differ, takes the public calls.
+    """
+    if not attrs and not reports:
+        return
+    backend = getattr(storage, "_backend", storage)
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        batched = isinstance(backend, optuna.storages.RDBStorage) and all(
+            hasattr(backend, name)
+            for name in (
+                "_set_trial_attr_without_commit",
+                "_set_trial_intermediate_value_without_commit",
+            )
+        )
+    except ImportError:
+        batched = False
+    if not batched:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        for step, value in reports:
+            storage.set_trial_intermediate_value(trial_id, step, value)
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
+        for step, value in reports:
+            backend._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+
+
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` over the tunelab study (see the module doc)."""
 
@@ -203,6 +243,12 @@ class StudySearch(OptunaSearch):
         self.fatal: str | None = None
         self.failures: list[str] = []
         self.told: list[int] = []  # Optuna trial numbers finished in this session, in order
+        # Re-dispatching a trial Ray gave up on (see ``on_trial_complete``): the config each
+        # Optuna trial was handed, the trials waiting to run again, and how often each did.
+        self._configs: dict[int, dict[str, Any]] = {}
+        self._redo: list[optuna.Trial] = []
+        self.redispatched: dict[int, int] = {}
+        self._live: set[str] = set()  # Ray trial ids handed out and not complete yet
 
     # Optuna's storage is the state to resume from; Ray's searcher checkpoints are not used.
     def save(self, checkpoint_path: str) -> None:
@@ -214,19 +260,31 @@ class StudySearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.fatal is not None:
             return Searcher.FINISHED
+        if self._redo:
+            # The same Optuna trial (number, parameters, directory) under a new Ray trial: it is
+            # still RUNNING in the storage, so the budget already counts it.
+            ot_trial = self._redo.pop(0)
+            self._ot_trials[trial_id] = ot_trial
+            self._live.add(trial_id)
+            return dict(self._configs[ot_trial.number])
         reason = self.budget.exhausted(self._ot_study)
         if reason is not None:
             self.stop_reason = self.stop_reason or reason
-            return Searcher.FINISHED
+            # Not FINISHED while a trial runs: Ray asks a finished searcher nothing more, and a
+            # running trial may still be lost with its node and need a new Ray trial.
+            return None if self._live else Searcher.FINISHED
         config = super().suggest(trial_id)
         ot_trial = self._ot_trials[trial_id]
-        return {
+        full = {
             **(config or {}),
             NUMBER_KEY: ot_trial.number,
             TRIAL_ID_KEY: ot_trial._trial_id,
             ATTRS_KEY: json.dumps(ot_trial.user_attrs, default=str),
             "__tl_n_values": self.n_values,
         }
+        self._configs[ot_trial.number] = full
+        self._live.add(trial_id)
+        return dict(full)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         return None  # values reach the study through the pruning oracle or the final result
@@ -234,6 +292,7 @@ class StudySearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        self._live.discard(trial_id)
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return
@@ -241,43 +300,72 @@ class StudySearch(OptunaSearch):
         result = result or {}
         storage = self._ot_study._storage
         tid = ot_trial._trial_id
-        for key, value in json.loads(result.get(ATTRS_KEY) or "{}").items():
-            storage.set_trial_user_attr(tid, key, value)
-        for step, value in json.loads(result.get(REPORTS_KEY) or "[]"):
-            storage.set_trial_intermediate_value(tid, int(step), float(value))
         state = result.get(STATE_KEY)
+        if state is None and error and self._redispatch(ot_trial):
+            return
+        attrs = json.loads(result.get(ATTRS_KEY) or "{}")
+        if state is None and error:
+            # Ray gave up on it and so did the searcher: its worker died on every try.
+            tries = 1 + self.redispatched.get(ot_trial.number, 0)
+            attrs[ERROR_ATTR] = (
+                f"RayTrialError: the trial's worker died ({tries} Ray trial(s), each retried up "
+                "to Ray's max_failures)"
+            )
+        reports = [(int(s), float(v)) for s, v in json.loads(result.get(REPORTS_KEY) or "[]")]
+        # Everything the trial recorded goes in one transaction (one commit, not one per
+        # attribute and epoch): these writes were most of what tunelab added per trial.
+        write_records(storage, tid, attrs, reports)
         try:
             if state == "COMPLETE":
                 values = [float(result[value_key(i)]) for i in range(self.n_values)]
-                self._ot_study.tell(ot_trial, values if self.n_values > 1 else values[0])
+                frozen = self._ot_study.tell(ot_trial, values if self.n_values > 1 else values[0])
             elif state == "PRUNED":
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+                frozen = self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
             elif state in ("FAIL", "FATAL"):
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                frozen = self._ot_study.tell(ot_trial, state=TrialState.FAIL)
                 if state == "FATAL":
                     self.fatal = str(result.get(MESSAGE_KEY) or "error: a trial failed fatally")
             elif error:
-                # Ray gave up on it: its process or node died more than max_failures times.
-                storage.set_trial_user_attr(
-                    tid, ERROR_ATTR, "RayTrialError: the trial's worker died (Ray max_failures)"
-                )
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                frozen = self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             else:
                 # Stopped from outside (fatal stop, Ctrl-C): lost, not failed by itself; queue a
                 # retry with the same parameters for the next run, as a crash is locally.
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                frozen = self._ot_study.tell(ot_trial, state=TrialState.FAIL)
                 with warnings.catch_warnings():  # "experimental" in Optuna's words
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.max_retries)
-                retry(self._ot_study, storage.get_trial(tid))
+                retry(self._ot_study, frozen)
                 return
         except (ValueError, RuntimeError) as exc:  # e.g. already finished by someone else
             self.failures.append(one_line(exc))
             return
         self.told.append(ot_trial.number)
-        self._count_failures(state, storage.get_trial(tid))
+        # ``tell`` returns the stored trial (it may have made a NaN COMPLETE a FAIL): no re-read.
+        self._count_failures(frozen)
 
-    def _count_failures(self, state: str | None, frozen: optuna.trial.FrozenTrial) -> None:
+    def _redispatch(self, ot_trial: optuna.Trial) -> bool:
+        """Queue ``ot_trial`` to run again under a new Ray trial; False once it ran out of tries.
+
+        Ray gives a trial up with ``error`` and no result only when its worker process or node
+        died (the trainable catches the objective's own errors). That happens within
+        ``max_failures`` too: when a node dies, each pending call on its actor fails on its own,
+        the first puts the trial back to PENDING for a retry, and Ray 2.60 gives up a PENDING
+        trial on the next failure whatever its count (``_process_trial_failure``). So the
+        searcher re-dispatches it itself, up to ``max_retries`` times (``tune.max_retries``,
+        what a local study allows a trial lost with its process).
+        """
+        done = self.redispatched.get(ot_trial.number, 0)
+        if (
+            self.fatal is not None
+            or done >= self.max_retries
+            or ot_trial.number not in self._configs
+        ):
+            return False
+        self.redispatched[ot_trial.number] = done + 1
+        self._redo.append(ot_trial)
+        return True
+
+    def _count_failures(self, frozen: optuna.trial.FrozenTrial) -> None:
         if frozen.state != TrialState.FAIL:
             self.failures.clear()
             return
