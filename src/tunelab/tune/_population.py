@@ -9,8 +9,13 @@ batched forward/backward and one vectorised optimiser step per batch:
   shapes, optimiser kind, batch size, loss, monitor, device) share one population; members
   differ in every shape-keeping value (lr, weight decay, momentum/betas, dropout, label
   smoothing, L1, clipping, schedule, epochs, init seed). A study that also searches shapes trains
-  one population per shape, at most K members running in all (each population is K slots wide,
-  so such a study wastes the empty slots: fix the shapes, or search them with ``local``).
+  one population per shape, at most K members running in all. Each population is K slots wide
+  but an epoch trains only its slots up to the highest running one (``Population`` trains the
+  prefix ``[:hi]``), and a new trial takes the lowest free slot, so a group's cost follows its
+  live members: a group of one trains as a population of one. Such a group stays on the
+  population path rather than the sequential one: it keeps per-member reporting and refill the
+  same, and a one-member population costs about what a sequential trial does (BENCHMARKS.md,
+  "Tuning: population training").
 - **Per-member reporting.** After each epoch every member's ``tune.metric`` is reported to its
   own trial (``trial.report(value, epoch)``) and the study's pruner decides per member, with the
   same final-rung rule as the local :class:`~tunelab.tune._callbacks.PruningCallback`.
