@@ -444,3 +444,27 @@ def test_the_trained_prefix_shrinks_when_high_slots_leave(digits):
     alone.replace_member(0, MemberSettings(lr=3e-3, epochs=3), seed=1)
     alone.fit()
     assert max_diff(pop.member_module(0, best=False), alone.member_module(0, best=False)) <= TOL
+
+
+def test_move_member_keeps_the_member_exact_and_shortens_the_prefix(digits):
+    def two(size: int) -> Population:
+        pop = Population(mlp_spec(), digits, size, optimizer="adam", batch_size=32)
+        pop.replace_member(0, MemberSettings(lr=3e-3, epochs=3, dropout=0.2), seed=1)
+        pop.replace_member(5, MemberSettings(lr=1e-3, epochs=3, dropout=0.4, l1=1e-4), seed=2)
+        pop.train_epoch()
+        return pop
+
+    moved, kept = two(16), two(16)
+    assert moved.last_width == 6
+    moved.move_member(5, 1)
+    assert moved.members[5] is None
+    moved.fit()
+    kept.fit()
+    assert moved.last_width == 2
+    for a, b in ((0, 0), (1, 5)):
+        assert max_diff(moved.member_module(a), kept.member_module(b)) == 0.0
+        assert max_diff(moved.member_module(a, best=False), kept.member_module(b, best=False)) == 0
+        drop = lambda h: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in h]  # noqa: E731
+        assert drop(moved.members[a].history) == drop(kept.members[b].history)
+    with pytest.raises(ValueError):
+        moved.move_member(0, 0)

@@ -272,6 +272,31 @@ class Population:
         self._bad[dst] = self._bad[src]
 
     @torch.no_grad()
+    def move_member(self, src: int, dst: int) -> None:
+        """Move member ``src`` to slot ``dst`` (empty or ended) whole (weights, buffers, best weights,
+        optimiser state and settings, generators, schedule, history): it goes on exactly as it
+        would have in ``src``. Moving high members down keeps the trained prefix short. Call
+        between epochs."""
+        member = self._member(src)
+        old = self.members[dst]
+        if src == dst or (old is not None and old.running):
+            raise ValueError(f"population slot {dst} holds a running member")
+        self.flat[dst] = self.flat[src]
+        self.best_flat[dst] = self.best_flat[src]
+        for n in self._bnames:
+            self.buffers[n][dst] = self.buffers[n][src]
+            self.best_buffers[n][dst] = self.best_buffers[n][src]
+        values = self.optimizer._values[src]
+        assert values is not None
+        self.optimizer.set_values(dst, values)
+        self.optimizer.copy_state(src, dst)
+        for col in (self._keep, self._smoothing, self._l1, self._clip_norm, self._clip_value):
+            col[dst] = col[src]
+        self._bad[dst] = self._bad[src]
+        self.members[dst], self.members[src] = member, None
+        self._refresh_flags()
+
+    @torch.no_grad()
     def update_member(self, k: int, **changes: Any) -> MemberSettings:
         """Change member ``k``'s shape-keeping settings in place (``lr``, ``weight_decay``,
         ``momentum``, ``betas``, ``eps``, ``alpha``, ``dropout``, ``label_smoothing``, ``l1``,

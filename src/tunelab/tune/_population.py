@@ -388,6 +388,23 @@ class _PopulationRun:
                 self._after_epoch(group, k, slot, row)
         if self.pbt is not None:
             self._exploit(group, metrics)
+        self._compact(group)
+
+    def _compact(self, group: _Group) -> None:
+        """Move the highest running members into the free slots below them: a population trains
+        its slots up to the highest running one, so gaps left by members that ended (when no
+        new trial refills them) would still cost. A moved member computes what it would have."""
+        pop = group.population
+        while group.slots:
+            free = group.free_slot()
+            top = max(group.slots)
+            if free is None or free > top:
+                return
+            member = pop.members[top]
+            if member is None or not member.running:
+                return
+            pop.move_member(top, free)
+            group.slots[free] = group.slots.pop(top)
 
     def _exploit(self, group: _Group, rows: dict[int, dict[str, Any]]) -> None:
         """PBT: the bottom quantile of the running members (by tune.metric this epoch) that sit
