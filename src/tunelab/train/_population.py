@@ -273,10 +273,10 @@ class Population:
 
     @torch.no_grad()
     def move_member(self, src: int, dst: int) -> None:
-        """Move member ``src`` to slot ``dst`` (empty or ended) whole (weights, buffers, best weights,
-        optimiser state and settings, generators, schedule, history): it goes on exactly as it
-        would have in ``src``. Moving high members down keeps the trained prefix short. Call
-        between epochs."""
+        """Move member ``src`` to slot ``dst`` (empty or ended) whole (weights, buffers, best
+        weights, optimiser state and settings, generators, schedule, history): it goes on
+        exactly as it would have in ``src``. Moving high members down keeps the trained prefix
+        short. Call between epochs."""
         member = self._member(src)
         old = self.members[dst]
         if src == dst or (old is not None and old.running):
