@@ -381,3 +381,90 @@ def test_update_member_changes_settings_in_place(digits):
     assert max_diff(b.member_module(1, best=False), model) <= TOL
     with pytest.raises(ValueError, match="cannot change"):
         b.update_member(0, epochs=5)
+
+
+@pytest.mark.parametrize("builder", ["mlp", "cnn"])
+def test_cost_follows_the_live_members_not_the_capacity(digits, digit_images, builder, monkeypatch):
+    """One member in a capacity-16 population does the work of a capacity-1 population (the
+    batched dimension every forward sees is 1) and computes the same numbers bit for bit."""
+    from tunelab.train._population_dense import DenseStep
+    from tunelab.train._population_forward import BatchedForward
+
+    if builder == "cnn":  # autograd path, batch norm buffers
+        bundle = digit_images
+        spec = ModelSpec(
+            "cnn",
+            {"channels": [4, 8], "hidden": 16, "batch_norm": True},
+            input_shape=(1, 8, 8),
+            output_size=10,
+        )
+    else:  # hand-written dense path, dropout masks
+        bundle, spec = digits, mlp_spec()
+    widths: list[int] = []
+    dense_forward, batched_forward = DenseStep.forward, BatchedForward.__call__
+
+    def seen_dense(self, x, masks):
+        widths.append(x.shape[0])
+        return dense_forward(self, x, masks)
+
+    def seen_batched(self, params, buffers, x, **kw):
+        widths.append(next(iter(params.values())).shape[0])
+        return batched_forward(self, params, buffers, x, **kw)
+
+    monkeypatch.setattr(DenseStep, "forward", seen_dense)
+    monkeypatch.setattr(BatchedForward, "__call__", seen_batched)
+    settings = MemberSettings(lr=3e-3, dropout=0.3 if builder == "mlp" else 0.0, epochs=2)
+    runs = []
+    for size in (16, 1):
+        widths.clear()
+        pop = Population(spec, bundle, size, optimizer="adam", batch_size=32)
+        pop.replace_member(0, settings, seed=7)
+        result = pop.fit()[0]
+        assert set(widths) == {1}, (size, set(widths))
+        runs.append((result, pop.member_module(0, best=False)))
+    (big, big_model), (small, small_model) = runs
+    assert max_diff(big_model, small_model) == 0.0
+    for mine, theirs in zip(big.history, small.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert mine[key] == theirs[key], key
+
+
+def test_the_trained_prefix_shrinks_when_high_slots_leave(digits):
+    """Slots are trained up to the highest running one: when slot 1 finishes, slot 0 trains
+    alone, and keeps computing what it computes beside a neighbour."""
+    pop = Population(mlp_spec(), digits, 16, optimizer="adam", batch_size=32)
+    pop.replace_member(0, MemberSettings(lr=3e-3, epochs=3), seed=1)
+    pop.replace_member(1, MemberSettings(lr=1e-3, epochs=1), seed=2)
+    pop.train_epoch()
+    assert pop.last_width == 2
+    pop.train_epoch()
+    assert pop.last_width == 1
+    pop.train_epoch()
+    alone = Population(mlp_spec(), digits, 1, optimizer="adam", batch_size=32)
+    alone.replace_member(0, MemberSettings(lr=3e-3, epochs=3), seed=1)
+    alone.fit()
+    assert max_diff(pop.member_module(0, best=False), alone.member_module(0, best=False)) <= TOL
+
+
+def test_move_member_keeps_the_member_exact_and_shortens_the_prefix(digits):
+    def two(size: int) -> Population:
+        pop = Population(mlp_spec(), digits, size, optimizer="adam", batch_size=32)
+        pop.replace_member(0, MemberSettings(lr=3e-3, epochs=3, dropout=0.2), seed=1)
+        pop.replace_member(5, MemberSettings(lr=1e-3, epochs=3, dropout=0.4, l1=1e-4), seed=2)
+        pop.train_epoch()
+        return pop
+
+    moved, kept = two(16), two(16)
+    assert moved.last_width == 6
+    moved.move_member(5, 1)
+    assert moved.members[5] is None
+    moved.fit()
+    kept.fit()
+    assert moved.last_width == 2
+    for a, b in ((0, 0), (1, 5)):
+        assert max_diff(moved.member_module(a), kept.member_module(b)) == 0.0
+        assert max_diff(moved.member_module(a, best=False), kept.member_module(b, best=False)) == 0
+        drop = lambda h: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in h]  # noqa: E731
+        assert drop(moved.members[a].history) == drop(kept.members[b].history)
+    with pytest.raises(ValueError):
+        moved.move_member(0, 0)

@@ -158,3 +158,33 @@ def test_pbt_needs_the_population_executor():
     assert TuneConfig(executor="population", pbt={"interval": 2}).pbt.quantile == 0.25
     with pytest.raises(ValidationError):
         TuneConfig(executor="population", pbt={"interval": 2, "quantile": 0.5})
+
+
+def test_groups_are_compacted_and_trained_oldest_first(tmp_path, monkeypatch):
+    """Members that end leave gaps; the highest running members move down into them (the
+    population trains its slots up to the highest running one), and each turn trains the
+    group of the oldest running trial."""
+    from tunelab.train import Population
+
+    moves, widths = [], []
+    move, epoch = Population.move_member, Population.train_epoch
+
+    def spy_move(self, src, dst):
+        moves.append((src, dst))
+        return move(self, src, dst)
+
+    def spy_epoch(self):
+        out = epoch(self)
+        widths.append((self.last_width, len(out)))
+        return out
+
+    monkeypatch.setattr(Population, "move_member", spy_move)
+    monkeypatch.setattr(Population, "train_epoch", spy_epoch)
+    cfg = population_config(tmp_path, trials=6, k=4, epochs={"choice": [1, 4]})
+    result = run_study(cfg)
+    assert result.count("complete") == 6
+    for t in result.trials:
+        rows = RunDir(tmp_path / "runs" / "pop").trial(t.number).metrics.read_text().splitlines()
+        assert len(rows) == t.params["train.epochs"]
+    assert all(width == live for width, live in widths)  # no gap is ever trained
+    assert moves  # this seed ends low slots first, with no trial left to refill them

@@ -17,10 +17,20 @@ and one vectorised optimiser update (``_population_forward.py``, ``_population_o
 
 The step has no per-member Python and no host sync: losses, gradient norms and the NaN mask stay
 on the device and are read once per epoch.
+
+**Cost follows the live members, not the capacity.** An epoch trains only the prefix
+``[:hi]`` of the slots, ``hi`` = the highest running slot + 1: every per-step piece (the batch
+gather, forward/dense step, loss, dropout masks, clipping, optimiser, validation) takes
+``(hi, ...)`` prefix views of the ``(K, P)`` parameters, gradients, optimiser state, buffers and
+``(K, 1)`` columns (a prefix of a row-major tensor is a view: nothing is copied). A population of
+capacity 16 with one member in slot 0 does the work of a population of 1; fill slots lowest
+index first (the executor does) to keep ``hi`` small. Every member is computed row by row, so
+its numbers do not depend on ``hi``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -165,6 +175,11 @@ class Population:
         self.steps_per_epoch = len(self._rows)
         self.members: list[Member | None] = [None] * K
         self._warned = False
+        self._hi = 0  # the prefix of slots the next epoch trains (highest running slot + 1)
+        self._views: dict[int, _Prefix] = {}
+        # The widest forward the last epoch ran (members along the batched dimension): a
+        # measure of work, read by the tests.
+        self.last_width = 0
 
     # ---- slots ------------------------------------------------------------------------------
 
@@ -257,6 +272,31 @@ class Population:
         self._bad[dst] = self._bad[src]
 
     @torch.no_grad()
+    def move_member(self, src: int, dst: int) -> None:
+        """Move member ``src`` to slot ``dst`` (empty or ended) whole (weights, buffers, best
+        weights, optimiser state and settings, generators, schedule, history): it goes on
+        exactly as it would have in ``src``. Moving high members down keeps the trained prefix
+        short. Call between epochs."""
+        member = self._member(src)
+        old = self.members[dst]
+        if src == dst or (old is not None and old.running):
+            raise ValueError(f"population slot {dst} holds a running member")
+        self.flat[dst] = self.flat[src]
+        self.best_flat[dst] = self.best_flat[src]
+        for n in self._bnames:
+            self.buffers[n][dst] = self.buffers[n][src]
+            self.best_buffers[n][dst] = self.best_buffers[n][src]
+        values = self.optimizer._values[src]
+        assert values is not None
+        self.optimizer.set_values(dst, values)
+        self.optimizer.copy_state(src, dst)
+        for col in (self._keep, self._smoothing, self._l1, self._clip_norm, self._clip_value):
+            col[dst] = col[src]
+        self._bad[dst] = self._bad[src]
+        self.members[dst], self.members[src] = member, None
+        self._refresh_flags()
+
+    @torch.no_grad()
     def update_member(self, k: int, **changes: Any) -> MemberSettings:
         """Change member ``k``'s shape-keeping settings in place (``lr``, ``weight_decay``,
         ``momentum``, ``betas``, ``eps``, ``alpha``, ``dropout``, ``label_smoothing``, ``l1``,
@@ -289,7 +329,9 @@ class Population:
             member.status, member.reason = status, reason or status
 
     def _refresh_flags(self) -> None:
-        live = [m.settings for m in self.members if m is not None and m.running]
+        running = self.running()
+        self._hi = running[-1] + 1 if running else 0
+        live = [self.members[k].settings for k in running]  # type: ignore[union-attr]
         self._any_dropout = any(s.dropout > 0 for s in live)
         # Dropout masks are drawn only for the members with dropout (None: all of them).
         rows = [
@@ -301,7 +343,7 @@ class Population:
         self._drop_gens = [self.members[k].dropout_generator for k in rows]  # type: ignore[union-attr]
         if self._dense_masks is not None and self._dense_masks.widths:
             keep = [1.0 - self.members[k].settings.dropout for k in rows]  # type: ignore[union-attr]
-            self._dense_masks.set_members(rows, self._drop_gens, keep)
+            self._dense_masks.set_members(rows, self._drop_gens, keep, hi=self._hi)
         self.loss.use_smoothing = any(s.label_smoothing > 0 for s in live)
         self._any_l1 = any(s.l1 > 0 for s in live)
         self._any_norm = any(s.clip_grad_norm is not None for s in live)
@@ -355,17 +397,21 @@ class Population:
         if not live:
             return {}
         t0 = time.perf_counter()
-        order, lrs = self._epoch_plan(live)
-        running = torch.zeros(self.size, dtype=torch.bool)
+        if live[-1] + 1 != self._hi:  # a member was stopped since the flags were set
+            self._refresh_flags()
+        hi = self._hi
+        view = self._view(hi)
+        order, lrs = self._epoch_plan(live, hi)
+        running = torch.zeros(hi, dtype=torch.bool)
         running[live] = True
         running = running.to(self.device)
-        losses, norms = self._train_steps(order, lrs, running)
+        losses, norms = self._train_steps(order, lrs, running, view)
         rows = torch.tensor(self._rows, dtype=torch.float64, device=self.device).unsqueeze(1)
         train_loss = (torch.stack(losses).double() * rows).sum(0) / rows.sum()
         grad_norm = torch.stack(norms).double().mean(0)
-        host = torch.cat([train_loss, grad_norm, self._bad.double()]).tolist()
-        K = self.size
-        val = self._validate() if len(self._Xv) > 0 else None
+        host = torch.cat([train_loss, grad_norm, self._bad[:hi].double()]).tolist()
+        K = hi  # host holds hi entries per quantity
+        val = self._validate(view) if len(self._Xv) > 0 else None
         elapsed = time.perf_counter() - t0
         out, improved = {}, []
         for k in live:
@@ -418,14 +464,21 @@ class Population:
         member.sickness = verdict
         return True
 
-    def _epoch_plan(self, live: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member permutations ``(K, n)`` (each member's own generator, as the Trainer's
-        ``torch.randperm(n, generator)``) and learning rates ``(steps, K, 1)`` from each
+    def _view(self, hi: int) -> _Prefix:
+        """The ``[:hi]`` prefix views of the slots' tensors (made once per ``hi``)."""
+        view = self._views.get(hi)
+        if view is None:
+            view = self._views[hi] = _Prefix(self, hi)
+        return view
+
+    def _epoch_plan(self, live: list[int], hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member permutations ``(hi, n)`` (each member's own generator, as the Trainer's
+        ``torch.randperm(n, generator)``) and learning rates ``(steps, hi, 1)`` from each
         member's LRSchedule (the Trainer's code, stepped through the epoch)."""
         n, dev = len(self._X), self.device
         idle = torch.arange(n, device=dev)
-        orders, table = [], [[0.0] * self.size for _ in range(self.steps_per_epoch)]
-        for k in range(self.size):
+        orders, table = [], [[0.0] * hi for _ in range(self.steps_per_epoch)]
+        for k in range(hi):
             member = self.members[k]
             if member is None or not member.running:
                 orders.append(idle)
@@ -439,15 +492,21 @@ class Population:
         return torch.stack(orders), lrs
 
     def _train_steps(
-        self, order: torch.Tensor, lrs: torch.Tensor, running: torch.Tensor
+        self, order: torch.Tensor, lrs: torch.Tensor, running: torch.Tensor, view: _Prefix
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        bs, grad, flat = self.batch_size, self.grad, self.flat
-        K, n = order.shape
-        l1 = self._l1 * self._l1_mask if self._any_l1 else None
-        clip_norm = self._clip_norm if self._any_norm else None
-        clip_value = self._clip_value if self._any_value else None
+        bs, grad, flat = self.batch_size, view.grad, view.flat
+        K, n = order.shape  # K is hi here: the prefix of slots this epoch trains
+        l1 = self._l1[:K] * self._l1_mask if self._any_l1 else None
+        clip_norm = self._clip_norm[:K] if self._any_norm else None
+        clip_value = self._clip_value[:K] if self._any_value else None
         bn = bool(self._bnames)
-        dense, masks = self._dense, self._dense_masks
+        dense, masks = view.dense, self._dense_masks
+        # per-epoch prefix copies: they read the columns set since the last epoch
+        optimizer = self.optimizer.prefix(K)
+        loss_fn = copy.copy(self.loss)
+        loss_fn.smoothing = self.loss.smoothing[:K]
+        bad = self._bad[:K]
+        self.last_width = K
         draw = masks is not None and masks.active
         # This epoch's batches in one gather (each step's is a view of it; index_select of the
         # flat order is several times faster than X[order] here), Adam's bias corrections for
@@ -456,8 +515,8 @@ class Population:
         flat_order = order.reshape(-1)
         X = self._X.index_select(0, flat_order).view(K, n, *self._X.shape[1:])
         y = self._y.index_select(0, flat_order).view(K, n, *self._y.shape[1:])
-        factors = self.optimizer.epoch_factors(lrs)
-        stopped = ~running.unsqueeze(1) | self._bad.unsqueeze(1)
+        factors = optimizer.epoch_factors(lrs)
+        stopped = ~running.unsqueeze(1) | bad.unsqueeze(1)
         losses, norms = [], []
         for s in range(self.steps_per_epoch):
             xb, yb = X[:, s * bs : (s + 1) * bs], y[:, s * bs : (s + 1) * bs]
@@ -468,11 +527,11 @@ class Population:
                     xb.reshape(K, b, -1),
                     masks.draw(b) if draw else None,  # type: ignore[union-attr]
                 )
-                loss, dout = self.loss.value_and_grad(out, yb)
+                loss, dout = loss_fn.value_and_grad(out, yb)
                 dense.backward(dout, tape)
                 saved = None
             else:
-                saved = self._autograd_step(xb, yb, bn)
+                saved = self._autograd_step(xb, yb, bn, view, loss_fn)
                 loss = saved.pop()
             if l1 is not None:
                 grad.add_(l1 * torch.sign(flat))
@@ -481,37 +540,39 @@ class Population:
             stopped |= ~torch.isfinite(loss + norm).unsqueeze(1)
             ok = ~stopped
             clip_(grad, norm, clip_norm, clip_value)
-            self.optimizer.step(
+            optimizer.step(
                 grad, lrs[s], ok, None if factors is None else (factors[0][s], factors[1][s])
             )
             if saved:
                 with torch.no_grad():
                     for name, old in zip(self._bnames, saved, strict=True):
-                        buf = self.buffers[name]
+                        buf = view.buffers[name]
                         mask = ok.reshape(-1, *[1] * (buf.ndim - 1))
                         buf.copy_(torch.where(mask, buf, old))
             if dense is None:
                 grad.zero_()  # autograd accumulates into the .grad views
             losses.append(loss.detach())
             norms.append(norm)
-        self._bad |= stopped.squeeze(1) & running
+        bad |= stopped.squeeze(1) & running
         return losses, norms
 
-    def _autograd_step(self, xb: torch.Tensor, yb: torch.Tensor, bn: bool) -> list[torch.Tensor]:
+    def _autograd_step(
+        self, xb: torch.Tensor, yb: torch.Tensor, bn: bool, view: _Prefix, loss_fn: MemberLoss
+    ) -> list[torch.Tensor]:
         """Forward and backward through autograd (the .grad views of ``grad`` receive the
         gradients); returns the buffers before the step (batch norm), then the loss."""
-        saved = [self.buffers[n].clone() for n in self._bnames] if bn else []
+        saved = [view.buffers[n].clone() for n in self._bnames] if bn else []
         out = self.forward(
-            self.params,
-            self.buffers,
+            view.params,
+            view.buffers,
             xb,
             training=True,
-            keep=self._keep if self._any_dropout else None,
+            keep=self._keep[: view.hi] if self._any_dropout else None,
             generator=self._gen,
             drop_rows=self._drop_rows,
             drop_generators=self._drop_gens,
         )
-        loss = self.loss(out, yb)
+        loss = loss_fn(out, yb)
         self._backward(loss.sum())
         return [*saved, loss]
 
@@ -525,13 +586,17 @@ class Population:
         self._warned = True
 
     @torch.no_grad()
-    def outputs(self, X: torch.Tensor) -> torch.Tensor:
-        """Every member's eval-mode outputs ``(K, N, out)`` for inputs ``X`` seen by all."""
+    def outputs(self, X: torch.Tensor, hi: int | None = None) -> torch.Tensor:
+        """Every member's eval-mode outputs ``(K, N, out)`` for inputs ``X`` seen by all
+        (``(hi, N, out)``: the first ``hi`` slots only)."""
         X = torch.as_tensor(X, dtype=torch.float32, device=self.device)
+        view = None if hi is None else self._view(hi)
+        params = self.params if view is None else view.params
+        buffers = self.buffers if view is None else view.buffers
         chunks = [
             self.forward(
-                self.params,
-                self.buffers,
+                params,
+                buffers,
                 X[i : i + self._eval_bs],
                 training=False,
                 shared_input=True,
@@ -540,17 +605,41 @@ class Population:
         ]
         return torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]
 
-    def _validate(self) -> list[dict[str, float]]:
-        outputs = self.outputs(self._Xv)
-        targets = self._yv.unsqueeze(0).expand(self.size, *self._yv.shape)
+    def _validate(self, view: _Prefix) -> list[dict[str, float]]:
+        """Validation metrics of the first ``view.hi`` slots."""
+        outputs = self.outputs(self._Xv, view.hi)
+        targets = self._yv.unsqueeze(0).expand(view.hi, *self._yv.shape)
+        loss_fn = copy.copy(self.loss)
+        loss_fn.smoothing = self.loss.smoothing[: view.hi]
         with torch.no_grad():
-            losses = self.loss(outputs, targets)
+            losses = loss_fn(outputs, targets)
         scores = member_scores(outputs, self._yv, losses, self.task, self.num_classes)
         return [{f"val_{k}": v for k, v in s.items()} for s in scores]
 
     def member_result(self, k: int) -> FitResult:
         """Member ``k``'s trial as the Trainer would report it."""
         return self._member(k).result()
+
+
+class _Prefix:
+    """The first ``hi`` slots of a population as views of its tensors (no copies): parameter
+    leaves whose ``.grad`` are views of the same rows of the gradient, buffers, and a dense step
+    on those views. The optimiser and the ``(K, 1)`` columns are sliced per epoch instead (a
+    few views), so flags such as the optimiser's ``_has_wd`` are read fresh."""
+
+    def __init__(self, pop: Population, hi: int) -> None:
+        self.hi = hi
+        self.flat, self.grad = pop.flat[:hi], pop.grad[:hi]
+        self.params: dict[str, torch.Tensor] = {}
+        grads: dict[str, torch.Tensor] = {}
+        for name, (off, n, shape) in zip(pop._pnames, pop._offsets, strict=True):
+            leaf = self.flat[:, off : off + n].view(hi, *shape).detach().requires_grad_()
+            leaf.grad = grads[name] = self.grad[:, off : off + n].view(hi, *shape)
+            self.params[name] = leaf
+        self.buffers = {n: b[:hi] for n, b in pop.buffers.items()}
+        self.dense: DenseStep | None = None
+        if pop._dense is not None:
+            self.dense = DenseStep(pop.forward.steps, self.params, grads, pop._dense.output_scale)
 
 
 def population_from_trials(

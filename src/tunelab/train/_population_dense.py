@@ -244,9 +244,16 @@ class DropoutMasks:
         self.set_members([], [], [])
 
     def set_members(
-        self, rows: Sequence[int], generators: Sequence[torch.Generator], keep: Sequence[float]
+        self,
+        rows: Sequence[int],
+        generators: Sequence[torch.Generator],
+        keep: Sequence[float],
+        hi: int | None = None,
     ) -> None:
-        """The members that draw masks: slots ``rows``, their generators and keep rates."""
+        """The members that draw masks: slots ``rows``, their generators and keep rates;
+        :meth:`draw` returns the first ``hi`` slots' masks (None: all K), the prefix the
+        population trains."""
+        self.hi = self.size if hi is None else int(hi)
         keep_all = [1.0] * self.size
         for k, p in zip(rows, keep, strict=True):
             keep_all[k] = float(p)
@@ -263,12 +270,13 @@ class DropoutMasks:
         return bool(self._draws)
 
     def draw(self, batch: int) -> list[torch.Tensor]:
-        """This step's scales, one ``(K, batch, F)`` view per dropout layer."""
+        """This step's scales, one ``(hi, batch, F)`` view per dropout layer."""
         for row, gen in self._draws:
             row[:batch].random_(generator=gen)
-        bits = self._bits[:, :batch]
-        bits.lt_(self._thresh).mul_(self._scale_bits)
-        masks = self._masks[:, :batch]
+        hi = self.hi
+        bits = self._bits[:hi, :batch]
+        bits.lt_(self._thresh[:hi]).mul_(self._scale_bits[:hi])
+        masks = self._masks[:hi, :batch]
         views, start = [], 0
         for width in self.widths:
             views.append(masks[:, :, start : start + width])

@@ -14,6 +14,7 @@ leaks into the others, which only ever share elementwise ops with it.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -109,6 +110,18 @@ class PopulationOptimizer:
         for state in (self.buf, self.exp_avg, self.sq):
             if state is not None:
                 state[dst] = state[src]
+
+    def prefix(self, hi: int) -> PopulationOptimizer:
+        """This optimiser on the first ``hi`` rows only: a shallow copy whose parameters, state
+        and columns are ``[:hi]`` views of this one's, so its steps update these rows in place
+        and cost ``hi`` rows, not K (the population trains its live prefix)."""
+        if hi == self.flat.shape[0]:
+            return self
+        view = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(view, name, value[:hi])
+        return view
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"steps": self.steps}

@@ -9,8 +9,21 @@ batched forward/backward and one vectorised optimiser step per batch:
   shapes, optimiser kind, batch size, loss, monitor, device) share one population; members
   differ in every shape-keeping value (lr, weight decay, momentum/betas, dropout, label
   smoothing, L1, clipping, schedule, epochs, init seed). A study that also searches shapes trains
-  one population per shape, at most K members running in all (each population is K slots wide,
-  so such a study wastes the empty slots: fix the shapes, or search them with ``local``).
+  one population per shape, at most K members running in all. Each population is K slots wide
+  but an epoch trains only its slots up to the highest running one (``Population`` trains the
+  prefix ``[:hi]``), and a new trial takes the lowest free slot, so a group's cost follows its
+  live members: a group of one trains as a population of one. Such a group stays on the
+  population path rather than the sequential one: it keeps per-member reporting and refill the
+  same, and a one-member population costs about what a sequential trial does (BENCHMARKS.md,
+  "Tuning: population training").
+- **Scheduling.** Each turn of the loop trains one epoch of the group that holds the oldest
+  running trial (lowest trial number), then refills. Trials thus end in about the order they
+  were asked, as with one trial at a time, and the trials of the same group ride along in the
+  same vectorised pass; with one epoch of every group per turn (``schedule = "round_robin"``),
+  a study with many groups of one or two trials spread its epochs over all K running trials
+  and reached its first good epoch later (BENCHMARKS.md, "Tuning: population training").
+  After each epoch the group is compacted (``Population.move_member``: the highest running
+  members take free lower slots), so its trained prefix stays as short as its live members.
 - **Per-member reporting.** After each epoch every member's ``tune.metric`` is reported to its
   own trial (``trial.report(value, epoch)``) and the study's pruner decides per member, with the
   same final-rung rule as the local :class:`~tunelab.tune._callbacks.PruningCallback`.
@@ -126,6 +139,10 @@ class PopulationExecutor:
     """
 
     name = "population"
+    # "oldest": each loop trains one epoch of the group holding the oldest running trial, so
+    # trials end in the order they were asked, as one at a time, and same-group trials ride
+    # along; "round_robin": one epoch of every group per loop (see the module doc).
+    schedule = "oldest"
 
     def __init__(self, population: int | str = "auto", helpers: Helpers | None = None) -> None:
         self.population = population
@@ -245,12 +262,22 @@ class _PopulationRun:
                 reason = self._fill() or reason
                 if not self._live():
                     return reason or self.budget.exhausted(self.study) or ""
-                for key in list(self.groups):
-                    self._epoch(key)
+                if self.executor.schedule == "oldest":
+                    self._epoch(self._oldest_group())
+                else:
+                    for key in list(self.groups):
+                        self._epoch(key)
                 self._beat()
         except BaseException:
             self._abandon()
             raise
+
+    def _oldest_group(self) -> tuple:
+        """The group holding the oldest running trial (lowest trial number)."""
+        return min(
+            (key for key, g in self.groups.items() if g.slots),
+            key=lambda key: min(s.trial.number for s in self.groups[key].slots.values()),
+        )
 
     def _live(self) -> int:
         return sum(len(g.slots) for g in self.groups.values())
@@ -383,6 +410,23 @@ class _PopulationRun:
                 self._after_epoch(group, k, slot, row)
         if self.pbt is not None:
             self._exploit(group, metrics)
+        self._compact(group)
+
+    def _compact(self, group: _Group) -> None:
+        """Move the highest running members into the free slots below them: a population trains
+        its slots up to the highest running one, so gaps left by members that ended (when no
+        new trial refills them) would still cost. A moved member computes what it would have."""
+        pop = group.population
+        while group.slots:
+            free = group.free_slot()
+            top = max(group.slots)
+            if free is None or free > top:
+                return
+            member = pop.members[top]
+            if member is None or not member.running:
+                return
+            pop.move_member(top, free)
+            group.slots[free] = group.slots.pop(top)
 
     def _exploit(self, group: _Group, rows: dict[int, dict[str, Any]]) -> None:
         """PBT: the bottom quantile of the running members (by tune.metric this epoch) that sit
