@@ -161,22 +161,33 @@ def digits_rate(nodes: int, trials: int, folder: Path, epochs: int = 6) -> float
         cluster.shutdown()
 
 
-def noop_rows(rows: dict[str, float], trials: int, folder: Path) -> None:
+def noop_rows(rows: dict[str, float], trials: int, folder: Path, repeats: int = 1) -> None:
+    """The no-op rows; with ``repeats`` > 1 plain and tunelab alternate, medians reported."""
     import logging
+    import statistics
 
     import ray
 
     rows["noop_ms_tunelab_local"] = 1e3 * tunelab_local(trials, folder)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    plain, ours = [], []
     try:
-        plain_ray(4, folder / "warm")  # first actors pay the imports; not timed
-        rows["noop_ms_plain_ray_optunasearch"] = 1e3 * plain_ray(trials, folder)
-        rows["noop_ms_tunelab_ray"] = 1e3 * tunelab_ray(trials, folder)
+        # The driver's first Tuner pays its imports; not timed. Each timed Tuner starts new
+        # trial actors, so both arms pay their workers' imports inside the figure.
+        plain_ray(4, folder / "warm")
+        for i in range(repeats):
+            arms = [("plain", plain_ray, plain), ("tunelab", tunelab_ray, ours)]
+            for name, run, out in arms if i % 2 == 0 else arms[::-1]:
+                out.append(1e3 * run(trials, folder / f"{name}{i}"))
     finally:
         ray.shutdown()
-    rows["tunelab_ray_over_plain"] = (
-        rows["noop_ms_tunelab_ray"] / rows["noop_ms_plain_ray_optunasearch"]
-    )
+    rows["noop_ms_plain_ray_optunasearch"] = statistics.median(plain)
+    rows["noop_ms_tunelab_ray"] = statistics.median(ours)
+    ratios = [b / a for a, b in zip(plain, ours, strict=True)]
+    rows["tunelab_ray_over_plain"] = statistics.median(ratios)
+    if repeats > 1:
+        rows["tunelab_ray_over_plain_min"] = min(ratios)
+        rows["tunelab_ray_over_plain_max"] = max(ratios)
 
 
 def main() -> None:
@@ -185,17 +196,22 @@ def main() -> None:
     parser.add_argument("--digits-trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=6, help="epochs per digits trial")
     parser.add_argument("--skip-noop", action="store_true", help="only the 1 vs 2 nodes rows")
+    parser.add_argument("--skip-digits", action="store_true", help="only the no-op rows")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="no-op runs per arm, plain and tunelab alternating"
+    )
     args = parser.parse_args()
     rows: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if not args.skip_noop:
-            noop_rows(rows, args.trials, folder)
-        one = digits_rate(1, args.digits_trials, folder, args.epochs)
-        two = digits_rate(2, args.digits_trials, folder, args.epochs)
-        rows["digits_trials_per_hour_1_node"] = one
-        rows["digits_trials_per_hour_2_nodes"] = two
-        rows["two_nodes_over_one"] = two / one
+            noop_rows(rows, args.trials, folder, args.repeats)
+        if not args.skip_digits:
+            one = digits_rate(1, args.digits_trials, folder, args.epochs)
+            two = digits_rate(2, args.digits_trials, folder, args.epochs)
+            rows["digits_trials_per_hour_1_node"] = one
+            rows["digits_trials_per_hour_2_nodes"] = two
+            rows["two_nodes_over_one"] = two / one
     print(json.dumps({k: round(v, 3) for k, v in rows.items()}, indent=2))
 
 

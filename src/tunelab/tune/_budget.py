@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 import optuna
-import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 ERROR_ATTR = "error"
@@ -101,6 +100,10 @@ def _count_upper_bound(study: optuna.Study) -> int | None:
     engine = getattr(backend, "engine", None)
     if engine is None:
         return None
+    # Imported here, not at the top: a Ray trial's worker imports this module for
+    # ``ERROR_ATTR`` alone, and SQLAlchemy is a fifth of a second of every new actor's start.
+    import sqlalchemy
+
     try:
         with engine.connect() as conn:
             rows = conn.execute(

@@ -23,7 +23,9 @@ summarises and copies ``best/`` exactly as for the local backend.
   half-trained value); and successive halving is asynchronous in both, so nothing is lost.
   The cost is one actor call per epoch (about a millisecond), none when ``pruner: none``.
 - **Data shipped once**: the objective, which holds the prepared ``DataBundle``, goes into the
-  object store once per study (``tune.with_parameters`` does ``ray.put``); trials fetch it.
+  object store once per study (``ray.put``), and each worker process fetches and unpickles it
+  once, for all the trials it runs (``_ray_trial.fetch_objective``; with
+  ``tune.with_parameters`` every trial fetched and unpickled it again).
 - **Shared storage**: only the driver's node touches the study storage (SQLite is fine there);
   the run directory must be the same path on every node (a shared file system). At start a tiny
   task on each node reads a probe file the driver wrote; any node that cannot see it stops the
@@ -45,6 +47,7 @@ summarises and copies ``best/`` exactly as for the local backend.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -191,10 +194,11 @@ class RayExecutor:
                 max_retries=self.max_retries,
             )
             limit = self.max_concurrent or slots(self.resources)
+            objective_ref = ray.put(objective)
             storage_path = (run_dir or Path(tempfile.gettempdir()) / "tunelab") / "ray"
             tuner = tune.Tuner(
                 tune.with_resources(
-                    tune.with_parameters(trainable, objective=objective, oracle=oracle),
+                    functools.partial(trainable, objective_ref=objective_ref, oracle=oracle),
                     {k: v for k, v in self.resources.items() if v},
                 ),
                 tune_config=tune.TuneConfig(

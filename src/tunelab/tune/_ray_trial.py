@@ -143,8 +143,31 @@ def node_info() -> dict[str, Any]:
     }
 
 
-def trainable(config: dict[str, Any], objective: Any = None, oracle: Any = None) -> None:
-    """One Ray Tune trial: run ``objective`` on a :class:`RayTrial`, report how it ended."""
+# The study's objective in this worker process: (object id, objective). A Ray actor runs one
+# trial at a time and is reused for the next (``reuse_actors``), so the objective and the
+# prepared data it holds are fetched and unpickled once per process, not once per trial.
+_fetched: tuple[str, Any] | None = None
+
+
+def fetch_objective(ref: Any) -> Any:
+    """The object behind ``ref`` (an ``ObjectRef``), fetched once per worker process."""
+    global _fetched
+    import ray
+
+    key = ref.hex()
+    if _fetched is None or _fetched[0] != key:
+        _fetched = (key, ray.get(ref))
+    return _fetched[1]
+
+
+def trainable(config: dict[str, Any], objective_ref: Any = None, oracle: Any = None) -> None:
+    """One Ray Tune trial: run the study's objective on a :class:`RayTrial`, report how it ended.
+
+    ``objective_ref`` is the ``ObjectRef`` of the objective, put in the object store once per
+    study by the driver; the local executor likewise runs every trial of a process through one
+    objective.
+    """
+    objective = fetch_objective(objective_ref)
     params = {k: v for k, v in config.items() if k not in _PRIVATE}
     trial = RayTrial(
         int(config[NUMBER_KEY]),

@@ -25,7 +25,6 @@ from typing import Any
 
 import optuna
 import psutil
-import sqlalchemy
 from optuna.storages import (
     BaseStorage,
     InMemoryStorage,
@@ -102,6 +101,8 @@ def _relax_sync(storage: RDBStorage) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    import sqlalchemy  # here: a Ray trial's worker imports this module but opens no storage
 
     sqlalchemy.event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # connections opened so far did not run the pragma
