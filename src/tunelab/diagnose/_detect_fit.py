@@ -164,7 +164,6 @@ class Overfitting(Detector):
             )
         ]
 
-
     def _validation_at_best(
         self, record: TrainingRecord, epochs: list[EpochRecord], n_val: int | None, figures: dict
     ) -> bool:
