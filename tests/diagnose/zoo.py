@@ -26,6 +26,8 @@ from sklearn.datasets import (
     load_wine,
     make_circles,
     make_classification,
+    make_friedman1,
+    make_gaussian_quantiles,
     make_moons,
 )
 from torch import nn
@@ -52,6 +54,9 @@ def _standardise(data: Arrays) -> Arrays:
     return (Xtr - mean) / std, ytr, (Xva - mean) / std, yva
 
 
+REGRESSION = ("diabetes", "friedman")
+
+
 @cache
 def dataset(name: str, scaled: bool = True, rows: int | None = None) -> Arrays:
     """Train/val arrays (float32 X) of a small data set; cached across cases."""
@@ -67,6 +72,15 @@ def dataset(name: str, scaled: bool = True, rows: int | None = None) -> Arrays:
         "imbalanced": lambda: make_classification(
             1000, 10, n_informative=5, weights=[0.95, 0.05], flip_y=0, random_state=0
         ),
+        # Added for issue 17 (data sets the zoo lacked): a nonlinear regression, a 4-class
+        # problem with 5% label noise, and 3 classes on nested Gaussian shells.
+        "friedman": lambda: make_friedman1(800, noise=1.0, random_state=0),
+        "noisy4": lambda: make_classification(
+            3000, 12, n_informative=6, n_classes=4, flip_y=0.05, random_state=0
+        ),
+        "quantiles": lambda: make_gaussian_quantiles(
+            n_samples=900, n_features=4, n_classes=3, random_state=0
+        ),
     }
     X, y = loaders[name]()
     if rows is not None:
@@ -75,7 +89,7 @@ def dataset(name: str, scaled: bool = True, rows: int | None = None) -> Arrays:
     if scaled:
         data = _standardise(data)
     Xtr, ytr, Xva, yva = data
-    if name == "diabetes":  # standardised target
+    if name in REGRESSION:  # standardised target
         mean, std = ytr.mean(), ytr.std()
         ytr, yva = (ytr - mean) / std, (yva - mean) / std
     return Xtr.astype(np.float32), ytr, Xva.astype(np.float32), yva
@@ -157,6 +171,30 @@ class LSTMNet(nn.Module):
         return self.head(out[:, -1])
 
 
+class GRUNet(nn.Module):
+    """A GRU over a sequence (a digit image read row by row), classified from its last state."""
+
+    def __init__(self, features: int, hidden: int, outputs: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x)
+        return self.head(out[:, -1])
+
+
+def bn_mlp(inputs: int, widths: list[int], outputs: int) -> nn.Sequential:
+    """A deeper MLP with batch norm before each ReLU (Linear -> BatchNorm1d -> ReLU)."""
+    layers: list[nn.Module] = []
+    previous = inputs
+    for width in widths:
+        layers += [nn.Linear(previous, width), nn.BatchNorm1d(width), nn.ReLU()]
+        previous = width
+    layers.append(nn.Linear(previous, outputs))
+    return nn.Sequential(*layers)
+
+
 def bn_cnn(channels: int = 8) -> nn.Sequential:
     """A small CNN with batch norm after each convolution (8x8 single-channel images)."""
     return nn.Sequential(
@@ -215,11 +253,13 @@ class Setup:
     data: Arrays
     epochs: int
     batch: int = 64
-    loss: str = "ce"  # ce | bce | bce_probs | mse
+    loss: str = "ce"  # ce | bce | bce_probs | mse | huber
     images: bool = False
     sequence: bool = False  # (rows, 8, 8): an 8-step sequence of 8 features
     dataset: Any = None  # a torch Dataset to load from instead of the arrays
     doctor: dict[str, Any] = field(default_factory=dict)
+    # Built from the optimiser and the epochs; stepped once per epoch (after end_epoch).
+    scheduler_fn: Callable[[torch.optim.Optimizer, int], Any] | None = None
 
 
 @dataclass
@@ -245,6 +285,8 @@ def _loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         return lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(-1), y)
     if kind == "bce_probs":
         return lambda out, y: F.binary_cross_entropy(out.squeeze(-1).clamp(1e-7, 1 - 1e-7), y)
+    if kind == "huber":
+        return lambda out, y: F.huber_loss(out.squeeze(-1), y)
     return lambda out, y: F.mse_loss(out.squeeze(-1), y)
 
 
@@ -266,7 +308,7 @@ def _baseline(setup: Setup) -> Any:
 
     key = id(setup.data)
     if key not in _BASELINES:
-        task = "regression" if setup.loss == "mse" else "classification"
+        task = "regression" if setup.loss in ("mse", "huber") else "classification"
         _BASELINES[key] = (setup.data, quick_baseline(*setup.data, task=task))
     return _BASELINES[key][1]
 
@@ -297,6 +339,7 @@ def train(setup: Setup, *, seed: int = 0, scores: bool = True) -> Outcome:
     )
     model = setup.model
     optimizer = setup.optimizer_fn(model.parameters())
+    scheduler = setup.scheduler_fn(optimizer, setup.epochs) if setup.scheduler_fn else None
     loss_fn = _loss_fn(setup.loss)
     started = time.perf_counter()
     doc = Doctor(model, optimizer, **setup.doctor)
@@ -327,6 +370,8 @@ def train(setup: Setup, *, seed: int = 0, scores: bool = True) -> Outcome:
             train_metric=train_score if scores else None,
             val_metric=val_score if scores else None,
         )
+        if scheduler is not None:
+            scheduler.step()
     report = doc.diagnose()
     doc.close()
     return Outcome(report, doc, train_score, val_score, time.perf_counter() - started)
@@ -480,6 +525,19 @@ FAULTY: list[Case] = [
         "diverging_loss: batch 256, SGD at lr 8",
         "diverging_loss",
         lambda: Setup(mlp(64, [64], 10), _sgd(8.0), _digits(), 6, batch=256),
+    ),  # Session 6: data sets and architectures the zoo lacked, written as a new user would.
+    Case(
+        # Huber's gradient is bounded, so a too-high learning rate bounces instead of diverging.
+        "oscillating_loss: Huber regression on friedman1, SGD at lr 3",
+        "oscillating_loss",
+        lambda: Setup(
+            mlp(10, [64, 64], 1), _sgd(3.0), dataset("friedman"), 4, batch=32, loss="huber"
+        ),
+    ),
+    Case(
+        "overfitting: 100 rows of a noisy 4-class set, a 3x256 MLP, 40 epochs",
+        "overfitting",
+        lambda: Setup(mlp(12, [256, 256, 256], 4), _adam(1e-3), _few_noisy4(), 40, batch=16),
     ),
 ]
 
@@ -576,5 +634,54 @@ HEALTHY: list[Case] = [
         "digits images, 2-conv CNN with batch norm, SGD with momentum",
         None,
         lambda: Setup(bn_cnn(), _sgd(0.05, 0.9), _digits(), 5, images=True, batch=32),
+    ),  # Session 6: data sets and architectures the zoo lacked, written as a new user would.
+    Case(
+        "digits as sequences, GRU, Adam",
+        None,
+        lambda: Setup(GRUNet(8, 32, 10), _adam(5e-3), _digits(), 8, sequence=True, batch=32),
+    ),
+    Case(
+        "noisy 4-class set, 3-layer MLP with batch norm, AdamW + cosine, batch 512",
+        None,
+        lambda: Setup(
+            bn_mlp(12, [128, 64, 32], 4),
+            lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2),
+            dataset("noisy4"),
+            25,
+            batch=512,
+            scheduler_fn=_cosine,
+        ),
+    ),
+    Case(
+        "friedman1 regression, SiLU MLP, Huber loss, Adam",
+        None,
+        lambda: Setup(
+            mlp(10, [64, 64], 1, nn.SiLU),
+            _adam(3e-3),
+            dataset("friedman"),
+            20,
+            batch=32,
+            loss="huber",
+        ),
+    ),
+    Case(
+        "Gaussian quantiles, 3 classes, ELU MLP, SGD with Nesterov momentum",
+        None,
+        lambda: Setup(
+            mlp(4, [64, 64], 3, nn.ELU),
+            lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+            dataset("quantiles"),
+            20,
+            batch=32,
+        ),
     ),
 ]
+
+
+def _cosine(optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+
+
+def _few_noisy4() -> Arrays:
+    Xtr, ytr, Xva, yva = dataset("noisy4")
+    return Xtr[:100], ytr[:100], Xva, yva

@@ -14,6 +14,7 @@ from ._signals import (
     NOISE_Z,
     binomial_se,
     diverged,
+    mean_loss_se,
     progress,
     relative_improvements,
     rows_behind,
@@ -51,9 +52,10 @@ class Overfitting(Detector):
 
     Noise (../shared/DIAGNOSIS-HEURISTICS.md, "Noise of a measurement"): the metric gap counts
     only beyond ``NOISE_Z`` binomial standard errors of the two scores (sqrt(p(1-p)/n) on the
-    rows each was measured on: 0.071 for a 0.926 accuracy on 54 rows), and a gap while the
-    validation loss is still at its best is a generalisation gap, not overfitting (early stopping
-    would keep that epoch), unless the gap reaches the error level.
+    rows each was measured on: 0.071 for a 0.926 accuracy on 54 rows), and a gap while
+    validation is still at its best, within the noise of its own measurement (see
+    ``_validation_at_best``), is a generalisation gap, not overfitting (early stopping would
+    keep that epoch), unless the gap is twice its noise.
     """
 
     kinds = ("overfitting",)
@@ -88,15 +90,8 @@ class Overfitting(Detector):
             se_train = binomial_se(train_score, n_train) or 0.0
             noise = NOISE_Z * math.hypot(se_val, se_train) if se_val is not None else 0.0
             figures.update(metric_gap_noise=noise, val_rows=n_val)
-            vloss = [e.val_loss for e in epochs if e.val_loss is not None]
-            vloss = [v for v in vloss if math.isfinite(v)]
-            # "At its best" within the val loss's own epoch-to-epoch spread (second half).
-            half = vloss[len(vloss) // 2 :]
-            spread = float(np.median(np.abs(np.diff(half)))) if len(half) >= 3 else 0.0
-            at_best = len(vloss) >= 2 and vloss[-1] <= min(vloss) + max(
-                NOISE_Z * spread, 1e-3 * abs(min(vloss))
-            )
-            figures["val_loss_at_best"] = at_best
+            at_best = self._validation_at_best(record, epochs, n_val, figures)
+            figures["validation_at_best"] = at_best
             if (
                 g >= limit
                 and g >= noise
@@ -168,6 +163,47 @@ class Overfitting(Detector):
                 record.where(epoch=epochs[-1].epoch),
             )
         ]
+
+    def _validation_at_best(
+        self, record: TrainingRecord, epochs: list[EpochRecord], n_val: int | None, figures: dict
+    ) -> bool:
+        """Has validation not measurably worsened since its best epoch?
+
+        A train/val gap while validation is still at its best is a generalisation gap, not
+        overfitting: early stopping would keep this very epoch. "At its best" is judged within
+        the noise of each measurement (../shared/DIAGNOSIS-HEURISTICS.md, "Noise of a
+        measurement"): the validation score has not fallen from its best by more than
+        ``NOISE_Z`` binomial standard errors on the n validation rows, and the validation loss
+        has not risen above its best by more than ``NOISE_Z`` sampling errors of a mean loss on
+        those rows (``mean_loss_se``: the per-row spread the training steps show). The
+        comparison is of two epochs on the same rows, so this error is an upper bound: an
+        alarm on a gap that is only just beyond its own noise needs validation to have
+        clearly worsened. Without the row count, the validation loss's own epoch-to-epoch
+        spread (second half) is the yardstick.
+        """
+        vloss = [e.val_loss for e in epochs if e.val_loss is not None]
+        vloss = [v for v in vloss if math.isfinite(v)]
+        loss_at_best = True
+        if len(vloss) >= 2:
+            best, rise = min(vloss), vloss[-1] - min(vloss)
+            se = mean_loss_se(record, n_val, best)
+            if se is not None:
+                tolerance = NOISE_Z * se
+            else:
+                half = vloss[len(vloss) // 2 :]
+                spread = float(np.median(np.abs(np.diff(half)))) if len(half) >= 3 else 0.0
+                tolerance = max(NOISE_Z * spread, 1e-3 * abs(best))
+            loss_at_best = rise <= tolerance
+            figures.update(val_loss_rise_since_best=rise, val_loss_noise=tolerance)
+        metric_at_best = True
+        scale = score_scale(record)
+        scores = [e.val_metric / scale for e in epochs if e.val_metric is not None] if scale else []
+        if len(scores) >= 2:
+            best_score = max(scores)
+            se = binomial_se(best_score, n_val)
+            if se is not None:
+                metric_at_best = best_score - scores[-1] <= NOISE_Z * se
+        return loss_at_best and metric_at_best
 
 
 @register_detector("underfitting")

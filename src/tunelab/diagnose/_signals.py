@@ -194,3 +194,27 @@ def rows_behind(record: TrainingRecord, name: str = "val") -> int | None:
         found = int(ns[hits[0]]) if hits.size else None
     record.cache[key] = found
     return found
+
+
+def mean_loss_se(record: TrainingRecord, rows: int | None, level: float) -> float | None:
+    """Sampling error of a mean loss at ``level`` measured on ``rows`` rows (None: unknown).
+
+    The doctor never sees per-row losses, but the training steps show their spread: a batch
+    of ``b`` rows has a loss whose step-to-step standard deviation (around its trend, over the
+    last third of the steps) is the per-row standard deviation over sqrt(b). As a share of the
+    mean loss (the per-row coefficient of variation) it carries over to the validation loss at
+    ``level``: SE = cv * level / sqrt(rows). The per-step spread is a plain standard deviation,
+    not a robust one: a mean's error is driven by the rare large losses a skewed loss has.
+    """
+    batch = record.batches.rows / record.batches.batches if record.batches.batches else None
+    if not rows or not batch or batch < 2:
+        return None
+    tail = np.asarray([v for v in record.step_losses[-max(8, len(record.step_losses) // 3) :]])
+    tail = tail[np.isfinite(tail)]
+    if tail.size < 8 or tail.mean() <= 0:
+        return None
+    # Around the trend: residuals from a straight line through the tail.
+    x = np.arange(tail.size)
+    residuals = tail - np.polyval(np.polyfit(x, tail, 1), x)
+    cv = float(residuals.std(ddof=2)) * math.sqrt(batch) / float(tail.mean())
+    return cv * level / math.sqrt(rows)
