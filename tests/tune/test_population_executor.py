@@ -188,3 +188,59 @@ def test_groups_are_compacted_and_trained_oldest_first(tmp_path, monkeypatch):
         assert len(rows) == t.params["train.epochs"]
     assert all(width == live for width, live in widths)  # no gap is ever trained
     assert moves  # this seed ends low slots first, with no trial left to refill them
+
+
+def test_packing_pays_follows_the_measured_rule():
+    from tunelab.tune._population import packing_pays
+
+    # tabular-mlp's widths (64 inputs): 8 -> 32 pays at every depth and batch; 8 -> 128 at
+    # depth 2 with small batches only; 16 -> 256 never (bench/population.py --packing)
+    assert packing_pays(610, 2_410, 128) and packing_pays(682, 26_122, 16)
+    assert not packing_pays(682, 26_122, 128) and not packing_pays(1_754, 150_794, 16)
+    assert packing_pays(100, 100, 128)
+
+
+def packing_config(root, name, *, pack_widths):
+    cfg = population_config(root, name, trials=12, k=4, epochs=2, optimizer="sgd", momentum=0.9)
+    cfg["model"]["params"] = {
+        "depth": 2,
+        "width": {"choice": pack_widths},
+        "dropout": {"low": 0.0, "high": 0.3},
+    }
+    return cfg
+
+
+def test_narrow_trials_join_a_running_wider_group_and_save_their_own_width(tmp_path, monkeypatch):
+    """A study searching width packs its narrower trials into running wider populations (the
+    padding pays for these small MLPs); every trial still trains its own width, records its
+    epochs and saves a model of its own width in best/; with packing off, none is packed."""
+    from tunelab.train import Population
+
+    packed = []
+    replace = Population.replace_member
+
+    def spy(self, k, settings, seed, model_params=None):
+        member = replace(self, k, settings, seed, model_params)
+        if member.model_params is not None:
+            packed.append((self.spec.params["width"], member.model_params["width"]))
+        return member
+
+    monkeypatch.setattr(Population, "replace_member", spy)
+    result = run_study(packing_config(tmp_path, "packed", pack_widths=[4, 8, 16]))
+    assert result.count("complete") == 12
+    assert packed and all(own < wide for wide, own in packed)
+    run = RunDir(tmp_path / "runs" / "packed")
+    for t in result.trials:
+        trial = run.trial(t.number)
+        assert len(trial.metrics.read_text().splitlines()) == 2
+        loaded = load_model(trial.best_model)
+        width = t.params["model.params.width"]
+        assert loaded.spec.params["width"] == width
+        assert loaded.model.body[1].weight.shape[0] == width
+        saved = json.loads(trial.result.read_text())
+        assert saved["model"]["params"]["width"] == width
+
+    packed.clear()
+    monkeypatch.setattr(PopulationExecutor, "pack", False)
+    result = run_study(packing_config(tmp_path, "separate", pack_widths=[4, 8, 16]))
+    assert result.count("complete") == 12 and not packed
