@@ -182,6 +182,7 @@ class PopulationExecutor:
         self.helpers = helpers
         self.stop_reason = ""
         self.notices: list[str] = []
+        self.packed_trials = 0  # trials that joined a wider group (packing)
 
     # ---- the seam -----------------------------------------------------------------------------
 
@@ -366,7 +367,9 @@ class _PopulationRun:
         key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, spec.params))
         n_params = sum(p.numel() for p in model.parameters())
         group = self._packed_group(key, spec, cfg, n_params)
-        if group is None:
+        if group is not None:
+            self.executor.packed_trials += 1
+        else:
             group = self.groups.get(key)
         if group is None:
             train = cfg.train
