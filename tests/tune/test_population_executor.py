@@ -244,3 +244,16 @@ def test_narrow_trials_join_a_running_wider_group_and_save_their_own_width(tmp_p
     monkeypatch.setattr(PopulationExecutor, "pack", False)
     result = run_study(packing_config(tmp_path, "separate", pack_widths=[4, 8, 16]))
     assert result.count("complete") == 12 and not packed
+
+
+def test_pbt_in_a_packed_group_copies_only_between_equal_widths(tmp_path):
+    cfg = packing_config(tmp_path, "pbt-packed", pack_widths=[4, 16])
+    cfg["train"]["epochs"] = 4
+    cfg["tune"].update(trials=8, pbt={"interval": 1, "quantile": 0.4, "perturb": 0.2})
+    result = run_study(cfg)
+    assert result.count("complete") == 8
+    width = {t.number: t.params["model.params.width"] for t in result.trials}
+    events = [(t.number, e) for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
+    assert events
+    for number, e in events:
+        assert width[e["copied_from_trial"]] == width[number]
