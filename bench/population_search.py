@@ -23,6 +23,12 @@ default (the packing rule was chosen on ``bench/population.py --packing``, no st
 
     python bench/population_search.py [--seeds 5] [--seeds-from 400] [--tasks ...] \
         [--population K] [--arms sequential population packed]
+
+``--fixed`` measures packing alone on a fixed workload instead: the same tasks' spaces with
+``sampler: random``, no pruner, early stopping off, 4 epochs a trial and an unreachable target
+(every arm trains the same trials: a random sampler's draws do not depend on the results), the
+population executor with packing off and on, interleaved; printed: wall seconds, member-epochs,
+group-epochs (population epochs trained) and members per group-epoch.
 """
 
 from __future__ import annotations
@@ -102,6 +108,47 @@ def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, pop
     }
 
 
+def fixed_workload(task: str, seed: int, pack: bool, root: Path, bundle, population) -> dict:
+    """One study of the fixed workload (module doc, ``--fixed``)."""
+    from tunelab.train import Population
+
+    raw = config(task, seed, root, f"fixed-{pack}")
+    raw["tune"].update(
+        executor="population", population=population, sampler="random", pruner="none"
+    )
+    raw["train"].update(early_stopping={"enabled": False}, epochs=4)
+    cfg = parse_config(raw)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    executor = make_executor(cfg.tune)
+    executor.pack = pack
+    members: list[int] = []  # members trained by each population epoch
+    original = Population.train_epoch
+
+    def counted(self):
+        out = original(self)
+        members.append(len(out))
+        return out
+
+    Population.train_epoch = counted
+    target, TASKS[task]["target"] = TASKS[task]["target"], 2.0  # never reached
+    started = time.perf_counter()
+    try:
+        search(cfg, bundle, task, 20, executor=executor)
+    finally:
+        Population.train_epoch = original
+        TASKS[task]["target"] = target
+    return {
+        "task": task,
+        "seed": seed,
+        "pack": pack,
+        "seconds": round(time.perf_counter() - started, 2),
+        "member_epochs": sum(members),
+        "group_epochs": len(members),
+        "members_per_group_epoch": round(sum(members) / max(1, len(members)), 2),
+        "packed_trials": executor.packed_trials,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -113,9 +160,20 @@ def main() -> None:
     parser.add_argument(
         "--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="sequential first"
     )
+    parser.add_argument("--fixed", action="store_true", help="packing on a fixed workload")
     args = parser.parse_args()
     population = args.population if args.population == "auto" else int(args.population)
     torch.set_num_threads(1)
+    if args.fixed:
+        with tempfile.TemporaryDirectory() as tmp:
+            for task in args.tasks:
+                bundle = prepare_data(parse_config(config(task, 0, Path(tmp), "x")).data, seed=0)
+                for seed in range(args.seeds_from, args.seeds_from + args.seeds):
+                    order = (False, True) if seed % 2 == 0 else (True, False)
+                    for pack in order:
+                        row = fixed_workload(task, seed, pack, Path(tmp), bundle, population)
+                        print(json.dumps(row), flush=True)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
