@@ -213,14 +213,17 @@ def packing_config(root, name, *, pack_widths):
 def test_narrow_trials_join_a_running_wider_group_and_save_their_own_width(tmp_path, monkeypatch):
     """A study searching width packs its narrower trials into running wider populations (the
     padding pays for these small MLPs); every trial still trains its own width, records its
-    epochs and saves a model of its own width in best/; with packing off, none is packed."""
+    epochs and saves a model of its own width in best/, which export loads and checks; with
+    packing off, none is packed."""
+    from tunelab.deploy._export import export_run
     from tunelab.train import Population
 
-    packed = []
+    packed, placed = [], []  # (group width, own width) of packed members; packed or not, in order
     replace = Population.replace_member
 
     def spy(self, k, settings, seed, model_params=None):
         member = replace(self, k, settings, seed, model_params)
+        placed.append(member.model_params is not None)
         if member.model_params is not None:
             packed.append((self.spec.params["width"], member.model_params["width"]))
         return member
@@ -239,6 +242,10 @@ def test_narrow_trials_join_a_running_wider_group_and_save_their_own_width(tmp_p
         assert loaded.model.body[1].weight.shape[0] == width
         saved = json.loads(trial.result.read_text())
         assert saved["model"]["params"]["width"] == width
+    # trials are placed in the order they are asked: the first packed one exports
+    number = placed.index(True)
+    (exported,) = export_run(run.trial(number).path, ["torchscript"])
+    assert exported.parity.passed
 
     packed.clear()
     monkeypatch.setattr(PopulationExecutor, "pack", False)
