@@ -264,3 +264,39 @@ def test_pbt_in_a_packed_group_copies_only_between_equal_widths(tmp_path):
     assert events
     for number, e in events:
         assert width[e["copied_from_trial"]] == width[number]
+
+
+def test_a_trial_packs_only_with_its_own_batch_size_and_optimiser(tmp_path, monkeypatch):
+    """Packing relaxes the width only: a trial joins a population of its own batch size,
+    optimiser and depth (its group key without the width)."""
+    from tunelab.train import Population
+
+    placed = []  # (population batch size, optimiser, depth, own width), in trial order
+    replace = Population.replace_member
+
+    def spy(self, k, settings, seed, model_params=None):
+        member = replace(self, k, settings, seed, model_params)
+        params = self.spec.params
+        own = member.model_params or params
+        placed.append((self.batch_size, self.optimizer.kind, params["depth"], own["width"]))
+        return member
+
+    monkeypatch.setattr(Population, "replace_member", spy)
+    cfg = packing_config(tmp_path, "keys", pack_widths=[4, 8, 16])
+    cfg["model"]["params"]["depth"] = {"choice": [1, 2]}
+    cfg["train"].update(batch_size={"choice": [16, 32]}, optimizer={"choice": ["sgd", "adam"]})
+    cfg["train"]["epochs"] = 1
+    cfg["tune"].update(trials=16, sampler="random")
+    result = run_study(cfg)
+    assert result.count("complete") == 16
+    trials = sorted(result.trials, key=lambda t: t.number)
+    wanted = [
+        (
+            t.params["train.batch_size"],
+            t.params["train.optimizer"],
+            t.params["model.params.depth"],
+            t.params["model.params.width"],
+        )
+        for t in trials
+    ]
+    assert placed == wanted

@@ -152,6 +152,9 @@ class _Group:
     population: Any
     slots: dict[int, _Slot] = field(default_factory=dict)
     n_params: int = 0  # of the population's shape (packing's cost)
+    # its key without the packable model params (None: its builder does not pack); a trial
+    # with the same pack key may join it (same optimiser, batch size, depth... as its own)
+    pack_key: tuple | None = None
 
     def free_slot(self) -> int | None:
         for k in range(self.population.size):
@@ -366,7 +369,12 @@ class _PopulationRun:
                 self.size = max(2, min(self.size, self.budget.trials))
         key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, spec.params))
         n_params = sum(p.numel() for p in model.parameters())
-        group = self._packed_group(key, spec, cfg, n_params)
+        pack_key = None
+        names = PACKED_MODEL_PARAMS.get(spec.builder)
+        if names is not None:
+            kept = {n: v for n, v in spec.params.items() if n not in names}
+            pack_key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, kept))
+        group = self._packed_group(key, pack_key, spec.params, int(cfg.train.batch_size), n_params)
         if group is not None:
             self.executor.packed_trials += 1
         else:
@@ -388,7 +396,7 @@ class _PopulationRun:
                 judge=self._judge,
                 eval_batch_size=train.eval_batch_size,
             )
-            group = self.groups[key] = _Group(population, n_params=n_params)
+            group = self.groups[key] = _Group(population, n_params=n_params, pack_key=pack_key)
         k = group.free_slot()
         assert k is not None  # at most K run in all, and each population has K slots
         directory = RunDir(self.objective.run_dir).trial(trial.number).path
@@ -404,31 +412,26 @@ class _PopulationRun:
         return None
 
     def _packed_group(
-        self, key: tuple, spec: Any, cfg: ExperimentConfig, n_params: int
+        self,
+        key: tuple,
+        pack_key: tuple | None,
+        params: dict[str, Any],
+        batch_size: int,
+        n_params: int,
     ) -> _Group | None:
-        """The running group of a wider MLP this trial should join (module doc, "Packing
-        widths"), or None: its own group (when that holds a running member, or nothing
-        packs or pays)."""
-        from ..train import group_key
-
-        names = PACKED_MODEL_PARAMS.get(spec.builder)
+        """The running group of a wider MLP a trial (group ``key``, ``pack_key``, model
+        ``params`` of ``n_params`` parameters) should join (module doc, "Packing widths"), or
+        None: its own group (when that holds a running member, or nothing packs or pays)."""
         own = self.groups.get(key)
-        if not self.executor.pack or names is None or (own is not None and own.slots):
+        if not self.executor.pack or pack_key is None or (own is not None and own.slots):
             return None
-
-        def loose(params: dict[str, Any]) -> tuple:
-            kept = {n: v for n, v in params.items() if n not in names}
-            return (spec.builder, repr(spec.input_shape), group_key(cfg.train, kept))
-
-        wanted, best = loose(spec.params), None
-        batch = int(cfg.train.batch_size)
+        best = None
         for other_key, group in self.groups.items():
-            pop = group.population
-            if other_key == key or not group.slots or loose(pop.spec.params) != wanted:
+            if other_key == key or not group.slots or group.pack_key != pack_key:
                 continue
-            if group.n_params < n_params or not packing_pays(n_params, group.n_params, batch):
+            if group.n_params < n_params or not packing_pays(n_params, group.n_params, batch_size):
                 continue
-            if pop.fits(spec.params):
+            if group.population.fits(params):
                 continue
             if best is None or group.n_params < best.n_params:
                 best = group
