@@ -173,3 +173,43 @@ def test_packed_members_move_and_copy_only_between_equal_shapes(digits):
     same = dataclasses.replace(settings, lr=2e-3)
     fresh.replace_member(0, same, 3, spec(8).params)
     fresh.copy_member(0, 1)  # two members of width 8
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_adopted_member_goes_on_as_in_its_own_population(digits, optimizer):
+    """adopt_member moves a member (full width in its population, or itself packed there) into
+    a wider population after an epoch; it ends where it would have ended had it stayed, and
+    its old slot is empty."""
+    settings = [
+        MemberSettings(epochs=3, lr=3e-3, weight_decay=1e-2, dropout=0.2, momentum=0.9),
+        MemberSettings(epochs=3, lr=2e-3, label_smoothing=0.1, momentum=0.5),
+    ]
+
+    def narrow() -> Population:
+        pop = Population(spec(16), digits, 2, optimizer=optimizer, batch_size=32)
+        pop.replace_member(0, settings[0], 5)
+        pop.replace_member(1, settings[1], 6, spec(8).params)
+        return pop
+
+    stay = narrow()
+    stay.fit()
+    moved = narrow()
+    moved.train_epoch()
+    wide = Population(spec(32), digits, 3, optimizer=optimizer, batch_size=32)
+    wide.replace_member(0, MemberSettings(epochs=3, lr=1e-3), 7)
+    wide.adopt_member(moved, 0, 1)
+    wide.adopt_member(moved, 1, 2)
+    assert moved.members == [None, None] and moved.running() == []
+    assert [wide.member_spec(k).params["width"] for k in (1, 2)] == [16, 8]
+    wide.fit()
+    for k, s in ((1, 0), (2, 1)):
+        assert (
+            state_diff(wide.member_module(k, best=False), stay.member_module(s, best=False)) <= TOL
+        )
+        assert state_diff(wide.member_module(k), stay.member_module(s)) <= TOL
+        assert wide.members[k].best_epoch == stay.members[s].best_epoch
+        assert len(wide.members[k].history) == 3
+        assert torch.count_nonzero(padding_of(wide, k)) == 0
+    other = Population(spec(32), digits, 2, optimizer=optimizer, batch_size=64)
+    with pytest.raises(ValueError, match="same optimiser, batch size"):
+        other.adopt_member(wide, 0, 0)

@@ -195,9 +195,9 @@ def test_packing_pays_follows_the_measured_rule():
 
     # tabular-mlp's widths (64 inputs): 8 -> 32 pays at every depth and batch; 8 -> 128 at
     # depth 2 with small batches only; 16 -> 256 never (bench/population.py --packing)
-    assert packing_pays(610, 2_410, 128) and packing_pays(682, 26_122, 16)
-    assert not packing_pays(682, 26_122, 128) and not packing_pays(1_754, 150_794, 16)
-    assert packing_pays(100, 100, 128)
+    assert packing_pays(2_410 - 610, 128) and packing_pays(26_122 - 682, 16)
+    assert not packing_pays(26_122 - 682, 128) and not packing_pays(150_794 - 1_754, 16)
+    assert packing_pays(0, 128)
 
 
 def packing_config(root, name, *, pack_widths):
@@ -300,3 +300,32 @@ def test_a_trial_packs_only_with_its_own_batch_size_and_optimiser(tmp_path, monk
         for t in trials
     ]
     assert placed == wanted
+
+
+def test_a_wider_trial_widens_a_running_narrower_group(tmp_path, monkeypatch):
+    """A trial wider than every running group starts its own and takes in the narrower
+    group's running members (adopt_member); they finish their epochs and save their own
+    width."""
+    from tunelab.train import Population
+
+    adopted = []
+    adopt = Population.adopt_member
+
+    def spy(self, source, src, dst):
+        member = adopt(self, source, src, dst)
+        adopted.append((source.spec.params["width"], self.spec.params["width"]))
+        return member
+
+    monkeypatch.setattr(Population, "adopt_member", spy)
+    cfg = packing_config(tmp_path, "widen", pack_widths=[4, 16])
+    cfg["seed"] = 2  # its first three trials are 4 wide, the fourth 16
+    cfg["train"]["epochs"] = 3
+    cfg["tune"].update(trials=10, sampler="random")
+    result = run_study(cfg)
+    assert result.count("complete") == 10
+    assert adopted and all(narrow < wide for narrow, wide in adopted)
+    run = RunDir(tmp_path / "runs" / "widen")
+    for t in result.trials:
+        trial = run.trial(t.number)
+        assert len(trial.metrics.read_text().splitlines()) == 3
+        assert load_model(trial.best_model).spec.params["width"] == t.params["model.params.width"]

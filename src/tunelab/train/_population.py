@@ -360,6 +360,69 @@ class Population:
         self._refresh_flags()
 
     @torch.no_grad()
+    def adopt_member(self, source: Population, src: int, dst: int) -> Member:
+        """Move member ``src`` of ``source``, a population of a narrower MLP with the same
+        optimiser and batch size, into slot ``dst`` (empty or ended) of this one, whole, as
+        :meth:`move_member` does within one population: its weights, best weights and optimiser
+        state (their padding is exact zeros, so ``source``'s tensors fill the leading blocks of
+        this one's), settings, generators, schedule and history. It goes on exactly as it
+        would have in ``source`` (its dropout masks keep being drawn at its own widths); its
+        ``source`` slot is left empty. The executor widens a group this way. Call between
+        epochs."""
+        member = source._member(src)
+        old = self.members[dst]
+        if old is not None and old.running:
+            raise ValueError(f"population slot {dst} holds a running member")
+        same = (
+            source.optimizer.kind == self.optimizer.kind
+            and source.optimizer.nesterov == self.optimizer.nesterov
+            and source.batch_size == self.batch_size
+            and source.monitor == self.monitor
+        )
+        if not same:
+            raise ValueError("adopt_member needs the same optimiser, batch size and monitor")
+        own = member.model_params
+        if own is None:
+            own = {n: v for n, v in source.spec.params.items() if n != "dropout"}
+        why = self.fits(own)
+        if why or self._bnames:
+            raise ValueError(f"this member cannot be packed into the population: {why}")
+        if own == {n: v for n, v in self.spec.params.items() if n != "dropout"}:
+            own = None
+        pairs = [(self.flat, source.flat), (self.best_flat, source.best_flat)]
+        theirs, mine = source.optimizer.state_dict(), self.optimizer.state_dict()
+        pairs += [(mine[name], theirs[name]) for name in ("buf", "exp_avg", "sq") if name in mine]
+        for to, frm in pairs:
+            _embed(to[dst], self._offsets, frm[src], source._offsets)
+        if own is None:
+            self._set_own_mask(dst, None)
+        else:
+            if self._own_mask is None:
+                self._own_mask = torch.ones_like(self.flat)
+            their_mask = (
+                source._own_mask[src]
+                if source._own_mask is not None
+                else torch.ones_like(source.flat[src])
+            )
+            _embed(self._own_mask[dst], self._offsets, their_mask, source._offsets)
+        self.optimizer.steps[dst] = source.optimizer.steps[src]
+        values = source.optimizer._values[src]
+        assert values is not None
+        self.optimizer.set_values(dst, values)
+        for to_col, from_col in zip(self._columns(), source._columns(), strict=True):
+            to_col[dst] = from_col[src].to(to_col.device)
+        self._bad[dst] = source._bad[src]
+        member.model_params = own
+        self.members[dst], source.members[src] = member, None
+        source._refresh_flags()
+        self._refresh_flags()
+        return member
+
+    def _columns(self) -> tuple[torch.Tensor, ...]:
+        """The per-member ``(K, 1)`` settings columns."""
+        return (self._keep, self._smoothing, self._l1, self._clip_norm, self._clip_value)
+
+    @torch.no_grad()
     def update_member(self, k: int, **changes: Any) -> MemberSettings:
         """Change member ``k``'s shape-keeping settings in place (``lr``, ``weight_decay``,
         ``momentum``, ``betas``, ``eps``, ``alpha``, ``dropout``, ``label_smoothing``, ``l1``,
@@ -747,6 +810,21 @@ class _Prefix:
 def _block(shape: Sequence[int] | torch.Size) -> tuple[slice, ...]:
     """The leading block of a padded tensor that holds a packed member's tensor of ``shape``."""
     return tuple(slice(0, int(n)) for n in shape)
+
+
+def _embed(
+    to: torch.Tensor,
+    to_offsets: Sequence[tuple[int, int, tuple[int, ...]]],
+    frm: torch.Tensor,
+    frm_offsets: Sequence[tuple[int, int, tuple[int, ...]]],
+) -> None:
+    """Write the flat row ``frm`` (tensors at ``frm_offsets``) into the leading blocks of the
+    flat row ``to`` (tensors at ``to_offsets``, each at least as large); the rest of ``to`` is
+    zeroed."""
+    for (t_off, t_n, t_shape), (f_off, f_n, f_shape) in zip(to_offsets, frm_offsets, strict=True):
+        block = to[t_off : t_off + t_n].view(t_shape)
+        block.zero_()
+        block[_block(f_shape)] = frm[f_off : f_off + f_n].view(f_shape).to(to.device)
 
 
 def _same_layers(a: nn.Module, b: nn.Module) -> bool:

@@ -25,9 +25,12 @@ batched forward/backward and one vectorised optimiser step per batch:
   receive nothing, so it trains exactly as at its own width) and saves its own width's model.
   Padding costs compute, so it joins only where that measured faster (:func:`packing_pays`:
   the padded parameters' cost per step, ``(P(W) - P(w)) * (3.6 + 0.087 * batch)`` ns, below
-  one step's fixed cost, 0.25 ms; ``bench/population.py --packing``). Anything that does not
-  pack (a CNN, batch norm, a wider trial than every running group, a different depth) keeps
-  its own group.
+  one step's fixed cost, 0.25 ms; ``bench/population.py --packing``). The other way round, a
+  trial that starts a group of its own (or joins one of its own width) *widens* it: the
+  running members of groups of narrower MLPs with the same key move into it
+  (``Population.adopt_member``, exact) where their padding, summed, pays for the population
+  they leave. Anything that does not pack (a CNN, batch norm, a different depth, batch size or
+  optimiser, padding that does not pay) keeps its own group.
 - **Scheduling.** Each turn of the loop trains one epoch of the group that holds the oldest
   running trial (lowest trial number), then refills. Trials thus end in about the order they
   were asked, as with one trial at a time, and the trials of the same group ride along in the
@@ -117,11 +120,11 @@ PARAM_NS, PARAM_NS_PER_ROW = 3.6, 0.087
 PACKED_MODEL_PARAMS = {"mlp": ("width", "widths", "depth")}
 
 
-def packing_pays(own_params: int, group_params: int, batch_size: int) -> bool:
-    """Whether a member of ``own_params`` parameters trains faster padded into a running group
-    whose members have ``group_params`` than as a population of its own: the padding's cost
-    per step against the step's fixed cost that a group of its own would pay."""
-    padding = max(0, group_params - own_params)
+def packing_pays(padding: int, batch_size: int) -> bool:
+    """Whether members padded by ``padding`` parameters in all (a group's width's parameter
+    count minus each member's own, summed) train faster in one running group than in a
+    population of their own: the padding's cost per step against the fixed cost per step of
+    the population they spare."""
     return padding * (PARAM_NS + PARAM_NS_PER_ROW * batch_size) <= STEP_OVERHEAD_NS
 
 
@@ -143,6 +146,7 @@ class _Slot:
     cfg: ExperimentConfig
     directory: Path
     pbt: list[dict[str, Any]] = field(default_factory=list)  # PBT exploit events
+    n_params: int = 0  # of the trial's own model (packing's cost)
 
 
 @dataclass
@@ -185,7 +189,7 @@ class PopulationExecutor:
         self.helpers = helpers
         self.stop_reason = ""
         self.notices: list[str] = []
-        self.packed_trials = 0  # trials that joined a wider group (packing)
+        self.packed_trials = 0  # trials that joined or moved into a wider group (packing)
 
     # ---- the seam -----------------------------------------------------------------------------
 
@@ -408,8 +412,33 @@ class _PopulationRun:
         group.population.replace_member(
             k, MemberSettings.from_config(cfg.train, spec.params), cfg.seed, spec.params
         )
-        group.slots[k] = _Slot(trial, cfg, directory)
+        group.slots[k] = _Slot(trial, cfg, directory, n_params=n_params)
+        if group.n_params == n_params:
+            self._absorb(group, int(cfg.train.batch_size))
         return None
+
+    def _absorb(self, group: _Group, batch_size: int) -> None:
+        """Widen ``group``: the members of every running group of a narrower MLP with its pack
+        key move into it (``Population.adopt_member``, exact) where their padding in all pays
+        for the population they leave (module doc, "Packing widths")."""
+        if not self.executor.pack or group.pack_key is None:
+            return
+        for other in list(self.groups.values()):
+            if other is group or not other.slots or other.pack_key != group.pack_key:
+                continue
+            if other.n_params >= group.n_params:
+                continue
+            padding = sum(group.n_params - slot.n_params for slot in other.slots.values())
+            if not packing_pays(padding, batch_size):
+                continue
+            if group.population.fits(other.population.spec.params):
+                continue
+            for k in sorted(other.slots):
+                dst = group.free_slot()
+                assert dst is not None  # at most K run in all
+                group.population.adopt_member(other.population, k, dst)
+                group.slots[dst] = other.slots.pop(k)
+                self.executor.packed_trials += 1
 
     def _packed_group(
         self,
@@ -429,7 +458,7 @@ class _PopulationRun:
         for other_key, group in self.groups.items():
             if other_key == key or not group.slots or group.pack_key != pack_key:
                 continue
-            if group.n_params < n_params or not packing_pays(n_params, group.n_params, batch_size):
+            if group.n_params < n_params or not packing_pays(group.n_params - n_params, batch_size):
                 continue
             if group.population.fits(params):
                 continue
