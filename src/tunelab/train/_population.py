@@ -28,7 +28,9 @@ padded columns of the gradient are masked each step. Init, batch order and dropo
 its own-shape population's (its masks are drawn at its own widths, then spread over the padded
 layout), so a packed member ends where the same member trained at its own width ends, up to
 the rounding of matmuls with extra zero terms; :meth:`member_module` slices its own-width model
-back out. Only the hand-written dense path (an MLP without batch norm) packs.
+back out, and :meth:`adopt_member` moves a running member of a narrower population into a wider
+one (its padded weights and optimiser state are zeros, so they embed exactly). Only the
+hand-written dense path (an MLP without batch norm) packs.
 
 The step has no per-member Python and no host sync: losses, gradient norms and the NaN mask stay
 on the device and are read once per epoch.

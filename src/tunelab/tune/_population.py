@@ -177,7 +177,8 @@ class PopulationExecutor:
     """
 
     name = "population"
-    # Whether a trial may join a running group of a wider MLP (see "Packing widths").
+    # Whether MLPs of different widths may share a population: a trial joins a running wider
+    # group, or widens its own (see "Packing widths"); False: one group per shape.
     pack = True
     # "oldest": each loop trains one epoch of the group holding the oldest running trial, so
     # trials end in the order they were asked, as one at a time, and same-group trials ride
