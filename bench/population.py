@@ -13,11 +13,16 @@ members without dropout match to float rounding).
     python bench/population.py --models mlp --k 16 --epochs 10
     python bench/population.py --forward           # + batched bmm forward vs torch.func.vmap
     python bench/population.py --study --trials 32 # end to end: `tunelab tune` executors
+    python bench/population.py --packing           # packing widths vs a population each
 
 ``--study`` runs the same study (digits MLP 64-64, lr/weight decay/dropout/momentum searched,
 random sampler, no pruner, early stopping off: every trial trains every epoch) through
 ``run_study`` twice, ``tune.executor: local`` (one trial at a time) and ``population`` (K at
 once), everything included (storage, trial directories, ``best/``), and prints trials per hour.
+
+``--packing`` measures what a narrow MLP member costs padded into a wider population against a
+population of its own (``packing_compare``): the measurement behind the executor's packing rule
+(``tunelab.tune._population.packing_pays``).
 """
 
 from __future__ import annotations
