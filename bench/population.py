@@ -13,11 +13,16 @@ members without dropout match to float rounding).
     python bench/population.py --models mlp --k 16 --epochs 10
     python bench/population.py --forward           # + batched bmm forward vs torch.func.vmap
     python bench/population.py --study --trials 32 # end to end: `tunelab tune` executors
+    python bench/population.py --packing           # packing widths vs a population each
 
 ``--study`` runs the same study (digits MLP 64-64, lr/weight decay/dropout/momentum searched,
 random sampler, no pruner, early stopping off: every trial trains every epoch) through
 ``run_study`` twice, ``tune.executor: local`` (one trial at a time) and ``population`` (K at
 once), everything included (storage, trial directories, ``best/``), and prints trials per hour.
+
+``--packing`` measures what a narrow MLP member costs padded into a wider population against a
+population of its own (``packing_compare``): the measurement behind the executor's packing rule
+(``tunelab.tune._population.packing_pays``).
 """
 
 from __future__ import annotations
@@ -158,6 +163,65 @@ def forward_compare(k: int, steps: int = 200) -> None:
     print(f"bmm program: {bmm_us:.0f} us/step; torch.func.vmap: {vmap_us:.0f} us/step")
 
 
+def packing_compare(reps: int = 5) -> None:
+    """What packing a narrow MLP member into a wider population costs against training it as
+    a population of its own (the measurement behind the executor's packing rule).
+
+    For each depth, batch size and pair of widths ``w < W`` (the search-efficiency spaces'),
+    interleaved ``reps`` times, per epoch: ``alone`` = a one-member population of width ``w``;
+    ``extra`` = a population of width ``W`` holding one member of ``W`` and the ``w`` member
+    packed, minus the same population without it (what the packed member adds). Packing wins
+    when ``extra < alone``. Inputs of 64 features (digits, 1437 training rows), Adam.
+    """
+    import statistics
+
+    from tunelab.train._population import MemberSettings, Population
+
+    bundle = digits(image=False)
+    settings = MemberSettings(epochs=10**6, lr=1e-3, dropout=0.1)
+
+    def spec(width: int, depth: int) -> ModelSpec:
+        return ModelSpec("mlp", {"width": width, "depth": depth}, input_shape=(64,), output_size=10)
+
+    def population(width: int, depth: int, bs: int, members: list[int]) -> Population:
+        pop = Population(spec(width, depth), bundle, len(members), batch_size=bs)
+        for k, w in enumerate(members):
+            pop.replace_member(k, settings, 100 + k, model_params=spec(w, depth).params)
+        pop.train_epoch()  # warm-up
+        return pop
+
+    def epoch_ms(pop: Population) -> float:
+        t = time.perf_counter()
+        pop.train_epoch()
+        return (time.perf_counter() - t) * 1e3
+
+    pairs = [(8, 32), (8, 128), (32, 128), (16, 64), (16, 256), (64, 256)]
+    print(f"\n## packing a width-w member into a width-W population (ms per epoch, {reps} reps)")
+    print("| depth | batch | w | W | alone(w) | extra(w in W) | extra / alone | P(W) - P(w) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for depth in (1, 2, 3, 4):
+        for bs in (16, 64, 128):
+            for w, W in pairs:
+                alone = population(w, depth, bs, [w])
+                base = population(W, depth, bs, [W])
+                packed = population(W, depth, bs, [W, w])
+                t_alone, t_base, t_packed = [], [], []
+                for _ in range(reps):
+                    t_alone.append(epoch_ms(alone))
+                    t_base.append(epoch_ms(base))
+                    t_packed.append(epoch_ms(packed))
+                a = statistics.median(t_alone)
+                extra = statistics.median(t_packed) - statistics.median(t_base)
+                n_params = [
+                    sum(p.numel() for p in spec(x, depth).build().parameters()) for x in (w, W)
+                ]
+                print(
+                    f"| {depth} | {bs} | {w} | {W} | {a:.1f} | {extra:.1f} | {extra / a:.2f} | "
+                    f"{n_params[1] - n_params[0]} |",
+                    flush=True,
+                )
+
+
 def study_config(root, executor: str, k: int, trials: int, epochs: int) -> dict:
     return {
         "name": f"bench_{executor}",
@@ -225,8 +289,14 @@ def main() -> None:
     ap.add_argument("--forward", action="store_true")
     ap.add_argument("--study", action="store_true", help="only the end-to-end executor study")
     ap.add_argument("--trials", type=int, default=32)
+    ap.add_argument(
+        "--packing", action="store_true", help="only: packing widths vs a population each"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.packing:
+        packing_compare()
+        return
     if args.study:
         study_compare(args.k, args.trials, args.epochs)
         return

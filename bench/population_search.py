@@ -9,16 +9,26 @@ prepared data, one torch thread each, one after the other for each seed:
 - ``sequential``: ``tune.executor: local`` (one trial at a time);
 - ``population``: ``tune.executor: population`` (``tune.population``, default ``auto``): K
   trials asked at once, grouped by parameter shapes and batch size, each group trained as one
-  vectorised population.
+  vectorised population, with packing off (``PopulationExecutor.pack = False``: one group per
+  shape, as before packing existed);
+- ``packed``: the same with packing on (the default: a narrower MLP joins a running wider
+  group where ``packing_pays``).
 
 Each run stops as soon as any reported epoch reaches the task's target (or when the epochs of
 ``--trials`` full trials are used up: never reached). Reported per task: the median wall time
 to the stop over the seeds (a run that never reached the target counts as infinite), the
 population / sequential ratio of the medians and per seed, epochs trained, and the test
 accuracy of the best trial's kept weights. Seeds from 400 on were never used to choose a
-default.
+default (the packing rule was chosen on ``bench/population.py --packing``, no study seeds).
 
-    python bench/population_search.py [--seeds 5] [--seeds-from 400] [--tasks ...] [--population K]
+    python bench/population_search.py [--seeds 5] [--seeds-from 400] [--tasks ...] \
+        [--population K] [--arms sequential population packed]
+
+``--fixed`` measures packing alone on a fixed workload instead: the same tasks' spaces with
+``sampler: random``, no pruner, early stopping off, 4 epochs a trial and an unreachable target
+(every arm trains the same trials: a random sampler's draws do not depend on the results), the
+population executor with packing off and on, interleaved; printed: wall seconds, member-epochs,
+group-epochs (population epochs trained) and members per group-epoch.
 """
 
 from __future__ import annotations
@@ -50,11 +60,13 @@ from tunelab.config import parse_config
 from tunelab.data import prepare_data
 from tunelab.tune._executor import make_executor
 
+ARMS = ("sequential", "population", "packed")
+
 
 def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, population) -> dict:
     raw = config(task, seed, root, f"{arm}")
     raw["tune"]["executor"] = "local" if arm == "sequential" else "population"
-    if arm == "population":
+    if arm != "sequential":
         raw["tune"]["population"] = population
     cfg = parse_config(raw)
     cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": 1000})})
@@ -69,9 +81,12 @@ def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, pop
         return original(self, trial_id, step, value)
 
     RDBStorage.set_trial_intermediate_value = timed
+    executor = make_executor(cfg.tune)
+    if arm != "sequential":
+        executor.pack = arm == "packed"
     started = time.perf_counter()
     try:
-        study, _ = search(cfg, bundle, task, trials, executor=make_executor(cfg.tune))
+        study, _ = search(cfg, bundle, task, trials, executor=executor)
     finally:
         RDBStorage.set_trial_intermediate_value = original
     seconds = time.perf_counter() - started
@@ -88,7 +103,49 @@ def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, pop
         "epochs_to_target": reached,
         "epochs_total": total_epochs(study),
         "trials": len(study.trials),
+        "packed_trials": getattr(executor, "packed_trials", 0),
         "test_accuracy_of_best": best_test_accuracy(study, cfg.run_dir, bundle),
+    }
+
+
+def fixed_workload(task: str, seed: int, pack: bool, root: Path, bundle, population) -> dict:
+    """One study of the fixed workload (module doc, ``--fixed``)."""
+    from tunelab.train import Population
+
+    raw = config(task, seed, root, f"fixed-{pack}")
+    raw["tune"].update(
+        executor="population", population=population, sampler="random", pruner="none"
+    )
+    raw["train"].update(early_stopping={"enabled": False}, epochs=4)
+    cfg = parse_config(raw)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    executor = make_executor(cfg.tune)
+    executor.pack = pack
+    members: list[int] = []  # members trained by each population epoch
+    original = Population.train_epoch
+
+    def counted(self):
+        out = original(self)
+        members.append(len(out))
+        return out
+
+    Population.train_epoch = counted
+    target, TASKS[task]["target"] = TASKS[task]["target"], 2.0  # never reached
+    started = time.perf_counter()
+    try:
+        search(cfg, bundle, task, 20, executor=executor)
+    finally:
+        Population.train_epoch = original
+        TASKS[task]["target"] = target
+    return {
+        "task": task,
+        "seed": seed,
+        "pack": pack,
+        "seconds": round(time.perf_counter() - started, 2),
+        "member_epochs": sum(members),
+        "group_epochs": len(members),
+        "members_per_group_epoch": round(sum(members) / max(1, len(members)), 2),
+        "packed_trials": executor.packed_trials,
     }
 
 
@@ -100,19 +157,31 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--population", default="auto", help="tune.population (K or auto)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="sequential first"
+    )
+    parser.add_argument("--fixed", action="store_true", help="packing on a fixed workload")
     args = parser.parse_args()
     population = args.population if args.population == "auto" else int(args.population)
     torch.set_num_threads(1)
+    if args.fixed:
+        with tempfile.TemporaryDirectory() as tmp:
+            for task in args.tasks:
+                bundle = prepare_data(parse_config(config(task, 0, Path(tmp), "x")).data, seed=0)
+                for seed in range(args.seeds_from, args.seeds_from + args.seeds):
+                    order = (False, True) if seed % 2 == 0 else (True, False)
+                    for pack in order:
+                        row = fixed_workload(task, seed, pack, Path(tmp), bundle, population)
+                        print(json.dumps(row), flush=True)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             bundle = prepare_data(parse_config(config(task, 0, Path(tmp), "x")).data, seed=0)
             for seed in range(args.seeds_from, args.seeds_from + args.seeds):
-                # Alternate which arm goes first, so a drifting machine load hurts both alike.
-                arms = (
-                    ("sequential", "population") if seed % 2 == 0 else ("population", "sequential")
-                )
-                for arm in arms:
+                # Rotate which arm goes first, so a drifting machine load hurts all alike.
+                shift = seed % len(args.arms)
+                for arm in args.arms[shift:] + args.arms[:shift]:
                     row = run_one(task, seed, arm, args.trials, Path(tmp), bundle, population)
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
@@ -127,38 +196,43 @@ def main() -> None:
 
 
 def _summary(rows: list[dict], args: argparse.Namespace, field: str) -> dict:
-    """Print and return the medians and ratios of ``field`` (seconds until the study returns,
-    or until the first epoch at the target was reported)."""
+    """Print and return the medians of ``field`` (seconds until the study returns, or until the
+    first epoch at the target was reported) and each population arm's ratio to sequential."""
+    base, others = args.arms[0], args.arms[1:]
     print(f"\n{field}:")
-    print(f"{'task':<16} {'sequential':>11} {'population':>11} {'ratio':>6}  per seed (pop/seq)")
+    head = "".join(f" {a:>11}" for a in args.arms)
+    print(f"{'task':<16}{head}  ratios to {base} (median; per seed)")
     summary = {}
     for task in args.tasks:
-        med, per_seed = {}, []
-        for arm in ("sequential", "population"):
+        med = {}
+        for arm in args.arms:
             values = [
                 r[field] if r["reached"] else math.inf
                 for r in rows
                 if r["task"] == task and r["arm"] == arm
             ]
             med[arm] = statistics.median(values)
-        for seed in range(args.seeds_from, args.seeds_from + args.seeds):
-            s, p = (
-                next(r for r in rows if r["task"] == task and r["seed"] == seed and r["arm"] == a)
-                for a in ("sequential", "population")
-            )
-            ratio = (p[field] / s[field]) if s["reached"] and p["reached"] else math.nan
-            per_seed.append(
-                f"{ratio:.2f}"
-                if not math.isnan(ratio)
-                else f"{'Y' if p['reached'] else 'N'}/{'Y' if s['reached'] else 'N'}"
-            )
-        ratio = (
-            med["population"] / med["sequential"] if math.isfinite(med["sequential"]) else math.nan
-        )
-        summary[task] = {"median_seconds": med, "ratio": ratio}
+        ratios, text = {}, []
+        for arm in others:
+            per_seed = []
+            for seed in range(args.seeds_from, args.seeds_from + args.seeds):
+                s, p = (
+                    next(
+                        r for r in rows if r["task"] == task and r["seed"] == seed and r["arm"] == a
+                    )
+                    for a in (base, arm)
+                )
+                ratio = (p[field] / s[field]) if s["reached"] and p["reached"] else math.nan
+                per_seed.append(
+                    f"{ratio:.2f}"
+                    if not math.isnan(ratio)
+                    else f"{'Y' if p['reached'] else 'N'}/{'Y' if s['reached'] else 'N'}"
+                )
+            ratios[arm] = med[arm] / med[base] if math.isfinite(med[base]) else math.nan
+            text.append(f"{arm} {ratios[arm]:.2f} ({', '.join(per_seed)})")
+        summary[task] = {"median_seconds": med, "ratio": ratios}
         print(
-            f"{task:<16} {med['sequential']:>11.1f} {med['population']:>11.1f} {ratio:>6.2f}  "
-            + " ".join(per_seed)
+            f"{task:<16}" + "".join(f" {med[a]:>11.1f}" for a in args.arms) + "  " + "; ".join(text)
         )
     return summary
 

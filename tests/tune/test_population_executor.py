@@ -188,3 +188,144 @@ def test_groups_are_compacted_and_trained_oldest_first(tmp_path, monkeypatch):
         assert len(rows) == t.params["train.epochs"]
     assert all(width == live for width, live in widths)  # no gap is ever trained
     assert moves  # this seed ends low slots first, with no trial left to refill them
+
+
+def test_packing_pays_follows_the_measured_rule():
+    from tunelab.tune._population import packing_pays
+
+    # tabular-mlp's widths (64 inputs): 8 -> 32 pays at every depth and batch; 8 -> 128 at
+    # depth 2 with small batches only; 16 -> 256 never (bench/population.py --packing)
+    assert packing_pays(2_410 - 610, 128) and packing_pays(26_122 - 682, 16)
+    assert not packing_pays(26_122 - 682, 128) and not packing_pays(150_794 - 1_754, 16)
+    assert packing_pays(0, 128)
+
+
+def packing_config(root, name, *, pack_widths):
+    cfg = population_config(root, name, trials=12, k=4, epochs=2, optimizer="sgd", momentum=0.9)
+    cfg["model"]["params"] = {
+        "depth": 2,
+        "width": {"choice": pack_widths},
+        "dropout": {"low": 0.0, "high": 0.3},
+    }
+    return cfg
+
+
+def test_narrow_trials_join_a_running_wider_group_and_save_their_own_width(tmp_path, monkeypatch):
+    """A study searching width packs its narrower trials into running wider populations (the
+    padding pays for these small MLPs); every trial still trains its own width, records its
+    epochs and saves a model of its own width in best/, which export loads and checks; with
+    packing off, none is packed."""
+    from tunelab.deploy._export import export_run
+    from tunelab.train import Population
+
+    packed, placed = [], []  # (group width, own width) of packed members; packed or not, in order
+    replace = Population.replace_member
+
+    def spy(self, k, settings, seed, model_params=None):
+        member = replace(self, k, settings, seed, model_params)
+        placed.append(member.model_params is not None)
+        if member.model_params is not None:
+            packed.append((self.spec.params["width"], member.model_params["width"]))
+        return member
+
+    monkeypatch.setattr(Population, "replace_member", spy)
+    result = run_study(packing_config(tmp_path, "packed", pack_widths=[4, 8, 16]))
+    assert result.count("complete") == 12
+    assert packed and all(own < wide for wide, own in packed)
+    run = RunDir(tmp_path / "runs" / "packed")
+    for t in result.trials:
+        trial = run.trial(t.number)
+        assert len(trial.metrics.read_text().splitlines()) == 2
+        loaded = load_model(trial.best_model)
+        width = t.params["model.params.width"]
+        assert loaded.spec.params["width"] == width
+        assert loaded.model.body[1].weight.shape[0] == width
+        saved = json.loads(trial.result.read_text())
+        assert saved["model"]["params"]["width"] == width
+    # trials are placed in the order they are asked: the first packed one exports
+    number = placed.index(True)
+    (exported,) = export_run(run.trial(number).path, ["torchscript"])
+    assert exported.parity.passed
+
+    packed.clear()
+    monkeypatch.setattr(PopulationExecutor, "pack", False)
+    result = run_study(packing_config(tmp_path, "separate", pack_widths=[4, 8, 16]))
+    assert result.count("complete") == 12 and not packed
+
+
+def test_pbt_in_a_packed_group_copies_only_between_equal_widths(tmp_path):
+    cfg = packing_config(tmp_path, "pbt-packed", pack_widths=[4, 16])
+    cfg["train"]["epochs"] = 4
+    cfg["tune"].update(trials=8, pbt={"interval": 1, "quantile": 0.4, "perturb": 0.2})
+    result = run_study(cfg)
+    assert result.count("complete") == 8
+    width = {t.number: t.params["model.params.width"] for t in result.trials}
+    events = [(t.number, e) for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
+    assert events
+    for number, e in events:
+        assert width[e["copied_from_trial"]] == width[number]
+
+
+def test_a_trial_packs_only_with_its_own_batch_size_and_optimiser(tmp_path, monkeypatch):
+    """Packing relaxes the width only: a trial joins a population of its own batch size,
+    optimiser and depth (its group key without the width)."""
+    from tunelab.train import Population
+
+    placed = []  # (population batch size, optimiser, depth, own width), in trial order
+    replace = Population.replace_member
+
+    def spy(self, k, settings, seed, model_params=None):
+        member = replace(self, k, settings, seed, model_params)
+        params = self.spec.params
+        own = member.model_params or params
+        placed.append((self.batch_size, self.optimizer.kind, params["depth"], own["width"]))
+        return member
+
+    monkeypatch.setattr(Population, "replace_member", spy)
+    cfg = packing_config(tmp_path, "keys", pack_widths=[4, 8, 16])
+    cfg["model"]["params"]["depth"] = {"choice": [1, 2]}
+    cfg["train"].update(batch_size={"choice": [16, 32]}, optimizer={"choice": ["sgd", "adam"]})
+    cfg["train"]["epochs"] = 1
+    cfg["tune"].update(trials=16, sampler="random")
+    result = run_study(cfg)
+    assert result.count("complete") == 16
+    trials = sorted(result.trials, key=lambda t: t.number)
+    wanted = [
+        (
+            t.params["train.batch_size"],
+            t.params["train.optimizer"],
+            t.params["model.params.depth"],
+            t.params["model.params.width"],
+        )
+        for t in trials
+    ]
+    assert placed == wanted
+
+
+def test_a_wider_trial_widens_a_running_narrower_group(tmp_path, monkeypatch):
+    """A trial wider than every running group starts its own and takes in the narrower
+    group's running members (adopt_member); they finish their epochs and save their own
+    width."""
+    from tunelab.train import Population
+
+    adopted = []
+    adopt = Population.adopt_member
+
+    def spy(self, source, src, dst):
+        member = adopt(self, source, src, dst)
+        adopted.append((source.spec.params["width"], self.spec.params["width"]))
+        return member
+
+    monkeypatch.setattr(Population, "adopt_member", spy)
+    cfg = packing_config(tmp_path, "widen", pack_widths=[4, 16])
+    cfg["seed"] = 2  # its first three trials are 4 wide, the fourth 16
+    cfg["train"]["epochs"] = 3
+    cfg["tune"].update(trials=10, sampler="random")
+    result = run_study(cfg)
+    assert result.count("complete") == 10
+    assert adopted and all(narrow < wide for narrow, wide in adopted)
+    run = RunDir(tmp_path / "runs" / "widen")
+    for t in result.trials:
+        trial = run.trial(t.number)
+        assert len(trial.metrics.read_text().splitlines()) == 3
+        assert load_model(trial.best_model).spec.params["width"] == t.params["model.params.width"]

@@ -15,6 +15,23 @@ and one vectorised optimiser update (``_population_forward.py``, ``_population_o
   while the others keep training; :meth:`Population.member_module` exports a member (its best
   weights by ``monitor``) as a plain model of the builder for ``save_model``.
 
+**Packing widths.** A member may be narrower than the population (``replace_member``'s
+``model_params``, e.g. an MLP of width 32 in a population built at width 128; :meth:`fits` says
+which shapes may): each of its parameters fills the leading block of the population's tensor
+(``weight[:32, :64]`` of a ``(128, 64)`` weight) and the rest of its row is zero. Its padded
+hidden units then compute exact zeros (zero weights and bias in, zero weights out), so it
+computes exactly its own network, and their gradients are exact zeros too when the activation
+maps 0 to 0 (relu, leaky relu, tanh, gelu): a zero parameter with a zero gradient stays zero
+under every optimiser (weight decay and AdamW's decay scale a zero, Adam's moments stay zero,
+L1's ``sign(0)`` is 0, a norm adds zeros). With an activation that does not (sigmoid) the
+padded columns of the gradient are masked each step. Init, batch order and dropout stream are
+its own-shape population's (its masks are drawn at its own widths, then spread over the padded
+layout), so a packed member ends where the same member trained at its own width ends, up to
+the rounding of matmuls with extra zero terms; :meth:`member_module` slices its own-width model
+back out, and :meth:`adopt_member` moves a running member of a narrower population into a wider
+one (its padded weights and optimiser state are zeros, so they embed exactly). Only the
+hand-written dense path (an MLP without batch norm) packs.
+
 The step has no per-member Python and no host sync: losses, gradient norms and the NaN mask stay
 on the device and are read once per epoch.
 
@@ -158,6 +175,13 @@ class Population:
         # everything else through autograd on self.forward.
         self._dense: DenseStep | None = None
         self._dense_masks: DropoutMasks | None = None
+        # Packing (module doc): whether a padded unit's gradient is an exact zero on its own
+        # (every activation maps 0 to 0), and the (K, P) mask of each member's own entries,
+        # made when a member needs it.
+        acts = [st.module for st in program if st.kind == "act" and st.module is not None]
+        self._zero_at_zero = all(float(a(torch.zeros(1))[0]) == 0.0 for a in acts)
+        self._own_mask: torch.Tensor | None = None
+        self._mask_grads = False
         if dense_supported(program):
             self._dense = DenseStep(program, self.params, grads, scale)
             self._dense_masks = DropoutMasks(self._dense.mask_widths, K, self.batch_size, dev)
@@ -196,10 +220,31 @@ class Population:
     def member_spec(self, k: int) -> ModelSpec:
         """The ModelSpec of member ``k``'s trial (its own dropout rate)."""
         member = self._member(k)
-        params = dict(self.spec.params)
+        params = dict(self.spec.params if member.model_params is None else member.model_params)
         if self._has_dropout:
             params["dropout"] = member.settings.dropout
         return dataclasses.replace(self.spec, params=params)
+
+    def fits(self, model_params: dict[str, Any]) -> str:
+        """Why a member of shape ``model_params`` cannot be packed into this population ("" when
+        it can): only on the dense path, with as many parameters, each no larger along any
+        dimension than the population's (a narrower MLP of the same depth). Builds no model
+        when ``model_params`` are the population's own."""
+        params = {k: v for k, v in model_params.items() if k != "dropout"}
+        if params == {k: v for k, v in self.spec.params.items() if k != "dropout"}:
+            return ""
+        if self._dense is None:
+            return "only an MLP without batch norm (the dense path) packs widths"
+        model = self._build({**params, **({"dropout": 0.5} if self._has_dropout else {})}, 0)
+        shapes = [tuple(p.shape) for p in model.parameters()]
+        if len(shapes) != len(self._offsets):
+            return "a different number of layers"
+        for shape, (_, _, mine) in zip(shapes, self._offsets, strict=True):
+            if len(shape) != len(mine) or any(a > b for a, b in zip(shape, mine, strict=True)):
+                return f"parameter shape {shape} does not fit in {mine}"
+        if not _same_layers(model, self.template):
+            return "different layers"
+        return ""
 
     def _member(self, k: int) -> Member:
         member = self.members[k]
@@ -208,19 +253,36 @@ class Population:
         return member
 
     @torch.no_grad()
-    def replace_member(self, k: int, settings: MemberSettings, seed: int) -> Member:
+    def replace_member(
+        self,
+        k: int,
+        settings: MemberSettings,
+        seed: int,
+        model_params: dict[str, Any] | None = None,
+    ) -> Member:
         """Put a new trial into slot ``k``: fresh weights (init seeded ``seed``), optimiser state,
         settings, epoch counter, schedule and history; the other members are untouched.
-        Call between epochs."""
+        ``model_params``: the member's own model params when it is narrower than the
+        population (packing, see the module doc and :meth:`fits`). Call between epochs."""
         if not 0 <= k < self.size:
             raise IndexError(f"slot {k} is outside a population of {self.size}")
         if settings.dropout > 0 and not self._has_dropout:
             raise ValueError(f"builder {self.spec.builder!r} has no dropout parameter")
-        params = dict(self.spec.params)
+        own = None
+        if model_params is not None:
+            own = {n: v for n, v in model_params.items() if n != "dropout"}
+            if own == {n: v for n, v in self.spec.params.items() if n != "dropout"}:
+                own = None
+            else:
+                why = self.fits(own)
+                if why:
+                    raise ValueError(f"this member cannot be packed into the population: {why}")
+        params = dict(self.spec.params if own is None else own)
         if self._has_dropout:
             params["dropout"] = settings.dropout
         model = self._build(params, seed)
         self._load_row(k, model)
+        self._set_own_mask(k, model if own is not None else None)
         self.best_flat[k] = self.flat[k]
         for n in self._bnames:
             self.best_buffers[n][k] = self.buffers[n][k]
@@ -231,7 +293,7 @@ class Population:
         self._clip_norm[k] = inf_or(settings.clip_grad_norm)
         self._clip_value[k] = inf_or(settings.clip_grad_value)
         self._bad[k] = False
-        member = Member(settings, int(seed))
+        member = Member(settings, int(seed), model_params=own)
         holder = _LR(settings.lr)
         member.schedule = LRSchedule(
             settings.schedule,
@@ -262,7 +324,8 @@ class Population:
         """Slot ``dst`` takes slot ``src``'s current weights, buffers and optimiser state (PBT's
         exploit step); ``dst`` keeps its own settings, epoch count, history, best epoch and
         best weights. Call between epochs."""
-        self._member(src), self._member(dst)
+        if self._member(src).model_params != self._member(dst).model_params:
+            raise ValueError("copy_member needs two members of the same shape")
         if src == dst:
             return
         self.flat[dst] = self.flat[src]
@@ -292,9 +355,74 @@ class Population:
         self.optimizer.copy_state(src, dst)
         for col in (self._keep, self._smoothing, self._l1, self._clip_norm, self._clip_value):
             col[dst] = col[src]
+        if self._own_mask is not None:
+            self._own_mask[dst] = self._own_mask[src]
         self._bad[dst] = self._bad[src]
         self.members[dst], self.members[src] = member, None
         self._refresh_flags()
+
+    @torch.no_grad()
+    def adopt_member(self, source: Population, src: int, dst: int) -> Member:
+        """Move member ``src`` of ``source``, a population of a narrower MLP with the same
+        optimiser and batch size, into slot ``dst`` (empty or ended) of this one, whole, as
+        :meth:`move_member` does within one population: its weights, best weights and optimiser
+        state (their padding is exact zeros, so ``source``'s tensors fill the leading blocks of
+        this one's), settings, generators, schedule and history. It goes on exactly as it
+        would have in ``source`` (its dropout masks keep being drawn at its own widths); its
+        ``source`` slot is left empty. The executor widens a group this way. Call between
+        epochs."""
+        member = source._member(src)
+        old = self.members[dst]
+        if old is not None and old.running:
+            raise ValueError(f"population slot {dst} holds a running member")
+        same = (
+            source.optimizer.kind == self.optimizer.kind
+            and source.optimizer.nesterov == self.optimizer.nesterov
+            and source.batch_size == self.batch_size
+            and source.monitor == self.monitor
+        )
+        if not same:
+            raise ValueError("adopt_member needs the same optimiser, batch size and monitor")
+        own = member.model_params
+        if own is None:
+            own = {n: v for n, v in source.spec.params.items() if n != "dropout"}
+        why = self.fits(own)
+        if why or self._bnames:
+            raise ValueError(f"this member cannot be packed into the population: {why}")
+        if own == {n: v for n, v in self.spec.params.items() if n != "dropout"}:
+            own = None
+        pairs = [(self.flat, source.flat), (self.best_flat, source.best_flat)]
+        theirs, mine = source.optimizer.state_dict(), self.optimizer.state_dict()
+        pairs += [(mine[name], theirs[name]) for name in ("buf", "exp_avg", "sq") if name in mine]
+        for to, frm in pairs:
+            _embed(to[dst], self._offsets, frm[src], source._offsets)
+        if own is None:
+            self._set_own_mask(dst, None)
+        else:
+            if self._own_mask is None:
+                self._own_mask = torch.ones_like(self.flat)
+            their_mask = (
+                source._own_mask[src]
+                if source._own_mask is not None
+                else torch.ones_like(source.flat[src])
+            )
+            _embed(self._own_mask[dst], self._offsets, their_mask, source._offsets)
+        self.optimizer.steps[dst] = source.optimizer.steps[src]
+        values = source.optimizer._values[src]
+        assert values is not None
+        self.optimizer.set_values(dst, values)
+        for to_col, from_col in zip(self._columns(), source._columns(), strict=True):
+            to_col[dst] = from_col[src].to(to_col.device)
+        self._bad[dst] = source._bad[src]
+        member.model_params = own
+        self.members[dst], source.members[src] = member, None
+        source._refresh_flags()
+        self._refresh_flags()
+        return member
+
+    def _columns(self) -> tuple[torch.Tensor, ...]:
+        """The per-member ``(K, 1)`` settings columns."""
+        return (self._keep, self._smoothing, self._l1, self._clip_norm, self._clip_value)
 
     @torch.no_grad()
     def update_member(self, k: int, **changes: Any) -> MemberSettings:
@@ -343,7 +471,10 @@ class Population:
         self._drop_gens = [self.members[k].dropout_generator for k in rows]  # type: ignore[union-attr]
         if self._dense_masks is not None and self._dense_masks.widths:
             keep = [1.0 - self.members[k].settings.dropout for k in rows]  # type: ignore[union-attr]
-            self._dense_masks.set_members(rows, self._drop_gens, keep, hi=self._hi)
+            own = [self._own_widths(k) for k in rows]
+            self._dense_masks.set_members(rows, self._drop_gens, keep, hi=self._hi, own_widths=own)
+        packed = any(self.members[k].model_params is not None for k in running)  # type: ignore[union-attr]
+        self._mask_grads = packed and not self._zero_at_zero
         self.loss.use_smoothing = any(s.label_smoothing > 0 for s in live)
         self._any_l1 = any(s.l1 > 0 for s in live)
         self._any_norm = any(s.clip_grad_norm is not None for s in live)
@@ -355,11 +486,44 @@ class Population:
         if len(params) != len(self._pnames) or len(buffers) != len(self._bnames):
             raise ValueError("member model does not match the population's architecture")
         for p, (off, n, shape) in zip(params, self._offsets, strict=True):
-            if tuple(p.shape) != shape:
+            if tuple(p.shape) == shape:
+                self.flat[k, off : off + n] = p.detach().reshape(-1).to(self.flat.device)
+                continue
+            if p.ndim != len(shape) or any(a > b for a, b in zip(p.shape, shape, strict=True)):
                 raise ValueError(f"member parameter shape {tuple(p.shape)} != {shape}")
-            self.flat[k, off : off + n] = p.detach().reshape(-1).to(self.flat.device)
+            # a packed member: its tensor is the leading block, the padding exact zeros
+            row = self.flat[k, off : off + n].view(shape)
+            row.zero_()
+            row[_block(p.shape)] = p.detach().to(self.flat.device)
         for b, name in zip(buffers, self._bnames, strict=True):
             self.buffers[name][k] = b.to(self.flat.device)
+
+    def _set_own_mask(self, k: int, model: nn.Module | None) -> None:
+        """Mark slot ``k``'s own entries (packing): all of its row, or ``model``'s blocks.
+        The mask is made the first time a packed member needs it."""
+        if model is None and self._own_mask is None:
+            return
+        if self._own_mask is None:
+            self._own_mask = torch.ones_like(self.flat)
+        row = self._own_mask[k]
+        if model is None:
+            row.fill_(1.0)
+            return
+        row.zero_()
+        for p, (off, n, shape) in zip(model.parameters(), self._offsets, strict=True):
+            row[off : off + n].view(shape)[_block(p.shape)] = 1.0
+
+    def _own_widths(self, k: int) -> list[int] | None:
+        """A packed member's own width of each dropout layer (None: the population's)."""
+        member = self.members[k]
+        if member is None or member.model_params is None or self._dense is None:
+            return None
+        out = []
+        for name in self._dense.mask_params:
+            off, n, shape = self._offsets[self._pnames.index(name)]
+            rows = self._own_mask[k, off : off + n].view(shape)[:, 0]  # type: ignore[index]
+            out.append(int(rows.sum().item()))
+        return out
 
     @torch.no_grad()
     def member_module(self, k: int, *, best: bool = True) -> nn.Module:
@@ -371,7 +535,7 @@ class Population:
         flat = self.best_flat if use_best else self.flat
         buffers = self.best_buffers if use_best else self.buffers
         for p, (off, n, shape) in zip(model.parameters(), self._offsets, strict=True):
-            p.copy_(flat[k, off : off + n].reshape(shape))
+            p.copy_(flat[k, off : off + n].reshape(shape)[_block(p.shape)])
         named = [b for n, b in model.named_buffers() if not n.startswith("output_")]
         for b, name in zip(named, self._bnames, strict=True):
             b.copy_(buffers[name][k])
@@ -501,6 +665,7 @@ class Population:
         clip_value = self._clip_value[:K] if self._any_value else None
         bn = bool(self._bnames)
         dense, masks = view.dense, self._dense_masks
+        own = self._own_mask[:K] if self._mask_grads and self._own_mask is not None else None
         # per-epoch prefix copies: they read the columns set since the last epoch
         optimizer = self.optimizer.prefix(K)
         loss_fn = copy.copy(self.loss)
@@ -533,6 +698,8 @@ class Population:
             else:
                 saved = self._autograd_step(xb, yb, bn, view, loss_fn)
                 loss = saved.pop()
+            if own is not None:
+                grad.mul_(own)  # a packed member's padding (activation with f(0) != 0)
             if l1 is not None:
                 grad.add_(l1 * torch.sign(flat))
             norm = torch.linalg.vector_norm(grad, dim=1)
@@ -640,6 +807,40 @@ class _Prefix:
         self.dense: DenseStep | None = None
         if pop._dense is not None:
             self.dense = DenseStep(pop.forward.steps, self.params, grads, pop._dense.output_scale)
+
+
+def _block(shape: Sequence[int] | torch.Size) -> tuple[slice, ...]:
+    """The leading block of a padded tensor that holds a packed member's tensor of ``shape``."""
+    return tuple(slice(0, int(n)) for n in shape)
+
+
+def _embed(
+    to: torch.Tensor,
+    to_offsets: Sequence[tuple[int, int, tuple[int, ...]]],
+    frm: torch.Tensor,
+    frm_offsets: Sequence[tuple[int, int, tuple[int, ...]]],
+) -> None:
+    """Write the flat row ``frm`` (tensors at ``frm_offsets``) into the leading blocks of the
+    flat row ``to`` (tensors at ``to_offsets``, each at least as large); the rest of ``to`` is
+    zeroed."""
+    for (t_off, t_n, t_shape), (f_off, f_n, f_shape) in zip(to_offsets, frm_offsets, strict=True):
+        block = to[t_off : t_off + t_n].view(t_shape)
+        block.zero_()
+        block[_block(f_shape)] = frm[f_off : f_off + f_n].view(f_shape).to(to.device)
+
+
+def _same_layers(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models have the same layers in the same order, shapes aside (the same
+    activations with the same settings: their ``repr``)."""
+
+    def layers(model: nn.Module) -> list[str]:
+        return [
+            type(m).__name__ if isinstance(m, nn.Linear) else repr(m)
+            for m in model.modules()
+            if not list(m.children())
+        ]
+
+    return layers(a) == layers(b)
 
 
 def population_from_trials(

@@ -124,6 +124,10 @@ class DenseStep:
             raise ValueError("the program has layers without a hand-written backward")
         self.layers: list[_Layer] = []
         self.mask_widths: list[int] = []  # features of each dropout layer, in order
+        # the weight of the linear layer each dropout layer follows (its width is a packed
+        # member's own width of that dropout layer: its weight's rows)
+        self.mask_params: list[str] = []
+        weight_name = ""
         self.output_scale = output_scale
         width = None
         # Whether the activation in flight is a fresh tensor nobody saved (a layer may then
@@ -142,6 +146,7 @@ class DenseStep:
                     first=not any(lay.kind == "linear" for lay in self.layers),
                 )
                 width, owned, sign_only = int(params[w].shape[1]), True, False
+                weight_name = w
             elif step.kind == "act":
                 assert step.module is not None
                 forward, forward_, backward, saves = _activation(step.module)
@@ -157,6 +162,7 @@ class DenseStep:
                 # dropped unit's gradient is zero anyway and a kept unit keeps its sign
                 layer = _Layer("dropout", mask=len(self.mask_widths), in_place=owned or sign_only)
                 self.mask_widths.append(width)
+                self.mask_params.append(weight_name)
                 if not layer.in_place:
                     owned, sign_only = True, False
             else:  # flatten: the input arrives flat
@@ -240,7 +246,11 @@ class DropoutMasks:
         self._masks = self._bits.view(torch.float32)
         self._thresh = torch.empty(self.size, 1, 1, dtype=torch.int32, device=device)
         self._scale_bits = torch.empty(self.size, 1, 1, dtype=torch.int32, device=device)
-        self._draws: list[tuple[torch.Tensor, torch.Generator]] = []
+        # A packed member (narrower than the population, ``Population``'s packing) draws its
+        # own layers' widths into this scratch, then each layer's block is copied into its
+        # row: the same random stream its own-shape population would draw.
+        self._scratch = torch.empty(self.batch * self.total, dtype=torch.int32, device=device)
+        self._draws: list[tuple[torch.Tensor, torch.Generator, list[int] | None]] = []
         self.set_members([], [], [])
 
     def set_members(
@@ -249,10 +259,13 @@ class DropoutMasks:
         generators: Sequence[torch.Generator],
         keep: Sequence[float],
         hi: int | None = None,
+        own_widths: Sequence[list[int] | None] | None = None,
     ) -> None:
         """The members that draw masks: slots ``rows``, their generators and keep rates;
         :meth:`draw` returns the first ``hi`` slots' masks (None: all K), the prefix the
-        population trains."""
+        population trains. ``own_widths``: per row, a packed member's own width of each
+        dropout layer (None: the population's widths); its units beyond them get masks of
+        no consequence (their activations are exact zeros)."""
         self.hi = self.size if hi is None else int(hi)
         keep_all = [1.0] * self.size
         for k, p in zip(rows, keep, strict=True):
@@ -263,7 +276,11 @@ class DropoutMasks:
         self._thresh.copy_((keep_t * 2**31).round().clamp(max=2**31 - 1))
         self._scale_bits.copy_((1.0 / keep_t).to(torch.float32).view(torch.int32))
         self._masks.fill_(1.0)
-        self._draws = [(self._bits[k], gen) for k, gen in zip(rows, generators, strict=True)]
+        owns = list(own_widths) if own_widths is not None else [None] * len(rows)
+        self._draws = [
+            (self._bits[k], gen, None if own == self.widths else own)
+            for k, gen, own in zip(rows, generators, owns, strict=True)
+        ]
 
     @property
     def active(self) -> bool:
@@ -271,8 +288,16 @@ class DropoutMasks:
 
     def draw(self, batch: int) -> list[torch.Tensor]:
         """This step's scales, one ``(hi, batch, F)`` view per dropout layer."""
-        for row, gen in self._draws:
-            row[:batch].random_(generator=gen)
+        for row, gen, own in self._draws:
+            if own is None:
+                row[:batch].random_(generator=gen)
+                continue
+            scratch = self._scratch[: batch * sum(own)].view(batch, sum(own))
+            scratch.random_(generator=gen)
+            start = mine = 0
+            for width, own_width in zip(self.widths, own, strict=True):
+                row[:batch, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
+                start, mine = start + width, mine + own_width
         hi = self.hi
         bits = self._bits[:hi, :batch]
         bits.lt_(self._thresh[:hi]).mul_(self._scale_bits[:hi])

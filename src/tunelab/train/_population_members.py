@@ -165,6 +165,9 @@ class Member:
 
     settings: MemberSettings
     seed: int
+    # A packed member's own model params (its shape: a narrower width than the population's);
+    # None: the population's shape.
+    model_params: dict[str, Any] | None = None
     status: str = "running"  # running, completed, early_stopped, pruned, stopped, nan, diverged
     reason: str = ""
     epoch: int = 0

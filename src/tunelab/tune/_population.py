@@ -16,6 +16,21 @@ batched forward/backward and one vectorised optimiser step per batch:
   population path rather than the sequential one: it keeps per-member reporting and refill the
   same, and a one-member population costs about what a sequential trial does (BENCHMARKS.md,
   "Tuning: population training").
+- **Packing widths.** A study that searches an MLP's width makes groups of one or two trials
+  (BENCHMARKS.md: most of the search-efficiency spaces' groups), and every group pays a
+  population step's fixed cost (dispatch of its ops: about 0.25 ms a step on this CPU, one
+  thread). So a trial whose own group holds no running member may join a running group of a
+  *wider* MLP with otherwise the same key (same depth, activation, batch size, optimiser...):
+  ``Population`` pads it to the group's width with exact zeros (its padded units compute and
+  receive nothing, so it trains exactly as at its own width) and saves its own width's model.
+  Padding costs compute, so it joins only where that measured faster (:func:`packing_pays`:
+  the padded parameters' cost per step, ``(P(W) - P(w)) * (3.6 + 0.087 * batch)`` ns, below
+  one step's fixed cost, 0.25 ms; ``bench/population.py --packing``). The other way round, a
+  trial that starts a group of its own (or joins one of its own width) *widens* it: the
+  running members of groups of narrower MLPs with the same key move into it
+  (``Population.adopt_member``, exact) where their padding, summed, pays for the population
+  they leave. Anything that does not pack (a CNN, batch norm, a different depth, batch size or
+  optimiser, padding that does not pay) keeps its own group.
 - **Scheduling.** Each turn of the loop trains one epoch of the group that holds the oldest
   running trial (lowest trial number), then refills. Trials thus end in about the order they
   were asked, as with one trial at a time, and the trials of the same group ride along in the
@@ -95,6 +110,24 @@ if TYPE_CHECKING:
 NOTICE = "population: {reason}; these trials run one at a time"
 
 
+# The packing rule's constants (``bench/population.py --packing``, BENCHMARKS.md "Packing
+# widths"): a population step's fixed cost, and what one more parameter of a member costs a
+# step (fitted over depths 1-4, batches 16-128, widths 8-256 on this CPU, one thread).
+STEP_OVERHEAD_NS = 250_000.0
+PARAM_NS, PARAM_NS_PER_ROW = 3.6, 0.087
+# The model params that may differ between members of one packed population (fits() checks
+# that the shapes nest), per builder.
+PACKED_MODEL_PARAMS = {"mlp": ("width", "widths", "depth")}
+
+
+def packing_pays(padding: int, batch_size: int) -> bool:
+    """Whether members padded by ``padding`` parameters in all (a group's width's parameter
+    count minus each member's own, summed) train faster in one running group than in a
+    population of their own: the padding's cost per step against the fixed cost per step of
+    the population they spare."""
+    return padding * (PARAM_NS + PARAM_NS_PER_ROW * batch_size) <= STEP_OVERHEAD_NS
+
+
 def auto_population(n_params: int, device: str) -> int:
     """K for ``tune.population: auto`` (the table of the module docstring)."""
     cuda = str(device).startswith("cuda")
@@ -113,6 +146,7 @@ class _Slot:
     cfg: ExperimentConfig
     directory: Path
     pbt: list[dict[str, Any]] = field(default_factory=list)  # PBT exploit events
+    n_params: int = 0  # of the trial's own model (packing's cost)
 
 
 @dataclass
@@ -121,6 +155,10 @@ class _Group:
 
     population: Any
     slots: dict[int, _Slot] = field(default_factory=dict)
+    n_params: int = 0  # of the population's shape (packing's cost)
+    # its key without the packable model params (None: its builder does not pack); a trial
+    # with the same pack key may join it (same optimiser, batch size, depth... as its own)
+    pack_key: tuple | None = None
 
     def free_slot(self) -> int | None:
         for k in range(self.population.size):
@@ -139,6 +177,9 @@ class PopulationExecutor:
     """
 
     name = "population"
+    # Whether MLPs of different widths may share a population: a trial joins a running wider
+    # group, or widens its own (see "Packing widths"); False: one group per shape.
+    pack = True
     # "oldest": each loop trains one epoch of the group holding the oldest running trial, so
     # trials end in the order they were asked, as one at a time, and same-group trials ride
     # along; "round_robin": one epoch of every group per loop (see the module doc).
@@ -149,6 +190,7 @@ class PopulationExecutor:
         self.helpers = helpers
         self.stop_reason = ""
         self.notices: list[str] = []
+        self.packed_trials = 0  # trials that joined or moved into a wider group (packing)
 
     # ---- the seam -----------------------------------------------------------------------------
 
@@ -331,7 +373,17 @@ class _PopulationRun:
             if self.budget.trials is not None:
                 self.size = max(2, min(self.size, self.budget.trials))
         key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, spec.params))
-        group = self.groups.get(key)
+        n_params = sum(p.numel() for p in model.parameters())
+        pack_key = None
+        names = PACKED_MODEL_PARAMS.get(spec.builder)
+        if names is not None:
+            kept = {n: v for n, v in spec.params.items() if n not in names}
+            pack_key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, kept))
+        group = self._packed_group(key, pack_key, spec.params, int(cfg.train.batch_size), n_params)
+        if group is not None:
+            self.executor.packed_trials += 1
+        else:
+            group = self.groups.get(key)
         if group is None:
             train = cfg.train
             has_val = len(self.bundle.X_val) > 0
@@ -349,7 +401,7 @@ class _PopulationRun:
                 judge=self._judge,
                 eval_batch_size=train.eval_batch_size,
             )
-            group = self.groups[key] = _Group(population)
+            group = self.groups[key] = _Group(population, n_params=n_params, pack_key=pack_key)
         k = group.free_slot()
         assert k is not None  # at most K run in all, and each population has K slots
         directory = RunDir(self.objective.run_dir).trial(trial.number).path
@@ -359,10 +411,61 @@ class _PopulationRun:
         TrainingDir(directory).config.write_text(cfg.to_yaml(), encoding="utf-8")
         TrainingDir(directory).metrics.write_text("", encoding="utf-8")
         group.population.replace_member(
-            k, MemberSettings.from_config(cfg.train, spec.params), cfg.seed
+            k, MemberSettings.from_config(cfg.train, spec.params), cfg.seed, spec.params
         )
-        group.slots[k] = _Slot(trial, cfg, directory)
+        group.slots[k] = _Slot(trial, cfg, directory, n_params=n_params)
+        if group.n_params == n_params:
+            self._absorb(group, int(cfg.train.batch_size))
         return None
+
+    def _absorb(self, group: _Group, batch_size: int) -> None:
+        """Widen ``group``: the members of every running group of a narrower MLP with its pack
+        key move into it (``Population.adopt_member``, exact) where their padding in all pays
+        for the population they leave (module doc, "Packing widths")."""
+        if not self.executor.pack or group.pack_key is None:
+            return
+        for other in list(self.groups.values()):
+            if other is group or not other.slots or other.pack_key != group.pack_key:
+                continue
+            if other.n_params >= group.n_params:
+                continue
+            padding = sum(group.n_params - slot.n_params for slot in other.slots.values())
+            if not packing_pays(padding, batch_size):
+                continue
+            if group.population.fits(other.population.spec.params):
+                continue
+            for k in sorted(other.slots):
+                dst = group.free_slot()
+                assert dst is not None  # at most K run in all
+                group.population.adopt_member(other.population, k, dst)
+                group.slots[dst] = other.slots.pop(k)
+                self.executor.packed_trials += 1
+
+    def _packed_group(
+        self,
+        key: tuple,
+        pack_key: tuple | None,
+        params: dict[str, Any],
+        batch_size: int,
+        n_params: int,
+    ) -> _Group | None:
+        """The running group of a wider MLP a trial (group ``key``, ``pack_key``, model
+        ``params`` of ``n_params`` parameters) should join (module doc, "Packing widths"), or
+        None: its own group (when that holds a running member, or nothing packs or pays)."""
+        own = self.groups.get(key)
+        if not self.executor.pack or pack_key is None or (own is not None and own.slots):
+            return None
+        best = None
+        for other_key, group in self.groups.items():
+            if other_key == key or not group.slots or group.pack_key != pack_key:
+                continue
+            if group.n_params < n_params or not packing_pays(group.n_params - n_params, batch_size):
+                continue
+            if group.population.fits(params):
+                continue
+            if best is None or group.n_params < best.n_params:
+                best = group
+        return best
 
     def _judge(
         self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]
@@ -453,7 +556,11 @@ class _PopulationRun:
             member = pop.members[k]
             if k in top or member.epoch % pbt.interval or member.epoch >= member.settings.epochs:
                 continue
-            src = self.rng.choice(top)
+            # a packed group: weights are copied only between members of one shape
+            alike = [t for t in top if pop.members[t].model_params == member.model_params]
+            if not alike:
+                continue
+            src = self.rng.choice(alike)
             settings = pop.members[src].settings
             lr = settings.lr * self.rng.choice((1 - pbt.perturb, 1 + pbt.perturb))
             wd = settings.weight_decay * self.rng.choice((1 - pbt.perturb, 1 + pbt.perturb))
