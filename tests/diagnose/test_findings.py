@@ -96,6 +96,33 @@ def test_data_bottleneck_prescribes_no_setting_without_effect():
     assert not (f.config_change or {}).get("train.num_workers")
 
 
+def _waiting_record(share: float, source: str | None):
+    from tunelab.diagnose._record import EpochRecord, TrainingRecord
+
+    wait = 0.004 * 100
+    compute = wait * (1 - share) / share
+    epoch = EpochRecord(epoch=1, step_end=100, data_wait_s=wait, compute_s=compute, batches=100)
+    return TrainingRecord(epochs=[epoch], data_source=source)
+
+
+def test_data_bottleneck_on_in_memory_tensors_is_a_note_unless_the_gain_is_large():
+    """A TensorDataset's wait is the DataLoader's collation: workers cannot win it back, so it
+    is only a problem when indexing whole batches would speed the loop up several-fold."""
+    from tunelab.diagnose._detect_resources import DataBottleneck, data_source
+
+    detector = DataBottleneck()
+    (slow_rows,) = detector.check(_waiting_record(0.7, "dataset"))
+    assert slow_rows.severity == "warning"
+    (tensors,) = detector.check(_waiting_record(0.7, "tensors"))
+    assert tensors.severity == "info" and not tensors.is_problem
+    assert "whole batches" in prescribe(tensors, RemedyContext()).remedy
+    (starved,) = detector.check(_waiting_record(0.9, "tensors"))
+    assert starved.severity == "warning"
+    rows = torch.utils.data.TensorDataset(torch.zeros(4, 2))
+    assert data_source(torch.utils.data.DataLoader(rows)) == "tensors"
+    assert data_source([torch.zeros(4, 2)]) is None
+
+
 def test_each_remedy_changes_what_it_names():
     """Every config change a remedy prescribes is accepted by the config and changes the value
     it names (a prescription that sets what is already there, or a path the config lacks, is

@@ -45,12 +45,6 @@ def test_faulty_run_is_reported_with_its_kind(name):
 KNOWN_FALSE_ALARMS = {
     "Gaussian quantiles, 3 classes, ELU MLP, SGD with Nesterov momentum": "oscillating_loss",
 }
-# Timing-based, so not every run: collating 512 TensorDataset rows (about 4 ms) takes longer
-# than this tiny MLP's step (about 3 ms), and data_bottleneck has no floor for a run whose whole
-# data wait is a fraction of a second.
-FLAKY_FALSE_ALARMS = {
-    "noisy 4-class set, 3-layer MLP with batch norm, AdamW + cosine, batch 512": "data_bottleneck",
-}
 
 
 @pytest.mark.parametrize(
@@ -63,13 +57,6 @@ FLAKY_FALSE_ALARMS = {
             ),
         )
         if c.name in KNOWN_FALSE_ALARMS
-        else pytest.param(
-            c.name,
-            marks=pytest.mark.xfail(
-                strict=False, reason=f"timing false alarm: {FLAKY_FALSE_ALARMS[c.name]}"
-            ),
-        )
-        if c.name in FLAKY_FALSE_ALARMS
         else c.name
         for c in HEALTHY
     ],
