@@ -277,6 +277,35 @@ def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_ov
     assert Overfitting().check(record(54000))[0].kind == "overfitting"
 
 
+def test_below_the_baseline_is_underfitting_only_if_the_training_rows_are_not_fitted():
+    """Underfitting is failing to fit the training set: a net whose training score reaches the
+    baseline's validation score has the capacity, even if its validation score lags."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Underfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(train_score):
+        rec = TrainingRecord(step_losses=[2.3] * 5 + [0.3] * 5)
+        rec.baseline = {"model": "linear model", "score": 0.967}
+        for e in range(1, 9):
+            loss = 0.3 + 0.01 * (8 - e)  # settled: < 3% of the initial loss per epoch
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 20,
+                    train_metric=train_score,
+                    val_metric=0.9,
+                    step_loss_mean=loss,
+                    val_rows=270,
+                    train_rows=630,
+                )
+            )
+        return rec
+
+    assert Underfitting().check(record(0.80))[0].kind == "underfitting"  # a width-3 net
+    assert Underfitting().check(record(0.95)) == []  # fits its training rows: not capacity
+
+
 def test_the_quick_baseline_is_quick_and_scores_the_same_split():
     import time
 
