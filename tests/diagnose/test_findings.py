@@ -96,6 +96,33 @@ def test_data_bottleneck_prescribes_no_setting_without_effect():
     assert not (f.config_change or {}).get("train.num_workers")
 
 
+def _waiting_record(share: float, source: str | None):
+    from tunelab.diagnose._record import EpochRecord, TrainingRecord
+
+    wait = 0.004 * 100
+    compute = wait * (1 - share) / share
+    epoch = EpochRecord(epoch=1, step_end=100, data_wait_s=wait, compute_s=compute, batches=100)
+    return TrainingRecord(epochs=[epoch], data_source=source)
+
+
+def test_data_bottleneck_on_in_memory_tensors_is_a_note_unless_the_gain_is_large():
+    """A TensorDataset's wait is the DataLoader's collation: workers cannot win it back, so it
+    is only a problem when indexing whole batches would speed the loop up several-fold."""
+    from tunelab.diagnose._detect_resources import DataBottleneck, data_source
+
+    detector = DataBottleneck()
+    (slow_rows,) = detector.check(_waiting_record(0.7, "dataset"))
+    assert slow_rows.severity == "warning"
+    (tensors,) = detector.check(_waiting_record(0.7, "tensors"))
+    assert tensors.severity == "info" and not tensors.is_problem
+    assert "whole batches" in prescribe(tensors, RemedyContext()).remedy
+    (starved,) = detector.check(_waiting_record(0.9, "tensors"))
+    assert starved.severity == "warning"
+    rows = torch.utils.data.TensorDataset(torch.zeros(4, 2))
+    assert data_source(torch.utils.data.DataLoader(rows)) == "tensors"
+    assert data_source([torch.zeros(4, 2)]) is None
+
+
 def test_each_remedy_changes_what_it_names():
     """Every config change a remedy prescribes is accepted by the config and changes the value
     it names (a prescription that sets what is already there, or a path the config lacks, is
@@ -248,6 +275,35 @@ def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_ov
     assert Overfitting().check(record(None)) == []  # 54 read off the values themselves
     # The same gap measured on 54,000 rows is far beyond the noise.
     assert Overfitting().check(record(54000))[0].kind == "overfitting"
+
+
+def test_below_the_baseline_is_underfitting_only_if_the_training_rows_are_not_fitted():
+    """Underfitting is failing to fit the training set: a net whose training score reaches the
+    baseline's validation score has the capacity, even if its validation score lags."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Underfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(train_score):
+        rec = TrainingRecord(step_losses=[2.3] * 5 + [0.3] * 5)
+        rec.baseline = {"model": "linear model", "score": 0.967}
+        for e in range(1, 9):
+            loss = 0.3 + 0.01 * (8 - e)  # settled: < 3% of the initial loss per epoch
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 20,
+                    train_metric=train_score,
+                    val_metric=0.9,
+                    step_loss_mean=loss,
+                    val_rows=270,
+                    train_rows=630,
+                )
+            )
+        return rec
+
+    assert Underfitting().check(record(0.80))[0].kind == "underfitting"  # a width-3 net
+    assert Underfitting().check(record(0.95)) == []  # fits its training rows: not capacity
 
 
 def test_the_quick_baseline_is_quick_and_scores_the_same_split():

@@ -39,17 +39,15 @@ def test_faulty_run_is_reported_with_its_kind(name):
     assert report.causes and report.causes[0].kind == case.expect, report.summary()
 
 
-# Healthy cases the doctor still gets wrong at seed 0, kept visible rather than dropped: the
-# oscillation rule's noise floor (MAD of step-to-step differences) is too low for this run's
-# skewed step losses (BENCHMARKS.md, "Doctor: the zoo at several seeds", session 6).
+# Healthy cases the doctor still gets wrong at seed 0, kept visible rather than dropped. The
+# Gaussian-quantiles run's training loss and its validation score and loss all swing beyond
+# their sampling noise, like the zoo's lr-too-high runs; yet its learning rate is not harmful:
+# at lr/3 the final val accuracy is 0.936 against 0.923 (7 seeds, about 1.5 SE of the mean
+# difference) and its best val loss is worse, at lr/10 it ends at 0.87. No rule found in one run
+# tells it from the faulty ones without losing some of them (BENCHMARKS.md, "Doctor: the zoo at
+# several seeds", session 7).
 KNOWN_FALSE_ALARMS = {
     "Gaussian quantiles, 3 classes, ELU MLP, SGD with Nesterov momentum": "oscillating_loss",
-}
-# Timing-based, so not every run: collating 512 TensorDataset rows (about 4 ms) takes longer
-# than this tiny MLP's step (about 3 ms), and data_bottleneck has no floor for a run whose whole
-# data wait is a fraction of a second.
-FLAKY_FALSE_ALARMS = {
-    "noisy 4-class set, 3-layer MLP with batch norm, AdamW + cosine, batch 512": "data_bottleneck",
 }
 
 
@@ -63,13 +61,6 @@ FLAKY_FALSE_ALARMS = {
             ),
         )
         if c.name in KNOWN_FALSE_ALARMS
-        else pytest.param(
-            c.name,
-            marks=pytest.mark.xfail(
-                strict=False, reason=f"timing false alarm: {FLAKY_FALSE_ALARMS[c.name]}"
-            ),
-        )
-        if c.name in FLAKY_FALSE_ALARMS
         else c.name
         for c in HEALTHY
     ],

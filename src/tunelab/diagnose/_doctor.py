@@ -33,6 +33,7 @@ from torch import nn
 from . import _detectors  # noqa: F401  (registers the built-in detectors)
 from ._baseline import Baseline, quick_baseline
 from ._data_checks import check_data
+from ._detect_resources import data_source
 from ._detector import Detector, make_detectors
 from ._finding import DiagnosisReport, Finding, merge_findings
 from ._probes import (
@@ -209,6 +210,7 @@ class Doctor:
     def watch(self, loader: Iterable[Any]) -> Iterator[Any]:
         """Yield ``loader``'s batches unchanged, timing the wait for each against the compute."""
         self._loader = loader
+        self.record_.data_source = data_source(loader)
         it = iter(loader)
         while True:
             t0 = time.perf_counter()
@@ -443,6 +445,7 @@ class Doctor:
             "first_seen": dict(self._first_seen),
             "baseline": rec.baseline,
             "lr_range": rec.lr_range,
+            "data_source": rec.data_source,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -468,6 +471,7 @@ class Doctor:
         self._first_seen = dict(state.get("first_seen", {}))
         rec.baseline = state.get("baseline") or rec.baseline
         rec.lr_range = state.get("lr_range") or rec.lr_range
+        rec.data_source = state.get("data_source") or rec.data_source
         self._new_epoch_counters()
 
     # ---- what the remedies may know -----------------------------------------------------------

@@ -112,6 +112,10 @@ class TrainingRecord:
     # The expert's reference point on the same split (``Doctor.fit_baseline``): {"model": name,
     # "score": val score on the metric's 0..1 scale, "scores": {model: score}, "seconds": s}.
     baseline: dict[str, Any] | None = None
+    # Where ``Doctor.watch``'s batches come from: "tensors" (a DataLoader over a TensorDataset:
+    # the rows are already in memory), "dataset" (any other map/iterable dataset, whose rows are
+    # read or built per item), or None (not a DataLoader: the user's own batch iterator).
+    data_source: str | None = None
     # The epoch in progress (not yet closed by end_epoch); detectors may look at it.
     partial: EpochRecord | None = None
     # Detectors share derived numbers (the loss progress) through here within one pass.

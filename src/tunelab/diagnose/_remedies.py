@@ -330,6 +330,17 @@ class FixBottleneck(Remedy):
         change: dict[str, Any] = {}
         if ctx.cuda:
             change.update(_changed(ctx, "train.pin_memory", True))
+        if finding.figures.get("data_source") == "tensors":
+            # Rows already in memory: workers would only add inter-process copies, and there
+            # is nothing to pre-process; what costs is collating the batch row by row.
+            return (
+                "The rows are already tensors in memory, so the wait is the DataLoader "
+                "indexing and stacking them one row at a time: index whole batches instead "
+                "(DataLoader(dataset, sampler=BatchSampler(RandomSampler(dataset), batch_size, "
+                "drop_last=False), batch_size=None), or slice the tensors with a shuffled "
+                "index); background workers would not help here.",
+                change,
+            )
         return (
             "The model waits for data most of the time: decode/pre-process the data once, "
             "before training, instead of per batch; in your own loop, load batches in background "
