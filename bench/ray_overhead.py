@@ -13,6 +13,9 @@ Everything binds 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), no dashboa
 stats. Run from the repository root:
 
     PYTHONPATH=src python bench/ray_overhead.py [--trials 40] [--digits-trials 8] [--epochs 6]
+    PYTHONPATH=src python bench/ray_overhead.py --trials 60 --repeats 7 --skip-digits
+    PYTHONPATH=src python bench/ray_overhead.py --skip-noop --digits-trials 24 --epochs 60 \\
+        --node-repeats 3
 """
 
 from __future__ import annotations
@@ -209,6 +212,26 @@ def noop_rows(rows: dict[str, float], trials: int, folder: Path, repeats: int = 
         rows["tunelab_ray_over_plain_max"] = max(ratios)
 
 
+def node_rows(rows: dict[str, float], trials: int, folder: Path, epochs: int, repeats: int) -> None:
+    """1 vs 2 nodes, alternating which goes first; medians, and the per-pair ratios' range."""
+    import statistics
+
+    rates: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    for i in range(repeats):
+        for nodes in (1, 2) if i % 2 == 0 else (2, 1):
+            rates[nodes].append(digits_rate(nodes, trials, folder / f"n{nodes}r{i}", epochs))
+    for j, kind in enumerate(("digits", "steady")):
+        one = [r[j] for r in rates[1]]
+        two = [r[j] for r in rates[2]]
+        ratios = [b / a for a, b in zip(one, two, strict=True)]
+        rows[f"{kind}_trials_per_hour_1_node"] = statistics.median(one)
+        rows[f"{kind}_trials_per_hour_2_nodes"] = statistics.median(two)
+        rows[f"{kind}_two_nodes_over_one"] = statistics.median(ratios)
+        if repeats > 1:
+            rows[f"{kind}_two_nodes_over_one_min"] = min(ratios)
+            rows[f"{kind}_two_nodes_over_one_max"] = max(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40, help="no-op trials per row")
@@ -216,6 +239,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="epochs per digits trial")
     parser.add_argument("--skip-noop", action="store_true", help="only the 1 vs 2 nodes rows")
     parser.add_argument("--skip-digits", action="store_true", help="only the no-op rows")
+    parser.add_argument(
+        "--node-repeats", type=int, default=1, help="1-node and 2-node runs each, alternating"
+    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="no-op runs per arm, plain and tunelab alternating"
     )
@@ -226,14 +252,7 @@ def main() -> None:
         if not args.skip_noop:
             noop_rows(rows, args.trials, folder, args.repeats)
         if not args.skip_digits:
-            one, one_steady = digits_rate(1, args.digits_trials, folder, args.epochs)
-            two, two_steady = digits_rate(2, args.digits_trials, folder, args.epochs)
-            rows["digits_trials_per_hour_1_node"] = one
-            rows["digits_trials_per_hour_2_nodes"] = two
-            rows["two_nodes_over_one"] = two / one
-            rows["steady_trials_per_hour_1_node"] = one_steady
-            rows["steady_trials_per_hour_2_nodes"] = two_steady
-            rows["steady_two_nodes_over_one"] = two_steady / one_steady
+            node_rows(rows, args.digits_trials, folder, args.epochs, args.node_repeats)
     print(json.dumps({k: round(v, 3) for k, v in rows.items()}, indent=2))
 
 
