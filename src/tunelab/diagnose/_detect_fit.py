@@ -312,31 +312,32 @@ class Underfitting(Detector):
         )
         return [self.finding("underfitting", "warning", text, figures)]
 
-    def _train_below_baseline(self, record: TrainingRecord, train_best: float | None) -> bool:
-        """The best training score lies below the baseline's validation score beyond the
-        noise of both (binomial SEs on their rows)."""
+    def _train_gap_to_baseline(
+        self, record: TrainingRecord, train_best: float | None
+    ) -> tuple[float, float] | None:
+        """(baseline's validation score - best training score, the noise of that difference:
+        ``NOISE_Z`` binomial SEs of both on their rows), or None when either is unknown."""
         base = record.baseline
         if not base or train_best is None or base.get("score") is None:
-            return False
+            return None
         ref = float(base["score"])
         se_b = binomial_se(ref, rows_behind(record, "val") or base.get("val_rows"))
         se_t = binomial_se(train_best, rows_behind(record, "train"))
         if se_b is None or se_t is None:
-            return False
-        return ref - train_best > NOISE_Z * math.hypot(se_b, se_t)
+            return None
+        return ref - train_best, NOISE_Z * math.hypot(se_b, se_t)
+
+    def _train_below_baseline(self, record: TrainingRecord, train_best: float | None) -> bool:
+        """The best training score lies below the baseline's validation score beyond the
+        noise of both (False when either is unknown)."""
+        gap = self._train_gap_to_baseline(record, train_best)
+        return gap is not None and gap[0] > gap[1]
 
     def _train_reaches_baseline(self, record: TrainingRecord, train_best: float | None) -> bool:
         """The best training score is at or above the baseline's validation score, within the
         noise of both (False when either is unknown)."""
-        base = record.baseline
-        if not base or train_best is None or base.get("score") is None:
-            return False
-        ref = float(base["score"])
-        se_b = binomial_se(ref, rows_behind(record, "val") or base.get("val_rows"))
-        se_t = binomial_se(train_best, rows_behind(record, "train"))
-        if se_b is None or se_t is None:
-            return False
-        return ref - train_best <= NOISE_Z * math.hypot(se_b, se_t)
+        gap = self._train_gap_to_baseline(record, train_best)
+        return gap is not None and gap[0] <= gap[1]
 
     def _below_baseline(self, record: TrainingRecord, val_best: float | None, figures) -> bool:
         base = record.baseline
