@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -136,16 +137,17 @@ def worker_identity() -> dict[str, Any]:
     """Who runs a trial: host, pid, process start time and torch threads.
 
     Recorded on each trial; host + pid + start time identify the process even if the pid is
-    reused later, so a resume can tell a dead owner from a live one.
+    reused later, so a resume can tell a dead owner from a live one. ``threads`` is None in a
+    process that has not loaded torch (an objective that does not use it): importing torch
+    here cost every new Ray trial actor 1.6 s for a number that means nothing there.
     """
-    import torch
-
+    torch = sys.modules.get("torch")
     proc = psutil.Process()
     return {
         "host": socket.gethostname(),
         "pid": proc.pid,
         "started": round(proc.create_time(), 3),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if torch is not None else None,
     }
 
 
