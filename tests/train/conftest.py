@@ -24,6 +24,14 @@ def digits() -> DataBundle:
 
 
 @pytest.fixture(scope="session")
+def tiny_digits() -> DataBundle:
+    """160 train / 64 val digits rows, features in [0, 1]: the population tests' bundle."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    return DataBundle.from_arrays(X[:160], y[:160], X[160:224], y[160:224])
+
+
+@pytest.fixture(scope="session")
 def diabetes() -> DataBundle:
     X, y = load_diabetes(return_X_y=True)
     X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)

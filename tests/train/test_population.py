@@ -9,7 +9,6 @@ import types
 import pytest
 import torch
 import torch.nn as nn
-from sklearn.datasets import load_digits
 
 from tunelab.config import ScheduleConfig, TrainConfig
 from tunelab.data import DataBundle
@@ -27,10 +26,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    return DataBundle.from_arrays(X[:160], y[:160], X[160:224], y[160:224])
+def digits(tiny_digits: DataBundle) -> DataBundle:
+    return tiny_digits
 
 
 @pytest.fixture(scope="module")

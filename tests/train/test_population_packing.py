@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from tunelab.data import DataBundle
 from tunelab.models import ModelSpec, load_model, save_model
@@ -16,10 +15,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    return DataBundle.from_arrays(X[:160], y[:160], X[160:224], y[160:224])
+def digits(tiny_digits: DataBundle) -> DataBundle:
+    return tiny_digits
 
 
 def spec(width: int, *, depth: int = 2, activation: str = "relu", **params) -> ModelSpec:
