@@ -9,10 +9,13 @@ prepared data, one torch thread each, one after the other for each seed:
 - ``sequential``: ``tune.executor: local`` (one trial at a time);
 - ``population``: ``tune.executor: population`` (``tune.population``, default ``auto``): K
   trials asked at once, grouped by parameter shapes and batch size, each group trained as one
-  vectorised population, with packing off (``PopulationExecutor.pack = False``: one group per
-  shape, as before packing existed);
-- ``packed``: the same with packing on (the default: a narrower MLP joins a running wider
-  group where ``packing_pays``).
+  vectorised population, with packing and optimiser mixing off (``PopulationExecutor.pack =
+  False``, ``mix_optimizers = False``: one group per shape and optimiser, as before either
+  existed);
+- ``unmixed``: packing on (a narrower MLP joins a running wider group where ``packing_pays``),
+  one group per optimiser;
+- ``packed``: the default, packing on and optimisers mixed (a study that searches the
+  optimiser trains its trials of every optimiser in one population per shape).
 
 Each run stops as soon as any reported epoch reaches the task's target (or when the epochs of
 ``--trials`` full trials are used up: never reached). Reported per task: the median wall time
@@ -22,13 +25,14 @@ accuracy of the best trial's kept weights. Seeds from 400 on were never used to 
 default (the packing rule was chosen on ``bench/population.py --packing``, no study seeds).
 
     python bench/population_search.py [--seeds 5] [--seeds-from 400] [--tasks ...] \
-        [--population K] [--arms sequential population packed]
+        [--population K] [--arms sequential population unmixed packed]
 
-``--fixed`` measures packing alone on a fixed workload instead: the same tasks' spaces with
-``sampler: random``, no pruner, early stopping off, 4 epochs a trial and an unreachable target
-(every arm trains the same trials: a random sampler's draws do not depend on the results), the
-population executor with packing off and on, interleaved; printed: wall seconds, member-epochs,
-group-epochs (population epochs trained) and members per group-epoch.
+``--fixed`` measures packing and mixing alone on a fixed workload instead: the same tasks'
+spaces with ``sampler: random``, no pruner, early stopping off, 4 epochs a trial and an
+unreachable target (every arm trains the same trials: a random sampler's draws do not depend
+on the results), the population executor with packing off, on, and on with optimisers mixed,
+interleaved; printed: wall seconds, member-epochs, group-epochs (population epochs trained)
+and members per group-epoch.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from tunelab.config import parse_config
 from tunelab.data import prepare_data
 from tunelab.tune._executor import make_executor
 
-ARMS = ("sequential", "population", "packed")
+ARMS = ("sequential", "population", "unmixed", "packed")
 
 
 def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, population) -> dict:
@@ -83,7 +87,8 @@ def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, pop
     RDBStorage.set_trial_intermediate_value = timed
     executor = make_executor(cfg.tune)
     if arm != "sequential":
-        executor.pack = arm == "packed"
+        executor.pack = arm in ("unmixed", "packed")
+        executor.mix_optimizers = arm == "packed"
     started = time.perf_counter()
     try:
         study, _ = search(cfg, bundle, task, trials, executor=executor)
@@ -108,11 +113,13 @@ def run_one(task: str, seed: int, arm: str, trials: int, root: Path, bundle, pop
     }
 
 
-def fixed_workload(task: str, seed: int, pack: bool, root: Path, bundle, population) -> dict:
+def fixed_workload(
+    task: str, seed: int, pack: bool, root: Path, bundle, population, mix: bool = False
+) -> dict:
     """One study of the fixed workload (module doc, ``--fixed``)."""
     from tunelab.train import Population
 
-    raw = config(task, seed, root, f"fixed-{pack}")
+    raw = config(task, seed, root, f"fixed-{pack}-{mix}")
     raw["tune"].update(
         executor="population", population=population, sampler="random", pruner="none"
     )
@@ -120,7 +127,7 @@ def fixed_workload(task: str, seed: int, pack: bool, root: Path, bundle, populat
     cfg = parse_config(raw)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     executor = make_executor(cfg.tune)
-    executor.pack = pack
+    executor.pack, executor.mix_optimizers = pack, mix
     members: list[int] = []  # members trained by each population epoch
     original = Population.train_epoch
 
@@ -141,6 +148,7 @@ def fixed_workload(task: str, seed: int, pack: bool, root: Path, bundle, populat
         "task": task,
         "seed": seed,
         "pack": pack,
+        "mix": mix,
         "seconds": round(time.perf_counter() - started, 2),
         "member_epochs": sum(members),
         "group_epochs": len(members),
@@ -169,9 +177,10 @@ def main() -> None:
             for task in args.tasks:
                 bundle = prepare_data(parse_config(config(task, 0, Path(tmp), "x")).data, seed=0)
                 for seed in range(args.seeds_from, args.seeds_from + args.seeds):
-                    order = (False, True) if seed % 2 == 0 else (True, False)
-                    for pack in order:
-                        row = fixed_workload(task, seed, pack, Path(tmp), bundle, population)
+                    order = [(False, False), (True, False), (True, True)]
+                    shift = seed % len(order)  # rotate which goes first
+                    for pack, mix in order[shift:] + order[:shift]:
+                        row = fixed_workload(task, seed, pack, Path(tmp), bundle, population, mix)
                         print(json.dumps(row), flush=True)
         return
     rows = []

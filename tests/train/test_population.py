@@ -130,6 +130,48 @@ def test_optimiser_parity_per_member(digits, kind, nesterov):
         assert max_diff(pop.member_module(k, best=False), ref) <= TOL, (kind, k)
 
 
+def test_mixed_population_matches_each_members_own_optimiser(digits):
+    """One population whose members use SGD (plain, momentum, Nesterov), Adam, AdamW, RMSprop
+    and Adagrad: each member equals its own torch.optim run."""
+    spec = mlp_spec()
+    r = dataclasses.replace
+    members = [
+        ("sgd", False, r(member_settings("sgd")[1], optimizer="sgd")),
+        ("sgd", True, r(member_settings("sgd")[2], optimizer="sgd", nesterov=True)),
+        ("sgd", True, r(member_settings("sgd")[0], optimizer="sgd", nesterov=True)),  # mu 0
+        ("adam", False, r(member_settings("adam")[1], optimizer="adam")),
+        ("adamw", False, r(member_settings("adam")[1], optimizer="adamw")),
+        ("rmsprop", False, r(member_settings("adam")[3], optimizer="rmsprop", weight_decay=1e-3)),
+        ("adagrad", False, r(member_settings("adam")[2], optimizer="adagrad", lr=1e-2)),
+        ("adam", False, r(member_settings("adam")[0], optimizer="adam")),
+    ]
+    pop = Population(spec, digits, len(members), optimizer="mixed", batch_size=32)
+    for k, (_, _, s) in enumerate(members):
+        pop.replace_member(k, s, seed=20 + k)
+    pop.fit()
+    for k, (kind, nesterov, s) in enumerate(members):
+        ref = reference(kind, s, 20 + k, digits, spec=spec, epochs=2, bs=32, nesterov=nesterov)
+        assert max_diff(pop.member_module(k, best=False), ref) <= TOL, (kind, k)
+
+
+def test_mixed_population_needs_each_members_optimiser(digits):
+    pop = Population(mlp_spec(), digits, 2, optimizer="mixed", batch_size=32)
+    with pytest.raises(ValueError, match="needs each member's optimizer"):
+        pop.replace_member(0, MemberSettings(epochs=1), seed=0)
+    plain = Population(mlp_spec(), digits, 2, optimizer="adam", batch_size=32)
+    with pytest.raises(ValueError, match="a sgd member in a adam population"):
+        plain.replace_member(0, MemberSettings(epochs=1, optimizer="sgd"), seed=0)
+
+
+def test_group_key_drops_the_optimiser_when_mixed():
+    adam, sgd = TrainConfig(optimizer="adam"), TrainConfig(optimizer="sgd", nesterov=True)
+    assert group_key(adam, {"width": 8}) != group_key(sgd, {"width": 8})
+    assert group_key(adam, {"width": 8}, mixed=True) == group_key(sgd, {"width": 8}, mixed=True)
+    assert group_key(adam, {"width": 8}, mixed=True) != group_key(
+        TrainConfig(optimizer="sgd", batch_size=32), {"width": 8}, mixed=True
+    )
+
+
 def test_members_match_the_trainer_with_schedules(digits):
     """Population members end where the Trainer ends: init, batch order, fused Adam, per-member
     LR schedules, label smoothing, metrics."""

@@ -266,19 +266,26 @@ def test_pbt_in_a_packed_group_copies_only_between_equal_widths(tmp_path):
         assert width[e["copied_from_trial"]] == width[number]
 
 
-def test_a_trial_packs_only_with_its_own_batch_size_and_optimiser(tmp_path, monkeypatch):
-    """Packing relaxes the width only: a trial joins a population of its own batch size,
-    optimiser and depth (its group key without the width)."""
+@pytest.mark.parametrize("mix", [True, False])
+def test_a_trial_packs_only_with_its_own_batch_size_and_depth(tmp_path, monkeypatch, mix):
+    """Packing relaxes the width only: a trial joins a population of its own batch size and
+    depth (its group key without the width); a study that searches the optimiser mixes
+    optimisers in one population (each member keeps its own), unless ``mix_optimizers`` is off."""
     from tunelab.train import Population
 
+    monkeypatch.setattr(PopulationExecutor, "mix_optimizers", mix)
     placed = []  # (population batch size, optimiser, depth, own width), in trial order
+    kinds = set()  # the populations' optimiser kinds
     replace = Population.replace_member
 
     def spy(self, k, settings, seed, model_params=None):
         member = replace(self, k, settings, seed, model_params)
         params = self.spec.params
         own = member.model_params or params
-        placed.append((self.batch_size, self.optimizer.kind, params["depth"], own["width"]))
+        kinds.add(self.optimizer.kind)
+        placed.append((self.batch_size, settings.optimizer, params["depth"], own["width"]))
+        if not mix:
+            assert self.optimizer.kind == settings.optimizer
         return member
 
     monkeypatch.setattr(Population, "replace_member", spy)
@@ -300,6 +307,35 @@ def test_a_trial_packs_only_with_its_own_batch_size_and_optimiser(tmp_path, monk
         for t in trials
     ]
     assert placed == wanted
+    assert kinds == ({"mixed"} if mix else {"sgd", "adam"})
+
+
+def test_trials_of_different_optimisers_share_one_population(tmp_path, monkeypatch):
+    """Same shape and batch size, optimiser searched: every trial trains in one population,
+    and each member's result is its own optimiser's (the best val loss differs by kind)."""
+    from tunelab.train import Population
+
+    populations = []
+    replace = Population.replace_member
+
+    def spy(self, k, settings, seed, model_params=None):
+        populations.append(id(self))
+        return replace(self, k, settings, seed, model_params)
+
+    monkeypatch.setattr(Population, "replace_member", spy)
+    cfg = population_config(
+        tmp_path,
+        trials=6,
+        k=6,
+        optimizer={"choice": ["sgd", "adam", "rmsprop", "adamw"]},
+        lr=0.01,
+        momentum=0.9,
+    )
+    cfg["tune"]["sampler"] = "random"
+    result = run_study(cfg)
+    assert result.count("complete") == 6
+    assert len(set(populations)) == 1
+    assert len({t.params["train.optimizer"] for t in result.trials}) >= 2
 
 
 def test_a_wider_trial_widens_a_running_narrower_group(tmp_path, monkeypatch):

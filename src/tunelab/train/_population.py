@@ -75,7 +75,7 @@ from ._population_members import (
     supports,
 )
 from ._population_metrics import MemberLoss, member_scores
-from ._population_optim import PopulationOptimizer, clip_, inf_or
+from ._population_optim import MIXED, PopulationOptimizer, clip_, inf_or
 from ._result import FitResult
 from ._schedules import LRSchedule
 from ._setup import batch_sizes, resolve_device
@@ -101,7 +101,9 @@ class Population:
         spec: the architecture (builder, params, shapes, init); ``dropout`` is per member.
         bundle: a :class:`~tunelab.data.DataBundle` (train and validation splits are used).
         size: K, the number of slots.
-        optimizer, batch_size, nesterov, loss, monitor, device: shared by every member.
+        optimizer, batch_size, nesterov, loss, monitor, device: shared by every member;
+            ``optimizer="mixed"``: each member's own (``MemberSettings.optimizer`` and
+            ``nesterov``), one update formula for all (``PopulationOptimizer``).
         seed: seeds the dropout masks of the population.
         judge: ``judge(epoch, metrics, history) -> (kind, evidence) | None``, the sick rule.
     """
@@ -431,7 +433,8 @@ class Population:
         clipping) while it keeps its weights, optimiser state and schedule position (a new
         ``lr`` becomes the schedule's base rate). Returns the new settings."""
         member = self._member(k)
-        fixed = {"schedule", "epochs", "early_stopping"} & set(changes)
+        # a member's optimiser state is its own optimiser's: the kind stays with the member
+        fixed = {"schedule", "epochs", "early_stopping", "optimizer", "nesterov"} & set(changes)
         if fixed:
             raise ValueError(f"update_member cannot change {', '.join(sorted(fixed))}")
         settings = dataclasses.replace(member.settings, **changes)
@@ -708,7 +711,7 @@ class Population:
             ok = ~stopped
             clip_(grad, norm, clip_norm, clip_value)
             optimizer.step(
-                grad, lrs[s], ok, None if factors is None else (factors[0][s], factors[1][s])
+                grad, lrs[s], ok, None if factors is None else tuple(f[s] for f in factors)
             )
             if saved:
                 with torch.no_grad():
@@ -851,7 +854,8 @@ def population_from_trials(
 ) -> Population:
     """A full population of ``(train config, model params, seed)`` trials of one
     :func:`group_key`; shared settings come from the first trial."""
-    keys = {group_key(t, p) for t, p, _ in trials}
+    mixed = kwargs.get("optimizer") == MIXED
+    keys = {group_key(t, p, mixed=mixed) for t, p, _ in trials}
     if len(keys) != 1:
         raise ValueError("trials of one population must share group_key (optimizer, batch size...)")
     first = trials[0][0]

@@ -19,7 +19,7 @@ from ..config import EarlyStoppingConfig, ScheduleConfig, TrainConfig
 from ..models import transfer_settings
 from ._population_forward import supports_module
 from ._population_metrics import SUPPORTED_LOSSES
-from ._population_optim import OPTIMIZERS, OptimValues
+from ._population_optim import MIXED, OPTIMIZERS, OptimValues
 from ._result import FitResult
 from ._setup import resolve_device, resolve_precision
 
@@ -75,6 +75,8 @@ class MemberSettings:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     epochs: int = 20
     early_stopping: EarlyStoppingConfig | None = None  # None: off
+    optimizer: str | None = None  # None: the population's; each member's own when mixed
+    nesterov: bool = False  # SGD's Nesterov momentum (read per member when mixed)
 
     @classmethod
     def from_config(
@@ -95,6 +97,8 @@ class MemberSettings:
             schedule=train.schedule,
             epochs=int(train.epochs),
             early_stopping=es if es.enabled else None,
+            optimizer=train.optimizer,
+            nesterov=bool(train.nesterov),
         )
 
     def optim_values(self) -> OptimValues:
@@ -106,17 +110,22 @@ class MemberSettings:
             self.betas[1],
             self.eps,
             self.alpha,
+            self.optimizer,
+            self.nesterov,
         )
 
 
-def group_key(train: TrainConfig, model_params: dict[str, Any] | None = None) -> tuple:
+def group_key(
+    train: TrainConfig, model_params: dict[str, Any] | None = None, *, mixed: bool = False
+) -> tuple:
     """Trials with equal keys can share one population (same shapes, optimiser kind, batch
-    size, loss and monitor); everything else is per member."""
+    size, loss and monitor); everything else is per member. ``mixed``: the optimiser (and
+    Nesterov) is per member too, for a population built with ``optimizer="mixed"``."""
     params = {k: v for k, v in (model_params or {}).items() if k not in SHAPE_FREE_MODEL_PARAMS}
     return (
-        train.optimizer,
+        MIXED if mixed else train.optimizer,
         int(train.batch_size),
-        bool(train.nesterov) if train.optimizer == "sgd" else False,
+        bool(train.nesterov) if train.optimizer == "sgd" and not mixed else False,
         train.loss,
         train.class_weights,
         train.monitor,

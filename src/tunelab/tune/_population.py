@@ -9,7 +9,10 @@ batched forward/backward and one vectorised optimiser step per batch:
   shapes, optimiser kind, batch size, loss, monitor, device) share one population; members
   differ in every shape-keeping value (lr, weight decay, momentum/betas, dropout, label
   smoothing, L1, clipping, schedule, epochs, init seed). A study that also searches shapes trains
-  one population per shape, at most K members running in all. Each population is K slots wide
+  one population per shape, at most K members running in all. A study that searches the
+  optimiser (``train.optimizer`` or ``train.nesterov`` in the space) does not split on it: its
+  populations are ``optimizer="mixed"``, where each member keeps its own optimiser (one update
+  formula with per-member coefficients, exact per kind; ``mix_optimizers`` turns it off). Each population is K slots wide
   but an epoch trains only its slots up to the highest running one (``Population`` trains the
   prefix ``[:hi]``), and a new trial takes the lowest free slot, so a group's cost follows its
   live members: a group of one trains as a population of one. Such a group stays on the
@@ -29,8 +32,9 @@ batched forward/backward and one vectorised optimiser step per batch:
   trial that starts a group of its own (or joins one of its own width) *widens* it: the
   running members of groups of narrower MLPs with the same key move into it
   (``Population.adopt_member``, exact) where their padding, summed, pays for the population
-  they leave. Anything that does not pack (a CNN, batch norm, a different depth, batch size or
-  optimiser, padding that does not pay) keeps its own group.
+  they leave. Anything that does not pack (a CNN, batch norm, a different depth or batch size,
+  a different optimiser where the study does not search it, padding that does not pay) keeps
+  its own group.
 - **Scheduling.** Each turn of the loop trains one epoch of the group that holds the oldest
   running trial (lowest trial number), then refills. Trials thus end in about the order they
   were asked, as with one trial at a time, and the trials of the same group ride along in the
@@ -184,6 +188,10 @@ class PopulationExecutor:
     # trials end in the order they were asked, as one at a time, and same-group trials ride
     # along; "round_robin": one epoch of every group per loop (see the module doc).
     schedule = "oldest"
+    # Whether trials that differ only in the optimiser (a study that searches train.optimizer
+    # or train.nesterov) share one population with a per-member optimiser ("mixed", see
+    # tunelab.train's PopulationOptimizer); False: one group per optimiser.
+    mix_optimizers = True
 
     def __init__(self, population: int | str = "auto", helpers: Helpers | None = None) -> None:
         self.population = population
@@ -284,6 +292,10 @@ class _PopulationRun:
         self.policy = SickTrialPolicy() if tune.stop_sick_trials else None
         self.pbt = tune.pbt if self.report else None
         self.rng = random.Random(int(self.cfg.seed))
+        searched = set(objective.spaces)
+        self.mixed = executor.mix_optimizers and bool(
+            searched & {"train.optimizer", "train.nesterov"}
+        )
         storage = study._storage
         self._heartbeat = False
         with contextlib.suppress(Exception):
@@ -372,13 +384,18 @@ class _PopulationRun:
             self.size = auto_population(n_params, str(_device(cfg.train.device)))
             if self.budget.trials is not None:
                 self.size = max(2, min(self.size, self.budget.trials))
-        key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, spec.params))
+        mixed = self.mixed
+        key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, spec.params, mixed=mixed))
         n_params = sum(p.numel() for p in model.parameters())
         pack_key = None
         names = PACKED_MODEL_PARAMS.get(spec.builder)
         if names is not None:
             kept = {n: v for n, v in spec.params.items() if n not in names}
-            pack_key = (spec.builder, repr(spec.input_shape), group_key(cfg.train, kept))
+            pack_key = (
+                spec.builder,
+                repr(spec.input_shape),
+                group_key(cfg.train, kept, mixed=mixed),
+            )
         group = self._packed_group(key, pack_key, spec.params, int(cfg.train.batch_size), n_params)
         if group is not None:
             self.executor.packed_trials += 1
@@ -391,9 +408,9 @@ class _PopulationRun:
                 spec,
                 self.bundle,
                 self.size,
-                optimizer=train.optimizer,
+                optimizer="mixed" if mixed else train.optimizer,
                 batch_size=int(train.batch_size),
-                nesterov=bool(train.nesterov),
+                nesterov=bool(train.nesterov) and not mixed,
                 loss=train.loss,
                 monitor=monitor_of(train, self.bundle.task, has_val),
                 device=train.device,
@@ -556,8 +573,14 @@ class _PopulationRun:
             member = pop.members[k]
             if k in top or member.epoch % pbt.interval or member.epoch >= member.settings.epochs:
                 continue
-            # a packed group: weights are copied only between members of one shape
-            alike = [t for t in top if pop.members[t].model_params == member.model_params]
+            # a packed group: weights are copied only between members of one shape, and a mixed
+            # one's only between members of one optimiser (its state is that optimiser's)
+            alike = [
+                t
+                for t in top
+                if pop.members[t].model_params == member.model_params
+                and pop.members[t].settings.optimizer == member.settings.optimizer
+            ]
             if not alike:
                 continue
             src = self.rng.choice(alike)
