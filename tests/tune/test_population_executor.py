@@ -266,6 +266,21 @@ def test_pbt_in_a_packed_group_copies_only_between_equal_widths(tmp_path):
         assert width[e["copied_from_trial"]] == width[number]
 
 
+def test_pbt_in_a_mixed_group_copies_only_between_equal_optimisers(tmp_path):
+    """A member's optimiser state is its own optimiser's: PBT never copies across kinds."""
+    cfg = population_config(
+        tmp_path, "pbt-mixed", trials=8, k=6, epochs=4, optimizer={"choice": ["sgd", "adam"]}
+    )
+    cfg["tune"].update(sampler="random", pbt={"interval": 1, "quantile": 0.4, "perturb": 0.2})
+    result = run_study(cfg)
+    assert result.count("complete") == 8
+    kind = {t.number: t.params["train.optimizer"] for t in result.trials}
+    events = [(t.number, e) for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
+    assert events
+    for number, e in events:
+        assert kind[e["copied_from_trial"]] == kind[number]
+
+
 @pytest.mark.parametrize("mix", [True, False])
 def test_a_trial_packs_only_with_its_own_batch_size_and_depth(tmp_path, monkeypatch, mix):
     """Packing relaxes the width only: a trial joins a population of its own batch size and
