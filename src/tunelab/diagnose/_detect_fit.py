@@ -68,7 +68,8 @@ class Overfitting(Detector):
     rows each was measured on: 0.071 for a 0.926 accuracy on 54 rows), and a gap while
     validation is still at its best, within the noise of its own measurement (see
     ``_validation_at_best``), is a generalisation gap, not overfitting (early stopping would
-    keep that epoch), unless the gap is twice its noise. Nor is any gap while the validation
+    keep that epoch), unless the gap is twice its noise and the training rows are memorised
+    (training error zero within its noise). Nor is any gap while the validation
     loss still falls beyond its noise over the recent epochs (``_validation_improving``):
     overfitting is validation that has stopped improving.
     """
@@ -117,11 +118,18 @@ class Overfitting(Detector):
             figures["validation_at_best"] = at_best
             improving = self._validation_improving(record, epochs, n_val, figures)
             figures["validation_improving"] = improving
+            # With validation still at its best, a gap is overfitting only when the training
+            # rows are memorised: the training error is zero within its noise (NOISE_Z
+            # binomial SE on the training rows). A net that still misses a tenth of its
+            # training rows while validation is at its best has a generalisation gap, not a
+            # memorised training set (early stopping would keep this epoch).
+            memorised = train_error <= NOISE_Z * (binomial_se(train_score, n_train) or 0.0)
+            figures["training_rows_memorised"] = memorised
             if (
                 g >= limit
                 and g >= noise
                 and val_error >= self.ERROR_RATIO * train_error
-                and (not at_best or g >= 2 * noise)
+                and (not at_best or (g >= 2 * noise and memorised))
                 and not improving
             ):
                 reasons.append(f"train score {train_score:.3f} vs validation {train_score - g:.3f}")
