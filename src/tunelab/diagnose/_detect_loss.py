@@ -129,10 +129,10 @@ class OscillatingLoss(Detector):
       such a step size keeps throwing away what was gained, so the loss does not settle; a
       healthy momentum-SGD run also wanders beyond its white-noise floor (momentum makes the
       chunk means drift), but its excursions are small next to its decrease and its trend
-      keeps falling. On the zoo (dev seeds 0-4, 40-44, 50-54, 60-64, 70-74) the largest swing
-      of every healthy run gave back at most 0.13 of its progress in 25 of 25 seeds for the
-      Nesterov-SGD run that wanders most; the largest single swing of any healthy run gave
-      back 0.28; the lr-too-high runs give back 0.19-1.7 (and more than all of it when the
+      keeps falling. On the zoo at 25 dev seeds (0-4, 40-44, 50-54, 60-64, 70-74) the
+      largest swing of the Nesterov-SGD run that wanders most gave back at most 0.13 of its
+      progress, that of any healthy run at most 0.28 (no healthy run had two above 0.2); the
+      lr-too-high runs' largest gave back 0.19-1.7 (and more than all of it when the
       loss never got below its start).
 
     Fires on at least ``MIN_SWINGS`` swings beyond ``NOISE_Z`` standard errors that each give
