@@ -248,6 +248,27 @@ def test_exploding_from_the_initialisation_explains_the_diverging_loss_and_not_r
     assert [f.kind for f in lr.causes] == ["diverging_loss"]
 
 
+def test_a_loss_that_bounced_before_it_rose_is_oscillating_not_diverging():
+    # The loss gave back its progress (a warning) after jumping up and coming back before.
+    bounced = DiagnosisReport(
+        [
+            _f("diverging_loss", "warning", step=60),
+            _f("oscillating_loss", "warning", step=30, episodes=2),
+        ]
+    )
+    assert [f.kind for f in bounced.causes] == ["oscillating_loss"]
+    assert "2 separate episodes" in bounced.get("oscillating_loss").link_evidence["diverging_loss"]
+    # One climb only, or a NaN / 10x loss: the divergence stays the cause.
+    for diverging, episodes in (("warning", 1), ("error", 3)):
+        report = DiagnosisReport(
+            [
+                _f("diverging_loss", diverging, step=60),
+                _f("oscillating_loss", "warning", step=30, episodes=episodes),
+            ]
+        )
+        assert [f.kind for f in report.causes] == ["diverging_loss"], (diverging, episodes)
+
+
 def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_overfitting():
     from tunelab.diagnose import TrainingRecord
     from tunelab.diagnose._detect_fit import Overfitting
@@ -350,3 +371,68 @@ def test_plain_loop_imbalance_names_the_classes_it_was_given():
     found = {f.kind: f for f in doc.diagnose().findings}
     assert "class 'healthy' has" in found["class_imbalance"].evidence
     assert "class 'sick' only" in found["class_imbalance"].evidence
+
+
+def _wandering_losses(bump: float) -> list[float]:
+    """390 step losses falling from 1.0 to 0.1 with white noise (30 chunks of 13 steps), and
+    in 6 late chunks a bump of ``bump``: far beyond a chunk mean's noise (about 0.006)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(390)
+    losses = 0.1 + 0.9 * np.exp(-steps / 60) + rng.normal(0, 0.02, 390)
+    for start in (156, 208, 247, 299, 338, 377):
+        losses[start : start + 13] += bump
+    return losses.tolist()
+
+
+def test_oscillation_must_give_back_a_real_share_of_the_progress():
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    # Bumps beyond the noise that give back 7% of the progress: a momentum run's wander
+    # (the rule before session 7's rules helper called this oscillating).
+    assert OscillatingLoss().check(TrainingRecord(step_losses=_wandering_losses(0.06))) == []
+    # Bumps giving back a third of it, again and again: the step size is too large.
+    found = OscillatingLoss().check(TrainingRecord(step_losses=_wandering_losses(0.3)))
+    assert found and found[0].kind == "oscillating_loss"
+    assert found[0].figures["largest_jump_of_progress"] > 0.3
+
+
+def test_a_gap_while_the_validation_loss_still_falls_beyond_its_noise_is_not_overfitting():
+    import numpy as np
+
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(val_loss, top=1.0):
+        rng = np.random.default_rng(0)
+        steps = (0.1 * (1 + rng.normal(0, 0.5, 200))).tolist()  # per-row spread of the loss
+        rec = TrainingRecord(step_losses=[2.3] * 5 + steps)
+        rec.batches.rows, rec.batches.batches = 6400, 200  # batches of 32 rows
+        for e in range(1, 9):
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 25,
+                    train_loss=2.3 / e**2,
+                    val_loss=val_loss(e),
+                    train_metric=min(0.6 + 0.05 * e, top),
+                    val_metric=min(0.55 + 0.045 * e, top - 0.12),
+                    step_loss_mean=2.3 / e**2,
+                    val_rows=270,
+                    train_rows=630,
+                )
+            )
+        return rec
+
+    # A train/val gap of 0.12 on 270 rows, twice its noise; the validation loss still falls
+    # by 0.1 over the last three epochs (its sampling error about 0.02): still learning.
+    assert Overfitting().check(record(lambda e: 2.0 / e)) == []
+    # The same gap with the validation loss flat for the last epochs: overfitting.
+    found = Overfitting().check(record(lambda e: max(2.0 / e, 0.4)))
+    assert found and found[0].kind == "overfitting"
+    # The same, but the net still misses a tenth of its training rows (train 0.9, val 0.78)
+    # while validation is at its best: a generalisation gap, nothing memorised.
+    assert Overfitting().check(record(lambda e: max(2.0 / e, 0.4), top=0.9)) == []

@@ -12,9 +12,11 @@ figures and ``first_seen``: never data-set names, sizes or layer names.
 Data faults (NaN/inf, unscaled inputs, leakage, imbalance, constant columns) are causes and never
 consequences: nothing in training makes the data bad. Between training kinds the direction is
 fixed by :data:`CAUSAL_ORDER` (an earlier kind may explain a later one, never the reverse), except
-for the one pair whose direction the evidence decides: exploding gradients from the first steps
+for two pairs whose direction the evidence decides: exploding gradients from the first steps
 with the gradient growing layer by layer explain a diverging loss (a bad initialisation); a loss
-that rose first explains the exploding gradient (a too-high learning rate).
+that rose first explains the exploding gradient (a too-high learning rate). And a loss that gave
+back its progress (a diverging-loss warning) after it had already jumped up and come back down is
+the latest swing of an oscillation, which then explains it; a NaN or 10x loss stays the cause.
 """
 
 from __future__ import annotations
@@ -150,11 +152,23 @@ def _exploding(cause: Finding, effect: Finding) -> str | None:
     )
 
 
+def _bounced(oscillation: Finding, diverging: Finding) -> bool:
+    """A diverging-loss warning that is one of the oscillation's swings: the loss gave back
+    its progress (no NaN, not 10x its start: an ``error`` is a divergence whatever came before)
+    in a run where it had already jumped up and come back down at least once (two separate
+    episodes of swings, ``OscillatingLoss``'s ``episodes``). A loss that bounces is
+    oscillating; one that climbs one way is diverging."""
+    episodes = (oscillation.figures or {}).get("episodes")
+    return diverging.severity == "warning" and isinstance(episodes, int) and episodes >= 2
+
+
 def _diverging(cause: Finding, effect: Finding) -> str | None:
     if effect.kind == "overfitting":
         return None
     if effect.kind == "exploding_gradients" and _explodes_first(effect):
         return None  # the initialisation exploded first: the reverse link holds
+    if effect.kind == "oscillating_loss" and _bounced(effect, cause):
+        return None  # the rise is the latest of several swings: the reverse link holds
     order = "before" if _step(cause) <= _step(effect) else "while"
     return (
         f"the loss rose ({_when(cause)}) {order} {effect.kind} appeared ({_when(effect)}): "
@@ -163,6 +177,15 @@ def _diverging(cause: Finding, effect: Finding) -> str | None:
 
 
 def _oscillating(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind == "diverging_loss":
+        if not _bounced(cause, effect):
+            return None
+        episodes = (cause.figures or {}).get("episodes")
+        return (
+            f"the loss jumped back up in {episodes} separate episodes, coming back down in "
+            f"between, before it rose ({_when(effect)}): the rise is the latest swing of steps "
+            "too large, not a one-way divergence"
+        )
     if effect.kind not in (
         "dead_relu",
         "exploding_gradients",
@@ -227,7 +250,9 @@ def _may_explain(cause: Finding, effect: Finding) -> bool:
     if effect.kind not in _TRAINING_EFFECTS:
         return False
     if cause.kind == "diverging_loss" and effect.kind == "exploding_gradients":
-        return True  # the one pair decided by the evidence (see the rules)
+        return True  # a pair decided by the evidence (see the rules)
+    if cause.kind == "oscillating_loss" and effect.kind == "diverging_loss":
+        return True  # the other such pair (see _bounced)
     return _order(cause.kind) < _order(effect.kind)
 
 

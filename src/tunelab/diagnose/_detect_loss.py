@@ -117,28 +117,45 @@ class OscillatingLoss(Detector):
     ``CHUNK_STEPS`` steps and, after the first 30% of training, look at how far each chunk's
     mean lies above the best chunk so far ("lost ground").
 
-    Two yardsticks (../shared/DIAGNOSIS-HEURISTICS.md, "Noise of a measurement"):
+    A swing must pass two tests, one of noise and one of cost:
 
-    - the measurement's own noise: the step-to-step spread of the loss around its trend
-      (robust: MAD of consecutive differences / sqrt 2) divided by sqrt(chunk length) is the
-      standard error of a chunk mean; lost ground counts as a swing beyond ``NOISE_SWING``
-      standard errors and ``MIN_SWING`` of the initial loss. A drop of the validation accuracy
-      from one epoch to the next beyond ``NOISE_Z`` binomial standard errors (sqrt(p(1-p)/n),
-      AUTOTRAINER's 0.03 at n of a few hundred) is a swing too.
-    - large swings: more than ``SWING`` of the initial loss (the zoo's healthy runs stay below
-      0.2 of it, oscillating ones reach 0.25-0.6), and beyond ``NOISE_Z`` standard errors of a
-      chunk mean.
+    - beyond the measurement's own noise (../shared/DIAGNOSIS-HEURISTICS.md, "Noise of a
+      measurement"): the step-to-step spread of the loss around its trend (robust: MAD of
+      consecutive differences / sqrt 2) divided by sqrt(chunk length) is the standard error
+      of a chunk mean; lost ground must exceed ``NOISE_Z`` (or, for the weaker witnesses
+      below, ``NOISE_SWING``) of them.
+    - material: it gives back a real share of the progress the run has made (initial loss
+      minus its best chunk). That is the expert's test for a learning rate that is too high:
+      such a step size keeps throwing away what was gained, so the loss does not settle; a
+      healthy momentum-SGD run also wanders beyond its white-noise floor (momentum makes the
+      chunk means drift), but its excursions are small next to its decrease and its trend
+      keeps falling. On the zoo at 25 dev seeds (0-4, 40-44, 50-54, 60-64, 70-74) the
+      largest swing of the Nesterov-SGD run that wanders most gave back at most 0.13 of its
+      progress, that of any healthy run at most 0.28 (no healthy run had two above 0.2); the
+      lr-too-high runs' largest gave back 0.19-1.7 (and more than all of it when the
+      loss never got below its start).
 
-    Fires when at least ``MIN_SWINGS`` swings make up ``RATE`` of the windows, or at least
-    ``MIN_SWINGS`` noise-beating swings (loss chunks plus validation drops) are seen.
+    Fires on at least ``MIN_SWINGS`` swings beyond ``NOISE_Z`` standard errors that each give
+    back ``SHARE`` of the progress (two such swings: the loss was thrown back twice; one can
+    be a single bad chunk of a healthy run), or on ``WITNESSES`` witnesses made of swings
+    beyond ``NOISE_SWING`` standard errors giving back ``WEAK_SHARE`` of the progress plus
+    epoch-to-epoch drops of the validation accuracy beyond ``NOISE_Z`` binomial standard
+    errors (sqrt(p(1-p)/n), AUTOTRAINER's 0.03 at n of a few hundred), at least one of them a
+    loss swing. Runs too short for chunks (under 8 of them) are judged per epoch with
+    AUTOTRAINER's rate rule: swings above ``SWING`` of the initial loss in ``RATE`` of the
+    epochs, at least ``EPOCH_SWINGS`` of them.
     """
 
     kinds = ("oscillating_loss",)
     SWING = 0.1
     MIN_SWING = 0.05
+    SHARE = 0.2
+    WEAK_SHARE = 0.15
     NOISE_SWING = 3.0
     RATE = 0.2
-    MIN_SWINGS = 3
+    MIN_SWINGS = 2
+    EPOCH_SWINGS = 3
+    WITNESSES = 3
     MAX_CHUNKS = 30
     CHUNK_STEPS = 8
     START = 0.3  # AUTOTRAINER judgment_point
@@ -163,50 +180,63 @@ class OscillatingLoss(Detector):
             return []
         lost_abs = [means[i] - min(means[:i]) for i in range(start, len(means))]
         lost = [x / p.initial for x in lost_abs]
-        # A large swing must also beat the chunk mean's own noise: on a noisy target (MSE on a
-        # small regression set) chunk means wander 10% of the initial loss by chance alone.
-        floor = NOISE_Z * se if se is not None else 0.0
-        swings = sum(r >= self.SWING and a > floor for a, r in zip(lost_abs, lost, strict=True))
-        rate = swings / len(lost)
-        noisy = 0
-        if se is not None and se > 0:
-            noisy = sum(
-                a >= self.NOISE_SWING * se and r >= self.MIN_SWING
-                for a, r in zip(lost_abs, lost, strict=True)
-            )
+        # The progress the run has made, at its best; <= 0 when the loss never got below its
+        # start, and then any swing beyond the noise gives back "all of it".
+        gained = p.initial - min(means)
         drops = self._val_drops(record)
         figures = {
-            "swings": swings,
             "windows": len(lost),
-            "swing_rate": rate,
-            "largest_jump": max(lost),
             "window": unit,
+            "largest_jump": max(lost),
+            "largest_jump_of_progress": max(lost_abs) / gained if gained > 0 else None,
             "initial_loss": p.initial,
+            "progress": gained / p.initial,
             "chunk_noise_se": se,
-            "swings_beyond_noise": noisy,
             "val_drops_beyond_noise": drops,
         }
-        large = swings >= self.MIN_SWINGS and rate >= self.RATE
-        beyond_noise = noisy + drops >= self.MIN_SWINGS and noisy >= 1
-        if not (large or beyond_noise):
-            return []
-        if large:
+        if se is None:
+            # Per-epoch: AUTOTRAINER's rate rule (no step noise to judge a swing against).
+            swings = sum(r >= self.SWING for r in lost)
+            figures.update(swings=swings, swing_rate=swings / len(lost))
+            if swings < self.EPOCH_SWINGS or swings / len(lost) < self.RATE:
+                return []
             text = (
-                f"in {swings} of the last {len(lost)} {unit}s of training the loss jumped back "
+                f"in {swings} of the last {len(lost)} epochs of training the loss jumped back "
                 f"up by more than {self.SWING:.0%} of its initial value {p.initial:.3g} above its "
                 f"best so far (by up to {max(lost):.0%})"
             )
-        else:
-            text = (
-                f"the loss jumped back above its best so far in {noisy} of the last {len(lost)} "
-                f"{unit}s by more than {self.NOISE_SWING:.0f}x the noise of a {unit} mean "
-                f"({se:.2g}; by up to {max(lost):.0%} of the initial loss {p.initial:.3g})"
-                + (
-                    f", and the validation score fell beyond its sampling error {drops} time(s)"
-                    if drops
-                    else ""
-                )
+            return [self.finding("oscillating_loss", "warning", text, figures)]
+
+        def swings(z: float, share: float) -> list[bool]:
+            return [
+                a > z * se and a >= share * gained and r >= self.MIN_SWING
+                for a, r in zip(lost_abs, lost, strict=True)
+            ]
+
+        marks = swings(NOISE_Z, self.SHARE)
+        strong, weak = sum(marks), sum(swings(self.NOISE_SWING, self.WEAK_SHARE))
+        # Separate episodes: runs of swing windows with a return in between. Two or more say
+        # the loss jumped up, came back and jumped again (a bounce, not a one-way climb); the
+        # causal rules read it (_causes: oscillation explains a "gave back its progress" rise).
+        episodes = sum(m and (i == 0 or not marks[i - 1]) for i, m in enumerate(marks))
+        figures.update(swings=strong, swings_beyond_noise=weak, episodes=episodes)
+        if not (strong >= self.MIN_SWINGS or (weak >= 1 and weak + drops >= self.WITNESSES)):
+            return []
+        share = (
+            f"{max(lost_abs) / gained:.0%} of the progress it had made"
+            if gained > 0
+            else ("more than it ever gained")
+        )
+        text = (
+            f"the loss jumped back above its best so far in {max(strong, weak)} of the last "
+            f"{len(lost)} {unit}s, beyond the noise of a {unit} mean ({se:.2g}); the largest "
+            f"jump gave back {share} (initial loss {p.initial:.3g})"
+            + (
+                f", and the validation score fell beyond its sampling error {drops} time(s)"
+                if drops
+                else ""
             )
+        )
         return [self.finding("oscillating_loss", "warning", text, figures)]
 
     def _val_drops(self, record: TrainingRecord) -> int:
