@@ -115,6 +115,32 @@ def friedman2(seed: int):
     return Xtr, ((ytr - mu) / sd).astype(np.float32), Xva, ((yva - mu) / sd).astype(np.float32)
 
 
+def friedman1_raw(seed: int):
+    """Features on scales from 1 to 1e4 with offsets, as raw sensor columns come."""
+    X, y = datasets.make_friedman1(n_samples=1500, n_features=8, noise=1.0, random_state=seed)
+    X = X * np.logspace(0, 4, X.shape[1]) + np.linspace(0, 5000, X.shape[1])
+    Xtr, ytr, Xva, yva = split(X, y, seed, scale=False)
+    mu, sd = ytr.mean(), ytr.std()
+    return Xtr, ((ytr - mu) / sd).astype(np.float32), Xva, ((yva - mu) / sd).astype(np.float32)
+
+
+def friedman1(seed: int):
+    X, y = datasets.make_friedman1(n_samples=1500, n_features=8, noise=1.0, random_state=seed)
+    Xtr, ytr, Xva, yva = split(X, y, seed)
+    mu, sd = ytr.mean(), ytr.std()
+    return Xtr, ((ytr - mu) / sd).astype(np.float32), Xva, ((yva - mu) / sd).astype(np.float32)
+
+
+def wine(seed: int):
+    X, y = datasets.load_wine(return_X_y=True)
+    return split(X, y, seed)
+
+
+def digits_flat(seed: int):
+    X, y = datasets.load_digits(return_X_y=True)
+    return split(X, y, seed)
+
+
 def cancer(seed: int):
     X, y = datasets.load_breast_cancer(return_X_y=True)
     return split(X, y, seed)
@@ -192,6 +218,10 @@ def pooled_cnn(n_in: int, n_out: int) -> nn.Module:
         nn.Flatten(),
         nn.Linear(128, n_out),
     )
+
+
+def normal_std2(m: nn.Linear) -> None:
+    nn.init.normal_(m.weight, std=2.0)
 
 
 def big_normal(m: nn.Linear) -> None:
@@ -314,6 +344,49 @@ RUNS = [
         epochs=12,
         images=True,
     ),
+    # added after the first rule change made on these runs (session 7): never run before it
+    Run(
+        "Adam at lr 0.5 on blobs",
+        LR_TOO_HIGH,
+        blobs,
+        mlp([64, 64]),
+        adam(0.5),
+        epochs=20,
+    ),
+    Run(
+        "RMSprop at lr 0.3 on breast cancer",
+        LR_TOO_HIGH,
+        cancer,
+        mlp([32, 32]),
+        lambda p: torch.optim.RMSprop(p, lr=0.3),
+        epochs=20,
+        batch=16,
+    ),
+    Run(
+        "friedman1 regression on raw columns (scales 1 to 1e4)",
+        "unscaled_inputs",
+        friedman1_raw,
+        mlp([64, 64]),
+        adam(1e-3),
+        epochs=30,
+        task="regression",
+    ),
+    Run(
+        "a 2-unit bottleneck on 10-class digits",
+        "underfitting",
+        digits_flat,
+        mlp([2]),
+        adam(1e-2),
+        epochs=30,
+    ),
+    Run(
+        "6 tanh layers with weights of std 2",
+        "saturated_activations",
+        moons,
+        mlp([64] * 6, nn.Tanh, init=normal_std2),
+        sgd(0.01),
+        epochs=20,
+    ),
     # ---- healthy: an expert would leave these alone -------------------------------------------
     Run(
         "6000-row 20-feature set, 64-64 ReLU MLP, Adam",
@@ -383,6 +456,33 @@ RUNS = [
         adam(3e-3),
         epochs=40,
         batch=128,
+    ),
+    # added after the first rule change made on these runs (session 7): never run before it
+    Run(
+        "wine, 2-layer MLP, Adam",
+        None,
+        wine,
+        mlp([32, 32]),
+        adam(3e-3),
+        epochs=40,
+        batch=16,
+    ),
+    Run(
+        "friedman1 regression, ReLU MLP, SGD with momentum, MSE",
+        None,
+        friedman1,
+        mlp([64, 64]),
+        sgd(0.01, momentum=0.9),
+        epochs=40,
+        task="regression",
+    ),
+    Run(
+        "digits, 128-unit MLP, Adagrad",
+        None,
+        digits_flat,
+        mlp([128]),
+        lambda p: torch.optim.Adagrad(p, lr=0.05),
+        epochs=20,
     ),
 ]
 

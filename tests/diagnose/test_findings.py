@@ -436,3 +436,19 @@ def test_a_gap_while_the_validation_loss_still_falls_beyond_its_noise_is_not_ove
     # The same, but the net still misses a tenth of its training rows (train 0.9, val 0.78)
     # while validation is at its best: a generalisation gap, nothing memorised.
     assert Overfitting().check(record(lambda e: max(2.0 / e, 0.4), top=0.9)) == []
+
+
+def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is_not():
+    """Steps at 10x the loss before the first update (the sick-trial policy's growth_error),
+    after which the loss settles near its start (the units died): diverging_loss, a warning
+    (the run is not broken now, so stop_on_error does not end it). One huge batch is not."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import DivergingLoss
+
+    settled = [1.1, 1.2, 30.0, 20.0, 300.0, 900.0, 3.0, 1500.0] + [1.1] * 200
+    found = DivergingLoss().check(TrainingRecord(step_losses=settled))
+    assert [(f.kind, f.severity) for f in found] == [("diverging_loss", "warning")]
+    assert found[0].figures["blown_steps"] == 5 and found[0].first_seen["step"] == 3
+    healthy = [1.1 * 0.99**i for i in range(200)]
+    healthy[50] = 40.0  # one outlier batch
+    assert DivergingLoss().check(TrainingRecord(step_losses=healthy)) == []

@@ -93,7 +93,7 @@ class DivergingLoss(Detector):
         }
         severity = policy.judge_curve(initial, best, recent)
         if severity is None:
-            return []
+            return self._blow_up(record, initial, recent)
         peak = int(np.argmax(curve))
         return [
             self.finding(
@@ -103,6 +103,47 @@ class DivergingLoss(Detector):
                 f"{recent:.3g} ({growth:.2g}x the initial loss)",
                 figures,
                 record.where(step=max(1, int(len(losses) * peak / len(curve)))),
+            )
+        ]
+
+    # A run that blew up and came back down (the units died, or the optimiser recovered) ends
+    # near or below its start, so the curve's end says nothing; the steps say it. Steps at
+    # growth_error (10x) the initial loss are what the sick-trial policy's step guard stops a
+    # trial for (4x the best so far); at least MIN_BLOWN_STEPS of them, so that one outlier
+    # batch is not enough. Healthy runs of the zoo never have a step at 10x their start.
+    MIN_BLOWN_STEPS = 3
+
+    def _blow_up(self, record: TrainingRecord, initial: float, recent: float) -> list[Finding]:
+        """The transient blow-up verdict (see MIN_BLOWN_STEPS). A warning, not an error: the
+        run is not broken now (``diagnose.stop_on_error`` must not end it), but what it shows
+        afterwards (dead units, a gradient that grew) is its consequence."""
+        # the loss before the first update, when recorded: the median of the first steps that
+        # initial_loss() takes already holds the blow-up when it starts at once
+        first = record.step_losses[0] if record.step_losses else math.nan
+        if math.isfinite(first) and 0 < first < initial:
+            initial = first
+        limit = self.policy.growth_error * initial
+        blown = [i for i, v in enumerate(record.step_losses) if math.isfinite(v) and v >= limit]
+        if len(blown) < self.MIN_BLOWN_STEPS:
+            return []
+        peak = max(blown, key=lambda i: record.step_losses[i])
+        value = record.step_losses[peak]
+        return [
+            self.finding(
+                "diverging_loss",
+                "warning",
+                f"the training loss blew up to {value:.3g} ({value / initial:.3g}x the initial "
+                f"loss {initial:.3g}) at step {peak + 1}, {len(blown)} steps at "
+                f"{self.policy.growth_error:g}x or more from step {blown[0] + 1} on, and then "
+                f"came back to {recent:.3g}",
+                {
+                    "initial_loss": initial,
+                    "peak_loss": value,
+                    "peak_step": peak + 1,
+                    "blown_steps": len(blown),
+                    "recent_loss": recent,
+                },
+                record.where(step=blown[0] + 1),
             )
         ]
 
