@@ -2,7 +2,7 @@
 
 The callback feeds the trainer's hooks to a :class:`Doctor`, measures the training score on a
 fixed subset of training rows each epoch (the trainer only scores validation; on epochs so short
-that the doctor is over its cost budget, every other middle epoch), logs per-layer
+that the doctor is over its cost budget, the epochs the rules read), logs per-layer
 gradient RMS and dead/saturated fractions to TensorBoard, stops a run that has clearly broken
 (``diagnose.stop_on_error``), and writes ``findings.json`` into the training directory.
 """
@@ -155,14 +155,17 @@ class DoctorCallback(Callback):
     def _budgeted_train_score(self, trainer: Any, epoch: int) -> float | None:
         """The training score, timed against the doctor's cost budget.
 
-        Measured on the last two planned epochs, when the fit is about to stop, and after any
-        epoch that went without; another epoch is skipped only when the doctor is over its
-        budget (epochs of milliseconds). The overfitting rule reads the last two scored epochs,
-        so at most every other epoch goes without."""
+        Measured on the last two planned epochs and when the fit is about to stop; any other
+        epoch is skipped only when the doctor is over its budget (epochs of milliseconds). The
+        overfitting rule reads the last two scored epochs: when early stopping may end the fit
+        at an epoch nobody knows in advance, never two epochs in a row go without."""
         doc = self.doctor
-        planned = int(getattr(getattr(trainer, "config", None), "epochs", 0) or 0)
+        config = getattr(trainer, "config", None)
+        planned = int(getattr(config, "epochs", 0) or 0)
+        early = getattr(config, "early_stopping", None)
+        may_stop_early = early is None or bool(getattr(early, "enabled", True))
         needed = (
-            not self._scored_last
+            (may_stop_early and not self._scored_last)
             or (planned and epoch >= planned - 1)
             or bool(getattr(trainer, "stop_requested", False))
         )

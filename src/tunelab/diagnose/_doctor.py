@@ -628,10 +628,9 @@ class Doctor:
             # and keep a reference, so a NaN loss can still be blamed on its inputs.
             self._last_input = args[0]
             self._observe_input(args[0], None)
-        self._acts.calls.clear()
         # Activations on _MIN_ROWS inputs every epoch; beyond that every k-th forward, when the
         # budget allows (a due sample it does not allow is taken at the next forward it does).
-        if self._acts.rows_seen() < _MIN_ROWS:
+        if self._acts.epoch_rows < _MIN_ROWS:
             sampling = True
         elif self._act_owed or self._fwd % self.every_n_steps == 1 or self.every_n_steps == 1:
             sampling = self._meter.affords("acts")
@@ -641,6 +640,7 @@ class Doctor:
         self._acts.sampling = sampling
         if sampling:
             started = time.perf_counter()
+            self._acts.calls.clear()
             if not self._act_handles:
                 self._act_handles = [
                     m.register_forward_hook(self._acts.hook) for m in self._acts.names

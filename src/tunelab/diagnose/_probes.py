@@ -130,6 +130,7 @@ class CostMeter:
         self.costs: dict[str, float] = {}  # kind -> smoothed duration of one piece
         self.reserve = 0.0  # seconds kept back for work still to come (the final diagnosis)
         self.by_kind: dict[str, float] = {}  # kind -> seconds spent in all
+        self.per_step = 0.0  # seconds of per-step bookkeeping in all
         self.deferred: dict[str, int] = {}  # kind -> optional pieces put off
 
     def begin(self) -> None:
@@ -150,7 +151,7 @@ class CostMeter:
     def spend(self, seconds: float) -> None:
         """Book per-step bookkeeping (loss reads, hooks, counters): no estimate to keep."""
         self.spent += seconds
-        self.by_kind["steps"] = self.by_kind.get("steps", 0.0) + seconds
+        self.per_step += seconds
 
     def charge(self, kind: str, seconds: float, *, extend: bool = False) -> None:
         """Book ``seconds`` of doctor work of ``kind``; ``extend``: the same piece goes on (an
@@ -177,7 +178,7 @@ class CostMeter:
             "budget": self.budget,
             "spent_s": self.spent,
             "share": self.share(),
-            "spent_by_kind_s": dict(self.by_kind),
+            "spent_by_kind_s": {**self.by_kind, "steps": self.per_step},
             "deferred": dict(self.deferred),
         }
 
@@ -275,26 +276,33 @@ class ActivationProbe:
         if not self.stats:
             return []
         keys = list(self.stats)
-        per_unit = []
+        parts, divisors = [], []
         for key in keys:
             s = self.stats[key]
-            share = s.counts.flatten() / max(s.rows, 1)
+            # Units active on < 1% (dead) or flat on > 99% (saturated) of the rows, counted on
+            # the device; the shares are divided out in float32 below, all layers at once (the
+            # same numbers as a per-layer mean, a few ops fewer per layer).
+            share = s.counts / max(s.rows, 1)
             if s.family == "relu":
-                flagged = (share < INACTIVE_SHARE).float().mean()
+                parts.append((share < INACTIVE_SHARE).sum(dtype=torch.float32))
             else:
-                flagged = (share > 1 - INACTIVE_SHARE).float().mean()
-            values = (s.values / max(s.total_values, 1)) if s.values is not None else flagged * 0
-            per_unit.append(torch.stack([flagged.float(), values.float()]).cpu())
-        host = torch.stack(per_unit).tolist()
+                parts.append((share > 1 - INACTIVE_SHARE).sum(dtype=torch.float32))
+                parts.append(s.values.float() if s.values is not None else parts[-1] * 0)
+                divisors.append(math.prod(s.shape))
+                divisors.append(max(s.total_values, 1))
+                continue
+            divisors.append(math.prod(s.shape))
+        # One transfer for every layer.
+        host = (torch.stack(parts).cpu() / torch.tensor(divisors, dtype=torch.float32)).tolist()
         result = []
-        for key, (flagged, values) in zip(keys, host, strict=True):
+        for key in keys:
             s = self.stats[key]
             stat = ActivationStat(key, s.family, math.prod(s.shape), s.rows)
             if s.family == "relu":
-                stat.dead_fraction = flagged
+                stat.dead_fraction = host.pop(0)
             else:
-                stat.saturated_fraction = flagged
-                stat.saturated_values = values
+                stat.saturated_fraction = host.pop(0)
+                stat.saturated_values = host.pop(0)
             result.append(stat)
         self.stats.clear()
         self.epoch_rows = 0
