@@ -55,6 +55,10 @@ def test_a_tight_budget_keeps_the_dense_start_and_the_minimum_per_epoch():
     per_epoch = {e: sum(1 for s in tight.record.grad_samples if s.epoch == e) for e in (1, 2, 3)}
     assert min(per_epoch.values()) >= 1
     assert len(steps) < len(free.record.grad_samples) / 2
+    # Those later samples measure the update ratio and the zero share too: the detectors'
+    # medians would otherwise rest on the first steps alone (a high learning rate's largest).
+    late = [s for s in tight.record.grad_samples if s.step > 5]
+    assert late and all(s.update_ratio and s.zero_by_layer for s in late)
     assert tight.overhead["deferred"]["grad"] > 0
     # Activations on at least 64 inputs in every epoch (the dead/saturated rules need 32).
     for epoch in tight.record.epochs:

@@ -82,8 +82,8 @@ _KEPT_SAMPLES = 500
 _PASS_SHARE = 100.0
 # The default share of the training time the doctor's measured work may take (see CostMeter).
 # What stays whatever the budget: every one of the first _EARLY_STEPS gradient samples; one
-# gradient sample per epoch, its layer norms at least (the detectors' medians and the
-# early/late growth need samples spread over the run); activations on _MIN_ROWS inputs per
+# gradient sample per epoch with its update ratio and zero count (the detectors' medians and
+# the early/late growth need samples spread over the run); activations on _MIN_ROWS inputs per
 # epoch (the dead/saturated rules read the latest epoch and need 32); input statistics until
 # _INPUT_ROWS rows and labels until _BATCH_ROWS rows (the data rules need 64; an imbalance is
 # judged beyond the Poisson noise of the counts); the first detector pass. The budget spaces
@@ -170,6 +170,7 @@ class Doctor:
         # A sample that was due but did not fit the budget is owed: taken at the next chance.
         self._act_owed = False
         self._input_owed = False
+        self._grad_kind = "grad"  # the last gradient sample's kind (its update is booked there)
         self._handles: list[Any] = []
         self._loss_buf: list[torch.Tensor] = []
         self._first_seen: dict[str, dict[str, int | None]] = {}
@@ -234,8 +235,10 @@ class Doctor:
 
     @property
     def overhead(self) -> dict[str, Any]:
-        """The doctor's own measured cost: ``budget``, ``spent_s`` (seconds of its timed work),
-        ``share`` (of the training time since the first step) and ``deferred`` (optional
+        """The doctor's own measured cost: ``budget``, ``spent_s`` (seconds of its timed work,
+        ``diagnose()`` calls included), ``share`` (of the training time since the first step),
+        ``spent_by_kind_s`` (seconds per kind of work: ``grad``, ``acts``, ``inputs``,
+        ``labels``, ``epoch``, ``pass``, ``score``, ``steps``...) and ``deferred`` (optional
         samples put off per kind to stay within the budget)."""
         return self._meter.summary()
 
@@ -280,8 +283,9 @@ class Doctor:
         # Every k steps, counted across epochs (tiny epochs are still sampled, just not all), and
         # every one of the first few steps, where explosions and bad initialisations show.
         # Past those a sample must fit the cost budget; one that does not is taken at the first
-        # later step that it fits. An epoch without a sample yet gets one anyway, reduced to the
-        # layer norms (no weight copy for the update ratio, no zero count) when over budget.
+        # later step that it fits. An epoch without a sample yet gets one anyway, with both the
+        # update ratio and the zero count: the detectors take medians over all samples, and the
+        # dense start (a high learning rate's first, largest steps) must not outweigh the rest.
         full = True
         if step < _EARLY_STEPS:
             due = True
@@ -298,24 +302,24 @@ class Doctor:
             # exist. The optimiser hook that measures the step is attached for that step only.
             samples = len(self.record_.grad_samples)
             track = (
-                full
-                and self.optimizer is not None
+                self.optimizer is not None
                 and hasattr(self.optimizer, "register_step_post_hook")
-                and (samples < 4 or samples % 2 == 0)
+                and (samples < 4 or samples % 2 == 0 or not full)
             )
             # The zero-gradient count costs a reduction per layer: on the other samples.
             sample = self._grads.sample(
                 step + 1,
                 self.record_.epoch + 1,
                 track_update=track,
-                count_zeros=full and (samples < 4 or not track),
+                count_zeros=samples < 4 or not track or not full,
             )
             if track and sample is not None and self._step_handle is None:
                 self._step_handle = self.optimizer.register_step_post_hook(self._after_step)
             if sample is not None:
                 self.record_.grad_samples.append(sample)
                 self._epoch_grad_samples += 1
-            self._meter.charge("grad" if full else "grad_norms", time.perf_counter() - started)
+            self._grad_kind = "grad" if full else "grad_min"
+            self._meter.charge(self._grad_kind, time.perf_counter() - started)
             self._meter.spend(started - entered)
         else:
             self._meter.spend(time.perf_counter() - entered)
@@ -444,6 +448,7 @@ class Doctor:
 
     def diagnose(self) -> DiagnosisReport:
         """The findings so far, worst first; safe to call at any time, also mid-epoch."""
+        started = time.perf_counter()
         self._flush_losses()
         if self._epoch_step_start < self.record_.steps or not self.record_.epochs:
             self.record_.partial = self._epoch_record(closing=False)
@@ -458,7 +463,12 @@ class Doctor:
             )
             f.first_seen = seen or f.first_seen or now
             prescribe(f, ctx)
-        return DiagnosisReport(findings, epochs=len(self.record_.epochs), steps=self.record_.steps)
+        report = DiagnosisReport(
+            findings, epochs=len(self.record_.epochs), steps=self.record_.steps
+        )
+        # Booked for the report of the doctor's cost (the budget keeps it in hand, see end_epoch).
+        self._meter.charge("diagnose", time.perf_counter() - started)
+        return report
 
     def fit_baseline(
         self,
@@ -609,7 +619,7 @@ class Doctor:
     def _after_step(self, *_: Any) -> None:
         started = time.perf_counter()
         self._grads.after_step()
-        self._meter.charge("grad", time.perf_counter() - started, extend=True)
+        self._meter.charge(self._grad_kind, time.perf_counter() - started, extend=True)
         if self._step_handle is not None:
             self._step_handle.remove()
             self._step_handle = None
