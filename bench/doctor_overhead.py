@@ -6,7 +6,11 @@ alike; each configuration is timed ``--repeats`` times (wall and process CPU tim
 medians are compared, for an MLP and a CNN, and for the MLP inside tunelab's Trainer with
 ``diagnose.enabled``. Then ``diagnose()`` is timed on a 100-epoch history.
 
-    python bench/doctor_overhead.py [--repeats 7] [--epochs 5] [--every 10]
+The doctor keeps its sampled work within ``overhead_budget`` (default 0.05) of the training
+time; ``--budget none`` turns the budget off (sampling exactly every ``--every`` steps), and
+each doctor-on line also prints the doctor's own measure of its share where it has one.
+
+    python bench/doctor_overhead.py [--repeats 7] [--epochs 5] [--every 10] [--budget 0.05]
 """
 
 from __future__ import annotations
@@ -24,6 +28,29 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from tunelab.diagnose import Doctor
+
+# The doctor's own account of its cost in the last doctor-on run (newer doctors only).
+LAST_OVERHEAD: list[dict] = []
+# Doctor keyword arguments from the command line (``overhead_budget``, when given).
+DOCTOR_KW: dict = {}
+
+
+def _note_overhead(doc) -> None:
+    overhead = getattr(doc, "overhead", None)
+    if overhead is not None:
+        LAST_OVERHEAD.append(overhead)
+
+
+def _own_measure() -> str:
+    """The median share the doctors measured themselves, and what they put off."""
+    if not LAST_OVERHEAD:
+        return ""
+    shares = [o["share"] for o in LAST_OVERHEAD if o.get("share") is not None]
+    deferred = LAST_OVERHEAD[-1].get("deferred") or {}
+    LAST_OVERHEAD.clear()
+    if not shares:
+        return ""
+    return f"   (doctor's own measure: {statistics.median(shares):.1%}, put off {deferred})"
 
 
 def digits(images: bool) -> torch.utils.data.TensorDataset:
@@ -66,7 +93,7 @@ def train(build, data, *, doctor: bool, epochs: int, every: int) -> tuple[float,
         data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
     started, cpu = time.perf_counter(), time.process_time()
-    doc = Doctor(model, opt, every_n_steps=every) if doctor else None
+    doc = Doctor(model, opt, every_n_steps=every, **DOCTOR_KW) if doctor else None
     for _ in range(epochs):
         batches = doc.watch(loader) if doc else loader
         total = torch.zeros(())
@@ -83,12 +110,16 @@ def train(build, data, *, doctor: bool, epochs: int, every: int) -> tuple[float,
     if doc:
         doc.diagnose()
         doc.close()
-    return time.perf_counter() - started, time.process_time() - cpu
+    elapsed = time.perf_counter() - started, time.process_time() - cpu
+    if doc:
+        _note_overhead(doc)
+    return elapsed
 
 
 def overhead(name: str, build, data, args) -> tuple[float, float, float]:
     train(build, data, doctor=True, epochs=1, every=args.every)  # warm-up
     train(build, data, doctor=False, epochs=1, every=args.every)
+    LAST_OVERHEAD.clear()
     off, on = [], []
     for i in range(args.repeats):
         # Alternate which goes first, and collect garbage before each, so neither side
@@ -101,7 +132,7 @@ def overhead(name: str, build, data, args) -> tuple[float, float, float]:
     ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
     print(
         f"{name:4s} wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
-        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x"
+        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x{_own_measure()}"
     )
     return a, b, b / a
 
@@ -176,15 +207,21 @@ def trainer_overhead(args) -> float:
         epochs=args.epochs, progress="none", tensorboard=False, early_stopping={"enabled": False}
     )
 
+    settings = DiagnoseConfig(enabled=True, **DOCTOR_KW)
+
     def fit(doctor: bool) -> tuple[float, float]:
         torch.manual_seed(0)
         model = mlp()
-        callbacks = [DoctorCallback(DiagnoseConfig(enabled=True))] if doctor else []
+        callbacks = [DoctorCallback(settings)] if doctor else []
         started, cpu = time.perf_counter(), time.process_time()
         Trainer(cfg, callbacks=callbacks).fit(model, bundle)
-        return time.perf_counter() - started, time.process_time() - cpu
+        elapsed = time.perf_counter() - started, time.process_time() - cpu
+        if callbacks:
+            _note_overhead(callbacks[0].doctor)
+        return elapsed
 
     fit(True), fit(False)  # warm-up
+    LAST_OVERHEAD.clear()
     off, on = [], []
     for i in range(args.repeats):
         for doctor in (False, True) if i % 2 == 0 else (True, False):
@@ -194,7 +231,7 @@ def trainer_overhead(args) -> float:
     ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
     print(
         f"MLP in Trainer  wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
-        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x"
+        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x{_own_measure()}"
     )
     attributed("MLP in Trainer", lambda: fit(True)[1], args)
     return b / a
@@ -239,11 +276,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--every", type=int, default=10, help="Doctor every_n_steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--budget",
+        default=None,
+        help="the doctor's overhead_budget (a share, or 'none'); default: the doctor's default",
+    )
     args = parser.parse_args()
+    if args.budget is not None:
+        DOCTOR_KW["overhead_budget"] = None if args.budget == "none" else float(args.budget)
     torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}, "
         f"{args.epochs} epochs of digits per run, every_n_steps={args.every}"
+        + (f", overhead_budget={DOCTOR_KW['overhead_budget']}" if DOCTOR_KW else "")
     )
     overhead("MLP", mlp, digits(images=False), args)
     overhead("CNN", cnn, digits(images=True), args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -61,10 +62,13 @@ def test_tensorboard_gets_per_layer_gradients_and_dead_fractions(healthy):
     assert len(events.Scalars(next(t for t in tags if "grad_rms" in t))) == 4
 
 
-def test_train_score_is_measured_each_epoch(healthy):
+def test_train_score_is_measured_on_the_epochs_the_rules_read(healthy):
     _, callback, _ = healthy
     scores = [e.train_metric for e in callback.doctor.record.epochs]
-    assert len(scores) == 4 and all(0 <= s <= 1 for s in scores)
+    # Epochs this short put the doctor over its cost budget, so it may skip a middle epoch's
+    # score, never two in a row and never the last two (the overfitting rule reads those).
+    assert len(scores) == 4 and all(0 <= s <= 1 for s in scores[-2:])
+    assert not any(a is None and b is None for a, b in itertools.pairwise(scores))
     assert scores[-1] > 0.8
 
 

@@ -13,6 +13,10 @@ class DiagnoseConfig(Section):
     enabled: bool = False
     # Sample per-layer gradients, activations and input batches every this many steps.
     every_n_steps: int = Field(10, ge=1)
+    # The share of the training time the doctor's sampled work may take: past the first steps
+    # and a minimum per epoch it samples less often than every_n_steps when that would cost
+    # more (tiny fits). null: no budget, exactly every_n_steps.
+    overhead_budget: float | None = Field(0.05, gt=0, le=1)
     # End a fit whose loss diverged, whose gradients blew up or whose inputs hold NaN/inf.
     stop_on_error: bool = True
     # Log per-layer gradient RMS and dead/saturated fractions to the run's TensorBoard.

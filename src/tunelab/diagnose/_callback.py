@@ -1,7 +1,8 @@
 """``DoctorCallback``: the doctor inside tunelab's Trainer (``diagnose.enabled: true``).
 
 The callback feeds the trainer's hooks to a :class:`Doctor`, measures the training score on a
-fixed subset of training rows each epoch (the trainer only scores validation), logs per-layer
+fixed subset of training rows each epoch (the trainer only scores validation; on epochs so short
+that the doctor is over its cost budget, the epochs the rules read), logs per-layer
 gradient RMS and dead/saturated fractions to TensorBoard, stops a run that has clearly broken
 (``diagnose.stop_on_error``), and writes ``findings.json`` into the training directory.
 """
@@ -9,6 +10,7 @@ gradient RMS and dead/saturated fractions to TensorBoard, stops a run that has c
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,9 @@ class DoctorCallback(Callback):
         self._state: dict[str, Any] | None = None
         self._writer: Any = None
         self._rows: torch.Tensor | None = None
+        # The scored subset, gathered once per fit (not per epoch): inputs on the model's device.
+        self._subset: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._scored_last = True  # whether the previous epoch's training score was measured
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig) -> DoctorCallback:
@@ -83,7 +88,10 @@ class DoctorCallback(Callback):
             config=experiment if experiment is not None else trainer.config,
             metric_mode="max",
             classes=self._classes(trainer),
+            overhead_budget=self.settings.overhead_budget,
         )
+        self._subset = None
+        self._scored_last = True
         if self.baseline is not None:
             self.doctor.set_baseline(self.baseline)
         if self._state:
@@ -104,7 +112,7 @@ class DoctorCallback(Callback):
         doc.end_epoch(
             train_loss=metrics.get("train_loss"),
             val_loss=metrics.get("val_loss"),
-            train_metric=self._train_score(trainer),
+            train_metric=self._budgeted_train_score(trainer, epoch),
             val_metric=val_metric,
             val_rows=self._val_rows(trainer),
             train_rows=len(self._rows) if self._rows is not None else None,
@@ -144,6 +152,32 @@ class DoctorCallback(Callback):
 
     # ---- helpers ------------------------------------------------------------------------------
 
+    def _budgeted_train_score(self, trainer: Any, epoch: int) -> float | None:
+        """The training score, timed against the doctor's cost budget.
+
+        Measured on the last two planned epochs and when the fit is about to stop; any other
+        epoch is skipped only when the doctor is over its budget (epochs of milliseconds). The
+        overfitting rule reads the last two scored epochs: when early stopping may end the fit
+        at an epoch nobody knows in advance, never two epochs in a row go without."""
+        doc = self.doctor
+        config = getattr(trainer, "config", None)
+        planned = int(getattr(config, "epochs", 0) or 0)
+        early = getattr(config, "early_stopping", None)
+        may_stop_early = early is None or bool(getattr(early, "enabled", True))
+        needed = (
+            (may_stop_early and not self._scored_last)
+            or (planned and epoch >= planned - 1)
+            or bool(getattr(trainer, "stop_requested", False))
+        )
+        if not needed and not doc._meter.affords("score"):
+            self._scored_last = False
+            return None
+        started = time.perf_counter()
+        score = self._train_score(trainer)
+        doc._meter.charge("score", time.perf_counter() - started)
+        self._scored_last = True
+        return score
+
     def _train_score(self, trainer: Any) -> float | None:
         """Accuracy (classification) or R² (regression) on a fixed subset of training rows."""
         bundle = getattr(trainer, "bundle", None)
@@ -154,7 +188,11 @@ class DoctorCallback(Callback):
             gen = torch.Generator().manual_seed(0)
             low, high = TRAIN_SCORE_ROWS
             self._rows = torch.randperm(n, generator=gen)[: min(n, max(low, min(high, n // 16)))]
-        X, y = bundle.X_train[self._rows], bundle.y_train[self._rows]
+        if self._subset is None:
+            X, y = bundle.X_train[self._rows], bundle.y_train[self._rows]
+            device = next(trainer.model.parameters(), torch.empty(0)).device
+            self._subset = (X.to(device, torch.float32), y)
+        X, y = self._subset
         outputs = trainer.predict(trainer.model, X).float()
         if not bool(torch.isfinite(outputs).all()):
             return None

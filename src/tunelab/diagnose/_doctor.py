@@ -13,8 +13,11 @@ The doctor is built for hand-written loops first (tunelab's Trainer uses it thro
         doc.end_epoch(train_loss=..., val_loss=..., train_metric=..., val_metric=...)
     print(doc.diagnose().summary())
 
-Cost: per step, one hook call per activation module and a list append; every ``every_n_steps``
-steps, per-layer statistics reduced on the device and moved to the host in one transfer.
+Cost: per step, two root-module hooks, a loss read and a counter; every ``every_n_steps``
+steps, per-layer statistics reduced on the device and moved to the host in one transfer. The
+doctor times that sampled work, and past the dense start and a minimum per epoch it spaces its
+samples so that they take at most ``overhead_budget`` (5%) of the training time: on tiny fits
+(epochs of milliseconds) it samples less often than ``every_n_steps``, on real ones it does not.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ._probes import (
     RELU_LIKE,
     SQUASHING,
     ActivationProbe,
+    CostMeter,
     GradProbe,
     current_exception,
     is_out_of_memory,
@@ -64,7 +68,10 @@ _MIN_ROWS = 64
 _EARLY_STEPS = 5
 # Input statistics settle quickly: every sampled batch until this many rows were seen, then
 # one batch in ``_BATCH_SPARSITY`` sampling periods (a NaN loss still inspects its own batch).
+# The first _INPUT_ROWS rows are sampled whatever the cost budget (the data rules need 64 and
+# the scale rule's RMS is within a few percent on 256); the rest only within the budget.
 _BATCH_ROWS = 512
+_INPUT_ROWS = 256
 _BATCH_SPARSITY = 10
 # Labels of every batch are counted until this many rows (a bincount per batch).
 _LABEL_ROWS = 2048
@@ -73,6 +80,15 @@ _KEPT_SAMPLES = 500
 # end_epoch's detector pass runs when at least this many times its own duration has passed
 # (at most ~1% of the time goes to it on very short epochs).
 _PASS_SHARE = 100.0
+# The default share of the training time the doctor's measured work may take (see CostMeter).
+# What stays whatever the budget: every one of the first _EARLY_STEPS gradient samples; one
+# gradient sample per epoch with its update ratio and zero count (the detectors' medians and
+# the early/late growth need samples spread over the run); activations on _MIN_ROWS inputs per
+# epoch (the dead/saturated rules read the latest epoch and need 32); input statistics until
+# _INPUT_ROWS rows and labels until _BATCH_ROWS rows (the data rules need 64; an imbalance is
+# judged beyond the Poisson noise of the counts); the first detector pass. The budget spaces
+# out everything else.
+OVERHEAD_BUDGET = 0.05
 
 
 class Doctor:
@@ -91,6 +107,10 @@ class Doctor:
         detectors: names of detectors to run (default: all registered).
         classes: the class names, in label order (label ``i`` is ``classes[i]``), so findings
             about labels seen in the batches name them; default: the label indices.
+        overhead_budget: the share of the training time the doctor's sampled work may take
+            (default 0.05); past the dense first steps and a minimum per epoch it samples less
+            often than ``every_n_steps`` when sampling would cost more. ``None``: no budget,
+            sample exactly every ``every_n_steps`` (reproducible sample positions).
 
     Only ``nn.Module`` activations are hooked; ``F.relu``/``torch.tanh`` calls inside
     ``forward`` are invisible to the activation checks (the other checks still work).
@@ -119,6 +139,7 @@ class Doctor:
         memory_budget: int | None = None,
         detectors: list[str] | None = None,
         classes: Sequence[Any] | None = None,
+        overhead_budget: float | None = OVERHEAD_BUDGET,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, but got {every_n_steps}")
@@ -132,6 +153,7 @@ class Doctor:
         self.memory_budget = memory_budget
         self.detectors = detectors
         self.classes = classes
+        self.overhead_budget = overhead_budget
         # The issue's API: constructing the doctor registers its hooks, nothing else to call.
         self._attach()
 
@@ -144,6 +166,11 @@ class Doctor:
         self._detectors: list[Detector] = make_detectors(self.detectors)
         self._acts = ActivationProbe()
         self._grads = GradProbe(self.model)
+        self._meter = CostMeter(self.overhead_budget)
+        # A sample that was due but did not fit the budget is owed: taken at the next chance.
+        self._act_owed = False
+        self._input_owed = False
+        self._grad_kind = "grad"  # the last gradient sample's kind (its update is booked there)
         self._handles: list[Any] = []
         self._loss_buf: list[torch.Tensor] = []
         self._first_seen: dict[str, dict[str, int | None]] = {}
@@ -180,6 +207,7 @@ class Doctor:
         self._compute = 0.0
         self._batches = 0
         self._epoch_t0: float | None = None
+        self._epoch_grad_samples = 0
 
     def close(self) -> None:
         """Remove every hook (the doctor keeps what it recorded)."""
@@ -205,6 +233,15 @@ class Doctor:
         self._flush_losses()
         return self.record_
 
+    @property
+    def overhead(self) -> dict[str, Any]:
+        """The doctor's own measured cost: ``budget``, ``spent_s`` (seconds of its timed work,
+        ``diagnose()`` calls included), ``share`` (of the training time since the first step),
+        ``spent_by_kind_s`` (seconds per kind of work: ``grad``, ``acts``, ``inputs``,
+        ``labels``, ``epoch``, ``pass``, ``score``, ``steps``...) and ``deferred`` (optional
+        samples put off per kind to stay within the budget)."""
+        return self._meter.summary()
+
     # ---- the loop-facing API ------------------------------------------------------------------
 
     def watch(self, loader: Iterable[Any]) -> Iterator[Any]:
@@ -216,6 +253,7 @@ class Doctor:
             t0 = time.perf_counter()
             if self._epoch_t0 is None:
                 self._epoch_t0 = t0
+                self._meter.begin()
             try:
                 batch = next(it)
             except StopIteration:
@@ -228,20 +266,37 @@ class Doctor:
             self._wait += t1 - t0
             self._batches += 1
             self._current_batch = batch
+            charged = self._meter.spent
             self._observe_input(*split_batch(batch))
             t2 = time.perf_counter()
+            # The bookkeeping around the sampled statistics (those are charged by kind).
+            self._meter.spend(max(0.0, (t2 - t1) - (self._meter.spent - charged)))
             yield batch
             self._compute += time.perf_counter() - t2
 
     def after_backward(self, loss: torch.Tensor | float | None = None) -> None:
         """Call after ``loss.backward()`` and before ``optimizer.step()`` (once per step)."""
+        entered = time.perf_counter()
         step = self.record_.steps
         if loss is not None:
             self._push_loss(loss)
         # Every k steps, counted across epochs (tiny epochs are still sampled, just not all), and
         # every one of the first few steps, where explosions and bad initialisations show.
-        due = step < _EARLY_STEPS or step - self._last_grad_step >= self.every_n_steps
+        # Past those a sample must fit the cost budget; one that does not is taken at the first
+        # later step that it fits. An epoch without a sample yet gets one anyway, with both the
+        # update ratio and the zero count: the detectors take medians over all samples, and the
+        # dense start (a high learning rate's first, largest steps) must not outweigh the rest.
+        full = True
+        if step < _EARLY_STEPS:
+            due = True
+        elif step - self._last_grad_step >= self.every_n_steps:
+            full = self._meter.affords("grad")
+            due = full or self._epoch_grad_samples == 0
+        else:
+            due = False
         if self.model is not None and due:
+            started = time.perf_counter()
+            self._meter.begin()
             self._last_grad_step = step
             # Update ratios need a copy of the weights: every other sample is plenty once a few
             # exist. The optimiser hook that measures the step is attached for that step only.
@@ -249,19 +304,25 @@ class Doctor:
             track = (
                 self.optimizer is not None
                 and hasattr(self.optimizer, "register_step_post_hook")
-                and (samples < 4 or samples % 2 == 0)
+                and (samples < 4 or samples % 2 == 0 or not full)
             )
             # The zero-gradient count costs a reduction per layer: on the other samples.
             sample = self._grads.sample(
                 step + 1,
                 self.record_.epoch + 1,
                 track_update=track,
-                count_zeros=samples < 4 or not track,
+                count_zeros=samples < 4 or not track or not full,
             )
             if track and sample is not None and self._step_handle is None:
                 self._step_handle = self.optimizer.register_step_post_hook(self._after_step)
             if sample is not None:
                 self.record_.grad_samples.append(sample)
+                self._epoch_grad_samples += 1
+            self._grad_kind = "grad" if full else "grad_min"
+            self._meter.charge(self._grad_kind, time.perf_counter() - started)
+            self._meter.spend(started - entered)
+        else:
+            self._meter.spend(time.perf_counter() - entered)
         self.record_.steps = step + 1
 
     def end_epoch(
@@ -278,6 +339,7 @@ class Doctor:
 
         ``val_rows``/``train_rows``: how many rows the metrics were measured on, for their
         sampling error (read off accuracy values when not given)."""
+        started = time.perf_counter()
         self._flush_losses()
         rec = self._epoch_record(closing=True)
         rec.train_loss, rec.val_loss = _number(train_loss), _number(val_loss)
@@ -287,12 +349,21 @@ class Doctor:
         self.record_.epochs.append(rec)
         self.record_.partial = None
         self._new_epoch_counters()
-        # Run the detectors now so each finding remembers the epoch it first appeared in; when
-        # epochs are so short that this would cost more than ~1% of the time, skip some.
         now = time.perf_counter()
-        if now - self._last_pass[0] >= _PASS_SHARE * self._last_pass[1]:
+        self._meter.charge("epoch", now - started)
+        # Run the detectors now so each finding remembers the epoch it first appeared in; when
+        # epochs are so short that this would cost more than ~1% of the time, skip some, and
+        # after the first pass, any that the cost budget cannot pay for.
+        first = self._last_pass[1] == 0.0
+        if now - self._last_pass[0] >= _PASS_SHARE * self._last_pass[1] and (
+            first or self._meter.affords("pass")
+        ):
             self.latest_ = self._run_detectors()
-            self._last_pass = (time.perf_counter(), time.perf_counter() - now)
+            end = time.perf_counter()
+            self._last_pass = (end, end - now)
+            self._meter.charge("pass", end - now)
+            # The closing diagnose() runs the same detectors: keep its cost in hand.
+            self._meter.reserve = self._meter.costs["pass"]
             for f in self.latest_:
                 if f.is_problem and f.kind not in self._first_seen:
                     self._first_seen[f.kind] = f.first_seen or self.record_.where(epoch=rec.epoch)
@@ -377,6 +448,7 @@ class Doctor:
 
     def diagnose(self) -> DiagnosisReport:
         """The findings so far, worst first; safe to call at any time, also mid-epoch."""
+        started = time.perf_counter()
         self._flush_losses()
         if self._epoch_step_start < self.record_.steps or not self.record_.epochs:
             self.record_.partial = self._epoch_record(closing=False)
@@ -391,7 +463,12 @@ class Doctor:
             )
             f.first_seen = seen or f.first_seen or now
             prescribe(f, ctx)
-        return DiagnosisReport(findings, epochs=len(self.record_.epochs), steps=self.record_.steps)
+        report = DiagnosisReport(
+            findings, epochs=len(self.record_.epochs), steps=self.record_.steps
+        )
+        # Booked for the report of the doctor's cost (the budget keeps it in hand, see end_epoch).
+        self._meter.charge("diagnose", time.perf_counter() - started)
+        return report
 
     def fit_baseline(
         self,
@@ -540,7 +617,9 @@ class Doctor:
         return merge_findings(found)
 
     def _after_step(self, *_: Any) -> None:
+        started = time.perf_counter()
         self._grads.after_step()
+        self._meter.charge(self._grad_kind, time.perf_counter() - started, extend=True)
         if self._step_handle is not None:
             self._step_handle.remove()
             self._step_handle = None
@@ -549,20 +628,42 @@ class Doctor:
         if self._paused or not (module.training and torch.is_grad_enabled()):
             self._acts.sampling = False
             return
+        entered = time.perf_counter()
+        charged = self._meter.spent
         self._fwd += 1
+        if self._fwd == 1:
+            self._meter.begin()
         if self._loader is None and args and isinstance(args[0], torch.Tensor):
             # No watch(): the model's input is the batch; sample its statistics here instead
             # and keep a reference, so a NaN loss can still be blamed on its inputs.
             self._last_input = args[0]
             self._observe_input(args[0], None)
-        self._acts.calls.clear()
-        self._acts.sampling = (
-            self._fwd % self.every_n_steps == 1
-            or self.every_n_steps == 1
-            or self._acts.rows_seen() < _MIN_ROWS
+        # Activations on _MIN_ROWS inputs every epoch; beyond that every k-th forward, when the
+        # budget allows (a due sample it does not allow is taken at the next forward it does).
+        if self._acts.epoch_rows < _MIN_ROWS:
+            sampling = True
+        elif self._act_owed or self._fwd % self.every_n_steps == 1 or self.every_n_steps == 1:
+            sampling = self._meter.affords("acts")
+            self._act_owed = not sampling
+        else:
+            sampling = False
+        self._acts.sampling = sampling
+        if sampling:
+            started = time.perf_counter()
+            self._acts.calls.clear()
+            if not self._act_handles:
+                self._act_handles = [
+                    m.register_forward_hook(self._acts.hook) for m in self._acts.names
+                ]
+            self._acts.spent += time.perf_counter() - started
+        # Booked apart from what _observe_input charged by kind and the attach time (charged
+        # with the sampled forward's hooks in _after_forward).
+        self._meter.spend(
+            max(
+                0.0,
+                time.perf_counter() - entered - (self._meter.spent - charged) - self._acts.spent,
+            )
         )
-        if self._acts.sampling and not self._act_handles:
-            self._act_handles = [m.register_forward_hook(self._acts.hook) for m in self._acts.names]
 
     def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         if self._paused:
@@ -572,6 +673,9 @@ class Doctor:
             first = args[0] if args else None
             rows = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else None
             self.record_oom(exc, batch_size=rows)
+        if not self._acts.sampling and not self._act_handles:
+            return  # the common, unsampled forward
+        started = time.perf_counter()
         if self._acts.sampling and output is not None:
             self._acts.model_output(output)
         self._acts.sampling = False
@@ -579,6 +683,8 @@ class Doctor:
         for handle in self._act_handles:
             handle.remove()
         self._act_handles = []
+        self._meter.charge("acts", self._acts.spent + time.perf_counter() - started)
+        self._acts.spent = 0.0
 
     def _push_loss(self, loss: torch.Tensor | float) -> None:
         if isinstance(loss, torch.Tensor):
@@ -613,16 +719,29 @@ class Doctor:
             self._append_loss(v)
 
     def _observe_input(self, x: torch.Tensor | None, y: Any) -> None:
-        """Sampled input statistics: every k-th batch until _BATCH_ROWS rows, then sparser."""
+        """Sampled input statistics: every k-th batch until _BATCH_ROWS rows, then sparser and
+        within the cost budget; labels of every batch until _LABEL_ROWS rows (past
+        _BATCH_ROWS, within the budget)."""
         stats = self.record_.batches
         period = self.every_n_steps * (1 if stats.rows < _BATCH_ROWS else _BATCH_SPARSITY)
-        if self._batch_index % period == 0:
-            observe_batch(stats, self.record_.steps + 1, x, y)
-        elif y is not None and sum(stats.label_counts.values()) < _LABEL_ROWS:
+        index = self._batch_index
+        self._batch_index += 1
+        if index % period == 0 or self._input_owed:
+            if stats.rows < _INPUT_ROWS or self._meter.affords("inputs"):
+                started = time.perf_counter()
+                observe_batch(stats, self.record_.steps + 1, x, y)
+                self._meter.charge("inputs", time.perf_counter() - started)
+                self._input_owed = False
+                return
+            self._input_owed = True
+        if y is not None:
             # Labels are cheap to count: every batch until enough rows, so an imbalance is
             # judged on counts, not on the few sampled batches' noise.
-            observe_labels(stats, y)
-        self._batch_index += 1
+            counted = sum(stats.label_counts.values())
+            if counted < _LABEL_ROWS and (counted < _BATCH_ROWS or self._meter.affords("labels")):
+                started = time.perf_counter()
+                observe_labels(stats, y)
+                self._meter.charge("labels", time.perf_counter() - started)
 
     def _inspect_current_batch(self) -> None:
         """The loss just turned NaN/inf: look at the batch that did it (blame the data?)."""

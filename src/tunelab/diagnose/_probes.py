@@ -6,6 +6,10 @@ a CUDA run pays one synchronisation per sampled step, not one per layer.
 
 Only ``nn.Module`` activations can be hooked: ``torch.relu(x)`` or ``F.gelu(x)`` called inside a
 ``forward`` are invisible to the activation statistics (gradients and losses are still watched).
+
+:class:`CostMeter` keeps the optional probes within a share of the training time (the doctor's
+``overhead_budget``): the doctor times its own sampled work and asks the meter before each
+optional sample.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import functools
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +105,84 @@ def saturated_mask(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
     return out.abs() > 0.9  # Softsign: derivative (1-|y|)^2 < 0.01
 
 
+class CostMeter:
+    """The doctor's own time against the training's: does one more optional probe fit?
+
+    ``budget`` is the share of the training time (the run's time outside the doctor, since its
+    first step) that the doctor's measured work may take; ``None``: no limit (sample exactly
+    every ``every_n_steps``). Every timed piece of doctor work is :meth:`charge`-d, mandatory or
+    not, and so is its per-step bookkeeping (:meth:`spend`); an optional piece is done only when
+    :meth:`affords` says that it, at the cost its kind took last time, keeps the total within
+    the budget with ``reserve`` seconds left over (the closing ``diagnose()``, which costs about
+    one detector pass). Deferred pieces are retried at the next opportunity, so samples spread
+    out evenly in time rather than stopping.
+
+    Wall time (``perf_counter``), not CPU time: on a GPU the doctor's cost is partly the
+    synchronisation it forces, which CPU time misses; a busy machine slows both sides alike.
+    """
+
+    def __init__(self, budget: float | None) -> None:
+        if budget is not None and not 0.0 < budget <= 1.0:
+            raise ValueError(f"overhead_budget must be in (0, 1], but got {budget}")
+        self.budget = budget
+        self.spent = 0.0
+        self.start: float | None = None
+        self.costs: dict[str, float] = {}  # kind -> smoothed duration of one piece
+        self.reserve = 0.0  # seconds kept back for work still to come (the final diagnosis)
+        self.by_kind: dict[str, float] = {}  # kind -> seconds spent in all
+        self.per_step = 0.0  # seconds of per-step bookkeeping in all
+        self.deferred: dict[str, int] = {}  # kind -> optional pieces put off
+
+    def begin(self) -> None:
+        """Start the training clock (the first step; set-up before it is not training)."""
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def affords(self, kind: str) -> bool:
+        """Whether an optional piece of ``kind`` fits: spent + its cost <= budget x training."""
+        if self.budget is None or self.start is None:
+            return True
+        training = time.perf_counter() - self.start - self.spent
+        if self.spent + self.costs.get(kind, 0.0) + self.reserve <= self.budget * training:
+            return True
+        self.deferred[kind] = self.deferred.get(kind, 0) + 1
+        return False
+
+    def spend(self, seconds: float) -> None:
+        """Book per-step bookkeeping (loss reads, hooks, counters): no estimate to keep."""
+        self.spent += seconds
+        self.per_step += seconds
+
+    def charge(self, kind: str, seconds: float, *, extend: bool = False) -> None:
+        """Book ``seconds`` of doctor work of ``kind``; ``extend``: the same piece goes on (an
+        update ratio measured after the step belongs to its gradient sample)."""
+        self.spent += seconds
+        self.by_kind[kind] = self.by_kind.get(kind, 0.0) + seconds
+        old = self.costs.get(kind)
+        if extend and old is not None:
+            self.costs[kind] = old + seconds
+        else:
+            # Smoothed: the first pieces run with cold caches and cost several times more.
+            self.costs[kind] = seconds if old is None else 0.5 * (old + seconds)
+
+    def share(self) -> float | None:
+        """The doctor's measured time over the training's so far (None before the first step)."""
+        if self.start is None:
+            return None
+        training = time.perf_counter() - self.start - self.spent
+        return self.spent / training if training > 0 else None
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for a report or a benchmark."""
+        return {
+            "budget": self.budget,
+            "spent_s": self.spent,
+            "share": self.share(),
+            "spent_by_kind_s": {**self.by_kind, "steps": self.per_step},
+            "deferred": dict(self.deferred),
+        }
+
+
 @dataclass
 class _UnitCounts:
     family: str
@@ -127,12 +210,20 @@ class ActivationProbe:
     calls: dict[int, int] = field(default_factory=dict)
     last: tuple[str, Any] | None = None
     epoch_rows: int = 0  # most rows any layer has seen this epoch
+    spent: float = 0.0  # seconds inside the hooks since the doctor last read it (its budget)
 
     def hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if not self.sampling or not module.training or not isinstance(output, torch.Tensor):
             return
         if output.ndim == 0 or output.numel() == 0:
             return
+        started = time.perf_counter()
+        try:
+            self._count(module, output)
+        finally:
+            self.spent += time.perf_counter() - started
+
+    def _count(self, module: nn.Module, output: torch.Tensor) -> None:
         n = self.calls.get(id(module), 0) + 1
         self.calls[id(module)] = n
         name = self.names.get(module, type(module).__name__)
@@ -185,26 +276,33 @@ class ActivationProbe:
         if not self.stats:
             return []
         keys = list(self.stats)
-        per_unit = []
+        parts, divisors = [], []
         for key in keys:
             s = self.stats[key]
-            share = s.counts.flatten() / max(s.rows, 1)
+            # Units active on < 1% (dead) or flat on > 99% (saturated) of the rows, counted on
+            # the device; the shares are divided out in float32 below, all layers at once (the
+            # same numbers as a per-layer mean, a few ops fewer per layer).
+            share = s.counts / max(s.rows, 1)
             if s.family == "relu":
-                flagged = (share < INACTIVE_SHARE).float().mean()
+                parts.append((share < INACTIVE_SHARE).sum(dtype=torch.float32))
             else:
-                flagged = (share > 1 - INACTIVE_SHARE).float().mean()
-            values = (s.values / max(s.total_values, 1)) if s.values is not None else flagged * 0
-            per_unit.append(torch.stack([flagged.float(), values.float()]).cpu())
-        host = torch.stack(per_unit).tolist()
+                parts.append((share > 1 - INACTIVE_SHARE).sum(dtype=torch.float32))
+                parts.append(s.values.float() if s.values is not None else parts[-1] * 0)
+                divisors.append(math.prod(s.shape))
+                divisors.append(max(s.total_values, 1))
+                continue
+            divisors.append(math.prod(s.shape))
+        # One transfer for every layer.
+        host = (torch.stack(parts).cpu() / torch.tensor(divisors, dtype=torch.float32)).tolist()
         result = []
-        for key, (flagged, values) in zip(keys, host, strict=True):
+        for key in keys:
             s = self.stats[key]
             stat = ActivationStat(key, s.family, math.prod(s.shape), s.rows)
             if s.family == "relu":
-                stat.dead_fraction = flagged
+                stat.dead_fraction = host.pop(0)
             else:
-                stat.saturated_fraction = flagged
-                stat.saturated_values = values
+                stat.saturated_fraction = host.pop(0)
+                stat.saturated_values = host.pop(0)
             result.append(stat)
         self.stats.clear()
         self.epoch_rows = 0
