@@ -248,6 +248,25 @@ def test_exploding_from_the_initialisation_explains_the_diverging_loss_and_not_r
     assert [f.kind for f in lr.causes] == ["diverging_loss"]
 
 
+def test_a_huge_gradient_only_after_the_first_update_is_the_step_size_not_the_init():
+    """The gradient of the initial weights (step 1) decides: huge there, the initialisation
+    explains the loss; huge from step 2 on (a too-high learning rate), the loss explains it."""
+
+    def report(at_first_step: bool) -> DiagnosisReport:
+        exploding = _f(
+            "exploding_gradients",
+            "error",
+            step=2,
+            largest_grad_step=2,
+            large_gradient=True,
+            large_at_first_step=at_first_step,
+        )
+        return DiagnosisReport([_f("diverging_loss", "error", step=3), exploding])
+
+    assert [f.kind for f in report(True).causes] == ["exploding_gradients"]
+    assert [f.kind for f in report(False).causes] == ["diverging_loss"]
+
+
 def test_a_loss_that_bounced_before_it_rose_is_oscillating_not_diverging():
     # The loss gave back its progress (a warning) after jumping up and coming back before.
     bounced = DiagnosisReport(

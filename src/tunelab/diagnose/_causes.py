@@ -89,8 +89,13 @@ def _explodes_first(f: Finding) -> bool:
     gradient in the first sampled steps (not an update-ratio blow-up caused by a large LR)."""
     fig = f.figures or {}
     ratio = fig.get("first_over_last")
-    early = fig.get("largest_grad_step")
     layered = isinstance(ratio, (int, float)) and ratio > 100.0
+    if "large_at_first_step" in fig:
+        # the gradient of the initial weights (step 1, before any update) was already huge; a
+        # too-high learning rate needs a few updates first, so a peak at step 2-5 is its
+        # (a finding saved before this figure existed falls back to the peak's step)
+        return layered or bool(fig["large_at_first_step"])
+    early = fig.get("largest_grad_step")
     at_init = (
         isinstance(early, (int, float)) and early <= EARLY_STEPS and bool(fig.get("large_gradient"))
     )

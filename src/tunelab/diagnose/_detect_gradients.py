@@ -143,6 +143,11 @@ class ExplodingGradients(Detector):
             "last_total_norm": finite[-1].total_norm if finite else None,
             "largest_grad_step": peak.step if peak is not None else None,
             "large_gradient": bool(peak_rms is not None and peak_rms > self.LARGE_RMS),
+            # the gradient of the initial weights, before any update: huge there, the
+            # initialisation is the cause; huge only after some steps, the step size is
+            "large_at_first_step": bool(
+                finite and finite[0].step <= 1 and max(finite[0].grad_rms) > self.LARGE_RMS
+            ),
         }
         reasons = []
         if ratio is not None and ratio > self.RATIO:
