@@ -196,9 +196,23 @@ def run_optuna(task: str, seed: int, method: str, budget: int, root: Path, bundl
     return _row(task, seed, method, study, best_val, best["test"], method)
 
 
+def _trace(study: optuna.Study) -> list[dict]:
+    """Per trial: state, parameters and the validation accuracy of each epoch (``--traces``)."""
+    return [
+        {
+            "n": t.number,
+            "state": t.state.name,
+            "params": t.params,
+            "values": [round(v, 4) for _, v in sorted(t.intermediate_values.items())],
+        }
+        for t in study.trials
+    ]
+
+
 def _row(task, seed, method, study, best_val, test, sampler) -> dict:
     states = [t.state.name for t in study.trials]
     return {
+        "trace": _trace(study),
         "task": task,
         "seed": seed,
         "method": method,
@@ -240,6 +254,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["tunelab", "tpe-hyperband", "random"])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
+        "--traces", type=Path, default=None, help="append each study's per-trial trace (JSONL)"
+    )
+    parser.add_argument(
         "--tune",
         nargs="*",
         default=[],
@@ -263,6 +280,10 @@ def main() -> None:
                         row = run_tunelab(task, seed, args.budget, root, bundle, overrides)
                     else:
                         row = run_optuna(task, seed, method, args.budget, root, bundle)
+                    trace = row.pop("trace")
+                    if args.traces:
+                        with args.traces.open("a") as out:
+                            out.write(json.dumps({**row, "trace": trace}) + "\n")
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
     summary = verdict(rows, args.methods)

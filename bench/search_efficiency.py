@@ -14,6 +14,9 @@ Methods, all training with the same Trainer, data, epochs per trial and early st
   ``pruner: asha``, sick-trial stopping on;
 - ``tunelab-nopruning``: the same sampler and sick-trial stopping, no pruner (so the share of
   the pruning in ``tunelab``'s figure is visible);
+- ``tunelab-r4`` (on request, ``--methods``): ``tunelab`` with ``tune.reduction_factor: 4``, the
+  default before session 7 (with these tasks' 10-12 epoch trials and a 30-trial budget the
+  start-up trials, 6, and the first rung, epoch 1, are the same as before: only ``r`` changed);
 - ``tpe``: Optuna's ``TPESampler()`` with its defaults, no pruning, no sick-trial stopping;
 - ``random``: ``RandomSampler()``, no pruning, no sick-trial stopping.
 
@@ -164,8 +167,10 @@ def config(task: str, seed: int, run_root: Path, method: str) -> dict:
         "train": {**TRAIN, "epochs": spec["epochs"], "monitor": "val_accuracy"},
         "tune": {
             "metric": "val_accuracy",
-            "pruner": "asha" if method == "tunelab" else "none",
+            "pruner": "asha" if method in ("tunelab", "tunelab-r4") else "none",
             "stop_sick_trials": method.startswith("tunelab"),
+            # tunelab's reduction factor before session 7 (4; the default is 3 since).
+            **({"reduction_factor": 4} if method == "tunelab-r4" else {}),
             "heartbeat_interval": 0,
             "progress": "none",
         },

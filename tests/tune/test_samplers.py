@@ -3,8 +3,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tunelab.config import parse_config
+from tunelab.config import Choice, Range, parse_config
 from tunelab.tune import make_sampler, resolve_sampler_name, tune_objective
+from tunelab.tune._samplers import default_startup_trials
 
 NUMERIC = parse_config(
     {
@@ -113,3 +114,14 @@ def test_nsga2_gives_a_pareto_front_for_two_objectives():
     xs = sorted(t.params["x"] for t in result.pareto)
     # Every Pareto-optimal point of this pair lies between the two minima.
     assert all(-1e-9 <= x <= 2 + 1e-9 for x in xs)
+
+
+def test_startup_trials_scale_with_the_largest_choice_within_a_fifth_of_the_budget():
+    space = {"width": Choice(choice=[8, 16, 32, 64, 128]), "lr": Range(low=1e-3, high=1e-1)}
+    assert default_startup_trials(10_000) == 10  # numeric or no space: Optuna's 10
+    assert default_startup_trials(10_000, space, per_choice=4) == 20  # ASHA's per_choice
+    assert default_startup_trials(10_000, space) == 10  # two per value
+    assert default_startup_trials(60, space, per_choice=4) == 12  # at most a fifth of 60
+    assert default_startup_trials(20, space, per_choice=4) == 4
+    tpe = make_sampler("auto", space, trials=10_000, pruner="asha").sampler
+    assert tpe._n_startup_trials == 20

@@ -84,9 +84,11 @@ class TuneConfig(Section):
     stop_sick_trials: bool = True
     # Sampler and pruner knobs; ``None`` means "chosen from the budget" (docs/tune.md).
     startup_trials: int | None = Field(None, ge=0)
-    warmup_epochs: int = Field(1, ge=0)
+    # Epochs before any pruning (the first ASHA rung); None: a tenth of train.epochs, at least 1.
+    warmup_epochs: int | None = Field(None, ge=0)
     percentile: float = Field(25.0, gt=0, lt=100)
-    reduction_factor: int = Field(4, ge=2)
+    # 3: two pruning rungs in a 20-epoch trial (2 and 6), one trial in 9 to the end (docs/tune.md).
+    reduction_factor: int = Field(3, ge=2)
     # Crash safety: a trial whose process stopped sending heartbeats is failed and retried.
     heartbeat_interval: int = Field(10, ge=0)
     grace_period: int | None = Field(None, gt=0)

@@ -68,7 +68,7 @@ class StudyOptions:
     max_epochs: int = 100
     warmup_epochs: int = 1
     percentile: float = 25.0
-    reduction_factor: int = 4
+    reduction_factor: int = 3
     pruner_startup_trials: int = 5
     heartbeat_interval: int = 10
     grace_period: int | None = None
@@ -88,12 +88,27 @@ class StudyOptions:
         """The options of ``cfg``'s study; the storage URL is resolved here and only here."""
         from ._objective import max_trial_epochs, study_objectives
         from ._samplers import default_startup_trials
+        from ._space import config_spaces
 
         tune = cfg.tune
         metrics, directions = study_objectives(cfg)
-        startup = tune.startup_trials
         # Optuna cannot prune a multi-objective trial: the pruner is off there.
         pruner = tune.pruner if len(metrics) == 1 else "none"
+        startup = tune.startup_trials
+        if startup is None:
+            # Under successive halving only one trial in r clears the first rung: four random
+            # trials per value of the largest choice, so each value is seen past it (docs/tune.md).
+            halving = pruner in ("asha", "hyperband")
+            startup = default_startup_trials(
+                tune.trials,
+                config_spaces(cfg),
+                per_choice=max(4, tune.reduction_factor) if halving else 2,
+            )
+        fit_epochs = max_trial_epochs(cfg)
+        # The first rung at a tenth of a trial (at least one epoch): after one epoch of a
+        # 20-epoch trial the ranking is by start speed (small batches, high learning rates),
+        # and on an imbalanced task most trials still predict the majority class (tied values).
+        warmup = tune.warmup_epochs if tune.warmup_epochs is not None else max(1, fit_epochs // 10)
         return cls(
             study_name=cfg.name,
             storage=storage_url(tune.storage, cfg.run_dir),
@@ -106,13 +121,11 @@ class StudyOptions:
             pruner=pruner,
             seed=cfg.seed,
             startup_trials=startup,
-            max_epochs=max_trial_epochs(cfg) * max(1, tune.cv.folds),
-            warmup_epochs=tune.warmup_epochs,
+            max_epochs=fit_epochs * max(1, tune.cv.folds),
+            warmup_epochs=warmup,
             percentile=tune.percentile,
             reduction_factor=tune.reduction_factor,
-            pruner_startup_trials=min(
-                5, startup if startup is not None else default_startup_trials(tune.trials)
-            ),
+            pruner_startup_trials=min(5, startup),
             heartbeat_interval=tune.heartbeat_interval,
             grace_period=tune.grace_period,
             max_retries=tune.max_retries,

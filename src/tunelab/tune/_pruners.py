@@ -9,8 +9,9 @@ folds under cross-validation), so a pruner's resource is an epoch:
 - ``percentile``: the same against the ``tune.percentile``-th percentile (``PercentilePruner``);
 - ``asha``: asynchronous successive halving (``SuccessiveHalvingPruner``): at epochs
   ``warmup * r**k`` only the best ``1/r`` of trials go on, ``r = tune.reduction_factor``
-  (default 4, Optuna's own default; ``bench/search_efficiency.py`` reached its targets in
-  fewer epochs with 4 than with 3 on all three tasks);
+  (default 3; with the first rung at a tenth of the trial, ``bench/default_search.py`` was
+  ahead of its peers at more development seeds with 3 than with 4 -- BENCHMARKS.md, "the
+  default search at every seed");
 - ``hyperband``: several successive-halving brackets with different minimum budgets
   (``HyperbandPruner``), for when it is unclear how early the metric becomes informative.
 """
@@ -30,7 +31,7 @@ def make_pruner(
     max_epochs: int,
     warmup_epochs: int = 1,
     percentile: float = 25.0,
-    reduction_factor: int = 4,
+    reduction_factor: int = 3,
     startup_trials: int = 5,
 ) -> optuna.pruners.BasePruner:
     """Build the Optuna pruner called ``name``.
