@@ -12,12 +12,12 @@ batched forward/backward and one vectorised optimiser step per batch:
   one population per shape, at most K members running in all. A study that searches the
   optimiser (``train.optimizer`` or ``train.nesterov`` in the space) does not split on it: its
   populations are ``optimizer="mixed"``, where each member keeps its own optimiser (one update
-  formula with per-member coefficients, exact per kind; ``mix_optimizers`` turns it off). Each population is K slots wide
-  but an epoch trains only its slots up to the highest running one (``Population`` trains the
-  prefix ``[:hi]``), and a new trial takes the lowest free slot, so a group's cost follows its
-  live members: a group of one trains as a population of one. Such a group stays on the
-  population path rather than the sequential one: it keeps per-member reporting and refill the
-  same, and a one-member population costs about what a sequential trial does (BENCHMARKS.md,
+  formula with per-member coefficients, exact per kind; ``mix_optimizers`` turns it off).
+  Each population is K slots wide but an epoch trains only its slots up to the highest running
+  one (``Population`` trains the prefix ``[:hi]``), and a new trial takes the lowest free slot,
+  so a group's cost follows its live members: a group of one trains as a population of one.
+  Such a group stays on the population path rather than the sequential one: it keeps
+  per-member reporting and refill the same, and a one-member population costs about what a sequential trial does (BENCHMARKS.md,
   "Tuning: population training").
 - **Packing widths.** A study that searches an MLP's width makes groups of one or two trials
   (BENCHMARKS.md: most of the search-efficiency spaces' groups), and every group pays a
