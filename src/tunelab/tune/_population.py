@@ -17,8 +17,8 @@ batched forward/backward and one vectorised optimiser step per batch:
   one (``Population`` trains the prefix ``[:hi]``), and a new trial takes the lowest free slot,
   so a group's cost follows its live members: a group of one trains as a population of one.
   Such a group stays on the population path rather than the sequential one: it keeps
-  per-member reporting and refill the same, and a one-member population costs about what a sequential trial does (BENCHMARKS.md,
-  "Tuning: population training").
+  per-member reporting and refill the same, and a one-member population costs about what a
+  sequential trial does (BENCHMARKS.md, "Tuning: population training").
 - **Packing widths.** A study that searches an MLP's width makes groups of one or two trials
   (BENCHMARKS.md: most of the search-efficiency spaces' groups), and every group pays a
   population step's fixed cost (dispatch of its ops: about 0.25 ms a step on this CPU, one
