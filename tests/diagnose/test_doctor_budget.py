@@ -17,7 +17,8 @@ from tunelab.diagnose._probes import CostMeter
 _NONE_FITS = 1e-12
 
 
-def _loop(budget, *, epochs=3, batches=20, every=2, batch=32, seed=0):
+def _loop(budget, *, epochs=3, batches=20, every=2, batch=32, seed=0, width=32, sgd_lr=None):
+    """A plain loop with the doctor: Adam at 1e-3, or SGD at ``sgd_lr``."""
     torch.manual_seed(seed)
     X, y = torch.randn(batches * batch, 16), torch.randint(0, 4, (batches * batch,))
     loader = torch.utils.data.DataLoader(
@@ -26,8 +27,11 @@ def _loop(budget, *, epochs=3, batches=20, every=2, batch=32, seed=0):
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = nn.Sequential(nn.Linear(16, width), nn.ReLU(), nn.Linear(width, 4))
+    if sgd_lr is None:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=sgd_lr)
     doc = Doctor(model, opt, every_n_steps=every, overhead_budget=budget)
     for _ in range(epochs):
         for xb, yb in doc.watch(loader):
@@ -72,21 +76,7 @@ def test_a_tight_budget_keeps_the_dense_start_and_the_minimum_per_epoch():
 
 def test_a_tight_budget_does_not_change_what_a_broken_run_is_diagnosed_with():
     def diverging(budget):
-        torch.manual_seed(0)
-        X, y = torch.randn(640, 16), torch.randint(0, 4, (640,))
-        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32)
-        model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
-        opt = torch.optim.SGD(model.parameters(), lr=20.0)
-        doc = Doctor(model, opt, overhead_budget=budget)
-        for _ in range(3):
-            for xb, yb in doc.watch(loader):
-                loss = F.cross_entropy(model(xb), yb)
-                opt.zero_grad()
-                loss.backward()
-                doc.after_backward(loss)
-                opt.step()
-            doc.end_epoch()
-        return doc.diagnose()
+        return _loop(budget, every=10, width=64, sgd_lr=20.0).diagnose()
 
     free, tight = diverging(None), diverging(_NONE_FITS)
     assert free.causes[0].kind == tight.causes[0].kind
