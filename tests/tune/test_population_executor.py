@@ -253,17 +253,21 @@ def test_narrow_trials_join_a_running_wider_group_and_save_their_own_width(tmp_p
     assert result.count("complete") == 12 and not packed
 
 
+def _assert_pbt_copies_only_within(result, param: str, trials: int = 8) -> None:
+    """Every trial completed, PBT copied at least once, and only between equal ``param``."""
+    assert result.count("complete") == trials
+    value = {t.number: t.params[param] for t in result.trials}
+    events = [(t.number, e) for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
+    assert events
+    for number, e in events:
+        assert value[e["copied_from_trial"]] == value[number]
+
+
 def test_pbt_in_a_packed_group_copies_only_between_equal_widths(tmp_path):
     cfg = packing_config(tmp_path, "pbt-packed", pack_widths=[4, 16])
     cfg["train"]["epochs"] = 4
     cfg["tune"].update(trials=8, pbt={"interval": 1, "quantile": 0.4, "perturb": 0.2})
-    result = run_study(cfg)
-    assert result.count("complete") == 8
-    width = {t.number: t.params["model.params.width"] for t in result.trials}
-    events = [(t.number, e) for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
-    assert events
-    for number, e in events:
-        assert width[e["copied_from_trial"]] == width[number]
+    _assert_pbt_copies_only_within(run_study(cfg), "model.params.width")
 
 
 def test_pbt_in_a_mixed_group_copies_only_between_equal_optimisers(tmp_path):
@@ -272,13 +276,7 @@ def test_pbt_in_a_mixed_group_copies_only_between_equal_optimisers(tmp_path):
         tmp_path, "pbt-mixed", trials=8, k=6, epochs=4, optimizer={"choice": ["sgd", "adam"]}
     )
     cfg["tune"].update(sampler="random", pbt={"interval": 1, "quantile": 0.4, "perturb": 0.2})
-    result = run_study(cfg)
-    assert result.count("complete") == 8
-    kind = {t.number: t.params["train.optimizer"] for t in result.trials}
-    events = [(t.number, e) for t in result.trials for e in t.user_attrs.get("pbt_history", [])]
-    assert events
-    for number, e in events:
-        assert kind[e["copied_from_trial"]] == kind[number]
+    _assert_pbt_copies_only_within(run_study(cfg), "train.optimizer")
 
 
 @pytest.mark.parametrize("mix", [True, False])
