@@ -454,14 +454,14 @@ class Doctor:
             self.record_.partial = self._epoch_record(closing=False)
         findings = self._run_detectors()
         ctx = self.remedy_context()
+        now = (
+            self.record_.where(step=self.record_.steps)
+            if self.record_.steps
+            else self.record_.where(epoch=max(1, self.record_.epoch))
+        )
         for f in findings:
             seen = self._first_seen.get(f.kind) if f.is_problem else None
-            now = (
-                self.record_.where(step=self.record_.steps)
-                if self.record_.steps
-                else self.record_.where(epoch=max(1, self.record_.epoch))
-            )
-            f.first_seen = seen or f.first_seen or now
+            f.first_seen = seen or f.first_seen or dict(now)
             prescribe(f, ctx)
         report = DiagnosisReport(
             findings, epochs=len(self.record_.epochs), steps=self.record_.steps

@@ -6,6 +6,7 @@ numbers, so ``diagnose()`` never touches the device and stays fast on a long his
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +26,11 @@ class GradSample:
     update_ratio: list[float] | None = None
     zero_by_layer: list[float] | None = None
 
-    @property
+    @functools.cached_property
     def finite(self) -> bool:
-        return math.isfinite(self.total_norm) and all(math.isfinite(w) for w in self.weight_rms)
+        """Whether the norms are finite (a sample is not changed once taken, and the detectors
+        ask this of every sample several times per pass: kept after the first answer)."""
+        return math.isfinite(self.total_norm) and all_finite(self.weight_rms)
 
 
 @dataclass
@@ -164,6 +167,8 @@ class TrainingRecord:
         return _median(tail) if tail else None
 
     def first_nonfinite_step(self) -> int | None:
+        if all_finite(self.step_losses):
+            return None
         return next((i for i, v in enumerate(self.step_losses) if not math.isfinite(v)), None)
 
     def epoch_of_step(self, step: int) -> int:
@@ -181,6 +186,16 @@ class TrainingRecord:
             ends = [e.step_end for e in self.epochs if e.epoch == epoch]
             step = ends[0] if ends and ends[0] > 0 else (self.steps or None)
         return {"epoch": epoch, "step": step}
+
+
+def all_finite(values: list[float]) -> bool:
+    """Whether every value is finite.
+
+    A sum is finite exactly when all its terms are, unless finite terms overflow it: one C-level
+    sum decides the usual all-finite case (detectors ask this several times per pass, about
+    every step loss and sample), and only a non-finite sum is checked value by value.
+    """
+    return math.isfinite(sum(values)) or all(map(math.isfinite, values))
 
 
 def _median(values: list[float]) -> float:
