@@ -30,6 +30,7 @@ from ._executor import make_executor
 from ._measure import COST_METRICS
 from ._objective import TrainingObjective
 from ._options import TUNE_OVERRIDES, StudyOptions
+from ._rerun import SEED_ATTR
 from ._result import StudyResult, summarize
 from ._space import config_data, config_spaces
 from ._standby import Standby, release_standby, start_standby
@@ -332,5 +333,8 @@ def copy_best(
         shutil.rmtree(target)
     shutil.copytree(source, target)
     study_cfg = cfg if cfg is not None else run.read_config()
-    run.write_best_config(study_cfg.with_values(result.best.params))
+    # A re-run (``_rerun.py``) trained from its own seed: the resolved config says which.
+    seed = result.best.user_attrs.get(SEED_ATTR)
+    fixed = {"seed": int(seed)} if seed is not None else {}
+    run.write_best_config(study_cfg.with_values({**result.best.params, **fixed}))
     return target
