@@ -91,8 +91,6 @@ class TuneConfig(Section):
     reduction_factor: int = Field(3, ge=2)
     # Each trial trains from seed + its number (else all from seed); docs/tune.md.
     seed_per_trial: bool = True
-    # The last share of the budget re-runs the best configurations with new seeds (docs/tune.md).
-    rerun_fraction: float = Field(0.0, ge=0, lt=1)
     # Crash safety: a trial whose process stopped sending heartbeats is failed and retried.
     heartbeat_interval: int = Field(10, ge=0)
     grace_period: int | None = Field(None, gt=0)

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 ERROR_ATTR = "error"
 EPOCHS_ATTR = "epochs"
+SEED_ATTR = "seed"  # the seed a trial trained from (_objective.trial_seed)
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
@@ -54,19 +55,6 @@ class Budget:
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
-
-    def used_fraction(self, study: optuna.Study) -> float:
-        """How much of the budget is spent, 0 to 1: the largest share of any limit set."""
-        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        done = [t for t in trials if counts_toward_budget(t)]
-        shares = [0.0]
-        if self.trials is not None:
-            shares.append(len(done) / self.trials)
-        if self.max_total_epochs is not None:
-            shares.append(sum(trial_epochs(t) for t in done) / self.max_total_epochs)
-        if self.timeout_s is not None:
-            shares.append(self.elapsed_s() / self.timeout_s)
-        return min(1.0, max(shares))
 
     def exhausted(self, study: optuna.Study) -> str | None:
         """Why no further trial should start, or ``None`` while budget is left."""

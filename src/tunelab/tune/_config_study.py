@@ -25,12 +25,12 @@ from ..config import ExperimentConfig, SearchSpace, load_config, parse_config
 from ..data import DataBundle
 from ..errors import ConfigError, FatalError
 from ..rundir import RunDir
+from ._budget import SEED_ATTR
 from ._engine import build_study, execute, make_budget, quiet_optuna
 from ._executor import make_executor
 from ._measure import COST_METRICS
 from ._objective import TrainingObjective
 from ._options import TUNE_OVERRIDES, StudyOptions
-from ._rerun import SEED_ATTR
 from ._result import StudyResult, summarize
 from ._space import config_data, config_spaces
 from ._standby import Standby, release_standby, start_standby
@@ -333,7 +333,7 @@ def copy_best(
         shutil.rmtree(target)
     shutil.copytree(source, target)
     study_cfg = cfg if cfg is not None else run.read_config()
-    # A re-run (``_rerun.py``) trained from its own seed: the resolved config says which.
+    # Each trial trains from its own seed (tune.seed_per_trial): the resolved config says which.
     seed = result.best.user_attrs.get(SEED_ATTR)
     fixed = {"seed": int(seed)} if seed is not None else {}
     run.write_best_config(study_cfg.with_values({**result.best.params, **fixed}))

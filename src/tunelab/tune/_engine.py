@@ -26,7 +26,6 @@ from ._loop import run_trials
 from ._options import StudyOptions
 from ._progress import LiveTable, progress_mode, trial_callbacks
 from ._pruners import make_pruner
-from ._rerun import rerun_callbacks
 from ._result import StudyResult, summarize
 from ._samplers import make_sampler, resolve_sampler_name
 from ._space import as_spaces, grid_size, suggest
@@ -204,7 +203,7 @@ def execute(
             study,
             objective,
             budget,
-            callbacks=[*trial_callbacks(mode), *rerun_callbacks(study, budget, options)],
+            callbacks=trial_callbacks(mode),
             max_consecutive_failures=options.max_consecutive_failures,
             max_retries=options.max_retries,
             parent_pid=parent_pid,

@@ -36,10 +36,9 @@ from ..diagnose import DoctorCallback, Finding
 from ..errors import TrialFailed
 from ..rundir import TrainingDir
 from ..train import SickTrialPolicy, run_training
-from ._budget import EPOCHS_ATTR
+from ._budget import EPOCHS_ATTR, SEED_ATTR
 from ._callbacks import PruningCallback
 from ._measure import COST_METRICS, measure_cost
-from ._rerun import SEED_ATTR
 from ._space import config_spaces, max_value, suggest
 
 SICK_STATUSES = ("nan", "diverged")
@@ -128,8 +127,8 @@ def study_objectives(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
 def trial_seed(cfg: ExperimentConfig, trial: optuna.Trial) -> int:
     """The seed trial ``trial`` trains from (initial weights, batch order, dropout).
 
-    A seed already in the trial's ``seed`` attribute wins (a re-run, ``_rerun.py``; a retry,
-    which inherits its crashed attempt's attributes); otherwise ``seed + trial number`` under
+    A seed already in the trial's ``seed`` attribute wins (a retry inherits its crashed
+    attempt's attributes); otherwise ``seed + trial number`` under
     ``tune.seed_per_trial`` (the default), else the config's ``seed``. Recorded in the
     ``seed`` attribute, so ``best/config.yaml`` and a retrained trial use the same one.
 

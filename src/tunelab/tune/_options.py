@@ -47,8 +47,6 @@ class StudyOptions:
         seed, startup_trials: sampler seed and random start-up trials (``None``: default).
         max_epochs, warmup_epochs, percentile, reduction_factor, pruner_startup_trials: sizes
             of the pruner.
-        rerun_fraction: the last share of the budget that re-runs the best configurations
-            with new seeds (``_rerun.py``; config studies only).
         heartbeat_interval, grace_period, max_retries: crash safety of the storage.
         max_consecutive_failures: stop when the first trials all fail.
         progress, title: the progress display and its title.
@@ -72,7 +70,6 @@ class StudyOptions:
     percentile: float = 25.0
     reduction_factor: int = 3
     pruner_startup_trials: int = 5
-    rerun_fraction: float = 0.0
     heartbeat_interval: int = 10
     grace_period: int | None = None
     max_retries: int = 2
@@ -129,8 +126,6 @@ class StudyOptions:
             percentile=tune.percentile,
             reduction_factor=tune.reduction_factor,
             pruner_startup_trials=min(5, startup),
-            # Re-runs need a seeded objective (a config study's) and one objective to rank by.
-            rerun_fraction=tune.rerun_fraction if len(metrics) == 1 else 0.0,
             heartbeat_interval=tune.heartbeat_interval,
             grace_period=tune.grace_period,
             max_retries=tune.max_retries,
