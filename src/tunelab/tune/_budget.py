@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 ERROR_ATTR = "error"
 EPOCHS_ATTR = "epochs"
+SEED_ATTR = "seed"  # the seed a trial trained from (_objective.trial_seed)
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:

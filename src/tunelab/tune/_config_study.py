@@ -25,6 +25,7 @@ from ..config import ExperimentConfig, SearchSpace, load_config, parse_config
 from ..data import DataBundle
 from ..errors import ConfigError, FatalError
 from ..rundir import RunDir
+from ._budget import SEED_ATTR
 from ._engine import build_study, execute, make_budget, quiet_optuna
 from ._executor import make_executor
 from ._measure import COST_METRICS
@@ -332,5 +333,8 @@ def copy_best(
         shutil.rmtree(target)
     shutil.copytree(source, target)
     study_cfg = cfg if cfg is not None else run.read_config()
-    run.write_best_config(study_cfg.with_values(result.best.params))
+    # Each trial trains from its own seed (tune.seed_per_trial): the resolved config says which.
+    seed = result.best.user_attrs.get(SEED_ATTR)
+    fixed = {"seed": int(seed)} if seed is not None else {}
+    run.write_best_config(study_cfg.with_values({**result.best.params, **fixed}))
     return target

@@ -36,7 +36,7 @@ from ..diagnose import DoctorCallback, Finding
 from ..errors import TrialFailed
 from ..rundir import TrainingDir
 from ..train import SickTrialPolicy, run_training
-from ._budget import EPOCHS_ATTR
+from ._budget import EPOCHS_ATTR, SEED_ATTR
 from ._callbacks import PruningCallback
 from ._measure import COST_METRICS, measure_cost
 from ._space import config_spaces, max_value, suggest
@@ -124,6 +124,27 @@ def study_objectives(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     return [tune.metric], [direction]
 
 
+def trial_seed(cfg: ExperimentConfig, trial: optuna.Trial) -> int:
+    """The seed trial ``trial`` trains from (initial weights, batch order, dropout).
+
+    A seed already in the trial's ``seed`` attribute wins (a retry inherits its crashed
+    attempt's attributes); otherwise ``seed + trial number`` under
+    ``tune.seed_per_trial`` (the default), else the config's ``seed``. Recorded in the
+    ``seed`` attribute, so ``best/config.yaml`` and a retrained trial use the same one.
+
+    Why one seed per trial: with one seed for all, every trial of a shape starts from the same
+    weights and sees the batches in the same order, so trials that differ in a learning rate
+    or a dropout rate are nearly the same run; the sampler then models that one
+    initialisation, and a study that settles on a region gets one draw of it instead of many
+    (``bench/default_search.py``; docs/tune.md, "One seed per trial").
+    """
+    seed = trial.user_attrs.get(SEED_ATTR)
+    if seed is None:
+        seed = (cfg.seed + trial.number) % 2**32 if cfg.tune.seed_per_trial else cfg.seed
+        trial.set_user_attr(SEED_ATTR, seed)
+    return int(seed)
+
+
 def max_trial_epochs(cfg: ExperimentConfig) -> int:
     """The most epochs one fit of a trial may run (the top of ``train.epochs`` if tuned)."""
     return int(max_value(cfg.train.epochs))
@@ -161,7 +182,8 @@ class TrainingObjective:
             # A retry inherits the attributes of the trial that crashed; its epochs start at 0.
             trial.set_user_attr(EPOCHS_ATTR, 0)
         values = suggest(trial, spaces)
-        trial_cfg = cfg.with_values({**values, "train.progress": "none"})
+        seed = trial_seed(cfg, trial)
+        trial_cfg = cfg.with_values({**values, "seed": seed, "train.progress": "none"})
         trial_dir = self.run_dir / "trials" / str(trial.number)
         if trial_dir.exists():
             shutil.rmtree(trial_dir)  # only a crashed attempt can have left one
