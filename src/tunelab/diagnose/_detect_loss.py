@@ -15,6 +15,7 @@ from ._signals import (
     binomial_se,
     chunk_means,
     diverged,
+    new_lows,
     progress,
     relative_improvements,
     rows_behind,
@@ -200,6 +201,7 @@ class OscillatingLoss(Detector):
     MAX_CHUNKS = 30
     CHUNK_STEPS = 8
     START = 0.3  # AUTOTRAINER judgment_point
+    DESCENT_P = 1e-4
 
     def check(self, record: TrainingRecord) -> list[Finding]:
         p = progress(record)
@@ -263,6 +265,10 @@ class OscillatingLoss(Detector):
         figures.update(swings=strong, swings_beyond_noise=weak, episodes=episodes)
         if not (strong >= self.MIN_SWINGS or (weak >= 1 and weak + drops >= self.WITNESSES)):
             return []
+        descent = self._still_descending(record, sigma, len(losses))
+        figures.update(descent)
+        if descent["epoch_loss_still_falling"]:
+            return []
         share = (
             f"{max(lost_abs) / gained:.0%} of the progress it had made"
             if gained > 0
@@ -279,6 +285,37 @@ class OscillatingLoss(Detector):
             )
         )
         return [self.finding("oscillating_loss", "warning", text, figures)]
+
+    def _still_descending(self, record: TrainingRecord, sigma: float, steps: int) -> dict:
+        """Healthy noisy descent rather than oscillation, judged on the epoch-mean loss.
+
+        A chunk of a few batches is a sample of the training rows: a skewed loss (a regression
+        MSE with outlying rows) puts a chunk far above its neighbours when the outliers fall in
+        it, while the model is fine. An epoch's mean loss sees every training row once, so that
+        noise cancels and what remains is the model itself. The run is still descending, not
+        oscillating, when (a) the epoch losses after the first 30% keep setting new lows far
+        more often than a series without a trend would: Foster and Stuart's record test
+        (``new_lows``) at p < ``DESCENT_P``, a stringent level because this overrides the
+        chunks' evidence (a loss that bounces around a falling trend sets new lows too, about
+        every other epoch, p ~ 0.004 over 9 epochs), and (b) no epoch gave back ground beyond
+        NOISE_Z standard errors of an epoch mean (the step noise sigma over sqrt(steps per
+        epoch), conservative for a pass that sees each row once). A loss that bounces between
+        epochs fails (b); one that stalls or bounces within them fails (a), and so does a run
+        with too few epochs for the test (all of 3 epochs setting new lows has p = 1/24).
+        """
+        epochs = [v for v in record.epoch_losses() if math.isfinite(v)]
+        start = max(1, int(len(epochs) * self.START))
+        if len(epochs) - start < 3:
+            return {"epoch_loss_still_falling": False}
+        lows, p_value = new_lows(epochs, start)
+        se = sigma / math.sqrt(max(1.0, steps / len(epochs)))
+        rise = max(epochs[i] - min(epochs[:i]) for i in range(start, len(epochs)))
+        return {
+            "epoch_new_lows": lows,
+            "epoch_new_lows_p": p_value,
+            "epoch_largest_rise_se": rise / se if se > 0 else None,
+            "epoch_loss_still_falling": p_value < self.DESCENT_P and rise <= NOISE_Z * se,
+        }
 
     def _val_drops(self, record: TrainingRecord) -> int:
         """Epoch-to-epoch drops of the validation accuracy beyond NOISE_Z standard errors,
