@@ -186,6 +186,10 @@ class OscillatingLoss(Detector):
     loss swing. Runs too short for chunks (under 8 of them) are judged per epoch with
     AUTOTRAINER's rate rule: swings above ``SWING`` of the initial loss in ``RATE`` of the
     epochs, at least ``EPOCH_SWINGS`` of them.
+
+    Chunk swings are not called oscillation while the epoch-mean loss is still descending
+    (``_still_descending``: the record test at p < ``DESCENT_P`` and no epoch rise beyond its
+    noise): the swings of a skewed loss's chunks are then which rows a chunk held.
     """
 
     kinds = ("oscillating_loss",)
@@ -217,7 +221,7 @@ class OscillatingLoss(Detector):
             se = sigma / math.sqrt(width)
         else:
             means = [v for v in record.epoch_losses() if math.isfinite(v)]
-            unit, se = "epoch", None
+            unit, se, sigma = "epoch", None, math.nan
         start = max(1, int(len(means) * self.START))
         if len(means) - start < 3:
             return []
