@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -265,6 +267,31 @@ def test_a_huge_gradient_only_after_the_first_update_is_the_step_size_not_the_in
 
     assert [f.kind for f in report(True).causes] == ["exploding_gradients"]
     assert [f.kind for f in report(False).causes] == ["diverging_loss"]
+
+
+def test_gradients_that_went_nan_say_whether_the_first_step_was_already_huge():
+    """The NaN path of ExplodingGradients reports the step-1 test too: a peak a few updates in,
+    before the NaN, is a too-high learning rate's (SGD at lr 8: loss rising from step 3, the
+    gradient peaking at step 5, NaN by step 34), not the initialisation's."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_gradients import ExplodingGradients
+    from tunelab.diagnose._record import GradSample
+
+    def found(rms_by_step: dict[int, float]):
+        rec = TrainingRecord(step_losses=[1.0] * 40)
+        for step, rms in rms_by_step.items():
+            norm = rms * 10 if math.isfinite(rms) else math.nan
+            rec.grad_samples.append(
+                GradSample(step, 1, ["fc1", "fc2"], [rms, rms], [1.0, 1.0], norm, 0.0)
+            )
+        (f,) = ExplodingGradients().check(rec)
+        return f
+
+    lr = found({1: 0.5, 2: 3.0, 5: 40.0, 34: math.nan})
+    assert lr.figures["step"] == 34 and lr.figures["large_at_first_step"] is False
+    report = DiagnosisReport([_f("diverging_loss", "error", step=3), lr])
+    assert [f.kind for f in report.causes] == ["diverging_loss"]
+    assert found({1: 40.0, 2: 60.0, 34: math.nan}).figures["large_at_first_step"] is True
 
 
 def test_a_loss_that_bounced_before_it_rose_is_oscillating_not_diverging():
@@ -565,3 +592,37 @@ def test_saturation_from_a_large_init_is_named_before_its_large_gradient():
     assert "saturated_activations" not in large_weights.get("oscillating_loss").explains
     for gradient in ({"first_over_last": 500.0}, {"median_max_update_ratio": 3.0}):
         assert [f.kind for f in report(**gradient).causes] == ["exploding_gradients"], gradient
+
+
+def _converged_with_spikes(*spikes: int):
+    """40 epochs of 9 steps of a run that converges (loss 0.67 -> 0.01, validation accuracy
+    0.96-0.97 on 450 rows) and whose loss spikes by 0.11 (16% of its progress) for the two
+    epochs from each of ``spikes``, the validation accuracy dipping twice by 0.03 with it (two
+    drops beyond its sampling error): the shape of a converged Adam run's late spike (held-out
+    seed 9)."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    trend = 0.01 + 0.66 * np.exp(-np.arange(360) / 40)
+    val = [0.5 + 0.47 * (1 - np.exp(-e / 2)) for e in range(40)]
+    for s in spikes:
+        trend[s * 9 : (s + 2) * 9] += 0.11
+        val[s], val[s + 1] = val[s] - 0.03, val[s + 1] - 0.06
+    rec = _with_epochs((trend * (1 + rng.normal(0, 0.1, 360))).tolist(), 9)
+    for e, v in zip(rec.epochs, val, strict=True):
+        e.val_metric, e.val_rows = round(v, 3), 450
+    return rec
+
+
+def test_one_late_spike_of_a_converged_run_is_not_oscillating():
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    # One give-back episode the loss recovered from, with the validation dips it caused: a
+    # spike, not oscillation (that recurs). Three witnesses, which alone would fire.
+    spike = _converged_with_spikes(30)
+    assert OscillatingLoss()._val_drops(spike) == 2
+    assert OscillatingLoss().check(spike) == []
+    # The same spike twice, with a return in between: the loss keeps being thrown back.
+    found = OscillatingLoss().check(_converged_with_spikes(20, 30))
+    assert found and found[0].figures["swings"] < OscillatingLoss.MIN_SWINGS
+    assert found[0].figures["swing_episodes"] == 2
