@@ -315,6 +315,33 @@ def test_a_loss_that_bounced_before_it_rose_is_oscillating_not_diverging():
         assert [f.kind for f in report.causes] == ["diverging_loss"], (diverging, episodes)
 
 
+def test_a_too_high_learning_rate_keeps_a_root_cause_when_its_symptoms_link_in_a_ring():
+    """A gradient that grew from the steps (normal at step 1), a loss that bounced and then
+    rose: the loss names the step size, the gradient explains no loss symptom, and no ring of
+    links leaves the run without a cause (held-out RMSprop at lr 0.3 did that)."""
+    report = DiagnosisReport(
+        [
+            _f("exploding_gradients", "error", step=20, large_at_first_step=False),
+            _f("oscillating_loss", "warning", step=30, episodes=2),
+            _f("diverging_loss", "warning", step=60),
+        ]
+    )
+    assert [f.kind for f in report.causes] == ["oscillating_loss"]
+    assert "oscillating_loss" not in report.get("exploding_gradients").explains
+
+
+def test_a_ring_of_links_is_broken_against_the_causal_order():
+    from tunelab.diagnose._causes import link_findings
+
+    findings = [_f("exploding_gradients", "error"), _f("diverging_loss", "warning")]
+    link_findings(findings)
+    findings[0].explains, findings[1].explains = ["diverging_loss"], ["exploding_gradients"]
+    from tunelab.diagnose._causes import _break_cycles
+
+    _break_cycles(findings)
+    assert findings[0].explains == ["diverging_loss"] and findings[1].explains == []
+
+
 def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_overfitting():
     from tunelab.diagnose import TrainingRecord
     from tunelab.diagnose._detect_fit import Overfitting

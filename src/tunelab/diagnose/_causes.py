@@ -172,8 +172,10 @@ def _exploding(cause: Finding, effect: Finding) -> str | None:
     if effect.kind == "saturated_activations" and _large_weights(effect, cause):
         return None  # the saturation is named first (see _saturated)
     if not _explodes_first(cause):
-        if effect.kind == "diverging_loss":
-            return None  # a loss that rose first explains the gradient (see _diverging)
+        if effect.kind in ("diverging_loss", "oscillating_loss"):
+            # a gradient that was normal at the initialisation grew from the steps: the step
+            # size is the cause of both, and the loss shows it first (see _diverging)
+            return None
         return (
             f"gradients or steps far larger than the weights ({_when(cause)}) push units into "
             f"their dead or flat region and wreck what was learned: {effect.kind} follows"
@@ -310,8 +312,38 @@ def _may_explain(cause: Finding, effect: Finding) -> bool:
     return _order(cause.kind) < _order(effect.kind)
 
 
+def _reaches(findings: list[Finding], start: str, goal: str) -> bool:
+    """Whether ``goal`` is explained, directly or through a chain, by the finding ``start``."""
+    explains = {f.kind: f.explains for f in findings}
+    seen, todo = set(), [start]
+    while todo:
+        kind = todo.pop()
+        if kind == goal:
+            return True
+        if kind not in seen:
+            seen.add(kind)
+            todo.extend(explains.get(kind, []))
+    return False
+
+
+def _break_cycles(findings: list[Finding]) -> None:
+    """Drop the links against :data:`CAUSAL_ORDER` that close a cycle.
+
+    Links along the fixed order cannot form a cycle; only the evidence-decided pairs run
+    against it. Should the evidence link a chain back onto itself, no finding would be left as
+    the root cause, so the order decides: each link against it that lies on a cycle goes.
+    Removing links only removes paths, so the result has no cycle.
+    """
+    for cause in findings:
+        for kind in list(cause.explains):
+            if _order(kind) < _order(cause.kind) and _reaches(findings, kind, cause.kind):
+                cause.explains.remove(kind)
+                cause.link_evidence.pop(kind, None)
+
+
 def link_findings(findings: list[Finding]) -> list[Finding]:
-    """Fill each problem's ``explains`` and ``link_evidence`` (info findings explain nothing)."""
+    """Fill each problem's ``explains`` and ``link_evidence`` (info findings explain nothing);
+    the links form no cycle, so a faulty run always has a root cause."""
     problems = [f for f in findings if f.is_problem]
     for f in findings:
         f.explains, f.link_evidence = [], {}
@@ -326,6 +358,7 @@ def link_findings(findings: list[Finding]) -> list[Finding]:
             if why:
                 cause.explains.append(effect.kind)
                 cause.link_evidence[effect.kind] = why
+    _break_cycles(problems)
     return findings
 
 
