@@ -677,23 +677,32 @@ class Population:
         self.last_width = K
         draw = masks is not None and masks.active
         # This epoch's batches in one gather (each step's is a view of it; index_select of the
-        # flat order is several times faster than X[order] here), Adam's bias corrections for
-        # every step at once, and a "stopped" mask (not running or sick) that only ever gains
-        # members within the epoch: a handful of small ops per step.
+        # flat order is several times faster than X[order] here), their views, rates and Adam's
+        # factors for every step at once (split once, not sliced per step), and a "stopped" mask
+        # (not running or sick) that only ever gains members within the epoch.
         flat_order = order.reshape(-1)
         X = self._X.index_select(0, flat_order).view(K, n, *self._X.shape[1:])
         y = self._y.index_select(0, flat_order).view(K, n, *self._y.shape[1:])
+        if dense is not None:
+            X = X.view(K, n, -1)
+        xs, ys = X.split(bs, 1), y.split(bs, 1)
         factors = optimizer.epoch_factors(lrs)
+        step_factors = [None] * len(xs) if factors is None else list(zip(*factors, strict=True))
         stopped = ~running.unsqueeze(1) | bad.unsqueeze(1)
+        # On CPU a look at K flags is free: while every member is healthy and running, the
+        # step passes ok=None and skips the masking arithmetic. On an accelerator that look
+        # would be a host sync per step, so the mask is always applied there.
+        on_cpu = self.device.type == "cpu"
+        all_ok = on_cpu and not bool(stopped.any())
+        if draw:
+            masks.start_epoch(n)  # type: ignore[union-attr]
         losses, norms = [], []
-        for s in range(self.steps_per_epoch):
-            xb, yb = X[:, s * bs : (s + 1) * bs], y[:, s * bs : (s + 1) * bs]
+        for xb, yb, lr, fac in zip(xs, ys, lrs.unbind(0), step_factors, strict=True):
             if dense is not None:
                 # no autograd: the gradient of every parameter is written into grad
-                b = xb.shape[1]
                 out, tape = dense.forward(
-                    xb.reshape(K, b, -1),
-                    masks.draw(b) if draw else None,  # type: ignore[union-attr]
+                    xb,
+                    masks.draw(xb.shape[1]) if draw else None,  # type: ignore[union-attr]
                 )
                 loss, dout = loss_fn.value_and_grad(out, yb)
                 dense.backward(dout, tape)
@@ -707,13 +716,15 @@ class Population:
                 grad.add_(l1 * torch.sign(flat))
             norm = torch.linalg.vector_norm(grad, dim=1)
             # loss + norm is finite iff both are (a sum overflowing to inf is sick anyway)
-            stopped |= ~torch.isfinite(loss + norm).unsqueeze(1)
-            ok = ~stopped
+            finite = torch.isfinite(loss + norm)
+            if all_ok and bool(finite.all()):
+                ok = None
+            else:
+                stopped |= ~finite.unsqueeze(1)
+                ok, all_ok = ~stopped, False
             clip_(grad, norm, clip_norm, clip_value)
-            optimizer.step(
-                grad, lrs[s], ok, None if factors is None else tuple(f[s] for f in factors)
-            )
-            if saved:
+            optimizer.step(grad, lr, ok, fac)
+            if saved and ok is not None:  # the masked members' batch norm statistics
                 with torch.no_grad():
                     for name, old in zip(self._bnames, saved, strict=True):
                         buf = view.buffers[name]

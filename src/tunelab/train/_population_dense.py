@@ -61,10 +61,12 @@ def _saves(module: nn.Module | None) -> str | None:
 class _Layer:
     kind: str  # linear, act, dropout
     weight: torch.Tensor | None = None  # linear: (K, out, in) view of the parameters
-    bias: torch.Tensor | None = None  # linear: (K, 1, out) view
+    weight_t: torch.Tensor | None = None  # linear: its (K, in, out) transpose
+    bias: torch.Tensor | None = None  # linear: (K, 1, out) view; the head's (K, out, 1)
     grad_weight: torch.Tensor | None = None  # linear: (K, out, in) view of the gradient
     grad_bias: torch.Tensor | None = None  # linear: (K, out) view
     first: bool = False  # linear: the input needs no gradient
+    head: bool = False  # linear: the last one, computed transposed (see DenseStep.forward)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # act, in place where it may
     saves: str = ""  # act: see _SAVES
     backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # act
@@ -133,17 +135,21 @@ class DenseStep:
         # Whether the activation in flight is a fresh tensor nobody saved (a layer may then
         # overwrite it) and whether it is saved only for its signs (a dropout may scale it).
         owned = sign_only = False
-        for step in steps:
+        last = max(i for i, step in enumerate(steps) if step.kind == "linear")
+        for i, step in enumerate(steps):
             if step.kind == "linear":
                 w, b = step.params["weight"], step.params.get("bias")
+                # detached views of the same storage: nothing is recorded for autograd
+                weight = params[w].detach()
                 layer = _Layer(
                     "linear",
-                    # detached views of the same storage: nothing is recorded for autograd
-                    weight=params[w].detach(),
-                    bias=None if b is None else params[b].detach().unsqueeze(1),
+                    weight=weight,
+                    weight_t=weight.transpose(1, 2),
+                    bias=None if b is None else params[b].detach().unsqueeze(2 if i == last else 1),
                     grad_weight=grads[w],
                     grad_bias=None if b is None else grads[b],
                     first=not any(lay.kind == "linear" for lay in self.layers),
+                    head=i == last,
                 )
                 width, owned, sign_only = int(params[w].shape[1]), True, False
                 weight_name = w
@@ -179,8 +185,18 @@ class DenseStep:
             kind = layer.kind
             if kind == "linear":
                 tape.append(h)
-                wt = layer.weight.transpose(1, 2)  # type: ignore[union-attr]
-                h = torch.bmm(h, wt) if layer.bias is None else torch.baddbmm(layer.bias, h, wt)
+                if layer.head:
+                    # (W h^T)^T: the same product, but MKL's batched gemm with a narrow output
+                    # (a head of 10 classes) measured 2.5x slower as h W^T (B x 10 blocks) than
+                    # as W h^T (10 x B), and as fast for the wider shapes tried; the (K, out, B)
+                    # result is also the layout the loss's log_softmax wants
+                    ht = h.transpose(1, 2)
+                    w = layer.weight
+                    h = torch.bmm(w, ht) if layer.bias is None else torch.baddbmm(layer.bias, w, ht)
+                    h = h.transpose(1, 2)
+                else:
+                    wt = layer.weight_t
+                    h = torch.bmm(h, wt) if layer.bias is None else torch.baddbmm(layer.bias, h, wt)
             elif kind == "act":
                 if layer.saves == "input":
                     tape.append(h)
@@ -222,26 +238,43 @@ class DenseStep:
 
 class DropoutMasks:
     """Per-step dropout scales ``(K, B, F)`` of every dropout layer, drawn for the dropout
-    members only (ones elsewhere), one draw per member per step from its own generator.
+    members only (ones elsewhere), from each member's own generator.
 
     The masks live in one int32 buffer whose rows are reinterpreted as float32: a dropout
     member's row receives 31-bit random integers ``r``, then ``(r < t) * bits(1 / keep)`` in
     place (``t = keep * 2**31``; ``bits(x)`` is the int32 bit pattern of the float ``x``), so the
     float view holds ``0.0`` or ``1 / keep``; a row without dropout holds ``bits(1.0)`` with
     ``t = 2**31 - 1``, which the same two ops map to itself. Two in-place integer passes and no
-    copy per step; a bool mask times a float scale (a type conversion) costs several times more.
+    copy; a bool mask times a float scale (a type conversion) costs several times more.
+
+    The buffer holds a block of whole steps (up to ``max_bytes``): :meth:`start_epoch` then
+    :meth:`draw` per step, which refills the block (one ``random_`` per dropout member and the
+    two passes for all) only when its steps are used up. Drawn per step, the calls
+    cost about as much as the random numbers (eight dropout members of an MLP of width 64 at
+    batch 64: 8 draws and 3 ops a step); a member's masks still depend only on its own
+    generator and the epoch's batch sizes, never on the other members.
 
     Args:
         widths: the features of each dropout layer.
         size: K; batch: the largest batch; device: where the masks live.
+        max_bytes: the most memory the block may take (at least one batch is held).
     """
 
-    def __init__(self, widths: Sequence[int], size: int, batch: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        size: int,
+        batch: int,
+        device: torch.device,
+        max_bytes: int = 4 * 2**20,
+    ) -> None:
         self.widths = list(widths)
         self.total = sum(self.widths)
         self.size, self.batch, self.device = int(size), int(batch), device
+        per_step = self.size * self.batch * max(self.total, 1) * 4
+        self.capacity = self.batch * max(1, int(max_bytes) // per_step)  # rows of the block
         self._bits = torch.empty(
-            self.size, self.batch, self.total, dtype=torch.int32, device=device
+            self.size, self.capacity, self.total, dtype=torch.int32, device=device
         )
         self._masks = self._bits.view(torch.float32)
         self._thresh = torch.empty(self.size, 1, 1, dtype=torch.int32, device=device)
@@ -249,8 +282,11 @@ class DropoutMasks:
         # A packed member (narrower than the population, ``Population``'s packing) draws its
         # own layers' widths into this scratch, then each layer's block is copied into its
         # row: the same random stream its own-shape population would draw.
-        self._scratch = torch.empty(self.batch * self.total, dtype=torch.int32, device=device)
+        self._scratch = torch.empty(self.capacity * self.total, dtype=torch.int32, device=device)
         self._draws: list[tuple[torch.Tensor, torch.Generator, list[int] | None]] = []
+        self._left = self._cursor = self._filled = 0
+        # the slots whose rows hold ones (bits(1.0)), which a slot without dropout needs
+        self._ones = [False] * self.size
         self.set_members([], [], [])
 
     def set_members(
@@ -265,7 +301,7 @@ class DropoutMasks:
         :meth:`draw` returns the first ``hi`` slots' masks (None: all K), the prefix the
         population trains. ``own_widths``: per row, a packed member's own width of each
         dropout layer (None: the population's widths); its units beyond them get masks of
-        no consequence (their activations are exact zeros)."""
+        no consequence (their activations are exact zeros). Call between epochs."""
         self.hi = self.size if hi is None else int(hi)
         keep_all = [1.0] * self.size
         for k, p in zip(rows, keep, strict=True):
@@ -275,35 +311,56 @@ class DropoutMasks:
         # r below it and bits(1.0) pass
         self._thresh.copy_((keep_t * 2**31).round().clamp(max=2**31 - 1))
         self._scale_bits.copy_((1.0 / keep_t).to(torch.float32).view(torch.int32))
-        self._masks.fill_(1.0)
+        drawing = set(rows)
+        for k in range(self.size):
+            if k in drawing:
+                self._ones[k] = False
+            elif k < self.hi and not self._ones[k]:  # a slot whose member stopped dropping
+                self._masks[k].fill_(1.0)
+                self._ones[k] = True
         owns = list(own_widths) if own_widths is not None else [None] * len(rows)
         self._draws = [
             (self._bits[k], gen, None if own == self.widths else own)
             for k, gen, own in zip(rows, generators, owns, strict=True)
         ]
+        self._cursor = self._filled = 0
 
     @property
     def active(self) -> bool:
         return bool(self._draws)
 
-    def draw(self, batch: int) -> list[torch.Tensor]:
-        """This step's scales, one ``(hi, batch, F)`` view per dropout layer."""
+    def start_epoch(self, rows: int) -> None:
+        """An epoch of ``rows`` training rows begins (its steps' batches, in order)."""
+        self._left, self._cursor, self._filled = int(rows), 0, 0
+
+    def _fill(self, rows: int) -> None:
+        """Draw the next ``rows`` rows of every dropout member's masks into the block."""
         for row, gen, own in self._draws:
             if own is None:
-                row[:batch].random_(generator=gen)
+                row[:rows].random_(generator=gen)
                 continue
-            scratch = self._scratch[: batch * sum(own)].view(batch, sum(own))
+            scratch = self._scratch[: rows * sum(own)].view(rows, sum(own))
             scratch.random_(generator=gen)
             start = mine = 0
             for width, own_width in zip(self.widths, own, strict=True):
-                row[:batch, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
+                row[:rows, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
                 start, mine = start + width, mine + own_width
         hi = self.hi
-        bits = self._bits[:hi, :batch]
-        bits.lt_(self._thresh[:hi]).mul_(self._scale_bits[:hi])
-        masks = self._masks[:hi, :batch]
-        views, start = [], 0
+        self._bits[:hi, :rows].lt_(self._thresh[:hi]).mul_(self._scale_bits[:hi])
+        self._left -= rows
+        self._cursor, self._filled = 0, rows
+
+    def draw(self, batch: int) -> list[torch.Tensor]:
+        """This step's scales, one ``(hi, batch, F)`` view per dropout layer."""
+        if self._cursor + batch > self._filled:
+            # whole steps: the capacity is a multiple of the full batch, and only an epoch's
+            # last batch is shorter
+            self._fill(min(self.capacity, max(self._left, batch)))
+        start = self._cursor
+        self._cursor += batch
+        masks = self._masks[: self.hi, start : start + batch]
+        views, col = [], 0
         for width in self.widths:
-            views.append(masks[:, :, start : start + width])
-            start += width
+            views.append(masks[:, :, col : col + width])
+            col += width
         return views
