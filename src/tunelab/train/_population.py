@@ -47,7 +47,6 @@ its numbers do not depend on ``hi``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -671,8 +670,7 @@ class Population:
         own = self._own_mask[:K] if self._mask_grads and self._own_mask is not None else None
         # per-epoch prefix copies: they read the columns set since the last epoch
         optimizer = self.optimizer.prefix(K)
-        loss_fn = copy.copy(self.loss)
-        loss_fn.smoothing = self.loss.smoothing[:K]
+        loss_fn = self.loss.prefix(K)
         bad = self._bad[:K]
         self.last_width = K
         draw = masks is not None and masks.active
@@ -790,8 +788,7 @@ class Population:
         """Validation metrics of the first ``view.hi`` slots."""
         outputs = self.outputs(self._Xv, view.hi)
         targets = self._yv.unsqueeze(0).expand(view.hi, *self._yv.shape)
-        loss_fn = copy.copy(self.loss)
-        loss_fn.smoothing = self.loss.smoothing[: view.hi]
+        loss_fn = self.loss.prefix(view.hi)
         with torch.no_grad():
             losses = loss_fn(outputs, targets)
         scores = member_scores(outputs, self._yv, losses, self.task, self.num_classes)
