@@ -333,6 +333,7 @@ class DropoutMasks:
             for k, gen, own in zip(rows, generators, owns, strict=True)
         ]
         self._cursor = self._filled = 0
+        self._views: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     @property
     def active(self) -> bool:
@@ -368,11 +369,16 @@ class DropoutMasks:
             self._fill(min(self.capacity, max(self._left, batch)))
         start = self._cursor
         self._cursor += batch
-        masks = self._masks[: self.hi, start : start + batch]
-        views, col = [], 0
-        for width in self.widths:
-            views.append(masks[:, :, col : col + width])
-            col += width
+        # the same positions of the block come back every block: their views are made once
+        # (until set_members changes hi)
+        views = self._views.get((start, batch))
+        if views is None:
+            masks = self._masks[: self.hi, start : start + batch]
+            views, col = [], 0
+            for width in self.widths:
+                views.append(masks[:, :, col : col + width])
+                col += width
+            self._views[(start, batch)] = views
         return views
 
 
