@@ -8,11 +8,16 @@ thread), autograd's engine, its ``AccumulateGrad`` adds into the ``.grad`` views
 MLP of width 64; here every gradient is written straight into the population's ``(K, P)``
 gradient, once, and the loss gradient (softmax minus smoothed targets) comes with the loss.
 
-:class:`DropoutMasks` draws the dropout masks of every dropout layer for one step in one call
-per dropout member, from that member's own generator (its masks never depend on the other
-members), as 31-bit integers compared with ``keep * 2**31``: on this CPU ``random_`` on int32
-costs 0.7x what ``uniform_`` on float costs, and the keep probability is resolved to 2**-31
-(``uniform_`` on float32 resolves 2**-24).
+:class:`DropoutMasks` draws the dropout masks of every dropout layer for a block of steps in
+one call per dropout member, from that member's own generator (its masks never depend on the
+other members), as 32-bit integers compared with ``keep * 2**32 - 2**31``: on this CPU
+``random_`` over an int64 view's full range costs 0.6x what ``random_`` on int32 (31 bits) costs
+per mask, which costs 0.7x ``uniform_`` on float, and the keep probability is resolved to
+2**-32 (``uniform_`` on float32 resolves 2**-24).
+
+The head (the last Linear) is computed as ``W h^T``, ``(K, out, B)``: MKL's batched gemm took
+2.5x as long for a head of 10 outputs as ``h W^T`` (``B x 10`` blocks), and was as fast either
+way for the wider shapes tried (K = 16, batch 32-128, widths 32-256).
 
 Programs with batch norm, convolutions or pooling take the autograd path
 (``_population_forward.BatchedForward``).
@@ -186,10 +191,8 @@ class DenseStep:
             if kind == "linear":
                 tape.append(h)
                 if layer.head:
-                    # (W h^T)^T: the same product, but MKL's batched gemm with a narrow output
-                    # (a head of 10 classes) measured 2.5x slower as h W^T (B x 10 blocks) than
-                    # as W h^T (10 x B), and as fast for the wider shapes tried; the (K, out, B)
-                    # result is also the layout the loss's log_softmax wants
+                    # (W h^T)^T (module doc); the (K, out, B) result is also the layout the
+                    # loss's log_softmax wants
                     ht = h.transpose(1, 2)
                     w = layer.weight
                     h = torch.bmm(w, ht) if layer.bias is None else torch.baddbmm(layer.bias, w, ht)
