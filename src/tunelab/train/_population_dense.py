@@ -248,9 +248,9 @@ class DropoutMasks:
     the full range of an int64 view, which on this CPU costs 0.6x what ``random_`` on int32
     costs per 32 bits), then ``(r < t) * bits(1 / keep)`` in place (``t = keep * 2**32 -
     2**31``; ``bits(x)`` is the int32 bit pattern of the float ``x``), so the float view holds
-    ``0.0`` or ``1 / keep``; a row without dropout holds ``bits(1.0)`` with ``t = 2**31 - 1``,
-    which the same two ops map to itself. Two in-place integer passes and no
-    copy; a bool mask times a float scale (a type conversion) costs several times more.
+    ``0.0`` or ``1 / keep``; a row without dropout holds ones and is left alone. Two in-place
+    integer passes and no copy; a bool mask times a float scale (a type conversion) costs
+    several times more.
 
     The buffer holds a block of whole steps (up to ``max_bytes``): :meth:`start_epoch` then
     :meth:`draw` per step, which refills the block (one ``random_`` per dropout member and the
@@ -319,8 +319,7 @@ class DropoutMasks:
         for k, p in zip(rows, keep, strict=True):
             keep_all[k] = float(p)
         keep_t = torch.tensor(keep_all, dtype=torch.float64, device=self.device).view(-1, 1, 1)
-        # P(r < t) = (t + 2**31) / 2**32 for r uniform on [-2**31, 2**31); keep 1 gives
-        # 2**31 - 1, which bits(1.0) passes
+        # P(r < t) = (t + 2**31) / 2**32 for r uniform on [-2**31, 2**31)
         self._thresh.copy_((keep_t * 2**32 - 2**31).round().clamp(max=2**31 - 1))
         self._scale_bits.copy_((1.0 / keep_t).to(torch.float32).view(torch.int32))
         drawing = set(rows)
@@ -349,18 +348,19 @@ class DropoutMasks:
     def _fill(self, rows: int) -> None:
         """Draw the next ``rows`` rows of every dropout member's masks into the block."""
         for k, gen, own in self._draws:
+            row = self._bits[k, :rows]
             if own is None:
                 self._words[k, : _words(rows * self.total)].random_(-(2**63), None, generator=gen)
-                continue
-            ints = rows * sum(own)
-            self._scratch[: _words(ints)].random_(-(2**63), None, generator=gen)
-            scratch = self._scratch.view(torch.int32)[:ints].view(rows, sum(own))
-            row, start, mine = self._bits[k], 0, 0
-            for width, own_width in zip(self.widths, own, strict=True):
-                row[:rows, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
-                start, mine = start + width, mine + own_width
-        hi = self.hi
-        self._bits[:hi, :rows].lt_(self._thresh[:hi]).mul_(self._scale_bits[:hi])
+            else:
+                ints = rows * sum(own)
+                self._scratch[: _words(ints)].random_(-(2**63), None, generator=gen)
+                scratch = self._scratch.view(torch.int32)[:ints].view(rows, sum(own))
+                start = mine = 0
+                for width, own_width in zip(self.widths, own, strict=True):
+                    row[:, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
+                    start, mine = start + width, mine + own_width
+            # the two passes on the dropout members' rows only (the others hold ones)
+            row.lt_(self._thresh[k]).mul_(self._scale_bits[k])
         self._left -= rows
         self._cursor, self._filled = 0, rows
 
