@@ -201,6 +201,7 @@ class Population:
         self.members: list[Member | None] = [None] * K
         self._warned = False
         self._hi = 0  # the prefix of slots the next epoch trains (highest running slot + 1)
+        self._stale = True  # whether the slots changed since _refresh_flags
         self._views: dict[int, _Prefix] = {}
         # The widest forward the last epoch ran (members along the batched dimension): a
         # measure of work, read by the tests.
@@ -319,7 +320,7 @@ class Population:
                 es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta
             )
         self.members[k] = member
-        self._refresh_flags()
+        self._stale = True  # the flags are set again before the next epoch
         return member
 
     @torch.no_grad()
@@ -362,7 +363,7 @@ class Population:
             self._own_mask[dst] = self._own_mask[src]
         self._bad[dst] = self._bad[src]
         self.members[dst], self.members[src] = member, None
-        self._refresh_flags()
+        self._stale = True  # the flags are set again before the next epoch
 
     @torch.no_grad()
     def adopt_member(self, source: Population, src: int, dst: int) -> Member:
@@ -419,8 +420,7 @@ class Population:
         self._bad[dst] = source._bad[src]
         member.model_params = own
         self.members[dst], source.members[src] = member, None
-        source._refresh_flags()
-        self._refresh_flags()
+        source._stale = self._stale = True
         return member
 
     def _columns(self) -> tuple[torch.Tensor, ...]:
@@ -451,7 +451,7 @@ class Population:
         if "lr" in changes:
             member.schedule.base_lrs = [float(settings.lr)]
             member.schedule.apply()
-        self._refresh_flags()
+        self._stale = True  # the flags are set again before the next epoch
         return settings
 
     def stop_member(self, k: int, status: str = "pruned", reason: str = "") -> None:
@@ -461,6 +461,7 @@ class Population:
             member.status, member.reason = status, reason or status
 
     def _refresh_flags(self) -> None:
+        self._stale = False
         running = self.running()
         self._hi = running[-1] + 1 if running else 0
         live = [self.members[k].settings for k in running]  # type: ignore[union-attr]
@@ -565,7 +566,7 @@ class Population:
         if not live:
             return {}
         t0 = time.perf_counter()
-        if live[-1] + 1 != self._hi:  # a member was stopped since the flags were set
+        if self._stale or live[-1] + 1 != self._hi:  # changed, or a member was stopped
             self._refresh_flags()
         hi = self._hi
         view = self._view(hi)
@@ -620,7 +621,7 @@ class Population:
             self.best_flat[idx] = self.flat[idx]
             for n in self._bnames:
                 self.best_buffers[n][idx] = self.buffers[n][idx]
-        self._refresh_flags()
+        self._stale = True  # the flags are set again before the next epoch
         return out
 
     def _judge(self, k: int, member: Member, metrics: dict[str, Any], *, bad: bool) -> bool:
