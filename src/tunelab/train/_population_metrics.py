@@ -110,7 +110,10 @@ def member_scores(
         if outputs.shape[-1] == 1:
             pred = (outputs.squeeze(-1) > 0).to(torch.int64)
         else:
-            pred = outputs.argmax(-1)
+            # argmax along a strided dimension (the dense head's (K, C, N) layout seen as
+            # (K, N, C)) took 6x as long as a contiguous copy and its argmax (740 us against
+            # 121 us for 16 x 360 x 10 on this CPU)
+            pred = outputs.contiguous().argmax(-1)
         offset = torch.arange(K, device=outputs.device).unsqueeze(1) * (k * k)
         cells = (offset + targets.unsqueeze(0) * k + pred).reshape(-1)
         cm = torch.bincount(cells, minlength=K * k * k)
