@@ -253,10 +253,9 @@ class DropoutMasks:
     several times more.
 
     The buffer holds a block of whole steps (up to ``max_bytes``): :meth:`start_epoch` then
-    :meth:`draw` per step, which refills the block (one ``random_`` per dropout member and the
-    two passes for all) only when its steps are used up. Drawn per step, the calls
-    cost about as much as the random numbers (eight dropout members of an MLP of width 64 at
-    batch 64: 8 draws and 3 ops a step); a member's masks still depend only on its own
+    :meth:`draw` per step, which refills the block (per dropout member one ``random_`` and the
+    two passes on its rows) only when its steps are used up; drawn per step, eight dropout
+    members cost 8 draws and 3 ops every step. A member's masks still depend only on its own
     generator and the epoch's batch sizes, never on the other members.
 
     Args:
