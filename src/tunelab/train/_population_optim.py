@@ -98,8 +98,6 @@ class PopulationOptimizer:
         self.exp_avg = zeros(flat) if kind in ("adam", "adamw") or mixed else None
         self.sq = zeros(flat) if kind in ("adam", "adamw", "rmsprop", "adagrad") or mixed else None
         self._values: list[OptimValues | None] = [None] * K
-        # per member (beta1, beta2, weight_decay, eps) as floats, for the fused Adam (step)
-        self._scalars: list[tuple[float, float, float, float] | None] = [None] * K
         # Adam's bias corrections use these betas: the population's own, or in a mixed one
         # 0 for the members that are not Adam (1 - 0^t = 1: no correction)
         self.bias_beta1, self.bias_beta2 = self.beta1, self.beta2
@@ -141,12 +139,6 @@ class PopulationOptimizer:
         self.alpha[k], self.one_minus_alpha[k] = float(values.alpha), 1.0 - float(values.alpha)
         self.eps[k] = eps
         self._has_wd = bool((self.weight_decay != 0).any())
-        self._scalars[k] = (
-            float(values.beta1),
-            float(values.beta2),
-            float(values.weight_decay),
-            eps,
-        )
 
     def _set_mixed(self, k: int, values: OptimValues) -> None:
         """Slot ``k``'s coefficients of the mixed update for its own optimiser (class doc)."""
@@ -272,9 +264,6 @@ class PopulationOptimizer:
         if kind == MIXED:
             self._mixed_step(grad, lr, okf, factors)
             return
-        if kind in ("adam", "adamw") and p.device.type == "cpu":
-            self._fused_adam(grad, lr, ok)
-            return
         if factors is None and kind in ("adam", "adamw"):
             factors = tuple(f[0] for f in self.epoch_factors(lr.unsqueeze(0)))  # type: ignore[union-attr]
         if kind == "adamw":
@@ -312,38 +301,6 @@ class PopulationOptimizer:
             sq.addcmul_(grad, grad)
         denom = torch.sqrt(sq).add_(self.eps)
         p.addcmul_(grad.div_(denom), -_masked(lr, okf))
-
-    def _fused_adam(self, grad: torch.Tensor, lr: torch.Tensor, ok: torch.Tensor | None) -> None:
-        """On CPU, the Adam/AdamW step of every ``ok`` member by torch's fused kernel, one call
-        per member with its own scalars (the others are not touched): one pass over its row
-        instead of the seven vectorised ones (whose square root alone costs about ten plain
-        passes on this CPU), 0.5x their time for K = 16 rows of 8970 parameters. The formula
-        is torch's own; reading ``ok`` and ``lr`` on the host is free on CPU."""
-        fused = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
-        p, m, v, steps = self.flat, self.exp_avg, self.sq, self.steps
-        rates = lr.view(-1).tolist()
-        live = [True] * len(rates) if ok is None else ok.view(-1).tolist()
-        # torch increments the step before its fused call, too
-        steps.add_(1.0 if ok is None else ok.view(-1).to(steps.dtype))
-        for k, (rate, go) in enumerate(zip(rates, live, strict=True)):
-            if not go:
-                continue
-            beta1, beta2, wd, eps = self._scalars[k]  # type: ignore[misc]
-            fused(
-                [p[k]],
-                [grad[k]],
-                [m[k]],
-                [v[k]],
-                [],
-                [steps[k]],
-                lr=rate,
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=wd,
-                eps=eps,
-                amsgrad=False,
-                maximize=False,
-            )
 
     def _mixed_step(
         self,
