@@ -11,6 +11,7 @@ members without dropout match to float rounding).
 
     python bench/population.py                    # MLP (64-64) and small CNN, K=16
     python bench/population.py --models mlp --k 16 --epochs 10
+    python bench/population.py --models mlp --repeats 5  # arms alternated 5 times each
     python bench/population.py --forward           # + batched bmm forward vs torch.func.vmap
     python bench/population.py --study --trials 32 # end to end: `tunelab tune` executors
     python bench/population.py --packing           # packing widths vs a population each
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 
 import torch
@@ -80,7 +82,7 @@ def clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def run(name: str, k: int, epochs: int) -> None:
+def run(name: str, k: int, epochs: int, repeats: int = 1) -> None:
     builder, params, shape = ARCHS[name]
     bundle = digits(image=len(shape) == 3)
     spec = ModelSpec(builder, params, input_shape=shape, output_size=10)
@@ -91,23 +93,49 @@ def run(name: str, k: int, epochs: int) -> None:
     w = todo[0][0].model_copy(update={"epochs": 1})
     Trainer(w, seed=0).fit(spec.build(), bundle)
 
-    w0, c0 = clocks()
-    alone = []
-    for cfg, p, seed in todo:
-        torch.manual_seed(seed)
-        model = ModelSpec(builder, p, input_shape=shape, output_size=10).build()
-        alone.append(Trainer(cfg, seed=seed).fit(model, bundle))
-    w1, c1 = clocks()
-    pop = population_from_trials(spec, bundle, todo)
-    together = pop.fit()
-    w2, c2 = clocks()
-    seq_s, pop_s = w1 - w0, w2 - w1
+    def sequential() -> list:
+        alone = []
+        for cfg, p, seed in todo:
+            torch.manual_seed(seed)
+            model = ModelSpec(builder, p, input_shape=shape, output_size=10).build()
+            alone.append(Trainer(cfg, seed=seed).fit(model, bundle))
+        return alone
+
+    def population() -> list:
+        return population_from_trials(spec, bundle, todo).fit()
+
+    # Arms alternate, the first one rotating, so a change of the machine's load between them
+    # falls on both; each pair gives one ratio.
+    times: dict[str, list[tuple[float, float]]] = {"sequential": [], "population": []}
+    arms = {"sequential": sequential, "population": population}
+    results: dict[str, list] = {}
+    for r in range(repeats):
+        for arm in ["sequential", "population"] if r % 2 == 0 else ["population", "sequential"]:
+            w0, c0 = clocks()
+            results[arm] = arms[arm]()
+            w1, c1 = clocks()
+            times[arm].append((w1 - w0, c1 - c0))
+    alone, together = results["sequential"], results["population"]
     print(f"\n## {name} {params} on digits, K={k}, {epochs} epochs, batch 64, 1 thread")
-    print("| arm | wall s | CPU s | trials/hour |")
+    print(f"{repeats} alternating repeat(s); wall and CPU s: min (median)")
+    print("| arm | wall s | CPU s | trials/hour (min wall) |")
     print("|---|---|---|---|")
-    print(f"| sequential Trainer | {seq_s:.2f} | {c1 - c0:.2f} | {k / seq_s * 3600:.0f} |")
-    print(f"| population | {pop_s:.2f} | {c2 - c1:.2f} | {k / pop_s * 3600:.0f} |")
-    print(f"speed-up (trials/hour): {seq_s / pop_s:.2f}x wall, {(c1 - c0) / (c2 - c1):.2f}x CPU")
+    for arm, ts in times.items():
+        wall, cpu = [t[0] for t in ts], [t[1] for t in ts]
+        print(
+            f"| {arm} | {min(wall):.2f} ({statistics.median(wall):.2f}) | "
+            f"{min(cpu):.2f} ({statistics.median(cpu):.2f}) | {k / min(wall) * 3600:.0f} |"
+        )
+    pairs = [
+        (s[0] / p[0], s[1] / p[1])
+        for s, p in zip(times["sequential"], times["population"], strict=True)
+    ]
+    wall_r, cpu_r = [p[0] for p in pairs], [p[1] for p in pairs]
+    print(
+        f"speed-up (trials/hour): {statistics.median(wall_r):.2f}x wall "
+        f"({min(wall_r):.2f}-{max(wall_r):.2f} per pair), {statistics.median(cpu_r):.2f}x CPU "
+        f"({min(cpu_r):.2f}-{max(cpu_r):.2f})"
+    )
     print(
         "\n| member | lr | wd | dropout | smoothing | val_acc alone | val_acc population | diff |"
     )
@@ -173,8 +201,6 @@ def packing_compare(reps: int = 5) -> None:
     packed, minus the same population without it (what the packed member adds). Packing wins
     when ``extra < alone``. Inputs of 64 features (digits, 1437 training rows), Adam.
     """
-    import statistics
-
     from tunelab.train._population import MemberSettings, Population
 
     bundle = digits(image=False)
@@ -286,6 +312,9 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=sorted(ARCHS))
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="alternate the two arms this many times each"
+    )
     ap.add_argument("--forward", action="store_true")
     ap.add_argument("--study", action="store_true", help="only the end-to-end executor study")
     ap.add_argument("--trials", type=int, default=32)
@@ -301,7 +330,7 @@ def main() -> None:
         study_compare(args.k, args.trials, args.epochs)
         return
     for name in args.models:
-        run(name, args.k, args.epochs)
+        run(name, args.k, args.epochs, args.repeats)
     if args.forward:
         forward_compare(args.k)
 

@@ -94,6 +94,7 @@ def test_an_activation_without_a_zero_at_zero_masks_the_padding(digits):
     pop = Population(spec(32, activation="sigmoid"), digits, 2, optimizer="sgd", batch_size=32)
     pop.replace_member(0, settings, 3)
     pop.replace_member(1, settings, 4, spec(8, activation="sigmoid").params)
+    pop.train_epoch()
     assert pop._mask_grads
     pop.fit()
     assert torch.count_nonzero(padding_of(pop, 1)) == 0

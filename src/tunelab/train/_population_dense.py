@@ -8,11 +8,16 @@ thread), autograd's engine, its ``AccumulateGrad`` adds into the ``.grad`` views
 MLP of width 64; here every gradient is written straight into the population's ``(K, P)``
 gradient, once, and the loss gradient (softmax minus smoothed targets) comes with the loss.
 
-:class:`DropoutMasks` draws the dropout masks of every dropout layer for one step in one call
-per dropout member, from that member's own generator (its masks never depend on the other
-members), as 31-bit integers compared with ``keep * 2**31``: on this CPU ``random_`` on int32
-costs 0.7x what ``uniform_`` on float costs, and the keep probability is resolved to 2**-31
-(``uniform_`` on float32 resolves 2**-24).
+:class:`DropoutMasks` draws the dropout masks of every dropout layer for a block of steps in
+one call per dropout member, from that member's own generator (its masks never depend on the
+other members), as 32-bit integers compared with ``keep * 2**32 - 2**31``: on this CPU
+``random_`` over an int64 view's full range costs 0.6x what ``random_`` on int32 (31 bits) costs
+per mask, which costs 0.7x ``uniform_`` on float, and the keep probability is resolved to
+2**-32 (``uniform_`` on float32 resolves 2**-24).
+
+The head (the last Linear) is computed as ``W h^T``, ``(K, out, B)``: MKL's batched gemm took
+2.5x as long for a head of 10 outputs as ``h W^T`` (``B x 10`` blocks), and was as fast either
+way for the wider shapes tried (K = 16, batch 32-128, widths 32-256).
 
 Programs with batch norm, convolutions or pooling take the autograd path
 (``_population_forward.BatchedForward``).
@@ -61,10 +66,12 @@ def _saves(module: nn.Module | None) -> str | None:
 class _Layer:
     kind: str  # linear, act, dropout
     weight: torch.Tensor | None = None  # linear: (K, out, in) view of the parameters
-    bias: torch.Tensor | None = None  # linear: (K, 1, out) view
+    weight_t: torch.Tensor | None = None  # linear: its (K, in, out) transpose
+    bias: torch.Tensor | None = None  # linear: (K, 1, out) view; the head's (K, out, 1)
     grad_weight: torch.Tensor | None = None  # linear: (K, out, in) view of the gradient
     grad_bias: torch.Tensor | None = None  # linear: (K, out) view
     first: bool = False  # linear: the input needs no gradient
+    head: bool = False  # linear: the last one, computed transposed (see DenseStep.forward)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # act, in place where it may
     saves: str = ""  # act: see _SAVES
     backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # act
@@ -133,17 +140,21 @@ class DenseStep:
         # Whether the activation in flight is a fresh tensor nobody saved (a layer may then
         # overwrite it) and whether it is saved only for its signs (a dropout may scale it).
         owned = sign_only = False
-        for step in steps:
+        last = max(i for i, step in enumerate(steps) if step.kind == "linear")
+        for i, step in enumerate(steps):
             if step.kind == "linear":
                 w, b = step.params["weight"], step.params.get("bias")
+                # detached views of the same storage: nothing is recorded for autograd
+                weight = params[w].detach()
                 layer = _Layer(
                     "linear",
-                    # detached views of the same storage: nothing is recorded for autograd
-                    weight=params[w].detach(),
-                    bias=None if b is None else params[b].detach().unsqueeze(1),
+                    weight=weight,
+                    weight_t=weight.transpose(1, 2),
+                    bias=None if b is None else params[b].detach().unsqueeze(2 if i == last else 1),
                     grad_weight=grads[w],
                     grad_bias=None if b is None else grads[b],
                     first=not any(lay.kind == "linear" for lay in self.layers),
+                    head=i == last,
                 )
                 width, owned, sign_only = int(params[w].shape[1]), True, False
                 weight_name = w
@@ -179,8 +190,16 @@ class DenseStep:
             kind = layer.kind
             if kind == "linear":
                 tape.append(h)
-                wt = layer.weight.transpose(1, 2)  # type: ignore[union-attr]
-                h = torch.bmm(h, wt) if layer.bias is None else torch.baddbmm(layer.bias, h, wt)
+                if layer.head:
+                    # (W h^T)^T (module doc); the (K, out, B) result is also the layout the
+                    # loss's log_softmax wants
+                    ht = h.transpose(1, 2)
+                    w = layer.weight
+                    h = torch.bmm(w, ht) if layer.bias is None else torch.baddbmm(layer.bias, w, ht)
+                    h = h.transpose(1, 2)
+                else:
+                    wt = layer.weight_t
+                    h = torch.bmm(h, wt) if layer.bias is None else torch.baddbmm(layer.bias, h, wt)
             elif kind == "act":
                 if layer.saves == "input":
                     tape.append(h)
@@ -222,26 +241,49 @@ class DenseStep:
 
 class DropoutMasks:
     """Per-step dropout scales ``(K, B, F)`` of every dropout layer, drawn for the dropout
-    members only (ones elsewhere), one draw per member per step from its own generator.
+    members only (ones elsewhere), from each member's own generator.
 
     The masks live in one int32 buffer whose rows are reinterpreted as float32: a dropout
-    member's row receives 31-bit random integers ``r``, then ``(r < t) * bits(1 / keep)`` in
-    place (``t = keep * 2**31``; ``bits(x)`` is the int32 bit pattern of the float ``x``), so the
-    float view holds ``0.0`` or ``1 / keep``; a row without dropout holds ``bits(1.0)`` with
-    ``t = 2**31 - 1``, which the same two ops map to itself. Two in-place integer passes and no
-    copy per step; a bool mask times a float scale (a type conversion) costs several times more.
+    member's row receives random int32 ``r`` (uniform over all 2**32 values: ``random_`` over
+    the full range of an int64 view, which on this CPU costs 0.6x what ``random_`` on int32
+    costs per 32 bits), then ``(r < t) * bits(1 / keep)`` in place (``t = keep * 2**32 -
+    2**31``; ``bits(x)`` is the int32 bit pattern of the float ``x``), so the float view holds
+    ``0.0`` or ``1 / keep``; a row without dropout holds ones and is left alone. Two in-place
+    integer passes and no copy; a bool mask times a float scale (a type conversion) costs
+    several times more.
+
+    The buffer holds a block of whole steps (up to ``max_bytes``): :meth:`start_epoch` then
+    :meth:`draw` per step, which refills the block (per dropout member one ``random_`` and the
+    two passes on its rows) only when its steps are used up; drawn per step, eight dropout
+    members cost 8 draws and 3 ops every step. A member's masks still depend only on its own
+    generator and the epoch's batch sizes, never on the other members.
 
     Args:
         widths: the features of each dropout layer.
         size: K; batch: the largest batch; device: where the masks live.
+        max_bytes: the most memory the block may take (at least one batch is held).
     """
 
-    def __init__(self, widths: Sequence[int], size: int, batch: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        size: int,
+        batch: int,
+        device: torch.device,
+        max_bytes: int = 4 * 2**20,
+    ) -> None:
         self.widths = list(widths)
         self.total = sum(self.widths)
         self.size, self.batch, self.device = int(size), int(batch), device
-        self._bits = torch.empty(
-            self.size, self.batch, self.total, dtype=torch.int32, device=device
+        per_step = self.size * self.batch * max(self.total, 1) * 4
+        self.capacity = self.batch * max(1, int(max_bytes) // per_step)  # rows of the block
+        # int64 words (two int32 each) per slot, so each slot's rows start at a whole word
+        self._words = torch.empty(
+            self.size, _words(self.capacity * self.total), dtype=torch.int64, device=device
+        )
+        row_ints = 2 * self._words.shape[1]
+        self._bits = self._words.view(torch.int32).as_strided(
+            (self.size, self.capacity, self.total), (row_ints, self.total, 1)
         )
         self._masks = self._bits.view(torch.float32)
         self._thresh = torch.empty(self.size, 1, 1, dtype=torch.int32, device=device)
@@ -249,8 +291,13 @@ class DropoutMasks:
         # A packed member (narrower than the population, ``Population``'s packing) draws its
         # own layers' widths into this scratch, then each layer's block is copied into its
         # row: the same random stream its own-shape population would draw.
-        self._scratch = torch.empty(self.batch * self.total, dtype=torch.int32, device=device)
-        self._draws: list[tuple[torch.Tensor, torch.Generator, list[int] | None]] = []
+        self._scratch = torch.empty(
+            _words(self.capacity * self.total), dtype=torch.int64, device=device
+        )
+        self._draws: list[tuple[int, torch.Generator, list[int] | None]] = []
+        self._left = self._cursor = self._filled = 0
+        # the slots whose rows hold ones (bits(1.0)), which a slot without dropout needs
+        self._ones = [False] * self.size
         self.set_members([], [], [])
 
     def set_members(
@@ -265,45 +312,78 @@ class DropoutMasks:
         :meth:`draw` returns the first ``hi`` slots' masks (None: all K), the prefix the
         population trains. ``own_widths``: per row, a packed member's own width of each
         dropout layer (None: the population's widths); its units beyond them get masks of
-        no consequence (their activations are exact zeros)."""
+        no consequence (their activations are exact zeros). Call between epochs."""
         self.hi = self.size if hi is None else int(hi)
         keep_all = [1.0] * self.size
         for k, p in zip(rows, keep, strict=True):
             keep_all[k] = float(p)
         keep_t = torch.tensor(keep_all, dtype=torch.float64, device=self.device).view(-1, 1, 1)
-        # P(r < t) = t / 2**31 for r uniform on [0, 2**31); keep 1 gives 2**31 - 1, which every
-        # r below it and bits(1.0) pass
-        self._thresh.copy_((keep_t * 2**31).round().clamp(max=2**31 - 1))
+        # P(r < t) = (t + 2**31) / 2**32 for r uniform on [-2**31, 2**31)
+        self._thresh.copy_((keep_t * 2**32 - 2**31).round().clamp(max=2**31 - 1))
         self._scale_bits.copy_((1.0 / keep_t).to(torch.float32).view(torch.int32))
-        self._masks.fill_(1.0)
+        drawing = set(rows)
+        for k in range(self.size):
+            if k in drawing:
+                self._ones[k] = False
+            elif k < self.hi and not self._ones[k]:  # a slot whose member stopped dropping
+                self._masks[k].fill_(1.0)
+                self._ones[k] = True
         owns = list(own_widths) if own_widths is not None else [None] * len(rows)
         self._draws = [
-            (self._bits[k], gen, None if own == self.widths else own)
+            (k, gen, None if own == self.widths else own)
             for k, gen, own in zip(rows, generators, owns, strict=True)
         ]
+        self._cursor = self._filled = 0
+        self._views: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     @property
     def active(self) -> bool:
         return bool(self._draws)
 
+    def start_epoch(self, rows: int) -> None:
+        """An epoch of ``rows`` training rows begins (its steps' batches, in order)."""
+        self._left, self._cursor, self._filled = int(rows), 0, 0
+
+    def _fill(self, rows: int) -> None:
+        """Draw the next ``rows`` rows of every dropout member's masks into the block."""
+        for k, gen, own in self._draws:
+            row = self._bits[k, :rows]
+            if own is None:
+                self._words[k, : _words(rows * self.total)].random_(-(2**63), None, generator=gen)
+            else:
+                ints = rows * sum(own)
+                self._scratch[: _words(ints)].random_(-(2**63), None, generator=gen)
+                scratch = self._scratch.view(torch.int32)[:ints].view(rows, sum(own))
+                start = mine = 0
+                for width, own_width in zip(self.widths, own, strict=True):
+                    row[:, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
+                    start, mine = start + width, mine + own_width
+            # the two passes on the dropout members' rows only (the others hold ones)
+            row.lt_(self._thresh[k]).mul_(self._scale_bits[k])
+        self._left -= rows
+        self._cursor, self._filled = 0, rows
+
     def draw(self, batch: int) -> list[torch.Tensor]:
         """This step's scales, one ``(hi, batch, F)`` view per dropout layer."""
-        for row, gen, own in self._draws:
-            if own is None:
-                row[:batch].random_(generator=gen)
-                continue
-            scratch = self._scratch[: batch * sum(own)].view(batch, sum(own))
-            scratch.random_(generator=gen)
-            start = mine = 0
-            for width, own_width in zip(self.widths, own, strict=True):
-                row[:batch, start : start + own_width].copy_(scratch[:, mine : mine + own_width])
-                start, mine = start + width, mine + own_width
-        hi = self.hi
-        bits = self._bits[:hi, :batch]
-        bits.lt_(self._thresh[:hi]).mul_(self._scale_bits[:hi])
-        masks = self._masks[:hi, :batch]
-        views, start = [], 0
-        for width in self.widths:
-            views.append(masks[:, :, start : start + width])
-            start += width
+        if self._cursor + batch > self._filled:
+            # whole steps: the capacity is a multiple of the full batch, and only an epoch's
+            # last batch is shorter
+            self._fill(min(self.capacity, max(self._left, batch)))
+        start = self._cursor
+        self._cursor += batch
+        # the same positions of the block come back every block: their views are made once
+        # (until set_members changes hi)
+        views = self._views.get((start, batch))
+        if views is None:
+            masks = self._masks[: self.hi, start : start + batch]
+            views, col = [], 0
+            for width in self.widths:
+                views.append(masks[:, :, col : col + width])
+                col += width
+            self._views[(start, batch)] = views
         return views
+
+
+def _words(ints: int) -> int:
+    """The int64 words that hold ``ints`` int32 values."""
+    return (ints + 1) // 2

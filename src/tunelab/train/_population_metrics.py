@@ -7,6 +7,8 @@ member; ``regression_scores`` per member), so a member reports exactly the Train
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -27,35 +29,50 @@ class MemberLoss:
         self.name = resolve_loss_name(name, task)
         self.smoothing = smoothing
         self.use_smoothing = False
+        self._targets: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prefix(self, hi: int) -> MemberLoss:
+        """This loss for the first ``hi`` members, with the smoothing set now (call it again
+        when a member's label smoothing changes)."""
+        view = copy.copy(self)
+        view.smoothing = self.smoothing[:hi]
+        view._targets = {}
+        return view
+
+    def _soft_target(self, target: torch.Tensor, C: int) -> torch.Tensor:
+        """``-T / B`` ``(K, C, B)``, ``T = (1 - eps) onehot(target) + eps / C`` per member: the
+        off-target and target entries are ``(K, 1, 1)`` columns made once per batch size."""
+        K, B = target.shape
+        pieces = self._targets.get((C, B))
+        if pieces is None:
+            eps = self.smoothing.double()
+            if not self.use_smoothing:
+                eps = torch.zeros_like(eps)
+            off = (-(eps / C) / B).to(self.smoothing.dtype).view(K, 1, 1)
+            on = (-((1.0 - eps) + eps / C) / B).to(self.smoothing.dtype).view(K, 1, 1)
+            pieces = self._targets[(C, B)] = (off.expand(K, C, B), on.expand(K, 1, B))
+        off, on = pieces
+        return torch.scatter(off, 1, target.unsqueeze(1), on)
 
     def value_and_grad(
         self, out: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss (K,), d sum(loss) / d out (K, B, out))`` without autograd's engine for the
-        cross-entropy (the gradient of the smoothed loss is ``(softmax - target) / B``, with
-        ``target = (1 - eps) onehot + eps / C``); the other losses differentiate ``out`` alone."""
+        cross-entropy: with the smoothed target ``T`` (see :meth:`_soft_target`), the loss is
+        ``-sum(T log p) / B`` and its gradient ``(p - T) / B``, from one log-softmax, one exp,
+        one scatter and two passes; the other losses differentiate ``out`` alone."""
         if self.name != "cross_entropy":
             leaf = out.detach().requires_grad_(True)
             with torch.enable_grad():
                 loss = self(leaf, target)
                 (grad,) = torch.autograd.grad(loss.sum(), leaf)
             return loss.detach(), grad
-        K, B, C = out.shape
+        B = out.shape[1]
         logp = out.transpose(1, 2).log_softmax(1)  # (K, C, B): see __call__
-        idx = target.unsqueeze(1)
-        nll = -logp.gather(1, idx).squeeze(1)
-        grad = logp.exp()
-        if self.use_smoothing:
-            eps = self.smoothing  # (K, 1)
-            loss = torch.lerp(nll, -logp.mean(1), eps).mean(1)
-            grad.sub_((eps / C).unsqueeze(-1))
-            grad.scatter_add_(1, idx, (eps - 1.0).unsqueeze(-1).expand(K, 1, B))
-        else:
-            loss = nll.mean(1)
-            grad.scatter_add_(
-                1, idx, torch.full((1, 1, 1), -1.0, device=out.device).expand(K, 1, B)
-            )
-        return loss, grad.mul_(1.0 / B).transpose(1, 2)
+        neg_t = self._soft_target(target, logp.shape[1])
+        loss = (neg_t * logp).sum((1, 2))
+        grad = torch.add(neg_t, logp.exp_(), alpha=1.0 / B, out=neg_t)
+        return loss, grad.transpose(1, 2)
 
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         K = out.shape[0]
@@ -93,7 +110,10 @@ def member_scores(
         if outputs.shape[-1] == 1:
             pred = (outputs.squeeze(-1) > 0).to(torch.int64)
         else:
-            pred = outputs.argmax(-1)
+            # argmax along a strided dimension (the dense head's (K, C, N) layout seen as
+            # (K, N, C)) took 6x as long as a contiguous copy and its argmax (740 us against
+            # 121 us for 16 x 360 x 10 on this CPU)
+            pred = outputs.contiguous().argmax(-1)
         offset = torch.arange(K, device=outputs.device).unsqueeze(1) * (k * k)
         cells = (offset + targets.unsqueeze(0) * k + pred).reshape(-1)
         cm = torch.bincount(cells, minlength=K * k * k)

@@ -203,11 +203,17 @@ class PopulationOptimizer:
 
     @torch.no_grad()
     def epoch_factors(self, lrs: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
-        """Adam's per-step ``(step_size, bias_correction2_sqrt)``, each ``(S, K, 1)``, for the
-        ``S`` steps of an epoch at rates ``lrs`` ``(S, K, 1)``, computed at once (a member that
-        stays ``ok`` is at step ``steps + s + 1``; a masked one moves by an exact zero anyway).
-        None for the other optimisers. Pass row ``s`` of each to :meth:`step` as ``factors``.
-        A mixed population gets ``(rate, e, w2)`` of its update (class doc) for every member."""
+        """Per-step ``(neg_rate, e)`` of the Adam update ``p += neg_rate * m / (sqrt(v) + e)``,
+        each ``(S, K, 1)``, for the ``S`` steps of an epoch at rates ``lrs`` ``(S, K, 1)``,
+        computed at once (a member that stays ``ok`` is at step ``steps + s + 1``; a masked one
+        moves by an exact zero anyway). None for the other optimisers. Pass row ``s`` of each
+        to :meth:`step` as ``factors``. A mixed population gets ``(neg_rate, e, w2)`` of its
+        update (class doc) for every member.
+
+        torch's Adam: ``p -= lr / bc1 * m / (sqrt(v) / bc2_sqrt + eps)``, the same update up to
+        float rounding as ``neg_rate = -lr / bc1 * bc2_sqrt`` and ``e = eps * bc2_sqrt``, without
+        an ``addcdiv`` whose ``(K, 1)`` operands broadcast over the ``(K, P)`` output (4x slower
+        on this CPU than a plain add)."""
         if self.kind not in ("adam", "adamw", MIXED):
             return None
         S, dtype = lrs.shape[0], self.flat.dtype
@@ -219,95 +225,88 @@ class PopulationOptimizer:
         bc1 = 1 - self.bias_beta1.double().unsqueeze(0) ** t
         bc2_sqrt = (1 - self.bias_beta2.double().unsqueeze(0) ** t).sqrt()
         if self.kind != MIXED:
-            return (lrs.double() / bc1).to(dtype), bc2_sqrt.to(dtype)
-        # Adam: p -= lr / bc1 * m / (sqrt(v) / bc2_sqrt + eps), i.e. rate lr / bc1 * bc2_sqrt
-        # and e eps * bc2_sqrt (1 for the others); Adagrad: sqrt(sum) = sqrt(t) * sqrt(mean)
+            step_size, bc2_sqrt = (lrs.double() / bc1).to(dtype), bc2_sqrt.to(dtype)
+            return -(step_size * bc2_sqrt), self.eps.unsqueeze(0) * bc2_sqrt
+        # Adam: rate lr / bc1 * bc2_sqrt and e eps * bc2_sqrt (1 for the others, see above);
+        # Adagrad: sqrt(sum) = sqrt(t) * sqrt(mean)
         adagrad = self.adagrad.double().unsqueeze(0) > 0
         inv_sqrt_t = torch.where(adagrad, t.rsqrt(), 1.0)
         scale = bc2_sqrt * inv_sqrt_t
         rate = lrs.double() / bc1 * scale * self.rate_mult.double().unsqueeze(0)
         e = self.eps.double().unsqueeze(0) * scale
         w2 = torch.where(adagrad, 1.0 / t, self.v_gain.double().unsqueeze(0))
-        return rate.to(dtype), e.to(dtype), w2.to(dtype)
+        return (-rate).to(dtype), e.to(dtype), w2.to(dtype)
 
     @torch.no_grad()
     def step(
         self,
         grad: torch.Tensor,
         lr: torch.Tensor,
-        ok: torch.Tensor,
+        ok: torch.Tensor | None,
         factors: tuple[torch.Tensor, ...] | None = None,
     ) -> None:
-        """One update of every member with ``ok`` (``(K, 1)`` bool) at learning rates ``lr``
-        (``(K, 1)``); the other rows keep parameters and state bit for bit. ``factors``: this
-        step's row of :meth:`epoch_factors` (Adam; computed here when None).
+        """One update of every member with ``ok`` (``(K, 1)`` bool; None: every member) at
+        learning rates ``lr`` (``(K, 1)``); the other rows keep parameters and state bit for
+        bit. ``factors``: this step's row of :meth:`epoch_factors` (computed here when None).
 
         In place and without ``torch.where`` on the ``(K, P)`` tensors: a masked member's
         gradient is zeroed and its rates are 0 (its decay factors 1), so each update adds an
-        exact zero to its row; ``grad`` is used as scratch space.
+        exact zero to its row; ``grad`` is used as scratch space. With ``ok`` None (the usual
+        step, every member healthy and running) the per-member coefficients are used as they
+        are, a dozen small ops fewer a step.
         """
         p, kind = self.flat, self.kind
-        okf = ok.to(p.dtype)
-        # Clears a masked member's gradient, NaN/inf included, so 0 * grad stays 0. On CPU a
-        # look at the K flags costs nothing and skips a pass when every member is ok; on an
-        # accelerator it would be a host sync per step, so the pass always runs there.
-        if p.device.type != "cpu" or not bool(ok.all()):
+        okf = None
+        if ok is not None:
+            okf = ok.to(p.dtype)
+            # Clears a masked member's gradient, NaN/inf included, so 0 * grad stays 0.
             grad.masked_fill_(~ok, 0.0)
         if kind == MIXED:
-            self._mixed_step(grad, lr, ok, okf, factors)
+            self._mixed_step(grad, lr, okf, factors)
             return
+        if factors is None and kind in ("adam", "adamw"):
+            factors = tuple(f[0] for f in self.epoch_factors(lr.unsqueeze(0)))  # type: ignore[union-attr]
         if kind == "adamw":
             if self._has_wd:
-                p.mul_(1 - lr * okf * self.weight_decay)
+                p.mul_(1 - _masked(lr, okf) * self.weight_decay)
         elif self._has_wd:
-            grad.addcmul_(p, self.weight_decay * okf)
+            grad.addcmul_(p, _masked(self.weight_decay, okf))
         if kind == "sgd":
             # torch: buf = d_p on the first step, else momentum * buf + d_p (dampening 0); a zero
             # buffer gives exactly that, and momentum 0 gives buf = d_p (plain SGD).
-            lr_ok = lr * okf
+            neg_lr = -_masked(lr, okf)
             buf = self.buf
-            torch.addcmul(grad, buf, torch.where(ok, self.momentum, 1.0), out=buf)
+            momentum = self.momentum if ok is None else torch.where(ok, self.momentum, 1.0)
+            torch.addcmul(grad, buf, momentum, out=buf)
             if self.nesterov:
                 grad.addcmul_(buf, self.momentum)
-                p.addcmul_(grad, -lr_ok)
+                p.addcmul_(grad, neg_lr)
             else:
-                p.addcmul_(buf, -lr_ok)
+                p.addcmul_(buf, neg_lr)
             return
-        if kind in ("adam", "adamw"):
-            if factors is None:
-                step_size, bc2_sqrt = self.epoch_factors(lr.unsqueeze(0))  # type: ignore[misc]
-                step_size, bc2_sqrt = step_size[0], bc2_sqrt[0]
-            else:
-                step_size, bc2_sqrt = factors
-            self.steps.add_(okf.view(-1))
-            sq = self.sq
-            # beta * state + (1 - beta) * x as one lerp each; weight 0 keeps a masked row exactly
-            self.exp_avg.lerp_(grad, self.one_minus_beta1 * okf)
-            sq.lerp_(torch.mul(grad, grad, out=grad), self.one_minus_beta2 * okf)
-            # torch: p -= step_size * m / (sqrt(v) / bc2_sqrt + eps), computed here as
-            # p -= (step_size * bc2_sqrt) * m / (sqrt(v) + eps * bc2_sqrt): the same update up to
-            # float rounding, without an addcdiv whose (K, 1) operands broadcast over the (K, P)
-            # output (4x slower on this CPU than a plain add)
-            denom = torch.sqrt(sq, out=grad).add_(self.eps * bc2_sqrt)
-            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), step_size * bc2_sqrt * -okf)
-            return
-        self.steps.add_(okf.view(-1))
-        lr_ok = lr * okf
+        self.steps.add_(1.0 if okf is None else okf.view(-1))
         sq = self.sq
+        if kind in ("adam", "adamw"):
+            neg_rate, e = factors  # type: ignore[misc]
+            # beta * state + (1 - beta) * x as one lerp each; weight 0 keeps a masked row exactly
+            self.exp_avg.lerp_(grad, _masked(self.one_minus_beta1, okf))
+            sq.lerp_(torch.mul(grad, grad, out=grad), _masked(self.one_minus_beta2, okf))
+            denom = torch.sqrt(sq, out=grad).add_(e)
+            p.addcmul_(torch.div(self.exp_avg, denom, out=grad), _masked(neg_rate, okf))
+            return
         if kind == "rmsprop":
-            sq.mul_(torch.where(ok, self.alpha, 1.0))
+            sq.mul_(self.alpha if ok is None else torch.where(ok, self.alpha, 1.0))
             sq.addcmul_(grad, grad * self.one_minus_alpha)
         else:  # adagrad, lr_decay 0 and initial accumulator 0 as torch's defaults
             sq.addcmul_(grad, grad)
         denom = torch.sqrt(sq).add_(self.eps)
-        p.addcmul_(grad.div_(denom), -lr_ok)
+        p.addcmul_(grad.div_(denom), -_masked(lr, okf))
 
     def _mixed_step(
         self,
         grad: torch.Tensor,
         lr: torch.Tensor,
-        ok: torch.Tensor,
-        okf: torch.Tensor,
+        okf: torch.Tensor | None,
         factors: tuple[torch.Tensor, ...] | None,
     ) -> None:
         """The mixed update (class doc) of every ``ok`` member; ``grad`` is already masked. A
@@ -315,21 +314,26 @@ class PopulationOptimizer:
         p, m, v, tmp = self.flat, self.exp_avg, self.sq, self.scratch
         assert m is not None and v is not None
         if self._has_decoupled:
-            p.mul_(1 - lr * okf * self.decoupled)
+            p.mul_(1 - _masked(lr, okf) * self.decoupled)
         if self._has_l2:
-            grad.addcmul_(p, self.l2 * okf)
+            grad.addcmul_(p, _masked(self.l2, okf))
         if factors is None:
-            rate, e, w2 = (f[0] for f in self.epoch_factors(lr.unsqueeze(0)))  # type: ignore[union-attr]
+            neg_rate, e, w2 = (f[0] for f in self.epoch_factors(lr.unsqueeze(0)))  # type: ignore[union-attr]
         else:
-            rate, e, w2 = factors
-        self.steps.add_(okf.view(-1))
-        m.lerp_(grad, self.m_gain * okf)
-        v.lerp_(torch.mul(grad, grad, out=tmp), w2 * okf)
+            neg_rate, e, w2 = factors
+        self.steps.add_(1.0 if okf is None else okf.view(-1))
+        m.lerp_(grad, _masked(self.m_gain, okf))
+        v.lerp_(torch.mul(grad, grad, out=tmp), _masked(w2, okf))
         num = m
         if self._has_nest:  # g + mu / (1 - mu) * m on Nesterov rows, m on the others
             num = grad.mul_(self.nest).addcmul_(m, self.num_m)
         denom = torch.sqrt(v, out=tmp).add_(e)
-        p.addcmul_(torch.div(num, denom, out=tmp), rate * -okf)
+        p.addcmul_(torch.div(num, denom, out=tmp), _masked(neg_rate, okf))
+
+
+def _masked(column: torch.Tensor, okf: torch.Tensor | None) -> torch.Tensor:
+    """A ``(K, 1)`` coefficient, zero for the masked members (``okf`` None: none masked)."""
+    return column if okf is None else column * okf
 
 
 def clip_(
