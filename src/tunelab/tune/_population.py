@@ -101,7 +101,7 @@ from ..rundir import RunDir, TrainingDir
 from ._budget import EPOCHS_ATTR, ERROR_ATTR, Budget
 from ._loop import StartLock, is_fatal, one_line
 from ._measure import COST_METRICS, measure_cost
-from ._objective import SICK_STATUSES, FoldOutcome, _findings_of
+from ._objective import SICK_STATUSES, FoldOutcome, _findings_of, trial_seed
 from ._options import StudyOptions
 from ._progress import LiveTable, progress_mode, trial_callbacks
 from ._space import suggest
@@ -371,7 +371,8 @@ class _PopulationRun:
         if EPOCHS_ATTR in trial.user_attrs:
             trial.set_user_attr(EPOCHS_ATTR, 0)  # a retry inherits its crashed attempt's attrs
         values = suggest(trial, self.objective.spaces)
-        cfg = self.cfg.with_values({**values, "train.progress": "none"})
+        seed = trial_seed(self.cfg, trial)  # the member's initial weights and dropout masks
+        cfg = self.cfg.with_values({**values, "seed": seed, "train.progress": "none"})
         if cfg.model.checkpoint:
             return "a model.checkpoint (transfer learning) is loaded per trial"
         model, spec = build_from_config(cfg.model, self.bundle, seed=cfg.seed)
@@ -414,7 +415,7 @@ class _PopulationRun:
                 loss=train.loss,
                 monitor=monitor_of(train, self.bundle.task, has_val),
                 device=train.device,
-                seed=int(cfg.seed),
+                seed=int(self.cfg.seed),  # the group's batch order: the study's seed
                 judge=self._judge,
                 eval_batch_size=train.eval_batch_size,
             )
