@@ -54,7 +54,9 @@ def test_tune_writes_the_best_trials_plain_config(tuned_run):
     assert run.read_config().search_spaces()  # config.yaml keeps the search as the user wrote it
     assert best.train.lr == result.best.params["train.lr"]
     assert best.model.params["width"] == result.best.params["model.params.width"]
-    assert best.to_dict() == run.read_config().with_values(result.best.params).to_dict()
+    # the search's values and the seed the best trial trained from (tune.seed_per_trial)
+    values = {**result.best.params, "seed": result.best.user_attrs["seed"]}
+    assert best.to_dict() == run.read_config().with_values(values).to_dict()
 
 
 def test_compress_and_export_use_best_config_and_never_re_derive_it(tuned_run, tmp_path):
