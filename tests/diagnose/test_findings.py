@@ -568,6 +568,34 @@ def test_a_noisy_descent_with_skewed_batches_is_not_oscillating():
     assert OscillatingLoss().check(_with_epochs(losses, 10)) == []
 
 
+def _skewed_descent_with_a_late_rise(rise: float) -> list[float]:
+    """_skewed_descent with its 16th epoch lifted to ``rise`` standard errors of one epoch
+    mean (the step noise over sqrt(10 steps)) above the best epoch before it."""
+    import numpy as np
+
+    losses = np.array(_skewed_descent())
+    sigma = float(np.median(np.abs(np.diff(losses)))) / 0.6745 / math.sqrt(2)
+    epochs = losses.reshape(20, 10).mean(axis=1)
+    losses[150:160] += epochs[:15].min() + rise * sigma / math.sqrt(10) - epochs[15]
+    return losses.tolist()
+
+
+def test_an_epoch_rise_is_judged_against_the_noise_of_a_difference():
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+    from tunelab.diagnose._signals import NOISE_Z
+
+    # A rise is this epoch's mean minus the best earlier one: two means, so its standard error
+    # is sqrt(2) x one mean's. 2.5 of one mean's errors (1.8 of the difference's) is chance:
+    # the epoch losses still set new lows, a healthy descent (judged against one mean's error
+    # this run was called oscillating: a LeakyReLU Adam run of the zoo, dev seed 112).
+    healthy = _with_epochs(_skewed_descent_with_a_late_rise(2.5), 10)
+    assert OscillatingLoss().check(healthy) == []
+    # An epoch thrown back 5 of them (3.5 of the difference's) breaks the descent: called.
+    found = OscillatingLoss().check(_with_epochs(_skewed_descent_with_a_late_rise(5.0), 10))
+    assert found and found[0].figures["epoch_new_lows_p"] < OscillatingLoss.DESCENT_P
+    assert found[0].figures["epoch_largest_rise_se"] > NOISE_Z
+
+
 def test_an_oscillation_around_a_falling_trend_is_still_called():
     from tunelab.diagnose._detect_loss import OscillatingLoss
 

@@ -282,9 +282,9 @@ class OscillatingLoss(Detector):
             # shrunk: Molybog et al. 2023, "A theory on Adam instability in large-scale
             # machine learning"). A step size that is too large keeps throwing the loss back,
             # so this path asks for two separate episodes, of chunk swings beyond NOISE_SWING
-            # SE or of epoch-mean rises beyond NOISE_Z SE of an epoch mean (held-out seed 9: a
-            # converged Adam run with one late spike had 1 and 1; the zoo's witness-path
-            # oscillations at 30 dev seeds had 2 and 2, 1 and 3).
+            # SE or of epoch-mean rises beyond NOISE_Z SE of a difference of two epoch means
+            # (_epoch_rises) (held-out seed 9: a converged Adam run with one late spike had 1
+            # and 1; the zoo's witness-path oscillations at 30 dev seeds had 2 and 2, 1 and 3).
             rises = _episodes(self._epoch_rises(record, sigma, len(losses))[0])
             figures.update(swing_episodes=_episodes(weak_marks), epoch_rise_episodes=rises)
             if max(_episodes(weak_marks), rises) < 2:
@@ -322,8 +322,8 @@ class OscillatingLoss(Detector):
         (``new_lows``) at p < ``DESCENT_P``, a stringent level because this overrides the
         chunks' evidence (a loss that bounces around a falling trend sets new lows too, about
         every other epoch, p ~ 0.004 over 9 epochs), and (b) no epoch gave back ground beyond
-        NOISE_Z standard errors of an epoch mean (the step noise sigma over sqrt(steps per
-        epoch), conservative for a pass that sees each row once). A loss that bounces between
+        NOISE_Z standard errors of a difference of two epoch means (``_epoch_rises``; the step
+        noise, conservative for a pass that sees each row once). A loss that bounces between
         epochs fails (b); one that stalls or bounces within them fails (a), and so does a run
         with too few epochs for the test (all of 3 epochs setting new lows has p = 1/24).
         """
@@ -345,11 +345,23 @@ class OscillatingLoss(Detector):
         self, record: TrainingRecord, sigma: float, steps: int
     ) -> tuple[list[bool], list[float], float]:
         """The epoch-mean loss's rises above its best so far after the first 30% of the
-        epochs: whether each is beyond NOISE_Z standard errors of an epoch mean (the step noise
-        sigma over sqrt(steps per epoch)), the rises, and that standard error."""
+        epochs: whether each is beyond NOISE_Z standard errors, the rises, and that standard
+        error.
+
+        A rise is the difference of two epoch means (this epoch's and the best earlier one),
+        each with the standard error sigma / sqrt(steps per epoch) (the step noise sigma); the
+        errors of two means over different steps add in quadrature, so the rise's standard
+        error is sqrt(2) times that of one mean (the usual SE of a difference of two
+        independent means). Judging a rise against one mean's error alone called chance: a
+        healthy run's epoch that came in 2.5 of those above its best vetoed the descent test
+        (LeakyReLU Adam, zoo dev seed 112), and a converged momentum-SGD run's rises of 2.1-3.4
+        made two give-back episodes for the witness path (held-out dev seed 14). (The chunk
+        swings keep one chunk mean's error: they must also give back a share of the progress,
+        and the sounder chunk floors tried in session 7 lost 5-13 of 20 real oscillations.)
+        """
         epochs = [v for v in record.epoch_losses() if math.isfinite(v)]
         start = max(1, int(len(epochs) * self.START))
-        se = sigma / math.sqrt(max(1.0, steps / max(1, len(epochs))))
+        se = math.sqrt(2.0) * sigma / math.sqrt(max(1.0, steps / max(1, len(epochs))))
         rises = [epochs[i] - min(epochs[:i]) for i in range(start, len(epochs))]
         return [r > NOISE_Z * se for r in rises], rises, se
 
