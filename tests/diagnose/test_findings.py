@@ -681,3 +681,53 @@ def test_one_late_spike_of_a_converged_run_is_not_oscillating():
     found = OscillatingLoss().check(_converged_with_spikes(20, 30))
     assert found and found[0].figures["swings"] < OscillatingLoss.MIN_SWINGS
     assert found[0].figures["swing_episodes"] == 2
+
+
+def test_a_validation_loss_blow_up_at_chance_level_is_not_overfitting():
+    """Momentum SGD at too high a rate (held-out moons at lr 0.8): the loss blew up, the
+    training loss came back to its chance-level start while the evaluation outputs stayed huge,
+    so the validation loss sits far above its best while the training loss "falls" from the
+    blow-up. Nothing is fitted, so nothing is overfitted. A net whose training loss fell far
+    below its start while the validation loss rose is still overfitting."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(train_loss, val_loss, train_score, val_score):
+        steps = [train_loss(10)] * 200
+        rec = TrainingRecord(step_losses=[0.69] * 5 + steps, metric_mode="max")  # accuracy
+        for e in range(1, 11):
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 20,
+                    train_loss=train_loss(e),
+                    val_loss=val_loss(e),
+                    train_metric=train_score(e),
+                    val_metric=val_score(e),
+                    step_loss_mean=train_loss(e),
+                    val_rows=360,
+                    train_rows=840,
+                )
+            )
+        return rec
+
+    at_chance = record(
+        lambda e: 1.9 if e == 1 else (1e20 if e == 2 else 0.72),
+        lambda e: 0.74 if e == 1 else 9e23,
+        lambda e: 0.5 + 0.0036 * (e % 2),  # chance level, one row either way
+        lambda e: 0.5 - 0.0028 * (e % 2),
+    )
+    found = Overfitting().check(at_chance)
+    assert found == []
+    # The same validation-loss rise over a training loss that fell to a 70th of its start
+    # (train 1.0, val 0.8): overfitting.
+    found = Overfitting().check(
+        record(
+            lambda e: 0.69 / e**2,
+            lambda e: 0.5 if e <= 3 else 0.5 + 0.1 * (e - 3),
+            lambda e: min(0.7 + 0.05 * e, 1.0),
+            lambda e: 0.8,
+        )
+    )
+    assert found and found[0].kind == "overfitting"

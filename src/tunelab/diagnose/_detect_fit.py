@@ -58,7 +58,9 @@ class Overfitting(Detector):
     SageMaker's Overfit/Overtraining rules (validation loss rising for several epochs while
     training loss falls), made scale-free: the validation loss
     sits at least ``RISE`` above its best for ``PATIENCE`` epochs, and the train/val loss gap is at
-    least ``LOSS_GAP`` of the initial loss (a mild rise on a nearly-solved task is not a problem).
+    least ``LOSS_GAP`` of the initial loss (a mild rise on a nearly-solved task is not a problem),
+    and the training loss itself has fallen at least ``LOSS_GAP`` of the initial loss (a net
+    whose training loss is still at chance level fits nothing, so it overfits nothing).
     When no scores are given, a settled gap also counts: validation loss no longer improving
     (less than ``SETTLED`` over the last third of the epochs), ``STABLE_GAP`` of the initial loss
     above a training loss at most a ``TRAIN_FRACTION``-th of it.
@@ -156,11 +158,23 @@ class Overfitting(Detector):
                 loss_gap=loss_gap,
                 epochs_since_best=since,
             )
+            # Overfitting is fitting the training rows better than the model generalises
+            # (Goodfellow, Bengio and Courville, Deep Learning 2016, 5.2: underfitting is a
+            # training error that is not low enough, overfitting a gap between training and
+            # test error that is too large), so the training rows must be fitted: the training
+            # loss at least ``LOSS_GAP`` of the initial loss below it. A net whose training
+            # loss is still at its initial (chance-level) value fits nothing; a validation loss
+            # that blew up there is the diverging or oscillating steps' doing (momentum SGD at
+            # lr 0.8 whose evaluation outputs stayed huge after the training loss came back to
+            # chance).
+            fitted = train_now <= (1 - self.LOSS_GAP) * initial
+            figures["training_loss_fitted"] = fitted
             if (
                 since >= self.PATIENCE
                 and rise >= self.RISE
                 and loss_gap >= self.LOSS_GAP
                 and train_now < train_then
+                and fitted
             ):
                 reasons.append(
                     f"validation loss rose {rise:.0%} above its best {best:.3g} (epoch "
@@ -179,6 +193,7 @@ class Overfitting(Detector):
                 and loss_gap >= self.STABLE_GAP
                 and train_now * self.TRAIN_FRACTION <= vals[-1]
                 and settled
+                and fitted
             ):
                 times = vals[-1] / max(train_now, 1e-12)
                 reasons.append(
