@@ -89,8 +89,6 @@ class TuneConfig(Section):
     percentile: float = Field(25.0, gt=0, lt=100)
     # 3: two pruning rungs in a 20-epoch trial (2 and 6), one trial in 9 to the end (docs/tune.md).
     reduction_factor: int = Field(3, ge=2)
-    # asha: a trial within this many noise standard deviations of a rung's cut-off goes on.
-    prune_tolerance: float = Field(0.0, ge=0)
     # Each trial trains from seed + its number (else all from seed); docs/tune.md.
     seed_per_trial: bool = True
     # Crash safety: a trial whose process stopped sending heartbeats is failed and retried.

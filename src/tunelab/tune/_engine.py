@@ -120,7 +120,6 @@ def build_study(
             warmup_epochs=options.warmup_epochs,
             percentile=options.percentile,
             reduction_factor=options.reduction_factor,
-            prune_tolerance=options.prune_tolerance,
             startup_trials=options.pruner_startup_trials,
         )
     # The study must exist before the seed can depend on it; its sampler is set right after.

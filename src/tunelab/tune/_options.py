@@ -45,8 +45,8 @@ class StudyOptions:
         trials, timeout_s, max_total_epochs: the budget (see :class:`Budget`).
         sampler, pruner: names (``docs/tune.md``), or Optuna objects from ``tune_objective``.
         seed, startup_trials: sampler seed and random start-up trials (``None``: default).
-        max_epochs, warmup_epochs, percentile, reduction_factor, prune_tolerance,
-            pruner_startup_trials: sizes of the pruner.
+        max_epochs, warmup_epochs, percentile, reduction_factor, pruner_startup_trials: sizes
+            of the pruner.
         heartbeat_interval, grace_period, max_retries: crash safety of the storage.
         max_consecutive_failures: stop when the first trials all fail.
         progress, title: the progress display and its title.
@@ -69,7 +69,6 @@ class StudyOptions:
     warmup_epochs: int = 1
     percentile: float = 25.0
     reduction_factor: int = 3
-    prune_tolerance: float = 0.0
     pruner_startup_trials: int = 5
     heartbeat_interval: int = 10
     grace_period: int | None = None
@@ -126,7 +125,6 @@ class StudyOptions:
             warmup_epochs=warmup,
             percentile=tune.percentile,
             reduction_factor=tune.reduction_factor,
-            prune_tolerance=tune.prune_tolerance,
             pruner_startup_trials=min(5, startup),
             heartbeat_interval=tune.heartbeat_interval,
             grace_period=tune.grace_period,
