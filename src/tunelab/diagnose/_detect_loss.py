@@ -272,10 +272,37 @@ class OscillatingLoss(Detector):
         # the loss jumped up, came back and jumped again (a bounce, not a one-way climb); the
         # causal rules read it (_causes: oscillation explains a "gave back its progress" rise).
         episodes = _episodes(marks)
-        figures.update(swings=strong, swings_beyond_noise=weak, episodes=episodes)
-        if not (strong >= self.MIN_SWINGS or (weak >= 1 and weak + drops >= self.WITNESSES)):
+        swing_episodes = _episodes(weak_marks)
+        # Recurrence measured by level: a loss that has nearly reached zero gives back only a
+        # small share of its progress even when a swing multiplies it many times (Adam at too
+        # high a rate on a net that can fit its rows: 0.03 -> 0.6 of a start of 2.3 is 25%).
+        # The sick-trial policy's yardstick for a loss that lost its progress is ``above_best``
+        # (3x its best; tunelab.train.SickTrialPolicy, the same rule as the diverging-loss
+        # warning); two separate episodes of chunk means beyond NOISE_SWING SE *and* at 3x the
+        # best so far are the loss thrown back to a multiple of where it was, twice. Evidence
+        # (session 9, records of the zoo at 95 dev seeds and the held-out set at 25): 7 of the 10
+        # missed Adam lr-0.03 digits runs have two such episodes (swings of 4-20x their best,
+        # 12-19% of their progress); no healthy record has two (those that wander most, the
+        # Nesterov-SGD quantiles and sigmoid-BCE runs, reach 3.3-3.7x their best once).
+        above = DivergingLoss.policy.above_best
+        level_marks = [
+            a > self.NOISE_SWING * se and means[i] >= above * min(means[:i]) > 0
+            for a, i in zip(lost_abs, range(start, len(means)), strict=True)
+        ]
+        level_episodes = _episodes(level_marks)
+        recurring = level_episodes >= 2
+        figures.update(
+            swings=strong,
+            swings_beyond_noise=weak,
+            episodes=episodes,
+            swing_episodes=swing_episodes,
+            level_episodes=level_episodes,
+        )
+        if not (
+            strong >= self.MIN_SWINGS or recurring or (weak >= 1 and weak + drops >= self.WITNESSES)
+        ):
             return []
-        if strong < self.MIN_SWINGS:
+        if strong < self.MIN_SWINGS and not recurring:
             # The witness path: oscillation recurs. One give-back episode the loss recovered
             # from, with a validation dip at the same time, is a single spike of a run that
             # had converged (Adam's late loss spike once its second-moment estimate has
@@ -286,8 +313,8 @@ class OscillatingLoss(Detector):
             # (_epoch_rises) (held-out seed 9: a converged Adam run with one late spike had 1
             # and 1; the zoo's witness-path oscillations at 30 dev seeds had 2 and 2, 1 and 3).
             rises = _episodes(self._epoch_rises(record, sigma, len(losses))[0])
-            figures.update(swing_episodes=_episodes(weak_marks), epoch_rise_episodes=rises)
-            if max(_episodes(weak_marks), rises) < 2:
+            figures.update(epoch_rise_episodes=rises)
+            if max(swing_episodes, rises) < 2:
                 return []
         descent = self._still_descending(record, sigma, len(losses))
         figures.update(descent)
@@ -366,8 +393,18 @@ class OscillatingLoss(Detector):
         return [r > NOISE_Z * se for r in rises], rises, se
 
     def _val_drops(self, record: TrainingRecord) -> int:
-        """Epoch-to-epoch drops of the validation accuracy beyond NOISE_Z standard errors,
-        after the first 30% of the epochs (accuracy-like metrics on [0, 1] only)."""
+        """Epoch-to-epoch drops of the validation accuracy beyond NOISE_Z standard errors of
+        a difference of two scores, after the first 30% of the epochs (accuracy-like metrics on
+        [0, 1] only).
+
+        A drop is this epoch's score minus the last one's, two scores each with its binomial
+        sampling error sqrt(p(1-p)/n) (../shared/DIAGNOSIS-HEURISTICS.md, "Noise of a
+        measurement"), so it is judged against the SE of a difference, sqrt(se1^2 + se2^2), as
+        the epoch-mean rises are (``_epoch_rises``) and as the overfitting rule judges a score
+        below its best. Against one score's error, a healthy momentum-SGD run on a 3-class set
+        with a noisy boundary (zoo, Gaussian quantiles) counted 2-5 drops at most seeds and
+        with one loss swing was called oscillating at seed 122.
+        """
         if score_scale(record) != 1.0:
             return 0
         n = rows_behind(record, "val")
@@ -377,8 +414,10 @@ class OscillatingLoss(Detector):
         start = max(1, int(len(values) * self.START))
         count = 0
         for i in range(start, len(values)):
-            se = binomial_se(values[i], n)
-            if se and values[i - 1] - values[i] > NOISE_Z * se:
+            now, before = binomial_se(values[i], n), binomial_se(values[i - 1], n)
+            if now is None or before is None:
+                continue
+            if values[i - 1] - values[i] > NOISE_Z * math.hypot(now, before):
                 count += 1
         return count
 
