@@ -187,8 +187,11 @@ class OscillatingLoss(Detector):
     be a single bad chunk of a healthy run), or on ``WITNESSES`` witnesses made of swings
     beyond ``NOISE_SWING`` standard errors giving back ``WEAK_SHARE`` of the progress plus
     epoch-to-epoch drops of the validation accuracy beyond ``NOISE_Z`` binomial standard
-    errors (sqrt(p(1-p)/n), AUTOTRAINER's 0.03 at n of a few hundred), at least one of them a
-    loss swing. Runs too short for chunks (under 8 of them) are judged per epoch with
+    errors of a difference of two scores (each sqrt(p(1-p)/n); AUTOTRAINER's 0.03 at n of a few
+    hundred), at least one of them a loss swing; or on the loss thrown back in two separate
+    episodes to ``above_best`` (3x) its best so far beyond ``NOISE_SWING`` standard errors
+    (recurrence by level, for a loss near zero whose swings are a small share of its
+    progress). Runs too short for chunks (under 8 of them) are judged per epoch with
     AUTOTRAINER's rate rule: swings above ``SWING`` of the initial loss in ``RATE`` of the
     epochs, at least ``EPOCH_SWINGS`` of them.
 
