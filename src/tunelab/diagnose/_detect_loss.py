@@ -285,7 +285,7 @@ class OscillatingLoss(Detector):
         # best so far are the loss thrown back to a multiple of where it was, twice. Evidence
         # (session 9, records of the zoo at 95 dev seeds and the held-out set at 25): 7 of the 10
         # missed Adam lr-0.03 digits runs have two such episodes (swings of 4-20x their best,
-        # 12-19% of their progress); no healthy record has two (1,360 zoo, 175 held-out): the
+        # 12-19% of their progress); no healthy record has two (1,360 zoo, 220 held-out): the
         # ones with one reach up to 5x (the momentum-SGD CNN with batch norm) or 8x (a
         # converged Adam run's single late spike, held-out Gaussian quantiles at batch 128).
         above = DivergingLoss.policy.above_best
