@@ -94,6 +94,9 @@ def test_out_of_memory_status_becomes_memory_pressure(tmp_path):
     finding = callback.report.get("memory_pressure")
     assert finding.severity == "error"
     assert finding.config_change == {"train.batch_size": 64, "train.accumulate_steps": 2}
+    # Recorded once (from the Trainer's status), and the failed step's inputs were looked at.
+    assert len(callback.doctor.record.ooms) == 1
+    assert callback.doctor.record.batches.rows == 128
 
 
 def test_doctor_state_survives_a_checkpoint_round_trip(tmp_path):

@@ -132,10 +132,12 @@ class DoctorCallback(Callback):
         if doc is None:
             return
         if getattr(result, "status", None) == "oom":
-            if doc.step_inputs and trainer.step_batches:
+            batches = getattr(trainer, "step_batches", None)
+            if doc.step_inputs and batches and doc._last_input is not batches[-1][0]:
                 # The step that ran out of memory never reached after_backward: its inputs are
-                # looked at here (without step_inputs a forward hook saw them before the OOM).
-                doc._observe_step_inputs([b[0] for b in trainer.step_batches])
+                # looked at here (without step_inputs a forward hook saw them before the OOM;
+                # an OOM in validation comes after a step the doctor has already seen).
+                doc._observe_step_inputs([b[0] for b in batches])
             doc.record_oom(message=result.reason, batch_size=int(trainer.config.batch_size))
         self.report = doc.diagnose()
         doc.close()

@@ -333,7 +333,7 @@ class Doctor:
         entered = time.perf_counter()
         charged = self._meter.spent
         step = self.record_.steps
-        if self.step_inputs and inputs:
+        if self.step_inputs and inputs and self._loader is None:  # watch() sees them itself
             self._observe_step_inputs(inputs)
         if loss is not None:
             self._push_loss(loss)
