@@ -11,6 +11,10 @@ time; ``--budget none`` turns the budget off (sampling exactly every ``--every``
 each doctor-on line also prints the doctor's own measure of its share where it has one.
 
     python bench/doctor_overhead.py [--repeats 7] [--epochs 5] [--every 10] [--budget 0.05]
+                                    [--trainer-pairs 15]
+
+Each comparison also prints the median of the per-pair ratios and the ratio of the fastest runs
+(on a busy machine a single median of 7 moves by +-0.1; the per-pair median moves less).
 """
 
 from __future__ import annotations
@@ -51,6 +55,27 @@ def _own_measure() -> str:
     if not shares:
         return ""
     return f"   (doctor's own measure: {statistics.median(shares):.1%}, put off {deferred})"
+
+
+def _compare(name: str, off: list, on: list) -> float:
+    """Print the on/off comparison of interleaved (wall, CPU) runs; return the wall ratio.
+
+    The ratio of the medians (the goal's figure), and beside it the median of the per-pair
+    ratios (each doctor-on run against the doctor-off run next to it, so a load change between
+    pairs cancels) and the ratio of the fastest runs: on a busy machine the three disagree by
+    about the noise."""
+    a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
+    ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
+    pair_wall = statistics.median(y[0] / x[0] for x, y in zip(off, on, strict=True))
+    pair_cpu = statistics.median(y[1] / x[1] for x, y in zip(off, on, strict=True))
+    low_cpu = min(t[1] for t in on) / min(t[1] for t in off)
+    print(
+        f"{name} wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
+        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x{_own_measure()}\n"
+        f"{'':{len(name)}s}   per-pair median on/off: wall {pair_wall:5.3f}x  CPU {pair_cpu:5.3f}x;"
+        f"  fastest on / fastest off, CPU: {low_cpu:5.3f}x  ({len(on)} pairs)"
+    )
+    return b / a
 
 
 def digits(images: bool) -> torch.utils.data.TensorDataset:
@@ -129,12 +154,7 @@ def overhead(name: str, build, data, args) -> tuple[float, float, float]:
             result = train(build, data, doctor=doctor, epochs=args.epochs, every=args.every)
             (on if doctor else off).append(result)
     a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
-    ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
-    print(
-        f"{name:4s} wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
-        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x{_own_measure()}"
-    )
-    return a, b, b / a
+    return a, b, _compare(f"{name:4s}", off, on)
 
 
 @contextlib.contextmanager
@@ -223,18 +243,14 @@ def trainer_overhead(args) -> float:
     fit(True), fit(False)  # warm-up
     LAST_OVERHEAD.clear()
     off, on = [], []
-    for i in range(args.repeats):
+    # A 0.1-s fit is cheap: at least 15 interleaved pairs, so the medians mean something.
+    for i in range(max(args.repeats, args.trainer_pairs)):
         for doctor in (False, True) if i % 2 == 0 else (True, False):
             gc.collect()
             (on if doctor else off).append(fit(doctor))
-    a, b = (statistics.median(t[0] for t in runs) for runs in (off, on))
-    ca, cb = (statistics.median(t[1] for t in runs) for runs in (off, on))
-    print(
-        f"MLP in Trainer  wall: off {a:6.3f} s  on {b:6.3f} s  on/off {b / a:5.3f}x   "
-        f"CPU: off {ca:6.3f} s  on {cb:6.3f} s  on/off {cb / ca:5.3f}x{_own_measure()}"
-    )
+    ratio = _compare("MLP in Trainer ", off, on)
     attributed("MLP in Trainer", lambda: fit(True)[1], args)
-    return b / a
+    return ratio
 
 
 def diagnose_time(args) -> float:
@@ -276,6 +292,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--every", type=int, default=10, help="Doctor every_n_steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--trainer-pairs",
+        type=int,
+        default=15,
+        help="interleaved on/off pairs of the Trainer fit (at least --repeats)",
+    )
     parser.add_argument(
         "--budget",
         default=None,

@@ -94,6 +94,9 @@ def test_out_of_memory_status_becomes_memory_pressure(tmp_path):
     finding = callback.report.get("memory_pressure")
     assert finding.severity == "error"
     assert finding.config_change == {"train.batch_size": 64, "train.accumulate_steps": 2}
+    # Recorded once (from the Trainer's status), and the failed step's inputs were looked at.
+    assert len(callback.doctor.record.ooms) == 1
+    assert callback.doctor.record.batches.rows == 128
 
 
 def test_doctor_state_survives_a_checkpoint_round_trip(tmp_path):
@@ -116,3 +119,63 @@ def test_doctor_state_survives_a_checkpoint_round_trip(tmp_path):
     again.load_state_dict(torch.load(path, weights_only=True))
     assert again.diagnose().kinds() == doc.diagnose().kinds()
     assert again.record.steps == 30 and len(again.record.epochs) == 3
+
+
+def _step_input_run(step_inputs: bool, *, epochs: int = 3, steps: int = 12):
+    """A loop without watch(): one forward per step, inputs on a scale the data rules notice."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    doc = Doctor(model, opt, every_n_steps=4, overhead_budget=None, step_inputs=step_inputs)
+    gen = torch.Generator().manual_seed(1)
+    hooked = []
+    for _ in range(epochs):
+        for _ in range(steps):
+            x = torch.randn(24, 6, generator=gen) * torch.tensor([1.0, 1, 1, 1, 1, 300])
+            y = torch.randint(0, 3, (24,), generator=gen)
+            hooked.append(bool(model._forward_pre_hooks))
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            doc.after_backward(loss, [x] if step_inputs else None)
+            opt.step()
+        doc.end_epoch(train_loss=1.0)
+    return doc, hooked
+
+
+def test_step_inputs_records_what_the_forward_hooks_record():
+    # The Trainer hands each step's inputs to after_backward instead of the doctor hooking every
+    # forward: the same gradient samples, activation counts and input statistics.
+    hooked_doc, _ = _step_input_run(False)
+    stepped_doc, _ = _step_input_run(True)
+    a, b = hooked_doc.record, stepped_doc.record
+    assert a.step_losses == b.step_losses
+    assert a.grad_samples == b.grad_samples
+    assert [e.activations for e in a.epochs] == [e.activations for e in b.epochs]
+    assert a.batches == b.batches
+    assert [f.kind for f in hooked_doc.diagnose().findings] == [
+        f.kind for f in stepped_doc.diagnose().findings
+    ]
+
+
+def test_step_inputs_hooks_only_the_sampled_forwards():
+    _, always = _step_input_run(False)
+    doc, hooked = _step_input_run(True)
+    assert all(always)
+    # Each epoch's first three forwards (64 activation rows at 24 a batch) and every 4th
+    # step's; the other forwards run without the doctor's hooks.
+    per_epoch = hooked[:12]
+    assert per_epoch == [i < 3 or i % 4 == 0 for i in range(12)]
+    assert hooked[12:24] == per_epoch
+    doc.close()
+    assert not doc.model._forward_pre_hooks and not doc.model._forward_hooks
+
+
+def test_trainer_passes_its_inputs_to_the_doctor(healthy):
+    _, callback, _ = healthy
+    assert callback.doctor.step_inputs
+    batches = callback.doctor.record.batches
+    assert batches.rows >= 64 and batches.feature_sum is not None
+    assert not callback.doctor.model._forward_pre_hooks  # closed after the fit

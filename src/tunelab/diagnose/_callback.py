@@ -89,6 +89,9 @@ class DoctorCallback(Callback):
             metric_mode="max",
             classes=self._classes(trainer),
             overhead_budget=self.settings.overhead_budget,
+            # The Trainer shows each step's batches (after_backward below), so the doctor
+            # hooks only the forwards it samples: the others take PyTorch's hook-free path.
+            step_inputs=hasattr(trainer, "step_batches"),
         )
         self._subset = None
         self._scored_last = True
@@ -104,7 +107,8 @@ class DoctorCallback(Callback):
             ).open()
 
     def after_backward(self, trainer: Any, loss: torch.Tensor) -> None:
-        self.doctor.after_backward(loss)
+        batches = getattr(trainer, "step_batches", None)
+        self.doctor.after_backward(loss, [b[0] for b in batches] if batches else None)
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
         doc = self.doctor
@@ -128,6 +132,12 @@ class DoctorCallback(Callback):
         if doc is None:
             return
         if getattr(result, "status", None) == "oom":
+            batches = getattr(trainer, "step_batches", None)
+            if doc.step_inputs and batches and doc._last_input is not batches[-1][0]:
+                # The step that ran out of memory never reached after_backward: its inputs are
+                # looked at here (without step_inputs a forward hook saw them before the OOM;
+                # an OOM in validation comes after a step the doctor has already seen).
+                doc._observe_step_inputs([b[0] for b in batches])
             doc.record_oom(message=result.reason, batch_size=int(trainer.config.batch_size))
         self.report = doc.diagnose()
         doc.close()

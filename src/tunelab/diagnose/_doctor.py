@@ -13,7 +13,8 @@ The doctor is built for hand-written loops first (tunelab's Trainer uses it thro
         doc.end_epoch(train_loss=..., val_loss=..., train_metric=..., val_metric=...)
     print(doc.diagnose().summary())
 
-Cost: per step, two root-module hooks, a loss read and a counter; every ``every_n_steps``
+Cost: per step, two root-module hooks (with ``step_inputs``, as tunelab's Trainer uses it, only
+around the sampled forwards), a loss read and a counter; every ``every_n_steps``
 steps, per-layer statistics reduced on the device and moved to the host in one transfer. The
 doctor times that sampled work, and past the dense start and a minimum per epoch it spaces its
 samples so that they take at most ``overhead_budget`` (5%) of the training time: on tiny fits
@@ -111,6 +112,12 @@ class Doctor:
             (default 0.05); past the dense first steps and a minimum per epoch it samples less
             often than ``every_n_steps`` when sampling would cost more. ``None``: no budget,
             sample exactly every ``every_n_steps`` (reproducible sample positions).
+        step_inputs: the loop passes each optimiser step's inputs to :meth:`after_backward`
+            (``inputs=``; tunelab's Trainer does). The root-module hooks are then attached only
+            around the forwards whose activations are sampled, so every other forward runs on
+            PyTorch's hook-free path; activations are sampled by step count (the first
+            forward of every ``every_n_steps``-th step) and out-of-memory errors are the
+            loop's to report (:meth:`record_oom`; the Trainer's status says so).
 
     Only ``nn.Module`` activations are hooked; ``F.relu``/``torch.tanh`` calls inside
     ``forward`` are invisible to the activation checks (the other checks still work).
@@ -140,6 +147,7 @@ class Doctor:
         detectors: list[str] | None = None,
         classes: Sequence[Any] | None = None,
         overhead_budget: float | None = OVERHEAD_BUDGET,
+        step_inputs: bool = False,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, but got {every_n_steps}")
@@ -154,6 +162,7 @@ class Doctor:
         self.detectors = detectors
         self.classes = classes
         self.overhead_budget = overhead_budget
+        self.step_inputs = step_inputs
         # The issue's API: constructing the doctor registers its hooks, nothing else to call.
         self._attach()
 
@@ -179,6 +188,10 @@ class Doctor:
         self._current_batch: Any = None
         self._last_input: torch.Tensor | None = None
         self._fwd = 0
+        # step_inputs: whether the next training forward samples activations (decided at the
+        # previous step, epoch end or set-up), and the root hooks while they are attached.
+        self._acts_planned = True
+        self._root_handles: list[Any] = []
         self._paused = False  # find_lr's probe steps: the hooks look away
         self._batch_index = 0  # batches seen by watch(), across epochs
         self._last_grad_step = -(10**9)
@@ -192,11 +205,9 @@ class Doctor:
                 if isinstance(module, RELU_LIKE + SQUASHING):
                     self._acts.names[module] = name or type(module).__name__
             # Activation hooks are attached only for sampled forwards (see _before_forward), so
-            # the other steps run the modules on PyTorch's hook-free fast path.
-            self._handles.append(self.model.register_forward_pre_hook(self._before_forward))
-            self._handles.append(
-                self.model.register_forward_hook(self._after_forward, always_call=True)
-            )
+            # the other steps run the modules on PyTorch's hook-free fast path. With step_inputs
+            # the root hooks too: the first forward is sampled, later ones as planned.
+            self._hook_root()
         self._act_handles: list[Any] = []
         self._step_handle: Any = None
 
@@ -209,12 +220,48 @@ class Doctor:
         self._epoch_t0: float | None = None
         self._epoch_grad_samples = 0
 
+    def _hook_root(self) -> None:
+        if self.model is not None and not self._root_handles:
+            self._root_handles = [
+                self.model.register_forward_pre_hook(self._before_forward),
+                self.model.register_forward_hook(self._after_forward, always_call=True),
+            ]
+
+    def _unhook_root(self) -> None:
+        for handle in self._root_handles:
+            handle.remove()
+        self._root_handles = []
+
+    def _plan_acts(self) -> None:
+        """step_inputs: decide now whether the next step's first forward samples activations,
+        by the rules _before_forward applies per forward without step_inputs (steps for
+        forwards), and hook the root module only if it does."""
+        if self._needs_rows():
+            planned = True
+        elif not self._acts.names:
+            planned = False  # nothing to sample: no hooked forwards at all
+        elif self._act_owed or self.record_.steps % self.every_n_steps == 0:
+            planned = self._meter.affords("acts")
+            self._act_owed = not planned
+        else:
+            planned = False
+        self._acts_planned = planned
+        if planned:
+            self._hook_root()
+        elif self._root_handles:
+            self._unhook_root()
+
+    def _needs_rows(self) -> bool:
+        """Whether this epoch's activations have not yet been counted on _MIN_ROWS inputs."""
+        return bool(self._acts.names) and self._acts.epoch_rows < _MIN_ROWS
+
     def close(self) -> None:
         """Remove every hook (the doctor keeps what it recorded)."""
         for handle in self._handles + self._act_handles:
             handle.remove()
         self._handles.clear()
         self._act_handles.clear()
+        self._unhook_root()
         if self._step_handle is not None:
             self._step_handle.remove()
             self._step_handle = None
@@ -274,10 +321,20 @@ class Doctor:
             yield batch
             self._compute += time.perf_counter() - t2
 
-    def after_backward(self, loss: torch.Tensor | float | None = None) -> None:
-        """Call after ``loss.backward()`` and before ``optimizer.step()`` (once per step)."""
+    def after_backward(
+        self,
+        loss: torch.Tensor | float | None = None,
+        inputs: Sequence[torch.Tensor] | None = None,
+    ) -> None:
+        """Call after ``loss.backward()`` and before ``optimizer.step()`` (once per step).
+
+        ``inputs``: with ``step_inputs``, the model inputs of this step's forwards, in order
+        (one per micro-batch); their statistics are sampled here instead of in a forward hook."""
         entered = time.perf_counter()
+        charged = self._meter.spent
         step = self.record_.steps
+        if self.step_inputs and inputs and self._loader is None:  # watch() sees them itself
+            self._observe_step_inputs(inputs)
         if loss is not None:
             self._push_loss(loss)
         # Every k steps, counted across epochs (tiny epochs are still sampled, just not all), and
@@ -320,10 +377,11 @@ class Doctor:
                 self._epoch_grad_samples += 1
             self._grad_kind = "grad" if full else "grad_min"
             self._meter.charge(self._grad_kind, time.perf_counter() - started)
-            self._meter.spend(started - entered)
-        else:
-            self._meter.spend(time.perf_counter() - entered)
         self.record_.steps = step + 1
+        if self.step_inputs and self.model is not None:
+            self._plan_acts()
+        # The step's bookkeeping: its time less what was charged by kind (samples, inputs).
+        self._meter.spend(max(0.0, time.perf_counter() - entered - (self._meter.spent - charged)))
 
     def end_epoch(
         self,
@@ -349,6 +407,8 @@ class Doctor:
         self.record_.epochs.append(rec)
         self.record_.partial = None
         self._new_epoch_counters()
+        if self.step_inputs and self.model is not None:
+            self._plan_acts()  # the activation counts restart: the next forward is sampled
         now = time.perf_counter()
         self._meter.charge("epoch", now - started)
         # Run the detectors now so each finding remembers the epoch it first appeared in; when
@@ -624,6 +684,14 @@ class Doctor:
             self._step_handle.remove()
             self._step_handle = None
 
+    def _observe_step_inputs(self, inputs: Sequence[torch.Tensor]) -> None:
+        """step_inputs: what _before_forward does per forward without it (the same batches, in
+        order), and the reference that lets a NaN loss be blamed on its inputs."""
+        for x in inputs:
+            if isinstance(x, torch.Tensor):
+                self._last_input = x
+                self._observe_input(x, None)
+
     def _before_forward(self, module: nn.Module, args: Any) -> None:
         if self._paused or not (module.training and torch.is_grad_enabled()):
             self._acts.sampling = False
@@ -633,14 +701,23 @@ class Doctor:
         self._fwd += 1
         if self._fwd == 1:
             self._meter.begin()
-        if self._loader is None and args and isinstance(args[0], torch.Tensor):
+        if (
+            self._loader is None
+            and not self.step_inputs
+            and args
+            and isinstance(args[0], torch.Tensor)
+        ):
             # No watch(): the model's input is the batch; sample its statistics here instead
             # and keep a reference, so a NaN loss can still be blamed on its inputs.
             self._last_input = args[0]
             self._observe_input(args[0], None)
         # Activations on _MIN_ROWS inputs every epoch; beyond that every k-th forward, when the
         # budget allows (a due sample it does not allow is taken at the next forward it does).
-        if self._acts.epoch_rows < _MIN_ROWS:
+        if self.step_inputs:
+            # Planned at the last step (_plan_acts); the epoch's first rows whatever the plan.
+            sampling = self._acts_planned or self._needs_rows()
+            self._acts_planned = False
+        elif self._acts.epoch_rows < _MIN_ROWS:
             sampling = True
         elif self._act_owed or self._fwd % self.every_n_steps == 1 or self.every_n_steps == 1:
             sampling = self._meter.affords("acts")
@@ -669,10 +746,22 @@ class Doctor:
         if self._paused:
             return
         exc = current_exception()
+        if self.step_inputs:
+            if module.training and torch.is_grad_enabled():
+                self._finish_forward(output)
+                # Hooked for the next forward only while the epoch still needs rows (or a
+                # sample was planned): an unhooked forward runs on the hook-free path. Not
+                # while an exception unwinds (PyTorch is iterating over these very hooks).
+                if exc is None and not self._acts_planned and not self._needs_rows():
+                    self._unhook_root()
+            return
         if exc is not None and is_out_of_memory(exc):
             first = args[0] if args else None
             rows = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else None
             self.record_oom(exc, batch_size=rows)
+        self._finish_forward(output)
+
+    def _finish_forward(self, output: Any) -> None:
         if not self._acts.sampling and not self._act_handles:
             return  # the common, unsampled forward
         started = time.perf_counter()

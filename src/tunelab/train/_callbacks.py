@@ -39,7 +39,8 @@ class Callback:
     Every hook is a no-op. Epochs are counted from 1. ``after_backward`` and ``on_batch_end``
     run once per optimiser step (after the last micro-batch when gradients are accumulated);
     ``loss`` is a detached tensor on the training device: do not call ``.item()`` on it every
-    step, that forces a host sync (look at it every N steps instead).
+    step, that forces a host sync (look at it every N steps instead). During ``after_backward``,
+    ``trainer.step_batches`` holds the step's micro-batches ``(inputs, targets, share of rows)``.
 
     A stateful callback returns plain data (numbers, strings, lists, dicts, tensors) from
     :meth:`state_dict`; it is stored in ``checkpoint.pt`` and handed back to

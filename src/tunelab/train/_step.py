@@ -35,6 +35,7 @@ class StepMixin:
         cfg, plan, st = self.config, self.plan, self.state
         opt, scaler = st.optimizer, st.scaler
         opt.zero_grad(set_to_none=True)
+        self.step_batches = micro
         losses: list[torch.Tensor] = []
         last = len(micro) - 1
         # fp32 without DDP (the common case) needs neither context: entering two null

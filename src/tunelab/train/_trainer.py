@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,10 @@ class Trainer(StepMixin, EvaluationMixin):
         self.steps_per_epoch = 0
         self.plan: FitPlan | None = None
         self.state: FitState | None = None
+        # The micro-batches ``(inputs, targets, share of the step's rows)`` of the optimiser step
+        # in progress, for ``after_backward`` callbacks (the doctor samples the inputs there
+        # rather than hooking every forward).
+        self.step_batches: Sequence[tuple[torch.Tensor, torch.Tensor, float]] = ()
         self._cbs = CallbackList([])
         self._saved_globals: tuple[bool, bool, int] | None = None
 
