@@ -507,3 +507,59 @@ def test_move_member_keeps_the_member_exact_and_shortens_the_prefix(digits):
         assert drop(moved.members[a].history) == drop(kept.members[b].history)
     with pytest.raises(ValueError):
         moved.move_member(0, 0)
+
+
+@pytest.mark.parametrize("builder", ["mlp", "mlp_bn", "cnn"])
+def test_members_sharing_a_batch_order_match_the_trainer(digits, digit_images, builder):
+    """Members with their own init seeds and one batch order (``order_seed``) train on one
+    shared batch a step and each still ends where ``Trainer(seed=order_seed)`` ends with a
+    model built at its own seed."""
+    if builder == "cnn":
+        bundle = digit_images
+        spec = ModelSpec(
+            "cnn", {"channels": [4, 8], "hidden": 16}, input_shape=(1, 8, 8), output_size=10
+        )
+    else:
+        bundle, spec = digits, mlp_spec(batch_norm=builder == "mlp_bn")
+    base = TrainConfig(epochs=2, batch_size=32, progress="none", tensorboard=False)
+    cfgs = [
+        base.model_copy(update={"lr": 1e-3}),
+        base.model_copy(update={"lr": 5e-3, "weight_decay": 1e-3}),
+        base.model_copy(update={"lr": 2e-3, "label_smoothing": 0.1}),
+    ]
+    trials = [(c, spec.params, 3 + k) for k, c in enumerate(cfgs)]
+    pop = population_from_trials(spec, bundle, trials, order_seed=11)
+    results = pop.fit()
+    assert pop.last_shared
+    for k, cfg in enumerate(cfgs):
+        torch.manual_seed(3 + k)
+        model = spec.build()
+        alone = Trainer(cfg, seed=11).fit(model, bundle)
+        for mine, theirs in zip(results[k].history, alone.history, strict=True):
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert mine[key] == pytest.approx(theirs[key], abs=TOL), (k, key)
+        assert max_diff(pop.member_module(k, best=False), model) <= TOL
+
+
+def test_a_member_with_its_own_order_keeps_the_per_member_path(digits):
+    """Two members on one order and one on its own: the epoch takes the per-member path, and
+    the members that share an order still match their shared-order population bit for bit."""
+    spec = mlp_spec()
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=3e-3, progress="none", tensorboard=False)
+    settings = MemberSettings.from_config(cfg, spec.params)
+    mixed = Population(spec, digits, 3, batch_size=32)
+    shared = Population(spec, digits, 2, batch_size=32)
+    for k in range(2):
+        mixed.replace_member(k, settings, 5 + k, order_seed=9)
+        shared.replace_member(k, settings, 5 + k, order_seed=9)
+    mixed.replace_member(2, settings, 7)  # its own order (seed 7)
+    mixed.fit()
+    assert not mixed.last_shared
+    shared.fit()
+    assert shared.last_shared
+    for k in range(2):
+        assert max_diff(mixed.member_module(k), shared.member_module(k)) <= TOL
+    torch.manual_seed(7)
+    model = spec.build()
+    Trainer(cfg, seed=7).fit(model, digits)
+    assert max_diff(mixed.member_module(2, best=False), model) <= TOL
