@@ -9,18 +9,9 @@ ratio, and a table of each member's final val accuracy next to the same config t
 (dropout masks come from different RNG streams, so members with dropout differ by seed noise;
 members without dropout match to float rounding).
 
-``--order shared`` gives every trial of both arms one batch order (seed ``ORDER_SEED``; each
-trial keeps its own init seed): the sequential arm's trials run ``Trainer(cfg,
-seed=ORDER_SEED)`` on a model built at the trial's seed, the population's members get
-``order_seed=ORDER_SEED``, so both arms train the same trials on the same batches for the same
-epochs; the population then gathers each batch once and every member reads it (``Population``,
-"Shared batch order"). ``--order own`` (the default, and every figure before 2026-12-06
-22:00 UTC) seeds each trial's order with its init seed, as ``tune.seed_per_trial`` does.
-
     python bench/population.py                    # MLP (64-64) and small CNN, K=16
     python bench/population.py --models mlp --k 16 --epochs 10
     python bench/population.py --models mlp --repeats 5  # arms alternated 5 times each
-    python bench/population.py --models mlp --repeats 5 --order shared  # one batch order
     python bench/population.py --forward           # + batched bmm forward vs torch.func.vmap
     python bench/population.py --study --trials 32 # end to end: `tunelab tune` executors
     python bench/population.py --packing           # packing widths vs a population each
@@ -87,22 +78,17 @@ def trials(k: int, epochs: int, params: dict, seed: int = 0) -> list:
     return out
 
 
-# The batch order of every trial under ``--order shared`` (both arms).
-ORDER_SEED = 12345
-
-
 def clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def run(name: str, k: int, epochs: int, repeats: int = 1, order: str = "own") -> None:
+def run(name: str, k: int, epochs: int, repeats: int = 1) -> None:
     builder, params, shape = ARCHS[name]
     bundle = digits(image=len(shape) == 3)
     spec = ModelSpec(builder, params, input_shape=shape, output_size=10)
     todo = trials(k, epochs, params)
-    order_seed = ORDER_SEED if order == "shared" else None
     # warm-up both paths (first-call allocations, kernels)
-    population_from_trials(spec, bundle, todo[:2], order_seed=order_seed).train_epoch()
+    population_from_trials(spec, bundle, todo[:2]).train_epoch()
     torch.manual_seed(0)
     w = todo[0][0].model_copy(update={"epochs": 1})
     Trainer(w, seed=0).fit(spec.build(), bundle)
@@ -112,14 +98,11 @@ def run(name: str, k: int, epochs: int, repeats: int = 1, order: str = "own") ->
         for cfg, p, seed in todo:
             torch.manual_seed(seed)
             model = ModelSpec(builder, p, input_shape=shape, output_size=10).build()
-            # the trial's batch order: its own seed, or the one shared by every trial
-            alone.append(
-                Trainer(cfg, seed=seed if order_seed is None else order_seed).fit(model, bundle)
-            )
+            alone.append(Trainer(cfg, seed=seed).fit(model, bundle))
         return alone
 
     def population() -> list:
-        return population_from_trials(spec, bundle, todo, order_seed=order_seed).fit()
+        return population_from_trials(spec, bundle, todo).fit()
 
     # Arms alternate, the first one rotating, so a change of the machine's load between them
     # falls on both; each pair gives one ratio.
@@ -133,10 +116,7 @@ def run(name: str, k: int, epochs: int, repeats: int = 1, order: str = "own") ->
             w1, c1 = clocks()
             times[arm].append((w1 - w0, c1 - c0))
     alone, together = results["sequential"], results["population"]
-    print(
-        f"\n## {name} {params} on digits, K={k}, {epochs} epochs, batch 64, 1 thread, "
-        f"batch order: {order}"
-    )
+    print(f"\n## {name} {params} on digits, K={k}, {epochs} epochs, batch 64, 1 thread")
     print(f"{repeats} alternating repeat(s); wall and CPU s: min (median)")
     print("| arm | wall s | CPU s | trials/hour (min wall) |")
     print("|---|---|---|---|")
@@ -335,12 +315,6 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=1, help="alternate the two arms this many times each"
     )
-    ap.add_argument(
-        "--order",
-        choices=["own", "shared"],
-        default="own",
-        help="each trial's own batch order, or one shared by every trial of both arms",
-    )
     ap.add_argument("--forward", action="store_true")
     ap.add_argument("--study", action="store_true", help="only the end-to-end executor study")
     ap.add_argument("--trials", type=int, default=32)
@@ -356,7 +330,7 @@ def main() -> None:
         study_compare(args.k, args.trials, args.epochs)
         return
     for name in args.models:
-        run(name, args.k, args.epochs, args.repeats, args.order)
+        run(name, args.k, args.epochs, args.repeats)
     if args.forward:
         forward_compare(args.k)
 

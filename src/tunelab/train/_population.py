@@ -32,15 +32,6 @@ back out, and :meth:`adopt_member` moves a running member of a narrower populati
 one (its padded weights and optimiser state are zeros, so they embed exactly). Only the
 hand-written dense path (an MLP without batch norm) packs.
 
-**Shared batch order.** A member's batch order comes from its own generator, seeded with its
-``order_seed`` (the ``seed`` of ``Trainer(seed=...)``; by default its init seed). When every
-running member draws the same permutation in an epoch (members given one ``order_seed``, as
-``population_from_trials(order_seed=...)`` does, or a study whose trials share one seed), the
-epoch's batches are gathered once instead of K times and each step's batch is one ``(B, F)``
-block that every member reads (an expanded view; the autograd program takes it as a shared
-input). Each member still computes exactly what it computes alone; members with different
-orders take the per-member path, in the same population and in the same code.
-
 The step has no per-member Python and no host sync: losses, gradient norms and the NaN mask stay
 on the device and are read once per epoch.
 
@@ -215,7 +206,6 @@ class Population:
         # The widest forward the last epoch ran (members along the batched dimension): a
         # measure of work, read by the tests.
         self.last_width = 0
-        self.last_shared = False  # whether the last epoch's members shared one batch order
 
     # ---- slots ------------------------------------------------------------------------------
 
@@ -273,16 +263,11 @@ class Population:
         settings: MemberSettings,
         seed: int,
         model_params: dict[str, Any] | None = None,
-        *,
-        order_seed: int | None = None,
     ) -> Member:
         """Put a new trial into slot ``k``: fresh weights (init seeded ``seed``), optimiser state,
         settings, epoch counter, schedule and history; the other members are untouched.
         ``model_params``: the member's own model params when it is narrower than the
-        population (packing, see the module doc and :meth:`fits`). ``order_seed``: the seed of
-        its batch order (``Trainer(seed=order_seed)``'s; None: ``seed``); members that see
-        one order train with one shared batch (module doc, "Shared batch order"). Call
-        between epochs."""
+        population (packing, see the module doc and :meth:`fits`). Call between epochs."""
         if not 0 <= k < self.size:
             raise IndexError(f"slot {k} is outside a population of {self.size}")
         if settings.dropout > 0 and not self._has_dropout:
@@ -312,8 +297,7 @@ class Population:
         self._clip_norm[k] = inf_or(settings.clip_grad_norm)
         self._clip_value[k] = inf_or(settings.clip_grad_value)
         self._bad[k] = False
-        order = int(seed) if order_seed is None else int(order_seed)
-        member = Member(settings, int(seed), model_params=own, order_seed=order)
+        member = Member(settings, int(seed), model_params=own)
         holder = _LR(settings.lr)
         member.schedule = LRSchedule(
             settings.schedule,
@@ -323,7 +307,7 @@ class Population:
             monitor=self.monitor,
         )
         member.schedule.apply()
-        member.generator = torch.Generator(device=self.device).manual_seed(order)
+        member.generator = torch.Generator(device=self.device).manual_seed(int(seed))
         # Its own dropout stream (trial seed and population seed): its masks never depend on
         # which other members share the population.
         member.dropout_generator = torch.Generator(device=self.device).manual_seed(
@@ -658,16 +642,15 @@ class Population:
 
     def _epoch_plan(self, live: list[int], hi: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member permutations ``(hi, n)`` (each member's own generator, as the Trainer's
-        ``torch.randperm(n, generator)``), or one ``(n,)`` when every running member drew the
-        same (module doc, "Shared batch order"), and learning rates ``(steps, hi, 1)`` from
-        each member's LRSchedule (the Trainer's code, stepped through the epoch)."""
+        ``torch.randperm(n, generator)``) and learning rates ``(steps, hi, 1)`` from each
+        member's LRSchedule (the Trainer's code, stepped through the epoch)."""
         n, dev = len(self._X), self.device
-        orders: list[torch.Tensor | None] = []
-        table = [[0.0] * hi for _ in range(self.steps_per_epoch)]
+        idle = torch.arange(n, device=dev)
+        orders, table = [], [[0.0] * hi for _ in range(self.steps_per_epoch)]
         for k in range(hi):
             member = self.members[k]
             if member is None or not member.running:
-                orders.append(None)
+                orders.append(idle)
                 continue
             orders.append(torch.randperm(n, generator=member.generator, device=dev))
             schedule, group = member.schedule, member.schedule.optimizer.param_groups[0]
@@ -675,19 +658,13 @@ class Population:
                 table[s][k] = group["lr"]
                 schedule.step_batch()
         lrs = torch.tensor(table, dtype=self.flat.dtype, device=dev).unsqueeze(-1)
-        drawn = [o for o in orders if o is not None]
-        # one comparison of n indices per member (a few us on CPU); a host read per epoch
-        if all(torch.equal(o, drawn[0]) for o in drawn[1:]):
-            return drawn[0], lrs
-        idle = torch.arange(n, device=dev)  # an idle slot's rows are masked; any order does
-        return torch.stack([idle if o is None else o for o in orders]), lrs
+        return torch.stack(orders), lrs
 
     def _train_steps(
         self, order: torch.Tensor, lrs: torch.Tensor, running: torch.Tensor, view: _Prefix
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         bs, grad, flat = self.batch_size, view.grad, view.flat
-        K, n = view.hi, order.shape[-1]  # K is hi here: the prefix of slots this epoch trains
-        shared = order.dim() == 1  # one batch order for every member (_epoch_plan)
+        K, n = order.shape  # K is hi here: the prefix of slots this epoch trains
         l1 = self._l1[:K] * self._l1_mask if self._any_l1 else None
         clip_norm = self._clip_norm[:K] if self._any_norm else None
         clip_value = self._clip_value[:K] if self._any_value else None
@@ -704,30 +681,20 @@ class Population:
         # flat order is several times faster than X[order] here), their views, rates and Adam's
         # factors for every step at once (split once, not sliced per step), and a "stopped" mask
         # (not running or sick) that only ever gains members within the epoch.
-        # With a shared order the epoch's batches are gathered once, not K times, and every
-        # member reads the same batch: an expanded (K, B, F) view (stride 0 along K; the
-        # batched matmuls read it as they read K copies, without making them).
-        # Per-member orders on the dense path: each step's K x B rows are gathered just before
-        # the step into one reused block (it stays in cache for the first layer and its
-        # gradient), instead of the epoch's K x n rows at once (about 3% of a K = 16 MLP fit;
-        # the autograd path, which repacks every batch anyway, was not measured faster).
-        per_step = not shared and dense is not None
+        # On the dense path each step's K x B rows are gathered just before the step into one
+        # reused block (it stays in cache for the first layer and its gradient), instead of
+        # the epoch's K x n rows at once (about 3% of a K = 16 MLP fit; the autograd path,
+        # which repacks every batch anyway, was not measured faster).
+        per_step = dense is not None
         if per_step:
             xs = ys = [o.reshape(-1) for o in order.split(bs, 1)]  # each step's row indices
             xbuf = self._X.new_empty((K * bs, *self._X.shape[1:]))
             ybuf = self._y.new_empty((K * bs, *self._y.shape[1:]))
         else:
             flat_order = order.reshape(-1)
-            X = self._X.index_select(0, flat_order)
-            y = self._y.index_select(0, flat_order)
-            if shared:
-                X = X.view(n, -1) if dense is not None else X
-                xs = [x.unsqueeze(0).expand(K, *x.shape) for x in X.split(bs)]
-                ys = [t.unsqueeze(0).expand(K, *t.shape) for t in y.split(bs)]
-            else:
-                X = X.view(K, n, *self._X.shape[1:])
-                xs, ys = X.split(bs, 1), y.view(K, n, *self._y.shape[1:]).split(bs, 1)
-        self.last_shared = shared
+            X = self._X.index_select(0, flat_order).view(K, n, *self._X.shape[1:])
+            y = self._y.index_select(0, flat_order).view(K, n, *self._y.shape[1:])
+            xs, ys = X.split(bs, 1), y.split(bs, 1)
         factors = optimizer.epoch_factors(lrs)
         step_factors = [None] * len(xs) if factors is None else list(zip(*factors, strict=True))
         stopped = ~running.unsqueeze(1) | bad.unsqueeze(1)
@@ -756,8 +723,7 @@ class Population:
                 dense.backward(dout, tape)
                 saved = None
             else:
-                # a shared batch enters the autograd program once (as validation's does)
-                saved = self._autograd_step(xb[0] if shared else xb, yb, bn, view, loss_fn, shared)
+                saved = self._autograd_step(xb, yb, bn, view, loss_fn)
                 loss = saved.pop()
             if own is not None:
                 grad.mul_(own)  # a packed member's padding (activation with f(0) != 0)
@@ -789,13 +755,7 @@ class Population:
         return losses, norms
 
     def _autograd_step(
-        self,
-        xb: torch.Tensor,
-        yb: torch.Tensor,
-        bn: bool,
-        view: _Prefix,
-        loss_fn: MemberLoss,
-        shared: bool = False,
+        self, xb: torch.Tensor, yb: torch.Tensor, bn: bool, view: _Prefix, loss_fn: MemberLoss
     ) -> list[torch.Tensor]:
         """Forward and backward through autograd (the .grad views of ``grad`` receive the
         gradients); returns the buffers before the step (batch norm), then the loss."""
@@ -809,7 +769,6 @@ class Population:
             generator=self._gen,
             drop_rows=self._drop_rows,
             drop_generators=self._drop_gens,
-            shared_input=shared,
         )
         loss = loss_fn(out, yb)
         self._backward(loss.sum())
@@ -918,13 +877,10 @@ def population_from_trials(
     spec: ModelSpec,
     bundle: Any,
     trials: Sequence[tuple[TrainConfig, dict[str, Any], int]],
-    *,
-    order_seed: int | None = None,
     **kwargs: Any,
 ) -> Population:
     """A full population of ``(train config, model params, seed)`` trials of one
-    :func:`group_key`; shared settings come from the first trial. ``order_seed``: every
-    member's batch order (``Trainer(seed=order_seed)``'s; None: each its own ``seed``)."""
+    :func:`group_key`; shared settings come from the first trial."""
     mixed = kwargs.get("optimizer") == MIXED
     keys = {group_key(t, p, mixed=mixed) for t, p, _ in trials}
     if len(keys) != 1:
@@ -938,7 +894,5 @@ def population_from_trials(
     kwargs.setdefault("device", first.device)
     pop = Population(spec, bundle, len(trials), **kwargs)
     for k, (train, params, seed) in enumerate(trials):
-        pop.replace_member(
-            k, MemberSettings.from_config(train, params), seed, order_seed=order_seed
-        )
+        pop.replace_member(k, MemberSettings.from_config(train, params), seed)
     return pop

@@ -187,11 +187,8 @@ class Member:
     sickness: tuple[str, str] | None = None
     wall_time_s: float = 0.0
     schedule: Any = None
-    generator: Any = None  # the batch order's (seeded ``order_seed``)
+    generator: Any = None
     dropout_generator: Any = None
-    # The seed of the batch order (the Trainer's ``seed``); None: ``seed``, as a trial whose
-    # init and order come from one seed.
-    order_seed: int | None = None
     monitor: Any = None
     early: Any = None
 

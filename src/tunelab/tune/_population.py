@@ -416,8 +416,7 @@ class _PopulationRun:
                 monitor=monitor_of(train, self.bundle.task, has_val),
                 device=train.device,
                 # the study's seed goes into the dropout streams; a member's batch order
-                # comes from its trial's seed (replace_member below), so members share one
-                # order (Population, "Shared batch order") only when their trials share a seed
+                # comes from its trial's seed (replace_member below), as its init does
                 seed=int(self.cfg.seed),
                 judge=self._judge,
                 eval_batch_size=train.eval_batch_size,
