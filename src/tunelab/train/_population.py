@@ -681,20 +681,12 @@ class Population:
         # flat order is several times faster than X[order] here), their views, rates and Adam's
         # factors for every step at once (split once, not sliced per step), and a "stopped" mask
         # (not running or sick) that only ever gains members within the epoch.
-        # On the dense path each step's K x B rows are gathered just before the step into one
-        # reused block (it stays in cache for the first layer and its gradient), instead of
-        # the epoch's K x n rows at once (about 3% of a K = 16 MLP fit; the autograd path,
-        # which repacks every batch anyway, was not measured faster).
-        per_step = dense is not None
-        if per_step:
-            xs = ys = [o.reshape(-1) for o in order.split(bs, 1)]  # each step's row indices
-            xbuf = self._X.new_empty((K * bs, *self._X.shape[1:]))
-            ybuf = self._y.new_empty((K * bs, *self._y.shape[1:]))
-        else:
-            flat_order = order.reshape(-1)
-            X = self._X.index_select(0, flat_order).view(K, n, *self._X.shape[1:])
-            y = self._y.index_select(0, flat_order).view(K, n, *self._y.shape[1:])
-            xs, ys = X.split(bs, 1), y.split(bs, 1)
+        flat_order = order.reshape(-1)
+        X = self._X.index_select(0, flat_order).view(K, n, *self._X.shape[1:])
+        y = self._y.index_select(0, flat_order).view(K, n, *self._y.shape[1:])
+        if dense is not None:
+            X = X.view(K, n, -1)
+        xs, ys = X.split(bs, 1), y.split(bs, 1)
         factors = optimizer.epoch_factors(lrs)
         step_factors = [None] * len(xs) if factors is None else list(zip(*factors, strict=True))
         stopped = ~running.unsqueeze(1) | bad.unsqueeze(1)
@@ -707,12 +699,6 @@ class Population:
             masks.start_epoch(n)  # type: ignore[union-attr]
         losses, norms = [], []
         for xb, yb, lr, fac in zip(xs, ys, lrs.unbind(0), step_factors, strict=True):
-            if per_step:  # xb, yb: the step's row indices (K * b)
-                rows = len(xb)
-                xb = torch.index_select(self._X, 0, xb, out=xbuf[:rows]).view(K, rows // K, -1)
-                yb = torch.index_select(self._y, 0, yb, out=ybuf[:rows]).view(
-                    K, rows // K, *self._y.shape[1:]
-                )
             if dense is not None:
                 # no autograd: the gradient of every parameter is written into grad
                 out, tape = dense.forward(
