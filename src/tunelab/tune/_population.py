@@ -415,7 +415,9 @@ class _PopulationRun:
                 loss=train.loss,
                 monitor=monitor_of(train, self.bundle.task, has_val),
                 device=train.device,
-                seed=int(self.cfg.seed),  # the group's batch order: the study's seed
+                # the study's seed goes into the dropout streams; a member's batch order
+                # comes from its trial's seed (replace_member below), as its init does
+                seed=int(self.cfg.seed),
                 judge=self._judge,
                 eval_batch_size=train.eval_batch_size,
             )
