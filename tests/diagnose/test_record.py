@@ -59,3 +59,81 @@ def test_the_gradient_probe_counts_exact_zeros_per_layer():
     zeros = [float((p.grad == 0).sum()) / p.numel() for p in (model[0].weight, model[2].weight)]
     assert s.zero_by_layer == zeros
     assert s.zero_fraction == (13 + float((model[2].weight.grad == 0).sum())) / (32 + 24)
+
+
+def test_memo_keeps_a_value_within_a_pass_only():
+    record = TrainingRecord(step_losses=[1.0, math.nan, 0.5])
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert record.memo("x", compute) == 1  # outside a pass: computed every time
+    assert record.memo("x", compute) == 2
+    with record.shared():
+        assert record.memo("x", compute) == 3
+        assert record.memo("x", compute) == 3  # kept within the pass
+        assert record.finite_step_losses() == [1.0, 0.5]
+        record.step_losses.append(0.25)  # the record grew inside the pass: read afresh
+        assert record.memo("x", compute) == 4
+        assert record.finite_step_losses() == [1.0, 0.5, 0.25]
+    assert not record.cache  # forgotten after the pass
+    assert record.finite_step_losses() == [1.0, 0.5, 0.25]
+
+
+def test_median_abs_diff_is_numpys_number():
+    import numpy as np
+
+    from tunelab.diagnose._signals import median_abs_diff
+
+    rng = np.random.default_rng(0)
+    cases = [[1.0, 2.0], [0.3, 0.1, 0.7, 0.2], [1.0, math.nan, 2.0, 3.0], [0.0, -0.0, 1e-300]]
+    cases += [rng.normal(size=n).tolist() for n in (3, 8, 31, 300)]
+    for values in cases:
+        want = float(np.median(np.abs(np.diff(values))))
+        got = median_abs_diff(values)
+        assert repr(got) == repr(want)
+
+
+def test_diagnose_reuses_the_last_pass_only_while_nothing_was_recorded():
+    from tunelab.diagnose import Doctor, _doctor
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=2.0)
+    doc = Doctor(model, opt, overhead_budget=None)
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+
+    def epoch():
+        for _ in range(10):
+            loss = torch.nn.functional.cross_entropy(model(x) * 50, y)
+            opt.zero_grad()
+            loss.backward()
+            doc.after_backward(loss)
+            opt.step()
+
+    runs = []
+    original = _doctor.Doctor._run_detectors
+
+    def counted(self):
+        runs.append(1)
+        return original(self)
+
+    _doctor.Doctor._run_detectors = counted
+    try:
+        epoch()
+        doc.end_epoch(val_loss=1.0, val_metric=0.5)
+        assert len(runs) == 1
+        reused = doc.diagnose()
+        assert len(runs) == 1  # nothing recorded since end_epoch's pass
+        doc._pass_memo = None
+        fresh = doc.diagnose()
+        assert len(runs) == 2
+        assert [f.to_dict() for f in reused] == [f.to_dict() for f in fresh]
+        assert not any(f.remedy for f in doc.latest_)  # the pass's own findings untouched
+        epoch()  # steps since the pass: a new one
+        doc.diagnose()
+        assert len(runs) == 3
+    finally:
+        _doctor.Doctor._run_detectors = original

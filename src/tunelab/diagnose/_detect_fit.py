@@ -15,6 +15,7 @@ from ._signals import (
     binomial_se,
     diverged,
     mean_loss_se,
+    median_abs_diff,
     progress,
     relative_improvements,
     rows_behind,
@@ -44,7 +45,7 @@ def _gap_spread(record: TrainingRecord, epochs: list[EpochRecord]) -> float:
     late = gaps[len(gaps) // 2 :]
     if len(late) < 3:
         return 0.0
-    per_epoch = float(np.median(np.abs(np.diff(late)))) / 0.6745 / math.sqrt(2)
+    per_epoch = median_abs_diff(late) / 0.6745 / math.sqrt(2)
     return per_epoch / math.sqrt(2)
 
 
@@ -243,7 +244,7 @@ class Overfitting(Detector):
             # MAD of consecutive differences over the second half / 0.6745); the best is one
             # such noisy value too, and the lowest of several.
             half = vloss[len(vloss) // 2 :]
-            spread = float(np.median(np.abs(np.diff(half)))) / 0.6745 if len(half) >= 3 else 0.0
+            spread = median_abs_diff(half) / 0.6745 if len(half) >= 3 else 0.0
             tolerance = NOISE_Z * max(se or 0.0, spread)
             if se is None:
                 tolerance = max(tolerance, 1e-3 * abs(best))
@@ -264,7 +265,7 @@ class Overfitting(Detector):
             if se_best is not None and se_last is not None:
                 drop = best_score - scores[-1]
                 late = scores[len(scores) // 2 :]
-                own = float(np.median(np.abs(np.diff(late)))) / 0.6745 if len(late) >= 3 else 0.0
+                own = median_abs_diff(late) / 0.6745 if len(late) >= 3 else 0.0
                 metric_at_best = drop <= NOISE_Z * max(math.hypot(se_best, se_last), own)
         return loss_at_best and metric_at_best
 

@@ -15,12 +15,14 @@ from ._signals import (
     binomial_se,
     chunk_means,
     diverged,
+    median_abs_diff,
     new_lows,
     progress,
     relative_improvements,
     rows_behind,
     score_scale,
     smoothed,
+    smoothed_steps,
     update_scale,
 )
 
@@ -63,6 +65,8 @@ class DivergingLoss(Detector):
                 )
             ]
         for e in record.all_epochs():
+            if _finite_or_none(e.train_loss) and _finite_or_none(e.val_loss):
+                continue  # only a NaN/inf epoch loss is a "nan" verdict: no need to ask
             losses = {"train_loss": e.train_loss, "val_loss": e.val_loss}
             sick = policy.judge_epoch(e.epoch, {k: v for k, v in losses.items() if v is not None})
             if sick is not None and sick.status == "nan":
@@ -78,7 +82,7 @@ class DivergingLoss(Detector):
                     )
                 ]
         losses = record.step_losses or record.epoch_losses()
-        curve = smoothed(losses)
+        curve = smoothed_steps(record) if record.step_losses else smoothed(losses)
         initial = record.initial_loss()
         if len(curve) < 4 or initial is None or initial <= 0:
             return []
@@ -124,7 +128,9 @@ class DivergingLoss(Detector):
         if math.isfinite(first) and 0 < first < initial:
             initial = first
         limit = self.policy.growth_error * initial
-        blown = [i for i, v in enumerate(record.step_losses) if math.isfinite(v) and v >= limit]
+        # One vectorised comparison over the steps (NaN compares False, inf is excluded).
+        steps = np.asarray(record.step_losses, dtype=float)
+        blown = np.flatnonzero(np.isfinite(steps) & (steps >= limit)).tolist()
         if len(blown) < self.MIN_BLOWN_STEPS:
             return []
         peak = max(blown, key=lambda i: record.step_losses[i])
@@ -147,6 +153,10 @@ class DivergingLoss(Detector):
                 record.where(step=blown[0] + 1),
             )
         ]
+
+
+def _finite_or_none(value: float | None) -> bool:
+    return value is None or math.isfinite(value)
 
 
 def _episodes(marks: list[bool]) -> int:
@@ -219,13 +229,13 @@ class OscillatingLoss(Detector):
         p = progress(record)
         if p is None or diverged(record):
             return []
-        losses = [v for v in record.step_losses if math.isfinite(v)]
+        losses = record.finite_step_losses()
         chunks = min(self.MAX_CHUNKS, len(losses) // self.CHUNK_STEPS)
         if chunks >= 8:
             means = chunk_means(losses, chunks)
             width = len(losses) // chunks
             unit = "chunk"
-            sigma = float(np.median(np.abs(np.diff(losses)))) / 0.6745 / math.sqrt(2)
+            sigma = median_abs_diff(losses) / 0.6745 / math.sqrt(2)
             se = sigma / math.sqrt(width)
         else:
             means = [v for v in record.epoch_losses() if math.isfinite(v)]
@@ -417,12 +427,17 @@ class OscillatingLoss(Detector):
             return 0
         start = max(1, int(len(values) * self.START))
         count = 0
+        # Each score's error serves as "now" and then as the next one's "before": once each.
+        before = binomial_se(values[start - 1], n)
         for i in range(start, len(values)):
-            now, before = binomial_se(values[i], n), binomial_se(values[i - 1], n)
-            if now is None or before is None:
-                continue
-            if values[i - 1] - values[i] > NOISE_Z * math.hypot(now, before):
+            now = binomial_se(values[i], n)
+            if (
+                now is not None
+                and before is not None
+                and values[i - 1] - values[i] > NOISE_Z * math.hypot(now, before)
+            ):
                 count += 1
+            before = now
         return count
 
 
@@ -469,7 +484,12 @@ class SlowConvergence(Detector):
         ]
 
     def measure(self, record: TrainingRecord) -> dict | None:
-        """The figures behind the verdict (``figures["slow"]``), or None if not judgeable."""
+        """The figures behind the verdict (``figures["slow"]``), or None if not judgeable.
+
+        Derived once per pass (underfitting asks it too); the caller must not change it."""
+        return record.memo(("slow_measure", type(self)), lambda: self._measure(record))
+
+    def _measure(self, record: TrainingRecord) -> dict | None:
         p = progress(record)
         if p is None or diverged(record):
             return None

@@ -24,6 +24,7 @@ samples so that they take at most ``overhead_budget`` (5%) of the training time:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import warnings
@@ -199,6 +200,10 @@ class Doctor:
         # The findings of the last end_epoch (no remedies yet): cheap to poll every epoch.
         self.latest_: list[Finding] = []
         self._last_pass = (-math.inf, 0.0)  # (when the last detector pass ended, its duration)
+        # end_epoch's last pass: (what it read, its findings), for diagnose() to reuse while
+        # nothing was recorded since (see _record_state).
+        self._failures = 0  # detector checks that raised (their passes are not reused)
+        self._pass_memo: tuple[tuple[Any, ...], list[Finding]] | None = None
         self._new_epoch_counters()
         if self.model is not None:
             for name, module in self.model.named_modules():
@@ -418,7 +423,11 @@ class Doctor:
         if now - self._last_pass[0] >= _PASS_SHARE * self._last_pass[1] and (
             first or self._meter.affords("pass")
         ):
+            state = self._record_state()
+            failures = self._failures
             self.latest_ = self._run_detectors()
+            # A pass in which a detector failed is not reused (diagnose() warns again).
+            self._pass_memo = (state, list(self.latest_)) if self._failures == failures else None
             end = time.perf_counter()
             self._last_pass = (end, end - now)
             self._meter.charge("pass", end - now)
@@ -512,7 +521,13 @@ class Doctor:
         self._flush_losses()
         if self._epoch_step_start < self.record_.steps or not self.record_.epochs:
             self.record_.partial = self._epoch_record(closing=False)
-        findings = self._run_detectors()
+        memo = self._pass_memo
+        if memo is not None and memo[0] == self._record_state():
+            # Nothing recorded since end_epoch's pass: the same record gives the same findings
+            # (copies: this report fills in first_seen, remedies and causes).
+            findings = copy.deepcopy(memo[1])
+        else:
+            findings = self._run_detectors()
         ctx = self.remedy_context()
         now = (
             self.record_.where(step=self.record_.steps)
@@ -663,17 +678,52 @@ class Doctor:
 
     # ---- internals ----------------------------------------------------------------------------
 
+    def _record_state(self) -> tuple[Any, ...]:
+        """What the detectors read, as far as it can change: the growing lists themselves with
+        their lengths (they only grow; a tuple compares the same list object by identity, and
+        load_state_dict's new lists by content), the counters, the settings and the user-given
+        reference values. Equal states give equal findings."""
+        rec = self.record_
+        b = rec.batches
+        return (
+            rec.step_losses,
+            len(rec.step_losses),
+            rec.epochs,
+            len(rec.epochs),
+            rec.grad_samples,
+            len(rec.grad_samples),
+            rec.ooms,
+            len(rec.ooms),
+            rec.steps,
+            rec.partial,
+            b,
+            (b.batches, b.rows, b.nonfinite_batches, b.nonfinite_values),
+            dict(b.label_counts),
+            rec.lr,
+            rec.planned_epochs,
+            rec.metric_mode,
+            rec.class_names,
+            rec.lr_range,
+            rec.baseline,
+            rec.data_source,
+            tuple(self._detectors),
+        )
+
     def _run_detectors(self) -> list[Finding]:
         found: list[Finding] = []
-        for detector in self._detectors:
-            try:
-                found.extend(detector.check(self.record_))
-            except Exception as exc:  # a broken check must never end the user's training
-                warnings.warn(
-                    f"doctor: detector {detector.name!r} failed: {exc!r}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        # What the detectors derive from the record (the same series, many times) is derived
+        # once in this pass and forgotten after it (TrainingRecord.memo).
+        with self.record_.shared():
+            for detector in self._detectors:
+                try:
+                    found.extend(detector.check(self.record_))
+                except Exception as exc:  # a broken check must never end the user's training
+                    self._failures += 1
+                    warnings.warn(
+                        f"doctor: detector {detector.name!r} failed: {exc!r}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         return merge_findings(found)
 
     def _after_step(self, *_: Any) -> None:

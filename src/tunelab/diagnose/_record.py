@@ -6,10 +6,14 @@ numbers, so ``diagnose()`` never touches the device and stays fast on a long his
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -121,13 +125,55 @@ class TrainingRecord:
     data_source: str | None = None
     # The epoch in progress (not yet closed by end_epoch); detectors may look at it.
     partial: EpochRecord | None = None
-    # Detectors share derived numbers (the loss progress) through here within one pass.
-    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Detectors share derived numbers (the loss progress, the finite step losses, the metric
+    # series...) through here (``memo``) within one detector pass (``shared``).
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    _sharing: int = field(default=0, repr=False, compare=False)
 
     @property
     def epoch(self) -> int:
         """Epochs finished so far (the one in progress is ``epoch + 1``)."""
         return len(self.epochs)
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """A detector pass: inside, ``memo`` keeps what it derives (emptied on entry and exit,
+        so a record changed in place between passes, as tests and resumed runs do, is read
+        afresh by the next pass)."""
+        self.cache.clear()
+        self._sharing += 1
+        try:
+            yield
+        finally:
+            self._sharing -= 1
+            if not self._sharing:
+                self.cache.clear()
+
+    def memo(self, name: Any, compute: Callable[[], _T]) -> _T:
+        """``compute()``, kept in ``cache`` within a detector pass (``shared``).
+
+        A detector pass derives the same series from the record many times (every detector
+        asks for the step losses' finite values, the metric series, the loss progress...):
+        each is derived once per pass. Outside a pass it is computed on every call. Within
+        one, the record's lengths are checked too (a detector run on a record that grows
+        inside the pass still reads it afresh).
+        """
+        if not self._sharing:
+            return compute()
+        state = (
+            len(self.step_losses),
+            len(self.epochs),
+            self.steps,
+            id(self.partial),
+            len(self.grad_samples),
+        )
+        cache = self.cache
+        if cache.get("_state") != state:
+            cache.clear()
+            cache["_state"] = state
+        if name not in cache:
+            cache[name] = compute()
+        return cache[name]
 
     def all_epochs(self) -> list[EpochRecord]:
         """Finished epochs, plus the one in progress when it has seen steps and none finished."""
@@ -137,12 +183,27 @@ class TrainingRecord:
 
     def epoch_losses(self) -> list[float]:
         """Training loss per finished epoch (step means, falling back to user values)."""
+        return list(self.memo("epoch_losses", self._epoch_losses))
+
+    def _epoch_losses(self) -> list[float]:
         return [e.loss for e in self.all_epochs() if e.loss is not None]
 
     def series(self, name: str) -> list[float]:
         """A user metric per epoch where it was given (``val_loss``, ``val_metric``...)."""
+        return list(self.memo(("series", name), lambda: self._series(name)))
+
+    def _series(self, name: str) -> list[float]:
         values = [getattr(e, name) for e in self.all_epochs()]
         return [float(v) for v in values if v is not None]
+
+    def finite_step_losses(self) -> list[float]:
+        """The finite step losses, in order (a copy: derived once per pass)."""
+        return list(self.memo("finite_steps", self._finite_steps))
+
+    def _finite_steps(self) -> list[float]:
+        if all_finite(self.step_losses):
+            return list(self.step_losses)
+        return [v for v in self.step_losses if math.isfinite(v)]
 
     def initial_loss(self) -> float | None:
         """The loss before training did much: median of the first few step losses.
@@ -167,6 +228,10 @@ class TrainingRecord:
         return _median(tail) if tail else None
 
     def first_nonfinite_step(self) -> int | None:
+        """The 0-based index of the first NaN/inf step loss (None: all finite)."""
+        return self.memo("first_nonfinite", self._first_nonfinite)
+
+    def _first_nonfinite(self) -> int | None:
         if all_finite(self.step_losses):
             return None
         return next((i for i, v in enumerate(self.step_losses) if not math.isfinite(v)), None)

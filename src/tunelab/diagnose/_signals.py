@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..train import SickTrialPolicy
-from ._record import TrainingRecord
+from ._record import TrainingRecord, all_finite
 
 _POLICY = SickTrialPolicy()
 
@@ -39,11 +39,7 @@ class Progress:
 
 def progress(record: TrainingRecord) -> Progress | None:
     """None until there is a finite initial and recent loss (cached per record state)."""
-    key = (len(record.step_losses), len(record.epochs), record.steps, id(record.partial))
-    cache = record.cache
-    if cache.get("progress_key") != key:
-        cache["progress_key"], cache["progress"] = key, _progress(record)
-    return cache["progress"]
+    return record.memo("progress", lambda: _progress(record))
 
 
 def _progress(record: TrainingRecord) -> Progress | None:
@@ -51,8 +47,11 @@ def _progress(record: TrainingRecord) -> Progress | None:
     recent = record.recent_loss()
     if initial is None or recent is None or not math.isfinite(initial) or not math.isfinite(recent):
         return None
-    losses = [v for v in record.step_losses if math.isfinite(v)] or record.epoch_losses()
-    best = min(smoothed(losses)) if losses else recent
+    if record.finite_step_losses():
+        best = min(smoothed_steps(record))
+    else:
+        losses = record.epoch_losses()
+        best = min(smoothed(losses)) if losses else recent
     return Progress(initial, recent, best, len(record.all_epochs()))
 
 
@@ -61,6 +60,10 @@ def diverged(record: TrainingRecord) -> bool:
 
     The 50% is the sick-trial policy's ``growth_warn``: the point the doctor calls it diverging.
     """
+    return record.memo("diverged", lambda: _diverged(record))
+
+
+def _diverged(record: TrainingRecord) -> bool:
     if record.first_nonfinite_step() is not None:
         return True
     p = progress(record)
@@ -69,6 +72,10 @@ def diverged(record: TrainingRecord) -> bool:
 
 def update_scale(record: TrainingRecord) -> float | None:
     """Median over sampled steps of the largest per-layer update/weight ratio (None: unknown)."""
+    return record.memo("update_scale", lambda: _update_scale(record))
+
+
+def _update_scale(record: TrainingRecord) -> float | None:
     values = [
         max(s.update_ratio)
         for s in record.grad_samples
@@ -77,6 +84,26 @@ def update_scale(record: TrainingRecord) -> float | None:
     if len(values) < 2:
         return None
     return float(np.median(values))
+
+
+def median_abs_diff(values: list[float]) -> float:
+    """``float(np.median(np.abs(np.diff(values))))``, the same number, without numpy's per-call
+    overhead on the short series the detectors pass (a few to a few dozen epochs): the same
+    differences, and the middle one (or the mean of the middle two, as numpy takes it) of
+    them sorted. Long or non-finite series go to numpy itself (NaN propagates as there)."""
+    if len(values) > 256:
+        return float(np.median(np.abs(np.diff(values))))
+    diffs = [abs(b - a) for a, b in itertools.pairwise(values)]
+    if not diffs or not all_finite(diffs):
+        return float(np.median(np.abs(np.diff(values))))
+    diffs.sort()
+    mid = len(diffs) // 2
+    return diffs[mid] if len(diffs) % 2 else (diffs[mid - 1] + diffs[mid]) / 2
+
+
+def smoothed_steps(record: TrainingRecord) -> list[float]:
+    """``smoothed`` of the step losses (a copy: derived once per pass)."""
+    return list(record.memo("smoothed_steps", lambda: smoothed(record.step_losses)))
 
 
 def smoothed(values: list[float], windows: int = 20) -> list[float]:
@@ -117,6 +144,10 @@ def metric_direction(record: TrainingRecord) -> str:
     mode = getattr(record, "metric_mode", "auto")
     if mode in ("max", "min"):
         return mode
+    return record.memo("metric_direction", lambda: _metric_direction(record))
+
+
+def _metric_direction(record: TrainingRecord) -> str:
     epochs = record.all_epochs()
     for metric, loss in (("train_metric", "loss"), ("val_metric", "val_loss")):
         pairs = [
@@ -137,6 +168,10 @@ def metric_direction(record: TrainingRecord) -> str:
 
 def score_scale(record: TrainingRecord) -> float | None:
     """Divisor that puts a higher-is-better metric on [0, 1] (percentages: 100), else None."""
+    return record.memo("score_scale", lambda: _score_scale(record))
+
+
+def _score_scale(record: TrainingRecord) -> float | None:
     values = record.series("val_metric") + record.series("train_metric")
     if not values or metric_direction(record) != "max":
         return None
@@ -177,13 +212,14 @@ def rows_behind(record: TrainingRecord, name: str = "val") -> int | None:
     """Rows a ``val``/``train`` accuracy was measured on: given to ``end_epoch``, else read off
     the values themselves: an accuracy on n rows is a multiple of 1/n, so the smallest n that
     fits every value is a lower bound on the rows (a conservative, larger standard error)."""
+    return record.memo(("rows_behind", name), lambda: _rows_behind(record, name))
+
+
+def _rows_behind(record: TrainingRecord, name: str) -> int | None:
     attr = f"{name}_rows"
     given = [getattr(e, attr) for e in record.all_epochs() if getattr(e, attr)]
     if given:
         return int(given[-1])
-    key = ("rows_behind", name, len(record.epochs))
-    if key in record.cache:
-        return record.cache[key]
     values = sorted({round(v, 7) for v in record.series(f"{name}_metric") if 0.0 < v < 1.0})
     found = None
     if values:
@@ -192,7 +228,6 @@ def rows_behind(record: TrainingRecord, name: str = "val") -> int | None:
         fits = np.all(np.abs(counts - np.round(counts)) < 2e-3, axis=0)
         hits = np.flatnonzero(fits)
         found = int(ns[hits[0]]) if hits.size else None
-    record.cache[key] = found
     return found
 
 
@@ -206,8 +241,16 @@ def mean_loss_se(record: TrainingRecord, rows: int | None, level: float) -> floa
     ``level``: SE = cv * level / sqrt(rows). The per-step spread is a plain standard deviation,
     not a robust one: a mean's error is driven by the rare large losses a skewed loss has.
     """
+    if not rows:
+        return None
+    cv = record.memo("loss_cv", lambda: _loss_cv(record))
+    return cv * level / math.sqrt(rows) if cv is not None else None
+
+
+def _loss_cv(record: TrainingRecord) -> float | None:
+    """``mean_loss_se``'s per-row coefficient of variation (None: unknown)."""
     batch = record.batches.rows / record.batches.batches if record.batches.batches else None
-    if not rows or not batch or batch < 2:
+    if not batch or batch < 2:
         return None
     tail = np.asarray([v for v in record.step_losses[-max(8, len(record.step_losses) // 3) :]])
     tail = tail[np.isfinite(tail)]
@@ -216,8 +259,7 @@ def mean_loss_se(record: TrainingRecord, rows: int | None, level: float) -> floa
     # Around the trend: residuals from a straight line through the tail.
     x = np.arange(tail.size)
     residuals = tail - np.polyval(np.polyfit(x, tail, 1), x)
-    cv = float(residuals.std(ddof=2)) * math.sqrt(batch) / float(tail.mean())
-    return cv * level / math.sqrt(rows)
+    return float(residuals.std(ddof=2)) * math.sqrt(batch) / float(tail.mean())
 
 
 def new_lows(values: list[float], start: int) -> tuple[int, float]:
