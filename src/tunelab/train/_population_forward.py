@@ -205,7 +205,7 @@ class BatchedForward:
                     # (B, K * C, H, W) channels_last -> (K, B, C * H * W) in (C, H, W) order,
                     # through the (B, H, W, K, C) view: then the one copy is this reshape's, and
                     # its backward hands the pooling a channels_last gradient (a plain reshape
-                    # handed it an NCHW one, which max pooling's backward converted: ~0.4 ms)
+                    # handed it an NCHW one, which the pooling's backward converted inside)
                     B, KC, H, W = h.shape
                     h = h.permute(0, 2, 3, 1).reshape(B, H, W, K, KC // K)
                     h = h.permute(3, 0, 4, 1, 2).reshape(K, B, -1)
@@ -219,7 +219,7 @@ class BatchedForward:
             elif kind == "pool":  # channel-wise, so packing members along channels changes nothing
                 pool: Any = step.module
                 # an adaptive pool to the size it is given is the identity (digits: 2x2 maps
-                # to at most 4x4 cells); its channels_last backward cost 0.6 ms a step
+                # to at most 4x4 cells); its backward cost 0.6 ms a step in the profile
                 if not isinstance(pool, nn.AdaptiveAvgPool2d) or _adaptive_size(pool, h) != tuple(
                     h.shape[-2:]
                 ):
