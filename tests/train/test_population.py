@@ -507,3 +507,40 @@ def test_move_member_keeps_the_member_exact_and_shortens_the_prefix(digits):
         assert drop(moved.members[a].history) == drop(kept.members[b].history)
     with pytest.raises(ValueError):
         moved.move_member(0, 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "size"),
+    [
+        ({"channels": [4, 8], "hidden": 16}, 8),  # max pool before ReLU, identity adaptive pool
+        ({"channels": [4, 8], "hidden": 0, "pooling": "avg", "batch_norm": False}, 8),
+        ({"channels": [3, 5], "hidden": 8, "activation": "leaky_relu"}, 8),
+        ({"channels": [2, 4, 4], "hidden": 8}, 40),  # a real adaptive pool (5x5 -> 4x4)
+    ],
+)
+def test_batched_cnn_program_equals_each_module(params, size):
+    """Outputs and gradients of the compiled CNN program (reordered pooling, in-place ReLUs,
+    skipped identity pools, channels_last flatten) equal each member's module alone."""
+    from torch.func import stack_module_state
+
+    from tunelab.train._population_forward import BatchedForward, compile_program
+
+    K, B = 3, 6
+    spec = ModelSpec("cnn", params, input_shape=(1, size, size), output_size=5)
+    models = []
+    for k in range(K):
+        torch.manual_seed(k)
+        models.append(spec.build().train())
+    p, b = stack_module_state(models)
+    p = {n: t.detach().clone().requires_grad_() for n, t in p.items()}
+    b = {n: t.clone() for n, t in b.items() if not n.startswith("output_")}
+    x = torch.randn(K, B, 1, size, size, generator=torch.Generator().manual_seed(0))
+    forward = BatchedForward(compile_program(models[0]), (1, size, size))
+    out = forward(p, b, x, training=True)
+    out.square().sum().backward()
+    for k, m in enumerate(models):
+        alone = m(x[k])
+        alone.square().sum().backward()
+        assert (out[k] - alone).abs().max() <= 1e-5
+        for name, t in m.named_parameters():
+            assert (p[name].grad[k] - t.grad).abs().max() <= 1e-5, name
