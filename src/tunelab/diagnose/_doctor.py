@@ -679,35 +679,8 @@ class Doctor:
     # ---- internals ----------------------------------------------------------------------------
 
     def _record_state(self) -> tuple[Any, ...]:
-        """What the detectors read, as far as it can change: the growing lists themselves with
-        their lengths (they only grow; a tuple compares the same list object by identity, and
-        load_state_dict's new lists by content), the counters, the settings and the user-given
-        reference values. Equal states give equal findings."""
-        rec = self.record_
-        b = rec.batches
-        return (
-            rec.step_losses,
-            len(rec.step_losses),
-            rec.epochs,
-            len(rec.epochs),
-            rec.grad_samples,
-            len(rec.grad_samples),
-            rec.ooms,
-            len(rec.ooms),
-            rec.steps,
-            rec.partial,
-            b,
-            (b.batches, b.rows, b.nonfinite_batches, b.nonfinite_values),
-            dict(b.label_counts),
-            rec.lr,
-            rec.planned_epochs,
-            rec.metric_mode,
-            rec.class_names,
-            rec.lr_range,
-            rec.baseline,
-            rec.data_source,
-            tuple(self._detectors),
-        )
+        """What a detector pass reads: the record's state and the detectors run on it."""
+        return (self.record_.state(), tuple(self._detectors))
 
     def _run_detectors(self) -> list[Finding]:
         found: list[Finding] = []

@@ -175,6 +175,35 @@ class TrainingRecord:
             cache[name] = compute()
         return cache[name]
 
+    def state(self) -> tuple[Any, ...]:
+        """What the detectors read, as far as it can change: the growing lists themselves with
+        their lengths (they only grow; a tuple compares the same list object by identity, and
+        load_state_dict's new lists by content), the counters, the user-given settings and
+        reference values. Equal states give equal findings (the doctor reuses a pass on it)."""
+        b = self.batches
+        return (
+            self.step_losses,
+            len(self.step_losses),
+            self.epochs,
+            len(self.epochs),
+            self.grad_samples,
+            len(self.grad_samples),
+            self.ooms,
+            len(self.ooms),
+            self.steps,
+            self.partial,
+            b,
+            (b.batches, b.rows, b.nonfinite_batches, b.nonfinite_values),
+            dict(b.label_counts),
+            self.lr,
+            self.planned_epochs,
+            self.metric_mode,
+            self.class_names,
+            self.lr_range,
+            self.baseline,
+            self.data_source,
+        )
+
     def all_epochs(self) -> list[EpochRecord]:
         """Finished epochs, plus the one in progress when it has seen steps and none finished."""
         if not self.epochs and self.partial is not None and self.partial.step_losses:
