@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import DataError
+from . import _short as short
 from ._finding import Finding
 from ._remedies import RemedyContext, prescribe
 
@@ -144,19 +145,21 @@ def check_data(
 
 def scale_finding(rms: Sequence[float], constant: Sequence[bool]) -> Finding | None:
     """``unscaled_inputs`` from per-feature root-mean-square values (constant columns ignored)."""
-    values = np.asarray([r for r, c in zip(rms, constant, strict=True) if not c], dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    # Plain Python (see _short): the doctor's detector pass calls this right after an epoch.
+    values = [r for r, c in zip(rms, constant, strict=True) if not c and math.isfinite(r)]
+    if not values:
         return None
-    median = float(np.median(values))
-    biggest = float(values.max())
+    median = short.median(values)
+    biggest = float(max(values))
     ratio = biggest / median if median > 0 else math.inf
     figures = {
         "median_rms": median,
         "max_rms": biggest,
         "max_over_median": ratio,
-        "features": int(values.size),
-        "largest_feature": int(np.argmax(np.where(np.asarray(constant), -np.inf, rms))),
+        "features": len(values),
+        "largest_feature": short.argmax(
+            [-math.inf if c else r for r, c in zip(rms, constant, strict=True)]
+        ),
     }
     if median > SCALE_WARN_RMS or ratio > SCALE_WARN_RATIO:
         severity = "warning"
@@ -176,24 +179,24 @@ def scale_finding(rms: Sequence[float], constant: Sequence[bool]) -> Finding | N
 
 def constant_finding(constant: Sequence[bool], *, rows: int) -> Finding | None:
     """``constant_features``: info for some constant columns, error when all are constant."""
-    flags = np.asarray(constant, dtype=bool)
-    n = int(flags.sum())
+    columns = [i for i, c in enumerate(constant) if c]  # plain Python, as in scale_finding
+    n, size = len(columns), len(constant)
     if n == 0 or rows < 2:
         return None
-    every = n == flags.size
-    shown = ", ".join(str(i) for i in np.flatnonzero(flags)[:10]) + (" ..." if n > 10 else "")
+    every = n == size
+    shown = ", ".join(str(i) for i in columns[:10]) + (" ..." if n > 10 else "")
     return Finding(
         "constant_features",
         "error" if every else "info",
         (
             f"all {n} input features are constant over {rows} rows"
             if every
-            else f"{n} of {flags.size} input features never vary over {rows} rows (columns {shown})"
+            else f"{n} of {size} input features never vary over {rows} rows (columns {shown})"
         ),
         {
             "constant": n,
-            "features": int(flags.size),
-            "columns": np.flatnonzero(flags)[:50].tolist(),
+            "features": size,
+            "columns": columns[:50],
         },
     )
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ._detect_loss import SlowConvergence
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import EpochRecord, TrainingRecord
+from ._short import argmin, mean
 from ._signals import (
     NOISE_Z,
     binomial_se,
@@ -32,7 +31,7 @@ def _metric_gap(record: TrainingRecord, epochs: list[EpochRecord]) -> tuple[floa
     if scale is None or len(pairs) < 2:
         return None
     last = pairs[-2:]
-    gap = float(np.mean([(t - v) / scale for t, v in last]))
+    gap = mean([(t - v) / scale for t, v in last])
     return gap, pairs[-1][0] / scale
 
 
@@ -143,7 +142,7 @@ class Overfitting(Detector):
         ]
         if len(pairs) >= self.MIN_EPOCHS and initial:
             vals = [v for v, _ in pairs]
-            best_i = int(np.argmin(vals))
+            best_i = argmin(vals)
             best = vals[best_i]
             tail = vals[-self.PATIENCE :]
             rise = min(tail) / best - 1 if best > 0 else 0.0
@@ -339,7 +338,7 @@ class Underfitting(Detector):
             return []
         steps = relative_improvements(losses, p.initial)
         third = max(1, len(steps) // 3)
-        late = float(np.mean(steps[-third:]))
+        late = mean(steps[-third:])
         scale = score_scale(record)
         vals = record.series("val_metric")
         trains = record.series("train_metric")

@@ -10,6 +10,7 @@ from ..train import SickTrialPolicy
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import TrainingRecord
+from ._short import SHORT, argmax, mean
 from ._signals import (
     NOISE_Z,
     binomial_se,
@@ -99,7 +100,7 @@ class DivergingLoss(Detector):
         severity = policy.judge_curve(initial, best, recent)
         if severity is None:
             return self._blow_up(record, initial, recent)
-        peak = int(np.argmax(curve))
+        peak = argmax(curve)
         return [
             self.finding(
                 "diverging_loss",
@@ -128,9 +129,14 @@ class DivergingLoss(Detector):
         if math.isfinite(first) and 0 < first < initial:
             initial = first
         limit = self.policy.growth_error * initial
-        # One vectorised comparison over the steps (NaN compares False, inf is excluded).
-        steps = np.asarray(record.step_losses, dtype=float)
-        blown = np.flatnonzero(np.isfinite(steps) & (steps >= limit)).tolist()
+        # NaN compares False, inf is excluded. Plain Python on short runs (see _short), one
+        # vectorised comparison on long ones.
+        losses = record.step_losses
+        if len(losses) <= SHORT:
+            blown = [i for i, v in enumerate(losses) if v >= limit and v != math.inf]
+        else:
+            steps = np.asarray(losses, dtype=float)
+            blown = np.flatnonzero(np.isfinite(steps) & (steps >= limit)).tolist()
         if len(blown) < self.MIN_BLOWN_STEPS:
             return []
         peak = max(blown, key=lambda i: record.step_losses[i])
@@ -498,8 +504,8 @@ class SlowConvergence(Detector):
             return None
         steps = relative_improvements(losses, p.initial)
         third = max(1, len(steps) // 3)
-        early = float(np.mean(steps[:third]))
-        late = float(np.mean(steps[-third:]))
+        early = mean(steps[:third])
+        late = mean(steps[-third:])
         steady = sum(s > 0 for s in steps) / len(steps)
         update = update_scale(record)
         # Still falling at a near-constant, small rate: the step size, not a plateau.

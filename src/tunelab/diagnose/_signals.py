@@ -14,6 +14,7 @@ import numpy as np
 
 from ..train import SickTrialPolicy
 from ._record import TrainingRecord, all_finite
+from ._short import SHORT, mean, median, total
 
 _POLICY = SickTrialPolicy()
 
@@ -83,7 +84,7 @@ def _update_scale(record: TrainingRecord) -> float | None:
     ]
     if len(values) < 2:
         return None
-    return float(np.median(values))
+    return median(values)
 
 
 def median_abs_diff(values: list[float]) -> float:
@@ -108,24 +109,28 @@ def smoothed_steps(record: TrainingRecord) -> list[float]:
 
 def smoothed(values: list[float], windows: int = 20) -> list[float]:
     """Medians of consecutive windows (about ``windows`` of them): noise-free trajectory."""
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
         return []
-    w = max(1, finite.size // windows)
-    return np.median(finite[: finite.size // w * w].reshape(-1, w), axis=1).tolist()
+    w = max(1, len(finite) // windows)
+    end = len(finite) // w * w
+    if len(finite) > SHORT:  # numpy's cold start is a small part of a long series' work
+        return np.median(np.asarray(finite[:end]).reshape(-1, w), axis=1).tolist()
+    return [median(finite[i : i + w]) for i in range(0, end, w)]
 
 
 def chunk_means(values: list[float], chunks: int) -> list[float]:
     """Means of ``chunks`` equal consecutive slices (fewer when there are fewer values)."""
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
         return []
-    chunks = max(1, min(chunks, finite.size))
-    # Equal chunks (the first ``size % chunks`` values dropped): a reshape, not a Python loop.
-    width = finite.size // chunks
-    return finite[finite.size - width * chunks :].reshape(chunks, width).mean(axis=1).tolist()
+    chunks = max(1, min(chunks, len(finite)))
+    # Equal chunks (the first ``size % chunks`` values dropped).
+    width = len(finite) // chunks
+    start = len(finite) - width * chunks
+    if len(finite) > SHORT:
+        return np.asarray(finite[start:]).reshape(chunks, width).mean(axis=1).tolist()
+    return [mean(finite[start + i * width : start + (i + 1) * width]) for i in range(chunks)]
 
 
 def relative_improvements(losses: list[float], initial: float) -> list[float]:
@@ -252,14 +257,34 @@ def _loss_cv(record: TrainingRecord) -> float | None:
     batch = record.batches.rows / record.batches.batches if record.batches.batches else None
     if not batch or batch < 2:
         return None
-    tail = np.asarray([v for v in record.step_losses[-max(8, len(record.step_losses) // 3) :]])
-    tail = tail[np.isfinite(tail)]
-    if tail.size < 8 or tail.mean() <= 0:
+    tail = [v for v in record.step_losses[-max(8, len(record.step_losses) // 3) :]]
+    tail = [v for v in tail if math.isfinite(v)]
+    level = mean(tail) if tail else math.nan
+    if len(tail) < 8 or not level > 0:
         return None
-    # Around the trend: residuals from a straight line through the tail.
-    x = np.arange(tail.size)
-    residuals = tail - np.polyval(np.polyfit(x, tail, 1), x)
-    return float(residuals.std(ddof=2)) * math.sqrt(batch) / float(tail.mean())
+    # Around the trend: residuals from a least-squares straight line through the tail.
+    if len(tail) > SHORT:
+        y = np.asarray(tail)
+        x = np.arange(y.size)
+        residuals = (y - np.polyval(np.polyfit(x, y, 1), x)).tolist()
+    else:
+        residuals = _line_residuals(tail)
+    centre = mean(residuals)  # np.std(ddof=2)'s steps
+    spread = math.sqrt(
+        total([(r - centre) * (r - centre) for r in residuals]) / (len(residuals) - 2)
+    )
+    return spread * math.sqrt(batch) / level
+
+
+def _line_residuals(y: list[float]) -> list[float]:
+    """Residuals of ``y`` from its least-squares line over 0, 1, 2...: np.polyfit's line up to
+    rounding, in plain Python (see _short on numpy's cold start)."""
+    n = len(y)
+    x_mean = (n - 1) / 2
+    y_mean = mean(y)
+    sxx = sum((i - x_mean) ** 2 for i in range(n))
+    slope = sum((i - x_mean) * (v - y_mean) for i, v in enumerate(y)) / sxx
+    return [v - (y_mean + slope * (i - x_mean)) for i, v in enumerate(y)]
 
 
 def new_lows(values: list[float], start: int) -> tuple[int, float]:
@@ -273,10 +298,11 @@ def new_lows(values: list[float], start: int) -> tuple[int, float]:
     """
     first = max(1, start)
     lows = sum(values[i] < min(values[:i]) for i in range(first, len(values)))
-    counts = np.zeros(len(values) - first + 1)
+    # The same operations, element by element, as numpy's vectorised update: the same numbers.
+    counts = [0.0] * (len(values) - first + 1)
     counts[0] = 1.0
     for i in range(first, len(values)):
         p = 1.0 / (i + 1)
-        counts[1:] = counts[1:] * (1 - p) + counts[:-1] * p
+        counts[1:] = [a * (1 - p) + b * p for a, b in zip(counts[1:], counts[:-1], strict=True)]
         counts[0] *= 1 - p
-    return lows, float(counts[lows:].sum())
+    return lows, total(counts[lows:])
