@@ -57,33 +57,35 @@ def _pairwise_sum(values: Sequence[float], first: int, n: int) -> float:
     return _pairwise_sum(values, first, half) + _pairwise_sum(values, first + half, n - half)
 
 
+def _short_and_finite(values: Sequence[float]) -> bool:
+    return len(values) <= SHORT and _finite(values)
+
+
 def total(values: Sequence[float]) -> float:
     """``float(np.sum(values))``."""
-    if len(values) <= SHORT and _finite(values):
+    if _short_and_finite(values):
         return _pairwise_sum(values, 0, len(values))
     return float(np.sum(np.asarray(values, dtype=float)))
 
 
 def mean(values: Sequence[float]) -> float:
     """``float(np.mean(values))`` (NaN for an empty list, as numpy, without its warning)."""
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         return math.nan
-    if n <= SHORT and _finite(values):
-        return _pairwise_sum(values, 0, n) / n
+    if _short_and_finite(values):
+        return _pairwise_sum(values, 0, len(values)) / len(values)
     return float(np.mean(np.asarray(values, dtype=float)))
 
 
 def median(values: Sequence[float]) -> float:
     """``float(np.median(values))`` (NaN for an empty list)."""
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         return math.nan
-    if n <= SHORT and _finite(values):
-        ordered = sorted(values)
-        mid = n // 2
-        return float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return float(np.median(np.asarray(values, dtype=float)))
+    if not _short_and_finite(values):
+        return float(np.median(np.asarray(values, dtype=float)))
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return float(ordered[mid]) if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def argmax(values: Sequence[float]) -> int:
