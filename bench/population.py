@@ -148,6 +148,69 @@ def run(name: str, k: int, epochs: int, repeats: int = 1) -> None:
         )
 
 
+def components(name: str, k: int, epochs: int = 60, width: int | None = None) -> dict[str, float]:
+    """Per-epoch wall ms (20th percentile) of the parts of a K-member population's epoch."""
+    from tunelab.train import _population as P
+    from tunelab.train import _population_dense as D
+    from tunelab.train import _population_metrics as M
+    from tunelab.train import _population_optim as O
+
+    builder, params, shape = ARCHS[name]
+    if width is not None:
+        params = {**params, "width": width}
+    bundle = digits(image=len(shape) == 3)
+    spec = ModelSpec(builder, params, input_shape=shape, output_size=10)
+    todo = trials(k, 10**6, params)  # members that keep running
+    spent: dict[str, float] = {}
+    parts = [
+        (D.DenseStep, "forward", "forward (dense)"),
+        (D.DenseStep, "backward", "backward (dense)"),
+        (P.Population, "_autograd_step", "forward + backward (autograd)"),
+        (M.MemberLoss, "value_and_grad", "loss and its gradient"),
+        (O.PopulationOptimizer, "step", "optimiser step"),
+        (D.DropoutMasks, "draw", "dropout masks"),
+        (P.Population, "_validate", "validation"),
+        (P.Population, "train_epoch", "epoch"),
+    ]
+    saved = [(cls, attr, getattr(cls, attr)) for cls, attr, _ in parts]
+
+    def timed(fn, label):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            out = fn(*a, **kw)
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+            return out
+
+        return wrapper
+
+    try:
+        for (cls, attr, label), (_, _, fn) in zip(parts, saved, strict=True):
+            setattr(cls, attr, timed(fn, label))
+        pop = population_from_trials(spec, bundle, todo)
+        for _ in range(5):
+            pop.train_epoch()
+        rows: dict[str, list[float]] = {}
+        for _ in range(epochs):
+            spent.clear()
+            pop.train_epoch()
+            for label, v in spent.items():
+                rows.setdefault(label, []).append(v * 1e3)
+            inner = sum(v for lab, v in spent.items() if lab != "epoch")
+            rows.setdefault("rest of the epoch", []).append((spent["epoch"] - inner) * 1e3)
+    finally:
+        for cls, attr, fn in saved:
+            setattr(cls, attr, fn)
+    out = {}
+    print(f"\n## where a population epoch goes: {name} {params}, K={k}, {epochs} epochs")
+    print("| part | ms per epoch, p20 (median) |")
+    print("|---|---|")
+    for label, vals in rows.items():
+        vals.sort()
+        out[label] = vals[len(vals) // 5]
+        print(f"| {label} | {out[label]:.2f} ({statistics.median(vals):.2f}) |")
+    return out
+
+
 def forward_compare(k: int, steps: int = 200) -> None:
     """One training step (forward + backward) of the MLP population: bmm program vs vmap."""
     from torch.func import functional_call, stack_module_state, vmap
@@ -321,10 +384,19 @@ def main() -> None:
     ap.add_argument(
         "--packing", action="store_true", help="only: packing widths vs a population each"
     )
+    ap.add_argument(
+        "--components", action="store_true", help="only: where a population epoch's time goes"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.packing:
         packing_compare()
+        return
+    if args.components:
+        for name in args.models:
+            components(name, args.k)
+            if name == "mlp":
+                components(name, args.k, width=1)  # the per-op overhead floor
         return
     if args.study:
         study_compare(args.k, args.trials, args.epochs)
