@@ -24,7 +24,7 @@ import torch
 
 from ..rundir import TrainingDir
 from ._callbacks import Callback
-from ._grad_norms import GradientNormSampler
+from ._grad_norms import GradientNormSampler, fused_norms
 
 if TYPE_CHECKING:
     from ._result import FitResult
@@ -44,6 +44,10 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# json.dumps' own settings, except that a NaN/inf raises instead of being written as NaN.
+_FINITE_JSON = json.JSONEncoder(allow_nan=False)
+
+
 class MetricsFile(Callback):
     """Appends each epoch's metrics as one JSON line to ``<run_dir>/metrics.jsonl``."""
 
@@ -61,7 +65,11 @@ class MetricsFile(Callback):
         self._fh.flush()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(jsonable(metrics)) + "\n")
+        try:  # the usual row, all finite: encoded in C without a jsonable() copy first
+            line = _FINITE_JSON.encode(metrics)
+        except ValueError:  # NaN/inf somewhere: written as null
+            line = json.dumps(jsonable(metrics))
+        self._fh.write(line + "\n")
         self._fh.flush()
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
@@ -143,7 +151,11 @@ class EventFile:
         """Append ``summary`` (a ``Summary`` proto) at ``step`` and flush it to disk."""
         from tensorboard.compat.proto import event_pb2
 
-        self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        self.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+    def add_event(self, event: Any) -> None:
+        """Append ``event`` (an ``Event`` proto, e.g. one built in place) and flush it to disk."""
+        self._write(event)
         self._file.flush()
 
     def add_scalars(self, scalars: dict[str, float], step: int) -> None:
@@ -190,8 +202,9 @@ class TensorBoardLogger(Callback):
 
     The histogram of layer ``L`` at epoch ``e`` holds ``L``'s gradient norm at up to
     ``GRAD_SAMPLES_PER_EPOCH`` evenly spaced optimiser steps of that epoch (every ``every``
-    epochs; 0 turns them off). A sample is one fused norm over all gradients into a device
-    buffer; the epoch's scalars and histograms go out together as a single event.
+    epochs; 0 turns them off). A sample is one fused norm over all gradients, left on the
+    device; the epoch's samples are read in one transfer at its end, and its scalars and
+    histograms go out together as a single event.
     """
 
     def __init__(self, logdir: Path, *, every: int = 1) -> None:
@@ -200,56 +213,90 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
         self._sampler: GradientNormSampler | None = None
         self._buffer: torch.Tensor | None = None
-        self._count = 0
+        self._samples: list[Any] = []  # per sampled step: its per-layer norms (device tensors)
         self._stride = 1
         self._active = False
+        self._one_device = False
+        self._tags: dict[str, str] = {}
+        self._protos: Any = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto
+
+        self._protos = (event_pb2.Event, HistogramProto)  # looked up once, not per epoch
         self.writer = EventFile(self.logdir, purge_step=trainer.epoch + 1).open()
         self._sampler = GradientNormSampler(trainer.model)
         shape = (GRAD_SAMPLES_PER_EPOCH, len(self._sampler))
         self._buffer = torch.zeros(shape, device=trainer.device)
         self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
+        # With every layer on one device, a sample is the fused norm kernel alone (no stack
+        # into a buffer row per sample): the epoch's samples are stacked once, at its end.
+        devices = {p.device for p in self._sampler.params}
+        self._one_device = len(devices) == 1
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        self._count = 0
-        self._active = self.every > 0 and epoch % self.every == 0
+        self._samples = []
+        self._active = self.every > 0 and epoch % self.every == 0 and len(self._sampler) > 0
 
     def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
+        samples = self._samples
         if (
             not self._active
-            or trainer.global_step % self._stride
-            or self._count >= len(self._buffer)
+            or trainer.state.global_step % self._stride
+            or len(samples) >= GRAD_SAMPLES_PER_EPOCH
         ):
             return
-        # One fused norm per layer, straight into the buffer row, read on the host at the
-        # epoch's end. A frozen layer (no gradient) counts as 0.
-        self._sampler.sample_into(self._buffer[self._count])
-        self._count += 1
+        # One fused norm per layer, left on the device until the epoch's end. A frozen layer
+        # (no gradient) counts as 0: the buffer path writes zeros for it.
+        if self._one_device:
+            grads = [p.grad for p in self._sampler.params]
+            if not any(g is None for g in grads):
+                samples.append(fused_norms(grads))
+                return
+        row = self._buffer[len(samples)]
+        self._sampler.sample_into(row)
+        samples.append(row)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
-
-        values = [
-            Summary.Value(tag=_tag(k), simple_value=float(v))
-            for k, v in metrics.items()
-            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
-        if self._active and self._count:
+        event_cls, histogram_cls = self._protos
+        event = event_cls(wall_time=time.time(), step=epoch)
+        add = event.summary.value.add  # built in place: no Value objects copied into the event
+        tags = self._tags
+        for k, v in metrics.items():
+            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                tag = tags.get(k)
+                if tag is None:
+                    tag = tags[k] = _tag(k)
+                add(tag=tag, simple_value=float(v))
+        if self._active and self._samples:
             # One host transfer of a few dozen numbers, then plain Python: each torch or numpy
             # call on them would cost more than the arithmetic.
-            samples = self._buffer[: self._count].tolist()
+            samples = _rows_on_host(self._samples, len(self._sampler))
             for j, layer in enumerate(self._sampler.names):
                 norms = [row[j] for row in samples]
-                histogram = _histogram(norms, HistogramProto)
+                histogram = _histogram(norms, histogram_cls)
                 if histogram is not None:
-                    values.append(Summary.Value(tag=f"grad_norm/{layer}", histo=histogram))
-        self.writer.add_summary(Summary(value=values), epoch)
+                    add(tag=f"grad_norm/{layer}", histo=histogram)
+        self.writer.add_event(event)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _rows_on_host(samples: list[Any], layers: int) -> list[list[float]]:
+    """The sampled norms as float32 rows of Python floats, in one transfer.
+
+    A sample is a sequence of per-layer 0-d norms or a float32 buffer row (see
+    :meth:`TensorBoardLogger.after_backward`); both become float32, as the buffer always held.
+    """
+    flat: list[torch.Tensor] = []
+    for sample in samples:
+        flat.extend(sample.unbind() if isinstance(sample, torch.Tensor) else sample)
+    values = torch.stack(flat).float().tolist()
+    return [values[i : i + layers] for i in range(0, len(values), layers)]
 
 
 def _histogram(values: list[float], proto: Any, buckets: int = 8) -> Any:

@@ -56,6 +56,8 @@ class FitPlan:
     batch_scales: Sequence[float]
     batch_rows: list[int]
     batch_weights: torch.Tensor  # batch_rows as float64 on the device (the epoch loss weights)
+    # ``yv * classes`` for the validation confusion matrix (classification only): made once.
+    yv_offsets: torch.Tensor | None = None
 
     @property
     def has_val(self) -> bool:
@@ -124,6 +126,8 @@ def plan_fit(
             batch_sizes(local_rows, int(cfg.batch_size)), dtype=torch.float64, device=device
         ),
     )
+    if bundle.task == "classification" and has_val:
+        plan.yv_offsets = yv * max(int(bundle.num_classes), 2)
     state = _fresh_state(cfg, model, plan, device=device, seed=seed, precision=precision)
     return plan, state
 
