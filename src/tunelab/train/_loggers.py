@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from ._trainer import Trainer
 
 GRAD_SAMPLES_PER_EPOCH = 4
+# The trainer's files are flushed at most this often during a fit (and always when it ends):
+# an epoch of a small model takes milliseconds, and a flush per epoch is a system call per file
+# per epoch that no reader can tell from one per second (TensorBoard reloads every few seconds;
+# SummaryWriter flushes every 120 s). A resumed run rewrites metrics.jsonl from the checkpoint,
+# so a crash loses nothing the checkpoint kept.
+FLUSH_EVERY_S = 1.0
 
 
 def jsonable(value: Any) -> Any:
@@ -51,9 +57,11 @@ _FINITE_JSON = json.JSONEncoder(allow_nan=False)
 class MetricsFile(Callback):
     """Appends each epoch's metrics as one JSON line to ``<run_dir>/metrics.jsonl``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, flush_every_s: float = FLUSH_EVERY_S) -> None:
         self.path = path
+        self.flush_every_s = flush_every_s
         self._fh: Any = None
+        self._flushed = 0.0
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +71,7 @@ class MetricsFile(Callback):
         for row in trainer.history:
             self._fh.write(json.dumps(jsonable(row)) + "\n")
         self._fh.flush()
+        self._flushed = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         try:  # the usual row, all finite: encoded in C without a jsonable() copy first
@@ -70,7 +79,10 @@ class MetricsFile(Callback):
         except ValueError:  # NaN/inf somewhere: written as null
             line = json.dumps(jsonable(metrics))
         self._fh.write(line + "\n")
-        self._fh.flush()
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_every_s:
+            self._fh.flush()
+            self._flushed = now
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         if self._fh is not None:
@@ -109,22 +121,32 @@ def _masked_crc32c_function() -> Any:
 
 
 class EventFile:
-    """A TensorBoard event file written synchronously, one flushed record per event.
+    """A TensorBoard event file written synchronously, one record per event.
 
     ``SummaryWriter`` hands every event to a background thread that wakes, serialises and
     checksums it while the training thread waits for the GIL; with one event per epoch that
     thread costs more than the event. This writes the TFRecord format tensorboard reads
     (length, masked CRC-32C of the length, the ``event_pb2.Event`` bytes, their masked CRC-32C)
     directly. ``purge_step`` marks a resumed run, so TensorBoard drops the events an earlier
-    attempt wrote from that step on.
+    attempt wrote from that step on. Each event is flushed to disk, or with ``flush_every_s``
+    at most that often (and on :meth:`close`).
     """
 
-    def __init__(self, logdir: Path, *, purge_step: int | None = None, suffix: str = "") -> None:
+    def __init__(
+        self,
+        logdir: Path,
+        *,
+        purge_step: int | None = None,
+        suffix: str = "",
+        flush_every_s: float = 0.0,
+    ) -> None:
         self.logdir = logdir
         self.purge_step = purge_step
         self.suffix = suffix
+        self.flush_every_s = flush_every_s  # 0: flush every event
         self._file: Any = None
         self._crc: Any = None
+        self._flushed = 0.0
 
     def open(self) -> EventFile:
         from tensorboard.compat.proto import event_pb2
@@ -145,6 +167,7 @@ class EventFile:
                 event_pb2.Event(wall_time=time.time(), step=self.purge_step, session_log=log)
             )
         self._file.flush()
+        self._flushed = time.monotonic()
         return self
 
     def add_summary(self, summary: Any, step: int) -> None:
@@ -154,9 +177,13 @@ class EventFile:
         self.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
     def add_event(self, event: Any) -> None:
-        """Append ``event`` (an ``Event`` proto, e.g. one built in place) and flush it to disk."""
+        """Append ``event`` (an ``Event`` proto, e.g. one built in place); flush it to disk
+        unless the last flush is under ``flush_every_s`` old (closing flushes the rest)."""
         self._write(event)
-        self._file.flush()
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_every_s:
+            self._file.flush()
+            self._flushed = now
 
     def add_scalars(self, scalars: dict[str, float], step: int) -> None:
         """Append ``{tag: value}`` at ``step`` as one event (one write, one flush)."""
@@ -218,15 +245,18 @@ class TensorBoardLogger(Callback):
         self._active = False
         self._one_device = False
         self._tags: dict[str, str] = {}
-        self._protos: Any = None
+        self._histogram_tags: list[str] = []
+        self._event_cls: Any = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
         from tensorboard.compat.proto import event_pb2
-        from tensorboard.compat.proto.summary_pb2 import HistogramProto
 
-        self._protos = (event_pb2.Event, HistogramProto)  # looked up once, not per epoch
-        self.writer = EventFile(self.logdir, purge_step=trainer.epoch + 1).open()
+        self._event_cls = event_pb2.Event  # looked up once, not per epoch
+        self.writer = EventFile(
+            self.logdir, purge_step=trainer.epoch + 1, flush_every_s=FLUSH_EVERY_S
+        ).open()
         self._sampler = GradientNormSampler(trainer.model)
+        self._histogram_tags = [f"grad_norm/{layer}" for layer in self._sampler.names]
         shape = (GRAD_SAMPLES_PER_EPOCH, len(self._sampler))
         self._buffer = torch.zeros(shape, device=trainer.device)
         self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
@@ -259,7 +289,7 @@ class TensorBoardLogger(Callback):
         samples.append(row)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        event_cls, histogram_cls = self._protos
+        event_cls = self._event_cls
         event = event_cls(wall_time=time.time(), step=epoch)
         add = event.summary.value.add  # built in place: no Value objects copied into the event
         tags = self._tags
@@ -273,11 +303,10 @@ class TensorBoardLogger(Callback):
             # One host transfer of a few dozen numbers, then plain Python: each torch or numpy
             # call on them would cost more than the arithmetic.
             samples = _rows_on_host(self._samples, len(self._sampler))
-            for j, layer in enumerate(self._sampler.names):
-                norms = [row[j] for row in samples]
-                histogram = _histogram(norms, histogram_cls)
-                if histogram is not None:
-                    add(tag=f"grad_norm/{layer}", histo=histogram)
+            for j, tag in enumerate(self._histogram_tags):
+                norms = [v for row in samples if math.isfinite(v := row[j])]
+                if norms:
+                    _fill_histogram(add(tag=tag).histo, norms)
         self.writer.add_event(event)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
@@ -299,27 +328,22 @@ def _rows_on_host(samples: list[Any], layers: int) -> list[list[float]]:
     return [values[i : i + layers] for i in range(0, len(values), layers)]
 
 
-def _histogram(values: list[float], proto: Any, buckets: int = 8) -> Any:
-    """A TensorBoard histogram of ``values`` in up to ``buckets`` equal buckets (no more buckets
-    than values); None when nothing is finite."""
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return None
+def _fill_histogram(histogram: Any, values: list[float], buckets: int = 8) -> None:
+    """Fill ``histogram`` (an empty ``HistogramProto``, e.g. inside an event being built) from
+    finite ``values`` (at least one): up to ``buckets`` equal buckets, no more than values."""
     buckets = min(buckets, len(values))
     low, high = min(values), max(values)
     width = (high - low) / buckets or 1e-12
     counts = [0.0] * buckets
     for v in values:
         counts[min(int((v - low) / width), buckets - 1)] += 1.0
-    return proto(
-        min=low,
-        max=high,
-        num=float(len(values)),
-        sum=float(sum(values)),
-        sum_squares=float(sum(v * v for v in values)),
-        bucket_limit=[low + width * (i + 1) for i in range(buckets)],
-        bucket=counts,
-    )
+    histogram.min = low
+    histogram.max = high
+    histogram.num = float(len(values))
+    histogram.sum = float(sum(values))
+    histogram.sum_squares = float(sum(v * v for v in values))
+    histogram.bucket_limit.extend([low + width * (i + 1) for i in range(buckets)])
+    histogram.bucket.extend(counts)
 
 
 def _headline(metrics: dict[str, Any], monitor: str) -> str:

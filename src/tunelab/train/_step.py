@@ -36,6 +36,19 @@ class StepMixin:
         opt, scaler = st.optimizer, st.scaler
         opt.zero_grad(set_to_none=True)
         self.step_batches = micro
+        if plan.plain and len(micro) == 1 and self.loss is None:
+            # Every option off (the usual step): the ops of the general path below, in order,
+            # without its branches and calls. Per step they cost more than the saving seems
+            # worth, because the step's kernels have evicted the interpreter's data from the
+            # caches each time (bench/trainer_overhead.py; tests compare both paths).
+            xb, yb, scale = micro[0]
+            loss = plan.loss_fn(plan.train_forward(xb), yb)
+            (loss if scale == 1.0 else loss * scale).backward()
+            losses = [loss.detach()]
+            for cb in after_backward:
+                cb.after_backward(self, losses[0])
+            opt.step()
+            return losses
         # fp32 without DDP (the common case) needs neither context: entering two null
         # contexts per micro-batch is Python work a hand-written loop does not do.
         if plan.ddp is None and plan.autocast is contextlib.nullcontext:
@@ -123,9 +136,11 @@ class StepMixin:
                 self._sicken(guard.judge_step(st.global_step, step_losses[-1], epoch=st.epoch))
             if st.stop is not None and self.world_size == 1:
                 break
-        rows = plan.batch_rows[: len(losses)]
-        # The rows of every batch as a float64 device tensor, made once per fit, not per epoch.
-        weights = plan.batch_weights[: len(losses)]
+        # The rows of every batch as a float64 device tensor, made once per fit, not per epoch
+        # (sliced only when the epoch stopped early: a slice is one more op).
+        full = len(losses) == len(plan.batch_rows)
+        rows = plan.batch_rows if full else plan.batch_rows[: len(losses)]
+        weights = plan.batch_weights if full else plan.batch_weights[: len(losses)]
         stacked = torch.stack(losses).double()
         if stacked.ndim != 1:  # a custom loss may return shape (1,): flatten
             stacked = stacked.reshape(-1)

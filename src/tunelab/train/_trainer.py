@@ -318,9 +318,10 @@ class Trainer(StepMixin, EvaluationMixin):
             st.best_epoch, st.best_metrics = epoch, dict(metrics)
             if st.best_weights is None:
                 st.best_weights = cpu_state(self.model)
-            else:  # reuse the snapshot's memory: no allocation per improvement
-                for name, value in self.model.state_dict().items():
-                    st.best_weights[name].copy_(value)
+            else:  # reuse the snapshot's memory: no allocation per improvement, one copy op
+                current = self.model.state_dict()
+                best = st.best_weights
+                torch._foreach_copy_([best[name] for name in current], list(current.values()))
             st.best_dirty = True
 
     def _sync_stop(self) -> None:
