@@ -30,8 +30,8 @@ def test_the_plain_step_matches_the_general_step_bit_for_bit(digits, make_mlp, q
     plain = Trainer(quiet(epochs=3)).fit(plain_model, digits)
     general = Trainer(quiet(epochs=3), callbacks=[_General()]).fit(general_model, digits)
     assert _rows(plain.history) == _rows(general.history)
-    for a, b in zip(plain_model.state_dict().values(), general_model.state_dict().values()):
-        assert torch.equal(a, b)
+    pairs = zip(plain_model.state_dict().values(), general_model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_a_fit_with_clipping_takes_the_general_step(digits, make_mlp, quiet):
