@@ -243,6 +243,7 @@ class TensorBoardLogger(Callback):
         self._samples: list[Any] = []  # per sampled step: its per-layer norms (device tensors)
         self._stride = 1
         self._active = False
+        self._due: frozenset[int] = frozenset()
         self._one_device = False
         self._tags: dict[str, str] = {}
         self._histogram_tags: list[str] = []
@@ -268,15 +269,17 @@ class TensorBoardLogger(Callback):
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._samples = []
         self._active = self.every > 0 and epoch % self.every == 0 and len(self._sampler) > 0
+        # The steps sampled this epoch: the first GRAD_SAMPLES_PER_EPOCH multiples of the stride
+        # among its steps (global_step counts the steps done before the current one).
+        done, stride = trainer.state.global_step, self._stride
+        first = done + (-done) % stride
+        steps = range(first, done + trainer.steps_per_epoch, stride)[:GRAD_SAMPLES_PER_EPOCH]
+        self._due = frozenset(steps) if self._active else frozenset()
 
     def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
-        samples = self._samples
-        if (
-            not self._active
-            or trainer.state.global_step % self._stride
-            or len(samples) >= GRAD_SAMPLES_PER_EPOCH
-        ):
+        if trainer.state.global_step not in self._due:
             return
+        samples = self._samples
         # One fused norm per layer, left on the device until the epoch's end. A frozen layer
         # (no gradient) counts as 0: the buffer path writes zeros for it.
         if self._one_device:
