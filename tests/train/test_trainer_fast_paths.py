@@ -82,3 +82,21 @@ def test_a_failed_byte_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_the_logs_hold_every_epoch_when_a_callback_raises(digits, make_mlp, quiet, tmp_path):
+    # Rows and events are written when the files are flushed (at most once a second during a
+    # fit): a fit that raises still writes the epochs it finished.
+    class Crash(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            if epoch == 2:
+                raise RuntimeError("a bug in a callback")
+
+    cfg = quiet(epochs=4, tensorboard=True)
+    with pytest.raises(RuntimeError, match="a bug"):
+        Trainer(cfg, callbacks=[Crash()], run_dir=tmp_path).fit(make_mlp(), digits)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # epoch 2 raised in the user's callback, before the loggers ran
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/loss")] == [1]

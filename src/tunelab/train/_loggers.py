@@ -55,12 +55,19 @@ _FINITE_JSON = json.JSONEncoder(allow_nan=False)
 
 
 class MetricsFile(Callback):
-    """Appends each epoch's metrics as one JSON line to ``<run_dir>/metrics.jsonl``."""
+    """Appends each epoch's metrics as one JSON line to ``<run_dir>/metrics.jsonl``.
+
+    Rows are encoded and written when the file is flushed: at most once every
+    ``flush_every_s`` seconds during a fit, and when it ends (:meth:`close`). Encoding a batch
+    of rows in one go costs a fraction of encoding each between the epochs' kernels, which
+    evict the interpreter's data from the caches.
+    """
 
     def __init__(self, path: Path, *, flush_every_s: float = FLUSH_EVERY_S) -> None:
         self.path = path
         self.flush_every_s = flush_every_s
         self._fh: Any = None
+        self._pending: list[dict[str, Any]] = []
         self._flushed = 0.0
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -68,26 +75,37 @@ class MetricsFile(Callback):
         # A resumed run rewrites the file from the restored history, so epochs logged after the
         # last checkpoint (and then lost to a crash) do not appear twice.
         self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (open for the fit)
-        for row in trainer.history:
-            self._fh.write(json.dumps(jsonable(row)) + "\n")
-        self._fh.flush()
-        self._flushed = time.monotonic()
+        self._pending = [dict(row) for row in trainer.history]
+        self._flush(time.monotonic())
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        try:  # the usual row, all finite: encoded in C without a jsonable() copy first
-            line = _FINITE_JSON.encode(metrics)
-        except ValueError:  # NaN/inf somewhere: written as null
-            line = json.dumps(jsonable(metrics))
-        self._fh.write(line + "\n")
+        self._pending.append(dict(metrics))  # the row as it is now
         now = time.monotonic()
         if now - self._flushed >= self.flush_every_s:
-            self._fh.flush()
-            self._flushed = now
+            self._flush(now)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write what is pending and close the file (also when a fit raised)."""
         if self._fh is not None:
+            self._flush(time.monotonic())
             self._fh.close()
             self._fh = None
+
+    def _flush(self, now: float) -> None:
+        self._fh.write("".join([_json_line(row) for row in self._pending]))
+        self._pending.clear()
+        self._fh.flush()
+        self._flushed = now
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    try:  # the usual row, all finite: encoded in C without a jsonable() copy first
+        return _FINITE_JSON.encode(row) + "\n"
+    except ValueError:  # NaN/inf somewhere: written as null
+        return json.dumps(jsonable(row)) + "\n"
 
 
 def _tag(name: str) -> str:
@@ -128,25 +146,15 @@ class EventFile:
     thread costs more than the event. This writes the TFRecord format tensorboard reads
     (length, masked CRC-32C of the length, the ``event_pb2.Event`` bytes, their masked CRC-32C)
     directly. ``purge_step`` marks a resumed run, so TensorBoard drops the events an earlier
-    attempt wrote from that step on. Each event is flushed to disk, or with ``flush_every_s``
-    at most that often (and on :meth:`close`).
+    attempt wrote from that step on.
     """
 
-    def __init__(
-        self,
-        logdir: Path,
-        *,
-        purge_step: int | None = None,
-        suffix: str = "",
-        flush_every_s: float = 0.0,
-    ) -> None:
+    def __init__(self, logdir: Path, *, purge_step: int | None = None, suffix: str = "") -> None:
         self.logdir = logdir
         self.purge_step = purge_step
         self.suffix = suffix
-        self.flush_every_s = flush_every_s  # 0: flush every event
         self._file: Any = None
         self._crc: Any = None
-        self._flushed = 0.0
 
     def open(self) -> EventFile:
         from tensorboard.compat.proto import event_pb2
@@ -167,7 +175,6 @@ class EventFile:
                 event_pb2.Event(wall_time=time.time(), step=self.purge_step, session_log=log)
             )
         self._file.flush()
-        self._flushed = time.monotonic()
         return self
 
     def add_summary(self, summary: Any, step: int) -> None:
@@ -176,14 +183,15 @@ class EventFile:
 
         self.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
-    def add_event(self, event: Any) -> None:
-        """Append ``event`` (an ``Event`` proto, e.g. one built in place); flush it to disk
-        unless the last flush is under ``flush_every_s`` old (closing flushes the rest)."""
+    def add_event(self, event: Any, *, flush: bool = True) -> None:
+        """Append ``event`` (an ``Event`` proto, e.g. one built in place); ``flush=False``
+        leaves it in the file's buffer until :meth:`flush` or :meth:`close`."""
         self._write(event)
-        now = time.monotonic()
-        if now - self._flushed >= self.flush_every_s:
+        if flush:
             self._file.flush()
-            self._flushed = now
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def add_scalars(self, scalars: dict[str, float], step: int) -> None:
         """Append ``{tag: value}`` at ``step`` as one event (one write, one flush)."""
@@ -230,8 +238,10 @@ class TensorBoardLogger(Callback):
     The histogram of layer ``L`` at epoch ``e`` holds ``L``'s gradient norm at up to
     ``GRAD_SAMPLES_PER_EPOCH`` evenly spaced optimiser steps of that epoch (every ``every``
     epochs; 0 turns them off). A sample is one fused norm over all gradients, left on the
-    device; the epoch's samples are read in one transfer at its end, and its scalars and
-    histograms go out together as a single event.
+    device. An epoch's scalars and histograms go out together as one event (stamped with the
+    time the epoch ended), built when the file is flushed: at most once every
+    ``FLUSH_EVERY_S`` seconds and when the fit ends, with the samples of all the epochs since
+    the last flush read in one transfer.
     """
 
     def __init__(self, logdir: Path, *, every: int = 1) -> None:
@@ -239,8 +249,11 @@ class TensorBoardLogger(Callback):
         self.every = every
         self.writer: Any = None
         self._sampler: GradientNormSampler | None = None
-        self._buffer: torch.Tensor | None = None
+        self._device = torch.device("cpu")
         self._samples: list[Any] = []  # per sampled step: its per-layer norms (device tensors)
+        # Per epoch not yet written: (wall time, epoch, metrics, samples).
+        self._pending: list[tuple[float, int, dict[str, Any], list[Any]]] = []
+        self._flushed = 0.0
         self._stride = 1
         self._active = False
         self._due: frozenset[int] = frozenset()
@@ -253,16 +266,15 @@ class TensorBoardLogger(Callback):
         from tensorboard.compat.proto import event_pb2
 
         self._event_cls = event_pb2.Event  # looked up once, not per epoch
-        self.writer = EventFile(
-            self.logdir, purge_step=trainer.epoch + 1, flush_every_s=FLUSH_EVERY_S
-        ).open()
+        self.writer = EventFile(self.logdir, purge_step=trainer.epoch + 1).open()
+        self._flushed = time.monotonic()
+        self._pending = []
         self._sampler = GradientNormSampler(trainer.model)
         self._histogram_tags = [f"grad_norm/{layer}" for layer in self._sampler.names]
-        shape = (GRAD_SAMPLES_PER_EPOCH, len(self._sampler))
-        self._buffer = torch.zeros(shape, device=trainer.device)
+        self._device = trainer.device
         self._stride = max(1, trainer.steps_per_epoch // GRAD_SAMPLES_PER_EPOCH)
         # With every layer on one device, a sample is the fused norm kernel alone (no stack
-        # into a buffer row per sample): the epoch's samples are stacked once, at its end.
+        # into a row per sample): the samples are stacked once, when the events are written.
         devices = {p.device for p in self._sampler.params}
         self._one_device = len(devices) == 1
 
@@ -279,21 +291,53 @@ class TensorBoardLogger(Callback):
     def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
         if trainer.state.global_step not in self._due:
             return
-        samples = self._samples
-        # One fused norm per layer, left on the device until the epoch's end. A frozen layer
-        # (no gradient) counts as 0: the buffer path writes zeros for it.
+        # One fused norm per layer, left on the device until the events are written. A frozen
+        # layer (no gradient) counts as 0: the sampler's row path writes zeros for it.
         if self._one_device:
             grads = [p.grad for p in self._sampler.params]
             if not any(g is None for g in grads):
-                samples.append(fused_norms(grads))
+                self._samples.append(fused_norms(grads))
                 return
-        row = self._buffer[len(samples)]
+        row = torch.empty(len(self._sampler), device=self._device)
         self._sampler.sample_into(row)
-        samples.append(row)
+        self._samples.append(row)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
-        event_cls = self._event_cls
-        event = event_cls(wall_time=time.time(), step=epoch)
+        samples = self._samples if self._active else []
+        self._pending.append((time.time(), epoch, dict(metrics), samples))
+        now = time.monotonic()
+        if now - self._flushed >= FLUSH_EVERY_S:
+            self._write_pending(now)
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write the pending events and close the file (also when a fit raised)."""
+        if self.writer is not None:
+            self._write_pending(time.monotonic())
+            self.writer.close()
+            self.writer = None
+
+    def _write_pending(self, now: float) -> None:
+        pending, self._pending = self._pending, []
+        layers = len(self._sampler)
+        # One host transfer of a few dozen numbers per flush, then plain Python: each torch or
+        # numpy call on them would cost more than the arithmetic.
+        values = _norms_on_host([sample for *_, samples in pending for sample in samples])
+        at = 0
+        for wall_time, epoch, metrics, samples in pending:
+            rows = [values[at + i * layers : at + (i + 1) * layers] for i in range(len(samples))]
+            at += len(samples) * layers
+            self.writer.add_event(self._event(wall_time, epoch, metrics, rows), flush=False)
+        self.writer.flush()
+        self._flushed = now
+
+    def _event(
+        self, wall_time: float, epoch: int, metrics: dict[str, Any], rows: list[list[float]]
+    ) -> Any:
+        """The epoch's event: its numeric metrics as scalars, a histogram per layer."""
+        event = self._event_cls(wall_time=wall_time, step=epoch)
         add = event.summary.value.add  # built in place: no Value objects copied into the event
         tags = self._tags
         for k, v in metrics.items():
@@ -302,33 +346,25 @@ class TensorBoardLogger(Callback):
                 if tag is None:
                     tag = tags[k] = _tag(k)
                 add(tag=tag, simple_value=float(v))
-        if self._active and self._samples:
-            # One host transfer of a few dozen numbers, then plain Python: each torch or numpy
-            # call on them would cost more than the arithmetic.
-            samples = _rows_on_host(self._samples, len(self._sampler))
+        if rows:
             for j, tag in enumerate(self._histogram_tags):
-                norms = [v for row in samples if math.isfinite(v := row[j])]
+                norms = [v for row in rows if math.isfinite(v := row[j])]
                 if norms:
                     _fill_histogram(add(tag=tag).histo, norms)
-        self.writer.add_event(event)
-
-    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        return event
 
 
-def _rows_on_host(samples: list[Any], layers: int) -> list[list[float]]:
-    """The sampled norms as float32 rows of Python floats, in one transfer.
+def _norms_on_host(samples: list[Any]) -> list[float]:
+    """The sampled norms, flattened, as float32 values in Python floats (one transfer).
 
-    A sample is a sequence of per-layer 0-d norms or a float32 buffer row (see
-    :meth:`TensorBoardLogger.after_backward`); both become float32, as the buffer always held.
+    A sample is a sequence of per-layer 0-d norms or a float32 row (see
+    :meth:`TensorBoardLogger.after_backward`); both become float32, as the histograms always
+    held.
     """
     flat: list[torch.Tensor] = []
     for sample in samples:
         flat.extend(sample.unbind() if isinstance(sample, torch.Tensor) else sample)
-    values = torch.stack(flat).float().tolist()
-    return [values[i : i + layers] for i in range(0, len(values), layers)]
+    return torch.stack(flat).float().tolist() if flat else []
 
 
 def _fill_histogram(histogram: Any, values: list[float], buckets: int = 8) -> None:
@@ -443,6 +479,16 @@ class RichProgress(Callback):
             self._progress.stop()
             self._progress.console.print(f"{result.status}: {result.reason}")
             self._progress = None
+
+
+def close_files(callbacks: list[Callback]) -> None:
+    """Close the files of the recording callbacks among ``callbacks``, writing what they hold.
+
+    ``on_fit_end`` does this when a fit ends; the trainer calls this too when a fit raised.
+    """
+    for cb in callbacks:
+        if isinstance(cb, (MetricsFile, TensorBoardLogger)):
+            cb.close()
 
 
 def builtin_loggers(cfg: Any, run_dir: Path | None) -> list[Callback]:

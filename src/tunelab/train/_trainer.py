@@ -29,7 +29,7 @@ from ._callbacks import Callback, CallbackList
 from ._checkpoint import cpu_state, save_checkpoint, save_weights
 from ._evaluate import EvaluationMixin
 from ._health import Sickness, SickTrialPolicy
-from ._loggers import builtin_loggers
+from ._loggers import builtin_loggers, close_files
 from ._plan import FitPlan, plan_fit, steps_per_epoch
 from ._result import REQUESTABLE, STATUSES, FitResult
 from ._resume import restore_trainer, trainer_state
@@ -186,6 +186,7 @@ class Trainer(StepMixin, EvaluationMixin):
             return self._finish(*self._loop())
         finally:
             self._reset_globals()  # also when a callback or a bug raises
+            close_files(self._cbs.callbacks)  # what the loggers hold, when on_fit_end did not run
 
     def _loop(self) -> tuple[str, str]:
         """The epochs; returns ``(status, reason)``."""
