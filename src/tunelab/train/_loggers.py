@@ -24,7 +24,7 @@ import torch
 
 from ..rundir import TrainingDir
 from ._callbacks import Callback
-from ._grad_norms import GradientNormSampler, fused_norms
+from ._grad_norms import GradientNormSampler
 
 if TYPE_CHECKING:
     from ._result import FitResult
@@ -291,13 +291,14 @@ class TensorBoardLogger(Callback):
     def after_backward(self, trainer: Trainer, loss: torch.Tensor) -> None:
         if trainer.state.global_step not in self._due:
             return
-        # One fused norm per layer, left on the device until the events are written. A frozen
-        # layer (no gradient) counts as 0: the sampler's row path writes zeros for it.
         if self._one_device:
-            grads = [p.grad for p in self._sampler.params]
-            if not any(g is None for g in grads):
-                self._samples.append(fused_norms(grads))
+            try:  # one fused norm per layer, left on the device until the events are written
+                self._samples.append(torch._foreach_norm([p.grad for p in self._sampler.params]))
                 return
+            except (RuntimeError, TypeError):  # a layer without a gradient (TypeError), ...
+                pass
+        # ... or no fused kernel for these gradients: the sampler's row path, which counts a
+        # frozen layer (no gradient) as 0 and falls back to one norm per layer.
         row = torch.empty(len(self._sampler), device=self._device)
         self._sampler.sample_into(row)
         self._samples.append(row)
