@@ -38,9 +38,10 @@ class StepMixin:
         self.step_batches = micro
         if plan.plain and len(micro) == 1 and self.loss is None:
             # Every option off (the usual step): the ops of the general path below, in order,
-            # without its branches and calls. Per step they cost more than the saving seems
-            # worth, because the step's kernels have evicted the interpreter's data from the
-            # caches each time (bench/trainer_overhead.py; tests compare both paths).
+            # without its branches and calls. Those cost more per step than their bytecode
+            # suggests, because the step's kernels evict the interpreter's data from the caches
+            # (about 1 % of a digits-MLP fit: BENCHMARKS.md, "Trainer overhead"). The tests
+            # check that both paths train to the same weights bit for bit.
             xb, yb, scale = micro[0]
             loss = plan.loss_fn(plan.train_forward(xb), yb)
             (loss if scale == 1.0 else loss * scale).backward()
