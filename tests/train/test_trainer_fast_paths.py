@@ -11,7 +11,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tunelab.train import Callback, Trainer
 from tunelab.train._checkpoint import atomic_write_bytes
-from tunelab.train._metrics import confusion, scores_from_confusion, scores_from_counts
+from tunelab.train._metrics import (
+    confusion,
+    epoch_scores,
+    packed_scores,
+    scores_from_confusion,
+    scores_from_counts,
+)
 
 
 class _General(Callback):
@@ -100,3 +106,12 @@ def test_the_logs_hold_every_epoch_when_a_callback_raises(digits, make_mlp, quie
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("val/loss")] == [1]
+
+
+def test_the_packed_read_of_a_gpu_gives_the_scores_of_the_cpu_read():
+    g = torch.Generator().manual_seed(1)
+    logits, target = torch.randn(300, 6, generator=g), torch.randint(0, 6, (300,), generator=g)
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    on_cpu = epoch_scores(logits, target, loss, "classification", 6)
+    counts = confusion(logits.argmax(dim=-1), target, 6)
+    assert packed_scores(loss, counts, 6) == on_cpu

@@ -129,11 +129,16 @@ def epoch_scores(
             # On the CPU a read is a copy, not a device sync: two reads cost fewer ops than
             # packing the loss and the counts into one tensor.
             return {"loss": loss.item(), **scores_from_counts(cm.tolist(), k)}
-        packed = torch.cat([loss.detach().double().reshape(1), cm.double()])
-        host = packed.tolist()  # one transfer; counts are exact in float64
-        return {"loss": host[0], **scores_from_counts(host[1:], k)}
+        return packed_scores(loss, cm, k)
     scores = regression_scores(regression_values(outputs.float(), targets), targets)
     return {"loss": float(loss.detach()), **scores}
+
+
+def packed_scores(loss: torch.Tensor, counts: torch.Tensor, k: int) -> dict[str, float]:
+    """Loss and scores from the ``k x k`` ``counts`` (flat or not) in one device-to-host
+    transfer (on a GPU each read is a sync); the counts are exact in float64."""
+    host = torch.cat([loss.detach().double().reshape(1), counts.reshape(-1).double()]).tolist()
+    return {"loss": host[0], **scores_from_counts(host[1:], k)}
 
 
 @dataclass
