@@ -9,6 +9,8 @@ only tensors and plain Python data so it loads with ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..errors import FatalError
 
@@ -37,9 +39,37 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+_TEMP_NAMES = itertools.count()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: one write to a temporary name, then a rename.
+
+    The same guarantee as :func:`atomic_write` with fewer system calls (a trainer writes its
+    final checkpoint and best weights this way at the end of every fit): the temporary name is
+    unique per process and call (pid and a counter) rather than drawn by ``mkstemp``, and is
+    removed only when the write or the rename fails.
+    """
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` (plain data and tensors) atomically with ``torch.save``."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write ``state`` (plain data and tensors) atomically with ``torch.save``.
+
+    ``torch.save`` into memory and one write: saving to a file path issues a write per record.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -66,7 +96,7 @@ def save_weights(
         tensors = {k: v.contiguous() for k, v in state_dict.items()}  # no-op when contiguous
     else:
         tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_bytes(path, save(tensors))  # the bytes save_file writes, in one write
 
 
 def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -21,22 +21,39 @@ class EvaluationMixin:
     def _outputs(self, model: nn.Module, X: torch.Tensor, *, restore: bool = True) -> torch.Tensor:
         was_training = model.training
         model.eval()
-        bs = self._eval_batch_size()
-        autocast = self.plan.autocast if self.plan is not None else contextlib.nullcontext
-        with autocast():
-            outs = [model(X[i : i + bs]) for i in range(0, len(X), bs)]
+        outputs = self._eval_forward(model, X)
         if restore:
             model.train(was_training)
-        return (torch.cat(outs) if len(outs) > 1 else outs[0]).float()
+        return outputs
 
+    def _eval_forward(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+        """``model``'s float outputs for ``X`` in evaluation batches (call under no_grad)."""
+        bs = self._eval_batch_size()
+        autocast = self.plan.autocast if self.plan is not None else contextlib.nullcontext
+        if autocast is contextlib.nullcontext and len(X) <= bs:
+            outputs = model(X)  # one batch in fp32 (the usual validation set): no context
+        else:
+            with autocast():
+                outs = [model(X[i : i + bs]) for i in range(0, len(X), bs)]
+            outputs = torch.cat(outs) if len(outs) > 1 else outs[0]
+        return outputs if outputs.dtype == torch.float32 else outputs.float()
+
+    @torch.no_grad()
     def _validate(self) -> dict[str, float]:
         # No switch back to train mode: the next epoch starts with model.train() anyway, and
         # each switch walks every submodule.
         plan = self.plan
-        outputs = self._outputs(plan.eval_forward, plan.Xv, restore=False)
-        with torch.no_grad():
-            loss = plan.loss_fn(outputs, plan.yv)
-        scores = epoch_scores(outputs, plan.yv, loss, self.bundle.task, self.bundle.num_classes)
+        plan.eval_forward.eval()
+        outputs = self._eval_forward(plan.eval_forward, plan.Xv)
+        loss = plan.loss_fn(outputs, plan.yv)
+        scores = epoch_scores(
+            outputs,
+            plan.yv,
+            loss,
+            self.bundle.task,
+            self.bundle.num_classes,
+            target_offsets=plan.yv_offsets,
+        )
         return {f"val_{k}": v for k, v in scores.items()}
 
     def predict(self, model: nn.Module, X: Any) -> torch.Tensor:

@@ -56,6 +56,10 @@ class FitPlan:
     batch_scales: Sequence[float]
     batch_rows: list[int]
     batch_weights: torch.Tensor  # batch_rows as float64 on the device (the epoch loss weights)
+    # ``yv * classes`` for the validation confusion matrix (classification only): made once.
+    yv_offsets: torch.Tensor | None = None
+    # fp32 without DDP, GradScaler, clipping or L1: a step is forward, loss, backward, step.
+    plain: bool = False
 
     @property
     def has_val(self) -> bool:
@@ -124,7 +128,17 @@ def plan_fit(
             batch_sizes(local_rows, int(cfg.batch_size)), dtype=torch.float64, device=device
         ),
     )
+    if bundle.task == "classification" and has_val:
+        plan.yv_offsets = yv * max(int(bundle.num_classes), 2)
     state = _fresh_state(cfg, model, plan, device=device, seed=seed, precision=precision)
+    plan.plain = (
+        ddp is None
+        and plan.autocast is contextlib.nullcontext
+        and state.scaler is None
+        and cfg.clip_grad_norm is None
+        and cfg.clip_grad_value is None
+        and not l1
+    )
     return plan, state
 
 

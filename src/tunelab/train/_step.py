@@ -36,15 +36,28 @@ class StepMixin:
         opt, scaler = st.optimizer, st.scaler
         opt.zero_grad(set_to_none=True)
         self.step_batches = micro
-        losses: list[torch.Tensor] = []
-        last = len(micro) - 1
+        if plan.plain and len(micro) == 1 and self.loss is None:
+            # Every option off (the usual step): the ops of the general path below, in order,
+            # without its branches and calls. Those cost more per step than their bytecode
+            # suggests, because the step's kernels evict the interpreter's data from the caches
+            # (about 1 % of a digits-MLP fit: BENCHMARKS.md, "Trainer overhead"). The tests
+            # check that both paths train to the same weights bit for bit.
+            xb, yb, scale = micro[0]
+            loss = plan.loss_fn(plan.train_forward(xb), yb)
+            (loss if scale == 1.0 else loss * scale).backward()
+            losses = [loss.detach()]
+            for cb in after_backward:
+                cb.after_backward(self, losses[0])
+            opt.step()
+            return losses
         # fp32 without DDP (the common case) needs neither context: entering two null
         # contexts per micro-batch is Python work a hand-written loop does not do.
-        plain = plan.ddp is None and plan.autocast is contextlib.nullcontext
-        for j, (xb, yb, scale) in enumerate(micro):
-            if plain:
-                losses.append(self._backward(xb, yb, scale))
-            else:
+        if plan.ddp is None and plan.autocast is contextlib.nullcontext:
+            losses = [self._backward(xb, yb, scale) for xb, yb, scale in micro]
+        else:
+            losses = []
+            last = len(micro) - 1
+            for j, (xb, yb, scale) in enumerate(micro):
                 with no_sync(plan, j == last), plan.autocast():
                     losses.append(self._backward(xb, yb, scale))
         if scaler is not None:
@@ -96,28 +109,43 @@ class StepMixin:
         after_backward = self._cbs.hook("after_backward")
         batch_end = self._cbs.hook("on_batch_end")
         guard = self.health
+        check_every = guard.check_every if guard is not None and guard.check_every > 0 else 0
+        optimiser_step, step_schedule = self._optimiser_step, st.scheduler.step_batch
         micro_batches = len(plan.batch_scales)
+        # One micro-batch per step without augmentation (the usual case): the batch is two
+        # index ops, with no call to _micro_batches per step.
+        single = accum == 1 and plan.augmenter is None
+        X, y, bs, scales = plan.X, plan.y, int(self.config.batch_size), plan.batch_scales
         # The step losses stay on the device until the epoch ends: no per-step host sync, and
         # no per-step accumulate op either (appending to a list is ~50x cheaper than add_).
         losses: list[torch.Tensor] = []
         self.model.train()
         for first in range(0, micro_batches, accum):
-            micro = self._micro_batches(order, first, min(accum, micro_batches - first))
-            step_losses = self._optimiser_step(micro, after_backward)
-            losses.extend(step_losses)
+            if single:
+                idx = order[first * bs : (first + 1) * bs]
+                micro = [(X[idx], y[idx], scales[first])]
+            else:
+                micro = self._micro_batches(order, first, min(accum, micro_batches - first))
+            step_losses = optimiser_step(micro, after_backward)
+            losses += step_losses
             st.global_step += 1
-            st.scheduler.step_batch()
+            step_schedule()
             for cb in batch_end:
                 cb.on_batch_end(self, st.global_step, step_losses[-1])
-            # The guard looks every ``check_every`` steps: one host sync per look.
-            if guard is not None and guard.due(st.global_step):
+            # The guard looks every ``check_every`` steps (SickTrialPolicy.due): one host sync.
+            if check_every and st.global_step % check_every == 0:
                 self._sicken(guard.judge_step(st.global_step, step_losses[-1], epoch=st.epoch))
             if st.stop is not None and self.world_size == 1:
                 break
-        rows = plan.batch_rows[: len(losses)]
-        # The rows of every batch as a float64 device tensor, made once per fit, not per epoch.
-        weights = plan.batch_weights[: len(losses)]
-        total = torch.dot(torch.stack(losses).double().reshape(-1), weights)
+        # The rows of every batch as a float64 device tensor, made once per fit, not per epoch
+        # (sliced only when the epoch stopped early: a slice is one more op).
+        full = len(losses) == len(plan.batch_rows)
+        rows = plan.batch_rows if full else plan.batch_rows[: len(losses)]
+        weights = plan.batch_weights if full else plan.batch_weights[: len(losses)]
+        stacked = torch.stack(losses).double()
+        if stacked.ndim != 1:  # a custom loss may return shape (1,): flatten
+            stacked = stacked.reshape(-1)
+        total = torch.dot(stacked, weights)
         if self.world_size > 1:
             totals = torch.stack([total, weights.sum()])
             torch.distributed.all_reduce(totals)

@@ -29,7 +29,7 @@ from ._callbacks import Callback, CallbackList
 from ._checkpoint import cpu_state, save_checkpoint, save_weights
 from ._evaluate import EvaluationMixin
 from ._health import Sickness, SickTrialPolicy
-from ._loggers import builtin_loggers
+from ._loggers import builtin_loggers, close_files
 from ._plan import FitPlan, plan_fit, steps_per_epoch
 from ._result import REQUESTABLE, STATUSES, FitResult
 from ._resume import restore_trainer, trainer_state
@@ -186,10 +186,12 @@ class Trainer(StepMixin, EvaluationMixin):
             return self._finish(*self._loop())
         finally:
             self._reset_globals()  # also when a callback or a bug raises
+            close_files(self._cbs.callbacks)  # what the loggers hold, when on_fit_end did not run
 
     def _loop(self) -> tuple[str, str]:
         """The epochs; returns ``(status, reason)``."""
         cfg, st = self.config, self.state
+        has_val, writes = self.plan.has_val, self._writes_files
         for cb in self._cbs.hook("on_fit_start"):
             cb.on_fit_start(self)
         try:
@@ -199,7 +201,7 @@ class Trainer(StepMixin, EvaluationMixin):
                     cb.on_epoch_start(self, epoch)
                 t0 = time.perf_counter()
                 metrics: dict[str, Any] = {"epoch": epoch, "train_loss": self._train_epoch()}
-                if math.isfinite(metrics["train_loss"]) and self.plan.has_val:
+                if has_val and math.isfinite(metrics["train_loss"]):
                     metrics.update(self._validate())
                 metrics["lr"] = self.lr
                 metrics["epoch_time_s"] = time.perf_counter() - t0
@@ -207,8 +209,9 @@ class Trainer(StepMixin, EvaluationMixin):
                 healthy = self._judge_epoch(epoch, metrics)  # sick, best, early stop, LR schedule
                 for cb in self._cbs.hook("on_epoch_end"):
                     cb.on_epoch_end(self, epoch, metrics)
-                self._sync_stop()
-                if healthy:
+                if self.world_size > 1:
+                    self._sync_stop()
+                if healthy and writes:
                     self._checkpoint_epoch(epoch)
                 if st.stop is not None:
                     return st.stop
@@ -229,11 +232,12 @@ class Trainer(StepMixin, EvaluationMixin):
         sickness = policy.judge_epoch(
             epoch, metrics, best_loss=st.best_train_loss, step=st.global_step
         )
-        self._sicken(sickness)
-        if sickness is not None and sickness.status == "nan":
-            return False
         if sickness is None:
             st.best_train_loss = min(st.best_train_loss, float(metrics["train_loss"]))
+        else:
+            self._sicken(sickness)
+            if sickness.status == "nan":
+                return False
         self._keep_best(epoch, metrics)
         if st.early is not None:
             stop, why = st.early.update_and_check(float(metrics[st.early.metric]), epoch)
@@ -318,9 +322,10 @@ class Trainer(StepMixin, EvaluationMixin):
             st.best_epoch, st.best_metrics = epoch, dict(metrics)
             if st.best_weights is None:
                 st.best_weights = cpu_state(self.model)
-            else:  # reuse the snapshot's memory: no allocation per improvement
-                for name, value in self.model.state_dict().items():
-                    st.best_weights[name].copy_(value)
+            else:  # reuse the snapshot's memory: no allocation per improvement, one copy op
+                current = self.model.state_dict()
+                best = st.best_weights
+                torch._foreach_copy_([best[name] for name in current], list(current.values()))
             st.best_dirty = True
 
     def _sync_stop(self) -> None:
