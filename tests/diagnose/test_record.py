@@ -61,6 +61,33 @@ def test_the_gradient_probe_counts_exact_zeros_per_layer():
     assert s.zero_fraction == (13 + float((model[2].weight.grad == 0).sum())) / (32 + 24)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_both_ways_of_counting_zeros_give_the_same_numbers(monkeypatch, fused):
+    """Squared norms of the signs (one fused kernel) and per-layer sums (large or 16-bit
+    layers) count the same zeros, -0.0 included, and a NaN entry alike (torch's sign(NaN) is 0)."""
+    from tunelab.diagnose import _probes
+
+    if not fused:
+        monkeypatch.setattr(_probes, "_EXACT_ROOT_COUNT", 1)
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)
+    )
+    model(torch.randn(32, 64)).relu().sum().backward()
+    model[2].weight.grad[5, :] = -0.0
+    probe = GradProbe(model)
+    s = probe.sample(1, 1, track_update=False, count_zeros=True)
+    layers = [model[0].weight, model[2].weight, model[4].weight]
+    assert s.zero_by_layer == [float((p.grad == 0).sum()) / p.numel() for p in layers]
+    model[4].weight.grad[0, 0] = math.nan
+    s = probe.sample(2, 1, track_update=False, count_zeros=True)
+    n = [p.numel() for p in layers]
+    counted = [
+        (k - float(_probes.nonzero_count(p.grad))) / k for k, p in zip(n, layers, strict=True)
+    ]
+    assert s.zero_by_layer == counted
+
+
 def test_memo_keeps_a_value_within_a_pass_only():
     record = TrainingRecord(step_losses=[1.0, math.nan, 0.5])
     calls = []

@@ -87,6 +87,26 @@ def nonzero_count(g: torch.Tensor) -> torch.Tensor:
     return torch.sign(g).abs_().sum(dtype=torch.float32)
 
 
+# Below this many entries a float32 2-norm of 0/1 values squares back to the exact count
+# (relative error ~2**-23, under half a count): larger layers count with nonzero_count.
+_EXACT_ROOT_COUNT = 1 << 22
+
+
+def _fused_counts_exact(grads: list[torch.Tensor], sizes: list[int]) -> bool:
+    """Whether the non-zeros of ``grads`` can be counted as squared norms of their signs (a
+    16-bit norm is not exact enough: those count with nonzero_count's float32 sum)."""
+    return (
+        hasattr(torch, "_foreach_sign")
+        and max(sizes) < _EXACT_ROOT_COUNT
+        and all(g.dtype in (torch.float32, torch.float64) for g in grads)
+    )
+
+
+def _squared_count(root: float) -> float:
+    """The count behind a 2-norm of signs (NaN stays NaN, as nonzero_count's sum gives it)."""
+    return float(round(root * root)) if math.isfinite(root) else root
+
+
 def saturated_mask(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
     """Where a squashing unit sits in its flat part: derivative below 1% of its maximum.
 
@@ -343,18 +363,23 @@ class GradProbe:
         grads = [p.grad.detach() for _, p in chosen]
         weights = [p.detach() for _, p in chosen]
         device = grads[0].device
-        parts = GradientNormSampler.fused_norms(grads + weights)  # one kernel for both
-        # The zero-gradient share (AUTOTRAINER's dying-ReLU signal) costs one reduction per layer.
-        if count_zeros:
+        sizes = [g.numel() for g in grads]
+        # The zero-gradient share (AUTOTRAINER's dying-ReLU signal): sign(g)^2 is 1 where g is
+        # not zero, so the squared 2-norm of the signs counts the non-zeros, in the same fused
+        # kernel as the gradient and weight norms (2 ops for every layer, not 3 per layer).
+        roots = count_zeros and _fused_counts_exact(grads, sizes)
+        signs = list(torch._foreach_sign(grads)) if roots else []
+        parts = GradientNormSampler.fused_norms(grads + weights + signs)
+        if count_zeros and not roots:
             parts += [nonzero_count(g) for g in grads]
         if any(t.device != device for t in parts):
             parts = [t.to(device) for t in parts]
         # One transfer; stack promotes mixed precisions to float32, like a per-part .float().
         values = torch.stack(parts).float().tolist()
         k = len(grads)
-        sizes = [g.numel() for g in grads]
         g_vals, w_vals = values[:k], values[k : 2 * k]
-        z_vals = [n - v for n, v in zip(sizes, values[2 * k :], strict=False)]
+        nonzero = [_squared_count(v) for v in values[2 * k :]] if roots else values[2 * k :]
+        z_vals = [n - v for n, v in zip(sizes, nonzero, strict=False)]
         total = math.sqrt(sum(v * v for v in g_vals))
         sample = GradSample(
             step=step,
