@@ -268,9 +268,12 @@ class ActivationProbe:
             counts = saturated_mask(module, x).sum(dim=dims, dtype=torch.float32).reshape(shape)
         entry = self.stats.get(key)
         if entry is None or entry.shape != shape or entry.counts.device != counts.device:
-            entry = _UnitCounts(family, shape, torch.zeros_like(counts))
+            # The epoch's first sample: its counts are the entry's (a fresh tensor of its own),
+            # not zeros plus them: two ops fewer per layer per epoch, the same numbers.
+            entry = _UnitCounts(family, shape, counts)
             self.stats[key] = entry
-        entry.counts += counts
+        else:
+            entry.counts += counts
         entry.rows += rows
         self.epoch_rows = max(self.epoch_rows, entry.rows)
         if family == "squash":
