@@ -525,6 +525,13 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     healthy = [1.1 * 0.99**i for i in range(200)]
     healthy[50] = 40.0  # one outlier batch
     assert DivergingLoss().check(TrainingRecord(step_losses=healthy)) == []
+    # Two blown steps in a row are the update's doing, not one batch's; two apart are not.
+    thrown = [1.6, 15.0, 180.0, 59.0] + [0.5] * 200
+    found = DivergingLoss().check(TrainingRecord(step_losses=thrown))
+    assert [f.kind for f in found] == ["diverging_loss"] and found[0].figures["blown_steps"] == 2
+    apart = list(healthy)
+    apart[120] = 40.0
+    assert DivergingLoss().check(TrainingRecord(step_losses=apart)) == []
 
 
 def _with_epochs(losses: list[float], per_epoch: int):
