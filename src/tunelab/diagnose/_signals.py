@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..train import SickTrialPolicy
-from ._record import TrainingRecord, all_finite
+from ._record import TrainingRecord
 from ._short import SHORT, mean, median, total
 
 _POLICY = SickTrialPolicy()
@@ -88,18 +88,9 @@ def _update_scale(record: TrainingRecord) -> float | None:
 
 
 def median_abs_diff(values: list[float]) -> float:
-    """``float(np.median(np.abs(np.diff(values))))``, the same number, without numpy's per-call
-    overhead on the short series the detectors pass (a few to a few dozen epochs): the same
-    differences, and the middle one (or the mean of the middle two, as numpy takes it) of
-    them sorted. Long or non-finite series go to numpy itself (NaN propagates as there)."""
-    if len(values) > 256:
-        return float(np.median(np.abs(np.diff(values))))
-    diffs = [abs(b - a) for a, b in itertools.pairwise(values)]
-    if not diffs or not all_finite(diffs):
-        return float(np.median(np.abs(np.diff(values))))
-    diffs.sort()
-    mid = len(diffs) // 2
-    return diffs[mid] if len(diffs) % 2 else (diffs[mid - 1] + diffs[mid]) / 2
+    """``float(np.median(np.abs(np.diff(values))))``, the same number, in plain Python on the
+    short series the detectors pass (see _short; long or non-finite ones go to numpy)."""
+    return median([abs(b - a) for a, b in itertools.pairwise(values)])
 
 
 def smoothed_steps(record: TrainingRecord) -> list[float]:
@@ -257,8 +248,9 @@ def _loss_cv(record: TrainingRecord) -> float | None:
     batch = record.batches.rows / record.batches.batches if record.batches.batches else None
     if not batch or batch < 2:
         return None
-    tail = [v for v in record.step_losses[-max(8, len(record.step_losses) // 3) :]]
-    tail = [v for v in tail if math.isfinite(v)]
+    tail = [
+        v for v in record.step_losses[-max(8, len(record.step_losses) // 3) :] if math.isfinite(v)
+    ]
     level = mean(tail) if tail else math.nan
     if len(tail) < 8 or not level > 0:
         return None
