@@ -51,9 +51,15 @@ def regression_values(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return outputs
 
 
-def confusion(pred: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
-    """``k x k`` counts, rows = true class, columns = predicted class (on the device)."""
-    return torch.bincount(target * k + pred, minlength=k * k).reshape(k, k)
+def confusion(
+    pred: torch.Tensor, target: torch.Tensor, k: int, *, target_offsets: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``k x k`` counts, rows = true class, columns = predicted class (on the device).
+
+    ``target_offsets``: ``target * k`` computed once by a caller that scores the same targets
+    every epoch."""
+    offsets = target * k if target_offsets is None else target_offsets
+    return torch.bincount(offsets + pred, minlength=k * k).reshape(k, k)
 
 
 def scores_from_confusion(cm: Any) -> dict[str, float]:
@@ -123,12 +129,11 @@ def epoch_scores(
     """
     if task == "classification":
         k = max(k, 2)
-        offsets = targets * k if target_offsets is None else target_offsets
-        cm = torch.bincount(offsets + predicted_classes(outputs), minlength=k * k)  # confusion()
+        cm = confusion(predicted_classes(outputs), targets, k, target_offsets=target_offsets)
         if cm.device.type == "cpu":
             # On the CPU a read is a copy, not a device sync: two reads cost fewer ops than
             # packing the loss and the counts into one tensor.
-            return {"loss": loss.item(), **scores_from_counts(cm.tolist(), k)}
+            return {"loss": loss.item(), **scores_from_counts(cm.reshape(-1).tolist(), k)}
         return packed_scores(loss, cm, k)
     scores = regression_scores(regression_values(outputs.float(), targets), targets)
     return {"loss": float(loss.detach()), **scores}
