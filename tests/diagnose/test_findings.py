@@ -400,6 +400,39 @@ def test_below_the_baseline_is_underfitting_only_if_the_training_rows_are_not_fi
     assert Underfitting().check(record(0.95)) == []  # fits its training rows: not capacity
 
 
+def test_train_and_val_together_below_the_baseline_is_underfitting_even_within_its_noise():
+    """A training score within the noise of the baseline does not veto underfitting when it
+    is no better than the validation score: both then measure the same shortfall (a CNN
+    pooled to 2x2 on digits: train 0.950, val 0.933 on 540 rows, baseline 0.963)."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Underfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(train_score, val_score):
+        rec = TrainingRecord(step_losses=[2.3] * 5 + [0.2] * 5)
+        rec.baseline = {"model": "linear model", "score": 0.963}
+        for e in range(1, 13):
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 20,
+                    train_metric=train_score,
+                    val_metric=val_score,
+                    step_loss_mean=0.2 + 0.01 * (12 - e),
+                    val_rows=540,
+                    train_rows=1257,
+                )
+            )
+        return rec
+
+    found = Underfitting().check(record(0.950, 0.933))
+    assert found and found[0].figures["limited_by"] == "capacity"
+    # The same training score measurably above the validation score: the rows are fitted.
+    assert Underfitting().check(record(0.950, 0.905)) == []
+    # At or above the baseline: fitted, whatever the validation score.
+    assert Underfitting().check(record(0.970, 0.933)) == []
+
+
 def test_the_quick_baseline_is_quick_and_scores_the_same_split():
     import time
 
@@ -788,3 +821,22 @@ def test_a_validation_drop_is_judged_against_the_noise_of_a_difference():
     for e, v in zip(rec.epochs, [0.9] * 10 + [0.95, 0.9] * 15, strict=True):
         e.val_metric = v
     assert OscillatingLoss()._val_drops(rec) == 15 - 1  # 0.05: 2.7 SE; the first 30% not judged
+
+
+def test_diverged_and_the_diverging_loss_warning_read_the_same_end_of_the_curve():
+    """``diverged`` (other judgements are moot) and the diverging-loss detector (which says
+    so) agree on every record, so a run never falls between them: a bouncing run whose
+    last 20% of steps sit at 1.6x its start but whose smoothed curve ends at 1.3x is neither
+    diverged nor diverging, and its oscillation is judged."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import DivergingLoss
+    from tunelab.diagnose._signals import diverged
+
+    def record(end: float) -> TrainingRecord:
+        bounce = [0.3, 0.9] * 80  # steps 5-164
+        return TrainingRecord(step_losses=[0.44] * 5 + bounce + [0.7] * 30 + [end] * 10)
+
+    between = record(0.58)  # the last 40 steps' median is 0.7 = 1.6x; the curve ends at 1.3x
+    assert not diverged(between) and DivergingLoss().check(between) == []
+    beyond = record(0.75)  # the curve ends at 1.7x: both say so
+    assert diverged(beyond) and DivergingLoss().check(beyond)[0].kind == "diverging_loss"

@@ -16,6 +16,7 @@ from ._signals import (
     NOISE_Z,
     binomial_se,
     chunk_means,
+    curve_ends,
     diverged,
     median_abs_diff,
     new_lows,
@@ -23,8 +24,6 @@ from ._signals import (
     relative_improvements,
     rows_behind,
     score_scale,
-    smoothed,
-    smoothed_steps,
     update_scale,
 )
 
@@ -83,12 +82,11 @@ class DivergingLoss(Detector):
                         record.where(epoch=e.epoch),
                     )
                 ]
-        losses = record.step_losses or record.epoch_losses()
-        curve = smoothed_steps(record) if record.step_losses else smoothed(losses)
-        initial = record.initial_loss()
-        if len(curve) < 4 or initial is None or initial <= 0:
+        ends = curve_ends(record)
+        if ends is None:
             return []
-        recent, best = curve[-1], min(curve)
+        initial, best, recent, curve = ends.initial, ends.best, ends.recent, ends.curve
+        losses = record.step_losses or record.epoch_losses()
         growth = recent / initial
         given_back = (recent - best) / (initial - best) if initial > best else 0.0
         figures = {

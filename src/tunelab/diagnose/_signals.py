@@ -67,8 +67,48 @@ def diverged(record: TrainingRecord) -> bool:
 def _diverged(record: TrainingRecord) -> bool:
     if record.first_nonfinite_step() is not None:
         return True
-    p = progress(record)
-    return p is not None and p.remaining >= _POLICY.growth_warn
+    # Both readings of the curve's end: the diverging-loss warning's (the smoothed curve's
+    # last window, curve_ends) and the median of the last 20% of the steps (progress). Moot
+    # only when the warning itself is given, so a run never falls between "diverged" and
+    # "diverging" (a bouncing Huber/SGD run: 1.51x its start by the median, 1.33x by the
+    # smoothed end, reported as neither); and not on the last window alone, which holds one
+    # bounce of a loss that swings (the same case at other seeds: oscillating by the median).
+    ends, p = curve_ends(record), progress(record)
+    return (
+        ends is not None
+        and p is not None
+        and ends.recent >= _POLICY.growth_warn * ends.initial
+        and p.remaining >= _POLICY.growth_warn
+    )
+
+
+@dataclass
+class CurveEnds:
+    """The smoothed loss curve the sick-trial policy judges: its start, best and end."""
+
+    initial: float
+    best: float
+    recent: float
+    curve: list[float]
+
+
+def curve_ends(record: TrainingRecord) -> CurveEnds | None:
+    """The loss curve's ends as the diverging-loss verdict reads them (None: too short).
+
+    The end is the last window of the smoothed curve (``smoothed``); ``diverged`` reads it
+    too, so that it never calls a run diverged (other judgements moot) that the diverging-loss
+    detector does not report.
+    """
+    return record.memo("curve_ends", lambda: _curve_ends(record))
+
+
+def _curve_ends(record: TrainingRecord) -> CurveEnds | None:
+    losses = record.step_losses or record.epoch_losses()
+    curve = smoothed_steps(record) if record.step_losses else smoothed(losses)
+    initial = record.initial_loss()
+    if len(curve) < 4 or initial is None or initial <= 0:
+        return None
+    return CurveEnds(initial, min(curve), curve[-1], curve)
 
 
 def update_scale(record: TrainingRecord) -> float | None:
