@@ -433,6 +433,39 @@ def test_train_and_val_together_below_the_baseline_is_underfitting_even_within_i
     assert Underfitting().check(record(0.970, 0.933)) == []
 
 
+def test_a_training_score_below_the_baseline_is_the_evidence_when_val_moves_with_it():
+    """Validation 13 rows of 540 under the baseline is inside the noise, but the training
+    score, measured on 1,257 rows and moving with the validation score, is 3 standard errors
+    under it: underfitting, said on the training rows. With a validation score at or above the
+    baseline, or a training score measurably apart from it, the training rows say nothing."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Underfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(train_score, val_score):
+        rec = TrainingRecord(step_losses=[2.3] * 5 + [0.2] * 5)
+        rec.baseline = {"model": "linear model", "score": 523 / 540}
+        for e in range(1, 13):
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 20,
+                    train_metric=train_score,
+                    val_metric=val_score,
+                    step_loss_mean=0.2 + 0.01 * (12 - e),
+                    val_rows=540,
+                    train_rows=1257,
+                )
+            )
+        return rec
+
+    found = Underfitting().check(record(0.938, 510 / 540))
+    assert found and found[0].figures["below_on"] == "training rows"
+    assert "on its training rows 0.938" in found[0].evidence
+    assert Underfitting().check(record(0.938, 0.970)) == []  # val at the baseline
+    assert Underfitting().check(record(0.900, 510 / 540)) == []  # train apart from val
+
+
 def test_the_quick_baseline_is_quick_and_scores_the_same_split():
     import time
 
