@@ -873,3 +873,23 @@ def test_diverged_and_the_diverging_loss_warning_read_the_same_end_of_the_curve(
     assert not diverged(between) and DivergingLoss().check(between) == []
     beyond = record(0.75)  # the curve ends at 1.7x: both say so
     assert diverged(beyond) and DivergingLoss().check(beyond)[0].kind == "diverging_loss"
+
+
+def test_one_swing_in_a_net_whose_relu_units_died_is_oscillating():
+    """A single swing beyond the noise is at times a healthy run's bad chunk, and dead units
+    alone can come from the initialisation; the two together are what steps too large do."""
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+    from tunelab.diagnose._record import ActivationStat
+
+    def with_dead_units(rec):
+        for e in rec.epochs:
+            e.activations = [ActivationStat("0", "relu", 64, 64, dead_fraction=0.8)]
+        return rec
+
+    one_swing = _converged_with_bounces((28, 0.2))
+    assert OscillatingLoss().check(one_swing) == []
+    found = OscillatingLoss().check(with_dead_units(one_swing))
+    assert found and found[0].figures["swings"] == 1 and found[0].figures["units_died"]
+    assert found[0].evidence.endswith("and ReLU units died on the way")
+    # Dead units and no swing: nothing about the steps.
+    assert OscillatingLoss().check(with_dead_units(_converged_with_bounces())) == []

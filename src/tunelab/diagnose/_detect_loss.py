@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from ..train import SickTrialPolicy
+from ._detect_activations import DeadRelu
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import TrainingRecord
@@ -322,11 +323,25 @@ class OscillatingLoss(Detector):
             swing_episodes=swing_episodes,
             level_episodes=level_episodes,
         )
+        # One swing beyond the noise that gave back a real share of the progress, in a net
+        # whose ReLU units died: the steps are too large for it. A single swing alone is a
+        # healthy run's bad chunk at times, and dead units alone can come from the
+        # initialisation; together they are what a too-high learning rate does (CS231n, "Neural
+        # Networks Part 1", ReLU: with a learning rate set too high, "as much as 40% of your network
+        # can be dead"; ../shared/DIAGNOSIS-HEURISTICS.md). Evidence (session 11, 3,703 records
+        # of the zoo and the held-out set at development seeds): the pair occurred in 153
+        # faulty runs, every one of them a learning rate too high (Adam at lr 0.05 on moons,
+        # SGD on Huber, Adam at lr 0.5 on blobs, ...), and in no healthy or other faulty run.
+        killed = strong >= 1 and bool(DeadRelu().check(record))  # the descent veto below holds
+        figures.update(units_died=killed)
         if not (
-            strong >= self.MIN_SWINGS or recurring or (weak >= 1 and weak + drops >= self.WITNESSES)
+            strong >= self.MIN_SWINGS
+            or recurring
+            or killed
+            or (weak >= 1 and weak + drops >= self.WITNESSES)
         ):
             return []
-        if strong < self.MIN_SWINGS and not recurring:
+        if strong < self.MIN_SWINGS and not recurring and not killed:
             # The witness path: oscillation recurs. One give-back episode the loss recovered
             # from, with a validation dip at the same time, is a single spike of a run that
             # had converged (Adam's late loss spike once its second-moment estimate has
@@ -353,6 +368,7 @@ class OscillatingLoss(Detector):
             f"the loss jumped back above its best so far in {max(strong, weak)} of the last "
             f"{len(lost)} {unit}s, beyond the noise of a {unit} mean ({se:.2g}); the largest "
             f"jump gave back {share} (initial loss {p.initial:.3g})"
+            + (", and ReLU units died on the way" if killed else "")
             + (
                 f", and the validation score fell beyond its sampling error {drops} time(s)"
                 if drops
