@@ -138,3 +138,21 @@ def test_with_workers_a_trials_own_error_fails_only_that_trial(tmp_path, monkeyp
     assert len(trials) == 12
     assert {t.state.name for t in trials if t.params["model.params.width"] == 13} == {"FAIL"}
     assert not psutil.Process().children(recursive=True)
+
+
+def test_a_helpers_fatal_error_stops_a_parent_whose_sigint_is_ignored(
+    tmp_path, monkeypatch, capfd
+):
+    """A process started with ``&`` by a shell without job control ignores SIGINT, so an
+    interrupt by SIGINT never reaches its main thread: the watcher's must still stop it."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        path = _setup(tmp_path, monkeypatch, "config", trials=300, where="helper")
+        code, err = _tune(capfd, str(path), "--workers", "2")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 2 and EXPECTED["config"] in err
+    assert len(_study(tmp_path).trials) < 300
+    assert not psutil.Process().children(recursive=True)

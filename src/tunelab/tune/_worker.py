@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,11 @@ def wait_for_spec(spec_path: Path, parent_pid: int) -> bool:
 
 def main(argv: list[str]) -> int:
     # The parent interrupts its helpers when the user presses Ctrl-C or its own run fails, at
-    # any point, imports included: that ends this process quietly, without a traceback.
+    # any point, imports included: that ends this process quietly, without a traceback. SIGINT
+    # is how it asks, so a helper handles it even when it inherited an ignored SIGINT (a parent
+    # started with "&" by a shell without job control), which would leave it running until
+    # the parent's 30-s wait kills it, its trial not re-queued.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _work(Path(argv[-1]))  # argv: --standby SPEC
     except KeyboardInterrupt:

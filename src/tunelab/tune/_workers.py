@@ -105,7 +105,9 @@ class Helpers:
         )
         threads_before = torch.get_num_threads()
         watch = HelperWatch(self.specs, self.procs)
+        stack = contextlib.ExitStack()
         try:
+            watch.signum = stack.enter_context(_interrupt_signal())
             torch.set_num_threads(threads_per_worker(self.workers))
             watch.start()
             with display:
@@ -122,6 +124,7 @@ class Helpers:
             raise
         finally:
             torch.set_num_threads(threads_before)
+            stack.close()
         return _collect(self.specs, self.procs, reason)
 
     def interrupt(self) -> None:
@@ -142,6 +145,7 @@ class HelperWatch(threading.Thread):
         super().__init__(name="tunelab-helper-watch", daemon=True)
         self.specs, self.procs = specs, procs
         self.fatal: str | None = None
+        self.signum = signal.SIGINT  # the signal that interrupts the main thread
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -149,13 +153,39 @@ class HelperWatch(threading.Thread):
             for index, (spec, p) in enumerate(zip(self.specs, self.procs, strict=True), 1):
                 if p.poll() == FATAL_EXIT:
                     self.fatal = _helper_error(spec, index, p)
-                    _thread.interrupt_main()
+                    _thread.interrupt_main(self.signum)
                     return
 
     def stop(self) -> None:
         self._done.set()
         if self.is_alive():
             self.join()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupt_signal():
+    """The signal the watcher interrupts the main thread with, handled for the run.
+
+    ``_thread.interrupt_main`` does nothing when the signal's handler is not Python's: a
+    process whose SIGINT is ignored (started with ``&`` by a shell without job control, as a
+    CI script may start it) would train on after a helper's fatal error. So the watcher uses
+    SIGUSR2 with a handler that raises ``KeyboardInterrupt`` (the trial loop's Ctrl-C path:
+    the running trial is re-queued), installed here and restored afterwards; SIGINT, as
+    before, where that cannot be done (no SIGUSR2, or not the main thread).
+    """
+    signum = getattr(signal, "SIGUSR2", None)
+    if signum is None or threading.current_thread() is not threading.main_thread():
+        yield signal.SIGINT
+        return
+    previous = signal.signal(signum, _raise_interrupt)
+    try:
+        yield signum
+    finally:
+        signal.signal(signum, previous)
 
 
 def _helper_error(spec: Path, index: int, p: subprocess.Popen) -> str:
