@@ -125,6 +125,27 @@ def test_data_bottleneck_on_in_memory_tensors_is_a_note_unless_the_gain_is_large
     assert data_source([torch.zeros(4, 2)]) is None
 
 
+def test_one_stall_of_the_machine_is_not_a_data_bottleneck():
+    """A healthy run's loader waits 0.5 ms a batch against 0.4 ms of compute; one 0.15-s stall
+    in one of five epochs lifts the totals over every threshold, but the typical epoch is
+    untouched. A loader slow in every epoch is a bottleneck."""
+    from tunelab.diagnose._detect_resources import DataBottleneck
+    from tunelab.diagnose._record import EpochRecord, TrainingRecord
+
+    def record(waits: list[float]) -> TrainingRecord:
+        epochs = [
+            EpochRecord(
+                epoch=i + 1, step_end=20 * (i + 1), data_wait_s=w, compute_s=0.008, batches=20
+            )
+            for i, w in enumerate(waits)
+        ]
+        return TrainingRecord(epochs=epochs, data_source="dataset")
+
+    assert DataBottleneck().check(record([0.01, 0.01, 0.16, 0.01, 0.01])) == []
+    (slow,) = DataBottleneck().check(record([0.06] * 5))
+    assert slow.is_problem and "typical epoch" in slow.evidence
+
+
 def test_each_remedy_changes_what_it_names():
     """Every config change a remedy prescribes is accepted by the config and changes the value
     it names (a prescription that sets what is already there, or a path the config lacks, is
