@@ -421,30 +421,37 @@ def test_below_the_baseline_is_underfitting_only_if_the_training_rows_are_not_fi
     assert Underfitting().check(record(0.95)) == []  # fits its training rows: not capacity
 
 
+def _settled_digits_record(train_score: float, val_score: float, *, baseline: float):
+    """12 epochs of a settled loss (< 3% of the initial loss an epoch) with constant train and
+    val scores, on digits' row counts (1,257 training, 540 validation), and a baseline."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._record import EpochRecord
+
+    rec = TrainingRecord(step_losses=[2.3] * 5 + [0.2] * 5)
+    rec.baseline = {"model": "linear model", "score": baseline}
+    for e in range(1, 13):
+        rec.epochs.append(
+            EpochRecord(
+                e,
+                e * 20,
+                train_metric=train_score,
+                val_metric=val_score,
+                step_loss_mean=0.2 + 0.01 * (12 - e),
+                val_rows=540,
+                train_rows=1257,
+            )
+        )
+    return rec
+
+
 def test_train_and_val_together_below_the_baseline_is_underfitting_even_within_its_noise():
     """A training score within the noise of the baseline does not veto underfitting when it
     is no better than the validation score: both then measure the same shortfall (a CNN
     pooled to 2x2 on digits: train 0.950, val 0.933 on 540 rows, baseline 0.963)."""
-    from tunelab.diagnose import TrainingRecord
     from tunelab.diagnose._detect_fit import Underfitting
-    from tunelab.diagnose._record import EpochRecord
 
     def record(train_score, val_score):
-        rec = TrainingRecord(step_losses=[2.3] * 5 + [0.2] * 5)
-        rec.baseline = {"model": "linear model", "score": 0.963}
-        for e in range(1, 13):
-            rec.epochs.append(
-                EpochRecord(
-                    e,
-                    e * 20,
-                    train_metric=train_score,
-                    val_metric=val_score,
-                    step_loss_mean=0.2 + 0.01 * (12 - e),
-                    val_rows=540,
-                    train_rows=1257,
-                )
-            )
-        return rec
+        return _settled_digits_record(train_score, val_score, baseline=0.963)
 
     found = Underfitting().check(record(0.950, 0.933))
     assert found and found[0].figures["limited_by"] == "capacity"
@@ -459,26 +466,10 @@ def test_a_training_score_below_the_baseline_is_the_evidence_when_val_moves_with
     score, measured on 1,257 rows and moving with the validation score, is 3 standard errors
     under it: underfitting, said on the training rows. With a validation score at or above the
     baseline, or a training score measurably apart from it, the training rows say nothing."""
-    from tunelab.diagnose import TrainingRecord
     from tunelab.diagnose._detect_fit import Underfitting
-    from tunelab.diagnose._record import EpochRecord
 
     def record(train_score, val_score):
-        rec = TrainingRecord(step_losses=[2.3] * 5 + [0.2] * 5)
-        rec.baseline = {"model": "linear model", "score": 523 / 540}
-        for e in range(1, 13):
-            rec.epochs.append(
-                EpochRecord(
-                    e,
-                    e * 20,
-                    train_metric=train_score,
-                    val_metric=val_score,
-                    step_loss_mean=0.2 + 0.01 * (12 - e),
-                    val_rows=540,
-                    train_rows=1257,
-                )
-            )
-        return rec
+        return _settled_digits_record(train_score, val_score, baseline=523 / 540)
 
     found = Underfitting().check(record(0.938, 510 / 540))
     assert found and found[0].figures["below_on"] == "training rows"
