@@ -71,8 +71,9 @@ def _diverged(record: TrainingRecord) -> bool:
     # last window, curve_ends) and the median of the last 20% of the steps (progress). Moot
     # only when the warning itself is given, so a run never falls between "diverged" and
     # "diverging" (a bouncing Huber/SGD run: 1.51x its start by the median, 1.33x by the
-    # smoothed end, reported as neither); and not on the last window alone, which holds one
-    # bounce of a loss that swings (the same case at other seeds: oscillating by the median).
+    # smoothed end, reported as neither); and not on the last window alone, which can hold a
+    # single bounce of a loss that swings (read that way, the same case at two other seeds
+    # became "diverged" and lost its oscillation finding).
     ends, p = curve_ends(record), progress(record)
     return (
         ends is not None
