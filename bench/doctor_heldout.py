@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
+from seed_tally import SeedTally  # bench/ is the script's folder, so on sys.path
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -571,6 +572,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     totals = {"faulty": 0, "found": 0, "first": 0, "healthy": 0, "clean": 0}
+    tally = SeedTally()
     for run in RUNS:
         if args.only and args.only not in run.name:
             continue
@@ -587,6 +589,7 @@ def main() -> None:
                 ok = not problems
                 totals["healthy"] += 1
                 totals["clean"] += ok
+                tally.healthy(seed, ok)
                 verdict = "clean" if ok else "NOT CLEAN"
             else:
                 found = any(kind in problems for kind in expect)
@@ -594,6 +597,7 @@ def main() -> None:
                 totals["faulty"] += 1
                 totals["found"] += found
                 totals["first"] += first
+                tally.faulty(seed, found)
                 verdict = f"found={'yes' if found else 'NO'} first={'yes' if first else 'NO'}"
             best = max((s for s in scores if math.isfinite(s)), default=math.nan)
             print(
@@ -608,6 +612,7 @@ def main() -> None:
         f"\nfaulty: right kind {totals['found']}/{totals['faulty']}, root cause first "
         f"{totals['first']}/{totals['faulty']}; healthy clean {totals['clean']}/{totals['healthy']}"
     )
+    print(tally.worst())
 
 
 if __name__ == "__main__":

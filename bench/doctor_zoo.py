@@ -24,11 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from seed_tally import SeedTally  # bench/ is the script's folder, so on sys.path
 from tests.diagnose.zoo import FAULTY, HEALTHY, train
 
 
 def diagnosis_zoo(seeds: list[int], only: str | None) -> dict[str, int]:
     totals = {"faulty": 0, "found": 0, "first": 0, "healthy": 0, "clean": 0}
+    tally = SeedTally()
     for case in FAULTY + HEALTHY:
         if only and only not in case.name:
             continue
@@ -43,6 +45,7 @@ def diagnosis_zoo(seeds: list[int], only: str | None) -> dict[str, int]:
                 ok = not problems
                 totals["healthy"] += 1
                 totals["clean"] += ok
+                tally.healthy(seed, ok)
                 verdict = "clean" if ok else "NOT CLEAN"
             else:
                 found = case.expect in problems
@@ -50,12 +53,14 @@ def diagnosis_zoo(seeds: list[int], only: str | None) -> dict[str, int]:
                 totals["faulty"] += 1
                 totals["found"] += found
                 totals["first"] += first
+                tally.faulty(seed, found)
                 verdict = f"found={'yes' if found else 'NO'} first={'yes' if first else 'NO'}"
             print(
                 f"{case.name[:58]:58s} seed {seed}: {verdict:22s} causes={causes} "
                 f"all={problems} val={out.val_score:.3f} ({time.perf_counter() - t0:.1f}s)",
                 flush=True,
             )
+    totals["worst"] = tally.worst()
     return totals
 
 
@@ -147,6 +152,7 @@ def main() -> None:
             f"\nfaulty runs: right kind found {t['found']}/{t['faulty']}, root cause ranked "
             f"first {t['first']}/{t['faulty']}; healthy runs clean {t['clean']}/{t['healthy']}"
         )
+        print(t["worst"])
     if args.fix:
         t = fix_zoo(args.seeds, args.only, retrain=args.retrain)
         print(
