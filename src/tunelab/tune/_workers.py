@@ -175,10 +175,17 @@ def _interrupt_signal():
     CI script may start it) would train on after a helper's fatal error. So the watcher uses
     SIGUSR2 with a handler that raises ``KeyboardInterrupt`` (the trial loop's Ctrl-C path:
     the running trial is re-queued), installed here and restored afterwards; SIGINT, as
-    before, where that cannot be done (no SIGUSR2, or not the main thread).
+    before, where that cannot be done (no SIGUSR2, not the main thread, or a SIGUSR2 handler
+    Python did not install).
     """
     signum = getattr(signal, "SIGUSR2", None)
-    if signum is None or threading.current_thread() is not threading.main_thread():
+    if (
+        signum is None
+        or threading.current_thread() is not threading.main_thread()
+        # a handler Python did not install (getsignal says None) could not be restored
+        # afterwards: leave it alone
+        or signal.getsignal(signum) is None
+    ):
         yield signal.SIGINT
         return
     previous = signal.signal(signum, _raise_interrupt)
