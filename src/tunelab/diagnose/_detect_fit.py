@@ -373,11 +373,12 @@ class Underfitting(Detector):
         # the more rows behind it. A CNN pooled to 2x2 on digits: train 0.938 on 1,257 rows,
         # val 0.944 on 540, baseline 0.969: 13 validation rows under the baseline (inside two
         # standard errors of that difference), 0.031 on the training rows (3 of them).
+        reference = (record.baseline or {}).get("score")
         by_training = (
             not below
             and val_best is not None
-            and "baseline" in figures
-            and val_best < figures["baseline"]
+            and reference is not None
+            and val_best < float(reference)
             and self._train_below_baseline(record, train_best)
             and self._scores_together(record, train_best, val_best)
         )

@@ -105,26 +105,25 @@ class Helpers:
         )
         threads_before = torch.get_num_threads()
         watch = HelperWatch(self.specs, self.procs)
-        stack = contextlib.ExitStack()
-        try:
-            watch.signum = stack.enter_context(_interrupt_signal())
-            torch.set_num_threads(threads_per_worker(self.workers))
-            watch.start()
-            with display:
-                reason = run_here("plain" if self.mode == "plain" else "none")
-                # The budget is shared, so the others stop at their next trial; wait for them.
-                for p in self.procs:
-                    p.wait()
-            watch.stop()
-        except BaseException:  # Ctrl-C, this worker failing, or a helper's fatal error
-            watch.stop()
-            self.interrupt()
-            if watch.fatal is not None:
-                raise FatalError(watch.fatal) from None
-            raise
-        finally:
-            torch.set_num_threads(threads_before)
-            stack.close()
+        with _interrupt_signal() as signum:
+            watch.signum = signum
+            try:
+                torch.set_num_threads(threads_per_worker(self.workers))
+                watch.start()
+                with display:
+                    reason = run_here("plain" if self.mode == "plain" else "none")
+                    # The budget is shared, so the others stop at their next trial; wait.
+                    for p in self.procs:
+                        p.wait()
+                watch.stop()
+            except BaseException:  # Ctrl-C, this worker failing, or a helper's fatal error
+                watch.stop()
+                self.interrupt()
+                if watch.fatal is not None:
+                    raise FatalError(watch.fatal) from None
+                raise
+            finally:
+                torch.set_num_threads(threads_before)
         return _collect(self.specs, self.procs, reason)
 
     def interrupt(self) -> None:
