@@ -212,6 +212,25 @@ def test_register_builder_makes_the_name_valid_in_configs():
     assert builder_parameters("test_linear_probe") == {"bias": True}
 
 
+def test_a_builder_registered_again_under_its_name_is_checked_by_its_new_signature():
+    # The parameter schema is cached per builder function, never per name.
+    @register_builder("test_reregistered")
+    def first(*, input_shape, output_size, width: int = 4):
+        return nn.Linear(math.prod(input_shape), output_size)
+
+    assert build_model("test_reregistered", {"width": "8"}, input_shape=(3,), output_size=2)
+
+    @register_builder("test_reregistered")
+    def second(*, input_shape, output_size, depth: int = 1):
+        return nn.Linear(math.prod(input_shape), output_size)
+
+    assert builder_parameters("test_reregistered") == {"depth": 1}
+    with pytest.raises(ConfigError, match=r"unknown parameter.*accepted parameters: depth"):
+        build_model("test_reregistered", {"width": 8}, input_shape=(3,), output_size=2)
+    with pytest.raises(ConfigError, match=r"model\.params\.depth"):
+        build_model("test_reregistered", {"depth": "two"}, input_shape=(3,), output_size=2)
+
+
 def test_every_builtin_builder_is_registered_and_listed_by_config():
     assert {"mlp", "cnn", "resnet", "lstm", "gru", "transformer", "custom"} <= set(builder_names())
     assert set(builder_names()) <= set(allowed_names("model.builder"))
