@@ -140,9 +140,7 @@ def test_with_workers_a_trials_own_error_fails_only_that_trial(tmp_path, monkeyp
     assert not psutil.Process().children(recursive=True)
 
 
-def test_a_helpers_fatal_error_stops_a_parent_whose_sigint_is_ignored(
-    tmp_path, monkeypatch, capfd
-):
+def test_a_helpers_fatal_error_stops_a_parent_whose_sigint_is_ignored(tmp_path, monkeypatch, capfd):
     """A process started with ``&`` by a shell without job control ignores SIGINT, so an
     interrupt by SIGINT never reaches its main thread: the watcher's must still stop it."""
     import signal
