@@ -852,6 +852,48 @@ def test_a_loss_thrown_back_twice_to_a_multiple_of_its_best_is_oscillating():
     assert OscillatingLoss().check(_converged_with_bounces((30, 0.08))) == []
 
 
+def test_a_loss_thrown_back_to_a_multiple_of_a_tiny_best_must_give_back_a_tenth_of_its_progress():
+    """Recurrence by level needs each swing to give back LEVEL_SHARE (a tenth) of the progress
+    too (session 12): a run converged to near zero reaches 3x its best with a spike of almost
+    nothing (held-out Gaussian quantiles, Adam, batch 128, seed 68: 8.5%, called before); the
+    too-high rates gave back 13% or more."""
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    # 0.05 over a best of ~0.015: 4x the best, beyond the noise, but 7.6% of the progress.
+    assert OscillatingLoss().check(_converged_with_bounces((20, 0.05), (30, 0.05))) == []
+    found = OscillatingLoss().check(_converged_with_bounces((20, 0.08), (30, 0.08)))
+    assert found and found[0].figures["largest_jump_of_progress"] > OscillatingLoss.LEVEL_SHARE
+
+
+def _early_bumps_then(tail_slope: float, seed: int):
+    """16 epochs of 14 steps: a loss falling towards 0.15 (+ ``tail_slope`` fading linearly to
+    0 over the run), thrown back by 0.3 (about half its progress) for 8 steps in epochs 6 and
+    8, with 10% multiplicative batch noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    steps = np.arange(16 * 14)
+    trend = 0.15 + 0.5 * np.exp(-steps / 30) + tail_slope * (1 - steps / len(steps))
+    for epoch in (5, 7):
+        trend[epoch * 14 + 4 : epoch * 14 + 12] += 0.3
+    return _with_epochs((trend * (1 + rng.normal(0, 0.1, len(steps)))).tolist(), 14)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_loss_that_settled_after_its_last_swing_is_not_oscillating(seed):
+    """Two swings that each give back half the progress, then eight epochs that set a new low
+    every time with no rise beyond an epoch mean's noise: the run settled (session 12, the
+    zoo's healthy LeakyReLU/Adam moons run at seed 187: one bump at epoch 5, then 6 new lows
+    in 8 epochs). The same swings followed by a flat, noisy tail are still oscillation."""
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    assert OscillatingLoss().check(_early_bumps_then(0.15, seed)) == []
+    found = OscillatingLoss().check(_early_bumps_then(0.0, seed))
+    assert found and found[0].figures["swings"] >= OscillatingLoss.MIN_SWINGS
+    assert found[0].figures["settled_after_last_swing"] is False
+    assert found[0].figures["new_lows_after_last_swing_p"] >= OscillatingLoss.SETTLED_P
+
+
 def test_a_validation_drop_is_judged_against_the_noise_of_a_difference():
     """A drop of the validation accuracy is the difference of two scores on n rows, each with
     its binomial error: its SE is sqrt(se1^2 + se2^2) (zoo dev seed 122: a healthy Nesterov-SGD

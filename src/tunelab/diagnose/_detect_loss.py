@@ -218,7 +218,9 @@ class OscillatingLoss(Detector):
 
     Chunk swings are not called oscillation while the epoch-mean loss is still descending
     (``_still_descending``: the record test at p < ``DESCENT_P`` and no epoch rise beyond its
-    noise): the swings of a skewed loss's chunks are then which rows a chunk held.
+    noise): the swings of a skewed loss's chunks are then which rows a chunk held. Nor when
+    the loss settled after its last swing (``_settled_after``: the epochs after it set new lows
+    at p < ``SETTLED_P``, none rising beyond its noise): the swings were a passing bump.
     """
 
     kinds = ("oscillating_loss",)
@@ -226,6 +228,7 @@ class OscillatingLoss(Detector):
     MIN_SWING = 0.05
     SHARE = 0.2
     WEAK_SHARE = 0.15
+    LEVEL_SHARE = 0.1
     NOISE_SWING = 3.0
     RATE = 0.2
     MIN_SWINGS = 2
@@ -235,6 +238,7 @@ class OscillatingLoss(Detector):
     CHUNK_STEPS = 8
     START = 0.3  # AUTOTRAINER judgment_point
     DESCENT_P = 1e-4
+    SETTLED_P = 1e-3
 
     def check(self, record: TrainingRecord) -> list[Finding]:
         p = progress(record)
@@ -309,9 +313,19 @@ class OscillatingLoss(Detector):
         # 12-19% of their progress); no healthy record has two (1,360 zoo, 220 held-out): the
         # ones with one reach up to 5x (the momentum-SGD CNN with batch norm) or 8x (a
         # converged Adam run's single late spike, held-out Gaussian quantiles at batch 128).
+        #
+        # Each such window must also give back ``LEVEL_SHARE`` of the progress: a tenth. A run
+        # that converged to near zero and then spiked (Adam's late spikes, above) can reach 3x
+        # a tiny best while giving back almost nothing; the too-high rates give back more.
+        # Evidence (session 12, the 3,703 development records and the two fresh runs missed in
+        # session 11): every oscillating run with two level episodes gave back 0.13 or more of
+        # its progress in its largest; the healthy one (held-out Gaussian quantiles, Adam,
+        # batch 128, seed 68) 0.085.
         above = DivergingLoss.policy.above_best
         level_marks = [
-            a > self.NOISE_SWING * se and means[i] >= above * min(means[:i]) > 0
+            a > self.NOISE_SWING * se
+            and means[i] >= above * min(means[:i]) > 0
+            and (gained <= 0 or a >= self.LEVEL_SHARE * gained)
             for a, i in zip(lost_abs, range(start, len(means)), strict=True)
         ]
         level_episodes = _episodes(level_marks)
@@ -358,6 +372,17 @@ class OscillatingLoss(Detector):
         descent = self._still_descending(record, sigma, len(losses))
         figures.update(descent)
         if descent["epoch_loss_still_falling"]:
+            return []
+        # Where the last swing window ends, as a share of the run's steps (chunk_means drops
+        # the first len % chunks steps, so the windows end that many steps later).
+        swung = [any(m) for m in zip(marks, weak_marks, level_marks, strict=True)]
+        last = max(i for i, m in enumerate(swung) if m) if any(swung) else -1
+        offset = len(losses) - width * chunks
+        settled = self._settled_after(
+            record, (offset + (start + last + 1) * width) / len(losses), sigma, len(losses)
+        )
+        figures.update(settled)
+        if settled["settled_after_last_swing"]:
             return []
         share = (
             f"{max(lost_abs) / gained:.0%} of the progress it had made"
@@ -406,6 +431,41 @@ class OscillatingLoss(Detector):
             "epoch_new_lows_p": p_value,
             "epoch_largest_rise_se": rise / se if se > 0 else None,
             "epoch_loss_still_falling": p_value < self.DESCENT_P and rise <= NOISE_Z * se,
+        }
+
+    def _settled_after(
+        self, record: TrainingRecord, swing_end: float, sigma: float, steps: int
+    ) -> dict:
+        """Whether the loss settled after its last swing, which ended ``swing_end`` (a share
+        of the run's steps) into the run.
+
+        Oscillation is a loss that keeps jumping back instead of settling. A run that swung
+        early and then, epoch after epoch, kept setting new lows with no rise beyond the noise
+        of an epoch mean did settle: the swings were a passing bump (a learning rate at the
+        edge of stable early on, while the curvature is largest), not a step size that stops
+        the run converging. Judged on the epochs that start after the swing's epoch with the
+        record test (``new_lows``) at p < ``SETTLED_P`` and ``_epoch_rises``' standard error.
+        The level needs seven epochs or more, nearly all new lows (six new lows in a row have
+        p = 1/720), and a too-high rate almost never gives that many: evidence (session 12,
+        3,703 development records plus the session-11 misses): of the 187 oscillating runs the
+        detector called, 167 swung within 3 epochs of their end and the rest had p >= 0.04
+        after their last swing; the healthy LeakyReLU/Adam moons run at seed 187 (one bump at
+        epoch 5, then 6 new lows in 8 epochs, val accuracy rising to its best at the end) had
+        p = 7e-4.
+        """
+        epochs = [v for v in record.epoch_losses() if math.isfinite(v)]
+        first = min(len(epochs), math.ceil(swing_end * len(epochs) - 1e-9))
+        tail = epochs[first:]
+        if len(tail) < 3:
+            return {"epochs_after_last_swing": len(tail), "settled_after_last_swing": False}
+        lows, p_value = new_lows(tail, 1)
+        se = math.sqrt(2.0) * sigma / math.sqrt(max(1.0, steps / max(1, len(epochs))))
+        rise = max(tail[i] - min(tail[:i]) for i in range(1, len(tail)))
+        return {
+            "epochs_after_last_swing": len(tail),
+            "new_lows_after_last_swing": lows,
+            "new_lows_after_last_swing_p": p_value,
+            "settled_after_last_swing": p_value < self.SETTLED_P and rise <= NOISE_Z * se,
         }
 
     def _epoch_rises(
