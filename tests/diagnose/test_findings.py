@@ -818,6 +818,43 @@ def test_a_validation_loss_blow_up_at_chance_level_is_not_overfitting():
     assert found and found[0].kind == "overfitting"
 
 
+def test_a_validation_loss_rise_while_the_validation_score_holds_its_best_is_not_overfitting():
+    """The loss rule (SageMaker's Overfit, scale-free) needs the validation score to have left
+    its best too, when there is one (session 12: held-out digits/Adagrad at seed 86, a healthy
+    run: the val loss 52% above its epoch-1 best while the net grew confident on the handful of
+    rows it misses, the val accuracy rising to its best, 0.985 on 540 rows, at the last epoch;
+    early stopping on the score keeps that epoch). The same rise while the score falls beyond
+    the noise of a difference of two scores is overfitting."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(val_score):
+        rec = TrainingRecord(step_losses=[1.2] * 5 + [0.01] * 400, metric_mode="max")
+        for e in range(1, 21):
+            rec.epochs.append(
+                EpochRecord(
+                    e,
+                    e * 20,
+                    train_loss=0.4 / e**2,
+                    val_loss=0.24 * (1 + 0.5 * (e - 1) / 19) + (0.01 if e > 1 else 0.0),
+                    train_metric=min(0.98 + 0.005 * e, 1.0),
+                    val_metric=val_score(e),
+                    step_loss_mean=0.4 / e**2,
+                    val_rows=540,
+                    train_rows=1257,
+                )
+            )
+        return rec
+
+    holds = record(lambda e: min(0.96 + 0.0015 * e, 0.985))
+    assert Overfitting().check(holds) == []
+    fell = Overfitting().check(record(lambda e: 0.985 if e < 15 else 0.955))
+    assert fell and fell[0].kind == "overfitting"
+    assert fell[0].figures["val_score_at_best"] is False
+    assert "validation loss rose" in fell[0].evidence
+
+
 def _converged_with_bounces(*bounces: tuple[int, float]):
     """The converged run of ``_converged_with_spikes`` (loss 0.67 -> 0.01 over 40 epochs of 9
     steps, validation accuracy flat at 0.97 on 450 rows) whose loss is thrown back by
