@@ -610,6 +610,15 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     apart = list(healthy)
     apart[120] = 40.0
     assert DivergingLoss().check(TrainingRecord(step_losses=apart)) == []
+    # One step at 10x next to steps at the step guard's 4x (held-out Adam at lr 0.5 on blobs,
+    # fresh seed 109: 1.65 -> 15.5 (9.4x) -> 180 -> 11.8 (7.1x), then 72% of the last layer's
+    # units dead): the update threw the loss. An outlier batch beside one at 3x is not.
+    edge = [1.65, 15.51, 179.97, 11.77, 1.45, 1.29] + [0.3] * 200
+    found = DivergingLoss().check(TrainingRecord(step_losses=edge))
+    assert [f.kind for f in found] == ["diverging_loss"] and found[0].figures["blown_steps"] == 1
+    beside = list(healthy)
+    beside[49] = 3.0 * 1.1
+    assert DivergingLoss().check(TrainingRecord(step_losses=beside)) == []
 
 
 def _with_epochs(losses: list[float], per_epoch: int):
