@@ -334,6 +334,16 @@ def test_a_loss_that_bounced_before_it_rose_is_oscillating_not_diverging():
             ]
         )
         assert [f.kind for f in report.causes] == ["diverging_loss"], (diverging, episodes)
+    # A transient blow-up (it came back down) is a bounce by itself: with an oscillation in
+    # the run, it is the largest swing (zoo Huber/SGD at fresh seeds 198, 216, 223, 242).
+    blown = DiagnosisReport(
+        [
+            _f("diverging_loss", "warning", step=3, blown_steps=1),
+            _f("oscillating_loss", "warning", step=30, episodes=1),
+        ]
+    )
+    assert [f.kind for f in blown.causes] == ["oscillating_loss"]
+    assert "largest swing" in blown.get("oscillating_loss").link_evidence["diverging_loss"]
 
 
 def test_a_too_high_learning_rate_keeps_a_root_cause_when_its_symptoms_link_in_a_ring():

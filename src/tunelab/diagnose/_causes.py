@@ -199,8 +199,15 @@ def _bounced(oscillation: Finding, diverging: Finding) -> bool:
     in a run where it had already jumped up and come back down at least once (two separate
     episodes of swings, ``OscillatingLoss``'s ``episodes``). A loss that bounces is
     oscillating; one that climbs one way is diverging."""
+    if diverging.severity != "warning":
+        return False
+    if "blown_steps" in (diverging.figures or {}):
+        # A transient blow-up (DivergingLoss._blow_up) went up and came back down by
+        # definition: in a run whose loss keeps jumping back, it is the largest swing (SGD at
+        # lr 3 on Huber, zoo seeds 198, 216, 223, 242: the blow-up ranked first before).
+        return True
     episodes = (oscillation.figures or {}).get("episodes")
-    return diverging.severity == "warning" and isinstance(episodes, int) and episodes >= 2
+    return isinstance(episodes, int) and episodes >= 2
 
 
 def _diverging(cause: Finding, effect: Finding) -> str | None:
@@ -221,6 +228,12 @@ def _oscillating(cause: Finding, effect: Finding) -> str | None:
     if effect.kind == "diverging_loss":
         if not _bounced(cause, effect):
             return None
+        if "blown_steps" in (effect.figures or {}):
+            return (
+                f"the loss blew up and came back down ({_when(effect)}) in a run whose loss "
+                "keeps jumping back: the blow-up is the largest swing of steps too large, not "
+                "a one-way divergence"
+            )
         episodes = (cause.figures or {}).get("episodes")
         return (
             f"the loss jumped back up in {episodes} separate episodes, coming back down in "
