@@ -333,7 +333,7 @@ class OscillatingLoss(Detector):
         # converged Adam run's single late spike, held-out Gaussian quantiles at batch 128).
         #
         # The two episodes must be separated by a return: a window with the loss back at its
-        # best within NOISE_SWING SE, the same band that makes a swing. A converged Adam run
+        # best within NOISE_Z SE (not measurably above it). A converged Adam run
         # whose loss drifts up late can dip just under 3x its best for one window while
         # staying far above it (held-out Gaussian quantiles, Adam, batch 128, seed 68: 2.8x,
         # 5.7 SE above its best, between two runs of 3.7-5x: one drift, not two episodes).
@@ -459,8 +459,9 @@ class OscillatingLoss(Detector):
         edge of stable early on, while the curvature is largest), not a step size that stops
         the run converging. Judged on the epochs that start after the swing's epoch with the
         record test (``new_lows``) at p < ``SETTLED_P`` and ``_epoch_rises``' standard error.
-        The level needs seven epochs or more, nearly all new lows (six new lows in a row have
-        p = 1/720), and a too-high rate almost never gives that many: evidence (session 12,
+        The level needs seven epochs or more after the swing, nearly all new lows (six
+        epochs that each set a new low have p = 1/6! = 0.0014), and a too-high rate almost
+        never gives that many: evidence (session 12,
         3,703 development records plus the session-11 misses): of the 187 oscillating runs the
         detector called, 167 swung within 3 epochs of their end and the rest had p >= 0.04
         after their last swing; the healthy LeakyReLU/Adam moons run at seed 187 (one bump at
