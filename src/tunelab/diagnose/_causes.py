@@ -16,7 +16,8 @@ for two pairs whose direction the evidence decides: exploding gradients from the
 with the gradient growing layer by layer explain a diverging loss (a bad initialisation); a loss
 that rose first explains the exploding gradient (a too-high learning rate). And a loss that gave
 back its progress (a diverging-loss warning) after it had already jumped up and come back down is
-the latest swing of an oscillation, which then explains it; a NaN or 10x loss stays the cause.
+the latest swing of an oscillation, which then explains it, and so is a transient blow-up that
+came back down in a run found oscillating (its largest swing); a NaN or 10x loss stays the cause.
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ def _bounced(oscillation: Finding, diverging: Finding) -> bool:
     """A diverging-loss warning that is one of the oscillation's swings: the loss gave back
     its progress (no NaN, not 10x its start: an ``error`` is a divergence whatever came before)
     in a run where it had already jumped up and come back down at least once (two separate
-    episodes of swings, ``OscillatingLoss``'s ``episodes``). A loss that bounces is
+    episodes of swings, ``OscillatingLoss``'s ``episodes``), or a transient blow-up that came
+    back down (``blown_steps``) in a run found oscillating. A loss that bounces is
     oscillating; one that climbs one way is diverging."""
     if diverging.severity != "warning":
         return False
