@@ -171,14 +171,14 @@ class Overfitting(Detector):
             fitted = train_now <= (1 - self.LOSS_GAP) * initial
             figures["training_loss_fitted"] = fitted
             # With validation scores, the score must have left its best too (beyond the noise
-            # of a difference of two scores, ``_validation_at_best``). A validation loss can
+            # of a difference of two scores, ``_score_at_best``). A validation loss can
             # rise for many epochs while the score keeps improving: the net grows confident on
             # the few rows it still misses, a cross-entropy cost the score does not share, and
             # early stopping on the score keeps the last epoch (session 12: held-out
             # digits/Adagrad at seed 86, val loss 52% above its epoch-1 best, val accuracy at
             # its best, 0.985 on 540 rows, in the last epoch). On the 3,703 development records
             # this dropped only secondary overfitting findings of oscillating runs.
-            score_holds = bool(figures.get("val_score_at_best"))
+            score_holds = self._score_at_best(record, epochs, rows_behind(record, "val")) is True
             if (
                 since >= self.PATIENCE
                 and rise >= self.RISE
@@ -260,25 +260,34 @@ class Overfitting(Detector):
                 tolerance = max(tolerance, 1e-3 * abs(best))
             loss_at_best = rise <= tolerance
             figures.update(val_loss_rise_since_best=rise, val_loss_noise=tolerance)
-        metric_at_best = True
+        score_at_best = self._score_at_best(record, epochs, n_val)
+        if score_at_best is not None:
+            figures["val_score_at_best"] = score_at_best
+        return loss_at_best and score_at_best is not False
+
+    def _score_at_best(
+        self, record: TrainingRecord, epochs: list[EpochRecord], n_val: int | None
+    ) -> bool | None:
+        """Has the validation score not fallen from its best beyond its noise? None when
+        there is no score on [0, 1] or no row count to judge it by."""
         scale = score_scale(record)
         scores = [e.val_metric / scale for e in epochs if e.val_metric is not None] if scale else []
-        if len(scores) >= 2:
-            best_score = max(scores)
-            # Both the best and the last score are measurements on the n rows: the drop is
-            # judged against the standard error of a difference of two, sqrt(se1^2 + se2^2)
-            # (the best's own error alone is tiny near a perfect score: a score of 0.98 on 54
-            # rows has an error of 0.019, so two rows that flip would count as "worse").
-            # The score moves with the optimiser's state as well (the same own-spread
-            # yardstick as the loss above).
-            se_best, se_last = binomial_se(best_score, n_val), binomial_se(scores[-1], n_val)
-            if se_best is not None and se_last is not None:
-                drop = best_score - scores[-1]
-                late = scores[len(scores) // 2 :]
-                own = median_abs_diff(late) / 0.6745 if len(late) >= 3 else 0.0
-                metric_at_best = drop <= NOISE_Z * max(math.hypot(se_best, se_last), own)
-                figures["val_score_at_best"] = metric_at_best
-        return loss_at_best and metric_at_best
+        if len(scores) < 2:
+            return None
+        best_score = max(scores)
+        # Both the best and the last score are measurements on the n rows: the drop is
+        # judged against the standard error of a difference of two, sqrt(se1^2 + se2^2)
+        # (the best's own error alone is tiny near a perfect score: a score of 0.98 on 54
+        # rows has an error of 0.019, so two rows that flip would count as "worse").
+        # The score moves with the optimiser's state as well (the same own-spread
+        # yardstick as the loss in _validation_at_best).
+        se_best, se_last = binomial_se(best_score, n_val), binomial_se(scores[-1], n_val)
+        if se_best is None or se_last is None:
+            return None
+        drop = best_score - scores[-1]
+        late = scores[len(scores) // 2 :]
+        own = median_abs_diff(late) / 0.6745 if len(late) >= 3 else 0.0
+        return drop <= NOISE_Z * max(math.hypot(se_best, se_last), own)
 
     def _validation_improving(
         self, record: TrainingRecord, epochs: list[EpochRecord], n_val: int | None, figures: dict

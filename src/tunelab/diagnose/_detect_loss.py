@@ -194,6 +194,13 @@ def _episodes(marks: list[bool], returned: list[bool] | None = None) -> int:
     return count
 
 
+def _epoch_mean_difference_se(sigma: float, steps: int, epochs: int) -> float:
+    """The standard error of a difference of two epoch means of the loss: each mean's is the
+    step noise ``sigma`` over sqrt(steps per epoch), and two independent means' errors add in
+    quadrature (sqrt 2)."""
+    return math.sqrt(2.0) * sigma / math.sqrt(max(1.0, steps / max(1, epochs)))
+
+
 @register_detector("oscillating_loss")
 class OscillatingLoss(Detector):
     """The loss keeps jumping back up instead of settling.
@@ -474,7 +481,7 @@ class OscillatingLoss(Detector):
         if len(tail) < 3:
             return {"epochs_after_last_swing": len(tail), "settled_after_last_swing": False}
         lows, p_value = new_lows(tail, 1)
-        se = math.sqrt(2.0) * sigma / math.sqrt(max(1.0, steps / max(1, len(epochs))))
+        se = _epoch_mean_difference_se(sigma, steps, len(epochs))
         rise = max(tail[i] - min(tail[:i]) for i in range(1, len(tail)))
         return {
             "epochs_after_last_swing": len(tail),
@@ -503,7 +510,7 @@ class OscillatingLoss(Detector):
         """
         epochs = [v for v in record.epoch_losses() if math.isfinite(v)]
         start = max(1, int(len(epochs) * self.START))
-        se = math.sqrt(2.0) * sigma / math.sqrt(max(1.0, steps / max(1, len(epochs))))
+        se = _epoch_mean_difference_se(sigma, steps, len(epochs))
         rises = [epochs[i] - min(epochs[:i]) for i in range(start, len(epochs))]
         return [r > NOISE_Z * se for r in rises], rises, se
 
