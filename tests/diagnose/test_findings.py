@@ -361,6 +361,53 @@ def test_a_too_high_learning_rate_keeps_a_root_cause_when_its_symptoms_link_in_a
     assert "oscillating_loss" not in report.get("exploding_gradients").explains
 
 
+def test_a_dead_layer_explains_the_vanishing_gradient_behind_it():
+    """A ReLU layer dead from the first epoch passes no gradient back: the gradient that
+    vanishes before it is its consequence (session 13's held-out set B: digits into a ReLU
+    MLP with weights -|w|, 100% of the first layer dead, the first layer's gradient exactly 0,
+    was ranked "vanishing_gradients" with "dead_relu" as a second root)."""
+
+    def dead(share, epoch):
+        return Finding(
+            "dead_relu",
+            "error",
+            "dead",
+            {"dead_fraction_by_layer": {"1": share, "3": 0.1}},
+            first_seen={"epoch": epoch, "step": 40 * epoch},
+        )
+
+    def vanishing():
+        return Finding(
+            "vanishing_gradients", "error", "vanishing", {}, first_seen={"epoch": 1, "step": 1}
+        )
+
+    linked = DiagnosisReport([vanishing(), dead(1.0, 1)])
+    assert [f.kind for f in linked.causes] == ["dead_relu"]
+    assert "no gradient back" in linked.get("dead_relu").link_evidence["vanishing_gradients"]
+    # Half a layer dead leaves the other half to pass the gradient; units that died after the
+    # gradient had vanished did not cause it: two separate findings, as before.
+    for share, epoch in ((0.6, 1), (1.0, 4)):
+        report = DiagnosisReport([vanishing(), dead(share, epoch)])
+        assert "vanishing_gradients" not in report.get("dead_relu").explains, (share, epoch)
+
+
+def test_dead_units_are_first_seen_where_the_layer_died():
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_activations import DeadRelu
+    from tunelab.diagnose._record import ActivationStat, EpochRecord
+
+    rec = TrainingRecord(step_losses=[1.0] * 40)
+    for e, share in enumerate((0.1, 0.7, 0.2, 0.8, 0.9, 1.0), start=1):
+        epoch = EpochRecord(e, e * 10, train_loss=1.0)
+        stat = ActivationStat("1", "relu", 64, 256)
+        stat.dead_fraction = share
+        epoch.activations = [stat]
+        rec.epochs.append(epoch)
+    (finding,) = DeadRelu().check(rec)
+    assert finding.figures["dead_since_epoch"] == 4  # dead without a break from epoch 4 on
+    assert finding.first_seen["epoch"] == 4 and finding.figures["epoch"] == 6
+
+
 def test_a_ring_of_links_is_broken_against_the_causal_order():
     from tunelab.diagnose._causes import link_findings
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ._detect_activations import DeadRelu
 from ._detect_gradients import ExplodingGradients
 from ._finding import Finding, severity_rank
 
@@ -281,8 +282,32 @@ def _vanishing(cause: Finding, effect: Finding) -> str | None:
     return "the early layers receive almost no gradient, so the loss cannot fall"
 
 
+def _epoch(f: Finding) -> float:
+    seen = f.first_seen or {}
+    return float(seen["epoch"]) if seen.get("epoch") else 0.0
+
+
+def _blocked(dead: Finding, vanishing: Finding) -> bool:
+    """Vanishing gradients that the dead units explain: a layer at least
+    ``DeadRelu.ERROR`` dead (it passes next to no gradient back: a ReLU's derivative is zero
+    where it is off, so every layer before it receives nothing through those units), dead
+    from the epoch the vanishing gradient was first seen or earlier (units are counted once an
+    epoch, so an epoch is the resolution). A gradient that vanishes through saturated or
+    deep squashing layers while a few ReLUs idle is not this pattern, nor are units that died
+    after the gradient had already vanished."""
+    worst = max(((dead.figures or {}).get("dead_fraction_by_layer") or {}).values(), default=0.0)
+    return worst >= DeadRelu.ERROR and _epoch(dead) <= max(_epoch(vanishing), 1.0)
+
+
 def _dead(cause: Finding, effect: Finding) -> str | None:
-    if effect.kind not in ("slow_convergence", "underfitting", "vanishing_gradients"):
+    if effect.kind == "vanishing_gradients":
+        if not _blocked(cause, effect):
+            return None
+        return (
+            f"a ReLU layer's units were dead from {_when(cause)}: a unit that never fires passes "
+            "no gradient back, so the layers before it receive (next to) none"
+        )
+    if effect.kind not in ("slow_convergence", "underfitting"):
         return None
     return "dead units pass no gradient, so the layers before them stop learning"
 
@@ -324,6 +349,8 @@ def _may_explain(cause: Finding, effect: Finding) -> bool:
         return True  # the other such pair (see _bounced)
     if cause.kind == "saturated_activations" and effect.kind == "exploding_gradients":
         return True  # and a third (see _large_weights)
+    if cause.kind == "dead_relu" and effect.kind == "vanishing_gradients":
+        return True  # and a fourth (see _blocked)
     return _order(cause.kind) < _order(effect.kind)
 
 

@@ -50,6 +50,7 @@ class DeadRelu(Detector):
             return []
         zeros = self._zero_share(record)
         dead_layers = [a.name for a in stats if a.dead_fraction >= self.DEAD]
+        since = self._dead_since(record, epoch)
         extra = (
             f"; {zeros[0]:.0%} of the weight gradient of {zeros[1]} is exactly zero"
             if zeros is not None and zeros[0] >= self.ZERO_GRADS
@@ -67,10 +68,27 @@ class DeadRelu(Detector):
                     "dead_layers": dead_layers,
                     "zero_gradient_fraction": zeros[0] if zeros else None,
                     "epoch": epoch,
+                    "dead_since_epoch": since,
                 },
-                record.where(epoch=epoch),
+                record.where(epoch=since),
             )
         ]
+
+    def _dead_since(self, record: TrainingRecord, latest: int) -> int:
+        """The first epoch of the unbroken stretch, ending at ``latest``, in which some ReLU
+        layer had at least ``DEAD`` of its units dead: where the problem was first seen (the
+        units are counted once an epoch, so an epoch is the resolution)."""
+        since = latest
+        for e in reversed(record.epochs):
+            if e.epoch > latest:
+                continue
+            stats = [a for a in e.activations if a.family == "relu" and a.rows >= _MIN_ROWS]
+            if not stats:
+                continue
+            if max(a.dead_fraction for a in stats) < self.DEAD:
+                break
+            since = e.epoch
+        return since
 
     def _zero_share(self, record: TrainingRecord) -> tuple[float, str] | None:
         """(median zero-gradient share, layer) of the worst layer after the first."""
