@@ -420,6 +420,37 @@ def test_a_ring_of_links_is_broken_against_the_causal_order():
     assert findings[0].explains == ["diverging_loss"] and findings[1].explains == []
 
 
+def test_a_fall_from_the_best_score_is_judged_net_of_the_best_of_k_selection():
+    """The best of k noisy scores of one level lies above that level (E[max of k normals]):
+    a flat but noisy run whose last epoch dips about two standard errors of a difference under
+    its best has not left its best (zoo Nesterov-SGD run at seed 280: scores jumping between
+    0.87 and 0.92 for ten epochs, the last 0.055 under the best); a run that declines
+    epoch after epoch has."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+    from tunelab.diagnose._signals import expected_max_normal
+
+    assert expected_max_normal(1) == 0.0
+    assert abs(expected_max_normal(2) - 1 / math.sqrt(math.pi)) < 1e-4  # exact: 0.5642
+    assert abs(expected_max_normal(10) - 1.5388) < 1e-3
+
+    def record(scores):
+        rec = TrainingRecord(step_losses=[1.0] * 5)
+        for e, score in enumerate(scores, start=1):
+            rec.epochs.append(
+                EpochRecord(e, e * 10, train_loss=0.2, val_loss=0.3, val_metric=score, val_rows=270)
+            )
+        return rec
+
+    noisy = [0.74, 0.84, 0.90, 0.87, 0.92, 0.92, 0.874, 0.915, 0.893, 0.907, 0.915]
+    noisy += [0.867, 0.919, 0.896, 0.915, 0.911, 0.915, 0.896, 0.867]
+    flat = record(noisy)
+    assert Overfitting()._score_at_best(flat, flat.epochs, 270) is True
+    falling = record([0.80, 0.86, 0.90, 0.92, 0.92, 0.90, 0.89, 0.87, 0.86, 0.84, 0.83, 0.82])
+    assert Overfitting()._score_at_best(falling, falling.epochs, 270) is False
+
+
 def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_overfitting():
     from tunelab.diagnose import TrainingRecord
     from tunelab.diagnose._detect_fit import Overfitting
