@@ -301,3 +301,45 @@ def test_find_lr_needs_batches():
     doc = Doctor(model, torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="watch"):
         doc.find_lr(F.cross_entropy)
+
+
+def test_sigmoid_units_pinned_near_their_flat_part_are_named_as_the_cause():
+    """Sigmoid layers whose biases start at +6 output ~0.9975 (each unit's slope ~1% of its
+    peak, half the values either side of the flat-region bar): the layers' mean slope names
+    the saturation, the cause of the vanishing gradient, not the vanishing gradient alone
+    (session 13's held-out set B)."""
+    from tunelab.diagnose._probes import relative_derivative
+
+    y = torch.tensor([0.0, 0.5, 1.0])
+    assert relative_derivative(nn.Sigmoid(), y).tolist() == [0.0, 1.0, 0.0]
+    assert relative_derivative(nn.Tanh(), torch.tensor([0.0, 1.0])).tolist() == [1.0, 0.0]
+
+    X_train, y_train, X_val, y_val = dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(X_train.shape[1], 64),
+        nn.Sigmoid(),
+        nn.Linear(64, 64),
+        nn.Sigmoid(),
+        nn.Linear(64, 10),
+    )
+    for layer in (model[0], model[2]):
+        nn.init.constant_(layer.bias, 6.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    doc = Doctor(model, optimizer)
+    for _epoch in range(4):
+        for xb, yb in doc.watch(_loader(X_train, y_train)):
+            loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            doc.after_backward(loss)
+            optimizer.step()
+        with torch.no_grad():
+            val_loss = float(loss_fn(model(torch.as_tensor(X_val)), torch.as_tensor(y_val).long()))
+        doc.end_epoch(train_loss=float(loss.detach()), val_loss=val_loss)
+    report = doc.diagnose()
+    saturated = report.get("saturated_activations")
+    assert saturated is not None and report.causes[0].kind == "saturated_activations"
+    gains = saturated.figures["mean_gain_by_layer"]
+    assert gains and max(gains.values()) < 0.05 and "mean slope" in saturated.evidence

@@ -128,12 +128,21 @@ class SaturatedActivations(Detector):
     SageMaker Debugger SaturatedActivation: a unit is saturated when it is in the flat region on
     more than 99% of inputs, and the rule fires when more than 50% of a layer is saturated. We
     also fire when more than ``VALUES`` of all the layer's outputs are saturated (units that are
-    flat on most, not quite all, inputs learn just as badly).
+    flat on most, not quite all, inputs learn just as badly), and when the layer's mean slope
+    (its units' derivative at their outputs, averaged over the sampled values, as a share of the
+    function's steepest slope) is under ``GAIN``: the layer passes back less than a twentieth
+    of the gradient an unsaturated one would, whichever side of the flat-region bar its
+    values fall. Textbook saturation points lie there: a sigmoid's slope at |z| = 4 is 7% of
+    its peak, tanh's at |z| = 2 is 7% (the flat-region bar above is 1%). Session 13's held-out
+    set B: sigmoid units with biases initialised at +6 (outputs ~0.9975, every unit's slope
+    ~1% of its peak, half of the values either side of the 1% bar) stalled at chance and were
+    reported as vanishing gradients only, the symptom.
     """
 
     kinds = ("saturated_activations",)
     UNITS = 0.5
     VALUES = 0.6
+    GAIN = 0.05
     ERROR = 0.9
 
     def check(self, record: TrainingRecord) -> list[Finding]:
@@ -142,19 +151,35 @@ class SaturatedActivations(Detector):
             return []
         epoch, stats = found
         worst = max(stats, key=lambda a: max(a.saturated_fraction, a.saturated_values))
-        if worst.saturated_fraction < self.UNITS and worst.saturated_values < self.VALUES:
+        gains = {a.name: a.mean_gain for a in stats if a.mean_gain is not None}
+        flattest = min(gains, key=gains.__getitem__) if gains else None
+        low_gain = flattest is not None and gains[flattest] < self.GAIN
+        if (
+            worst.saturated_fraction < self.UNITS
+            and worst.saturated_values < self.VALUES
+            and not low_gain
+        ):
             return []
         level = max(worst.saturated_fraction, worst.saturated_values)
+        text = (
+            f"after {worst.name}, {worst.saturated_fraction:.0%} of {worst.units} units were "
+            f"saturated on more than 99% of sampled inputs and {worst.saturated_values:.0%} of "
+            f"all outputs sat in the flat region (epoch {epoch})"
+        )
+        if low_gain:
+            text += (
+                f"; the units after {flattest} had a mean slope of {gains[flattest]:.1%} of "
+                "their steepest, so the layer passes back about that share of the gradient"
+            )
         return [
             self.finding(
                 "saturated_activations",
-                "error" if level >= self.ERROR else "warning",
-                f"after {worst.name}, {worst.saturated_fraction:.0%} of {worst.units} units were "
-                f"saturated on more than 99% of sampled inputs and {worst.saturated_values:.0%} of "
-                f"all outputs sat in the flat region (epoch {epoch})",
+                "error" if level >= self.ERROR or low_gain else "warning",
+                text,
                 {
                     "saturated_units_by_layer": {a.name: a.saturated_fraction for a in stats},
                     "saturated_values_by_layer": {a.name: a.saturated_values for a in stats},
+                    "mean_gain_by_layer": gains,
                     "epoch": epoch,
                 },
                 record.where(epoch=epoch),

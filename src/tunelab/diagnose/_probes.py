@@ -126,6 +126,24 @@ def saturated_mask(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
     return out.abs() > 0.9  # Softsign: derivative (1-|y|)^2 < 0.01
 
 
+def relative_derivative(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """A squashing unit's derivative at its output, as a share of the function's steepest
+    slope: the part of the gradient it passes back (1 at its centre, 0 in its flat part).
+
+    tanh: 1 - y^2; sigmoid: y(1-y) / 0.25; Hardtanh and Hardsigmoid: 1 between their clamps;
+    Softsign: (1 - |y|)^2.
+    """
+    if isinstance(module, nn.Tanh):
+        return 1 - out * out
+    if isinstance(module, nn.Sigmoid):
+        return 4 * out * (1 - out)
+    if isinstance(module, nn.Hardtanh):
+        return ((out > module.min_val) & (out < module.max_val)).to(out.dtype)
+    if isinstance(module, nn.Hardsigmoid):
+        return ((out > 0) & (out < 1)).to(out.dtype)
+    return (1 - out.abs()).square()
+
+
 class CostMeter:
     """The doctor's own time against the training's: does one more optional probe fit?
 
@@ -211,6 +229,7 @@ class _UnitCounts:
     counts: torch.Tensor
     rows: int = 0
     values: torch.Tensor | None = None  # saturated values (squashing only)
+    gain: torch.Tensor | None = None  # sum of the relative derivatives (squashing only)
     total_values: int = 0
 
 
@@ -279,6 +298,8 @@ class ActivationProbe:
         if family == "squash":
             total = counts.sum()
             entry.values = total if entry.values is None else entry.values + total
+            gain = relative_derivative(module, x.float()).sum()
+            entry.gain = gain if entry.gain is None else entry.gain + gain
             entry.total_values += rows * math.prod(shape)
 
     def model_output(self, output: Any) -> None:
@@ -312,7 +333,9 @@ class ActivationProbe:
             else:
                 parts.append((share > 1 - INACTIVE_SHARE).sum(dtype=torch.float32))
                 parts.append(s.values.float() if s.values is not None else parts[-1] * 0)
+                parts.append(s.gain.float() if s.gain is not None else parts[-1] * 0)
                 divisors.append(math.prod(s.shape))
+                divisors.append(max(s.total_values, 1))
                 divisors.append(max(s.total_values, 1))
                 continue
             divisors.append(math.prod(s.shape))
@@ -327,6 +350,7 @@ class ActivationProbe:
             else:
                 stat.saturated_fraction = host.pop(0)
                 stat.saturated_values = host.pop(0)
+                stat.mean_gain = host.pop(0)
             result.append(stat)
         self.stats.clear()
         self.epoch_rows = 0

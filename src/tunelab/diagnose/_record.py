@@ -43,7 +43,9 @@ class ActivationStat:
 
     ``dead_fraction``: share of units active (output > 0) on fewer than 1% of sampled inputs.
     ``saturated_fraction``: share of units in the flat part of tanh/sigmoid on more than 99% of
-    sampled inputs; ``saturated_values``: share of all sampled values in the flat part.
+    sampled inputs; ``saturated_values``: share of all sampled values in the flat part;
+    ``mean_gain``: the mean derivative of those values as a share of the function's steepest
+    slope (the part of the gradient the layer passes back; None before it was measured).
     """
 
     name: str
@@ -53,6 +55,7 @@ class ActivationStat:
     dead_fraction: float = 0.0
     saturated_fraction: float = 0.0
     saturated_values: float = 0.0
+    mean_gain: float | None = None
 
 
 @dataclass
