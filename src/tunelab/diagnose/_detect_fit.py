@@ -288,18 +288,18 @@ class Overfitting(Detector):
         drop = best_score - scores[-1]
         late = scores[len(scores) // 2 :]
         own = median_abs_diff(late) / 0.6745 if len(late) >= 3 else 0.0
-        # The best is the highest of the epochs' scores, each a noisy measurement: the best of
-        # k noisy values of one level lies expected_max_normal(k) of their standard deviations
-        # above it, so even a flat run "falls" from its best by that much. The fall is judged
+        # The best is the highest of the epochs' scores, and where they jump from epoch to
+        # epoch with the optimiser's state the best of k such jumps lies
+        # expected_max_normal(k) of their standard deviations above the level they jump
+        # around, so even a flat run "falls" from its best by that much. The fall is judged
         # net of this selection bias, with k the second half's epochs (where a run that has
-        # stopped improving sits on its plateau) and one epoch's spread, the larger of the
-        # binomial error and the own spread of a single score (own / sqrt 2). Session 13: a
-        # healthy noisy Nesterov-SGD run (zoo seed 280, scores jumping 0.87-0.92 for ten
-        # epochs) had its last epoch 0.055 under its best, 2.1 standard errors of a
-        # difference; on 3,890 development records this changed nothing else but a secondary
-        # overfitting finding of an oscillating run.
-        single = max(se_best, own / math.sqrt(2))
-        bias = expected_max_normal(len(late)) * single
+        # stopped improving sits on its plateau) and one epoch's own spread (own / sqrt 2;
+        # not the binomial error: the rows are the same at every epoch, so a net that has
+        # stopped changing repeats its score exactly, with no selection in its best).
+        # Session 13: a healthy noisy Nesterov-SGD run (zoo seed 280, scores jumping
+        # 0.87-0.92 for ten epochs) had its last epoch 0.055 under its best, 2.1 standard
+        # errors of a difference.
+        bias = expected_max_normal(len(late)) * own / math.sqrt(2)
         return drop <= NOISE_Z * max(math.hypot(se_best, se_last), own) + bias
 
     def _validation_improving(
