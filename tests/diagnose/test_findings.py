@@ -408,6 +408,35 @@ def test_dead_units_are_first_seen_where_the_layer_died():
     assert finding.first_seen["epoch"] == 4 and finding.figures["epoch"] == 6
 
 
+def test_half_dead_layers_that_cost_nothing_measurable_are_information_only():
+    """A warning-level dead layer in a net that reaches the quick baseline's score (within the
+    noise of the difference on the validation rows) is reported as info; one far below the
+    baseline, or a layer all but dead, stays a problem."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_activations import DeadRelu
+    from tunelab.diagnose._record import ActivationStat, EpochRecord
+
+    def record(share: float, best: float, baseline: float = 0.97) -> TrainingRecord:
+        rec = TrainingRecord(step_losses=[1.0] * 40, metric_mode="max")
+        rec.baseline = {"model": "logistic", "score": baseline}
+        for e in range(1, 6):
+            epoch = EpochRecord(e, e * 10, train_loss=1.0, val_metric=best - 0.01 * (5 - e))
+            epoch.val_rows = 360
+            stat = ActivationStat("1", "relu", 64, 256)
+            stat.dead_fraction = share
+            epoch.activations = [stat]
+            rec.epochs.append(epoch)
+        return rec
+
+    assert DeadRelu().check(record(0.6, best=0.989))[0].severity == "info"
+    assert DeadRelu().check(record(0.6, best=0.965))[0].severity == "info"  # within the noise
+    assert DeadRelu().check(record(0.6, best=0.90))[0].severity == "warning"
+    assert DeadRelu().check(record(0.95, best=0.989))[0].severity == "error"
+    no_baseline = record(0.6, best=0.989)
+    no_baseline.baseline = None
+    assert DeadRelu().check(no_baseline)[0].severity == "warning"
+
+
 def test_a_ring_of_links_is_broken_against_the_causal_order():
     from tunelab.diagnose._causes import link_findings
 
