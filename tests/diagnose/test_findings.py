@@ -221,6 +221,29 @@ def _f(kind, severity="warning", step=None, **figures):
     return Finding(kind, severity, f"{kind} evidence", figures, first_seen=seen)
 
 
+def test_a_gradient_that_only_grew_from_a_vanishing_start_explains_nothing():
+    """'Gradients or steps far larger than the weights push units into their flat region' is
+    said only of an exploding gradient that was large; one that grew 1000-fold from a vanishing
+    start to a per-weight RMS of 4e-4, with steps of 5e-4 of the weights, is no cause of the
+    vanishing gradient (set B's 8 tanh layers initialised at std 0.01)."""
+
+    def exploding(**figures):
+        base = {"norm_growth": 2900.0, "largest_grad_step": 600, "first_over_last": 1e-6}
+        return _f("exploding_gradients", "warning", step=600, **{**base, **figures})
+
+    vanishing = _f("vanishing_gradients", "error", step=640)
+    small = exploding(large_gradient=False, median_max_update_ratio=5e-4)
+    report = DiagnosisReport([small, _f("vanishing_gradients", "error", step=640)])
+    assert "vanishing_gradients" not in report.get("exploding_gradients").explains
+    assert report.causes[0].kind == "vanishing_gradients"
+    for large in (
+        exploding(large_gradient=True, median_max_update_ratio=5e-4),
+        exploding(large_gradient=False, median_max_update_ratio=3.0),
+    ):
+        report = DiagnosisReport([large, vanishing])
+        assert "vanishing_gradients" in report.get("exploding_gradients").explains
+
+
 def test_the_cause_ranks_first_and_names_its_consequences():
     report = DiagnosisReport(
         [_f("dead_relu", "error", step=30), _f("diverging_loss", "warning", step=12)]
@@ -1108,6 +1131,43 @@ def test_diverged_and_the_diverging_loss_warning_read_the_same_end_of_the_curve(
     assert not diverged(between) and DivergingLoss().check(between) == []
     beyond = record(0.75)  # the curve ends at 1.7x: both say so
     assert diverged(beyond) and DivergingLoss().check(beyond)[0].kind == "diverging_loss"
+
+
+def test_a_loss_that_tiny_steps_did_not_move_is_slow_not_diverging():
+    """With steps of 2e-5 of the weights the loss cannot have moved: when its last 20% read
+    1.5x its first five batches only within the noise of those two medians (heavy-tailed batch
+    losses, a low first batch or two), the run is slow, not diverging; the same readings with
+    normal-sized steps stay diverging."""
+    import numpy as np
+
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import DivergingLoss, SlowConvergence
+    from tunelab.diagnose._record import EpochRecord, GradSample
+    from tunelab.diagnose._signals import barely_moved, diverged, progress
+
+    # A flat loss (mean ~0.95, median 0.935) whose batches range 0.45-1.6, first read low.
+    flat = [0.45, 1.45, 0.7, 1.3, 0.95, 0.55, 1.6, 0.92, 1.1, 0.5] * 6
+    steps = [0.62, 0.55, 0.6, 0.58, 0.7, *flat[:55]]
+
+    def record(update: float) -> TrainingRecord:
+        rec = TrainingRecord(step_losses=list(steps))
+        for e in range(1, 7):
+            chunk = steps[(e - 1) * 10 : e * 10]
+            rec.epochs.append(EpochRecord(e, e * 10, train_loss=float(np.mean(chunk))))
+        for step in range(2, 60, 5):
+            sample = GradSample(step, 1 + step // 10, ["a"], [0.1], [1.0], 0.1, 0.0)
+            sample.update_ratio = [update]
+            rec.grad_samples.append(sample)
+        return rec
+
+    tiny = record(2e-5)
+    p = progress(tiny)
+    assert p is not None and p.recent >= 1.5 * p.initial  # reads "diverging" by the ratio alone
+    assert barely_moved(tiny) and not diverged(tiny) and DivergingLoss().check(tiny) == []
+    assert [f.kind for f in SlowConvergence().check(tiny)] == ["slow_convergence"]
+    normal = record(3e-3)
+    assert not barely_moved(normal) and diverged(normal)
+    assert DivergingLoss().check(normal)[0].kind == "diverging_loss"
 
 
 def test_one_swing_in_a_net_whose_relu_units_died_is_oscillating():

@@ -14,6 +14,8 @@ from ._record import TrainingRecord
 from ._short import SHORT, argmax, mean
 from ._signals import (
     NOISE_Z,
+    TINY_UPDATE,
+    barely_moved,
     binomial_se,
     chunk_means,
     curve_ends,
@@ -22,6 +24,7 @@ from ._signals import (
     new_lows,
     progress,
     relative_improvements,
+    rise_is_noise,
     rows_behind,
     score_scale,
     update_scale,
@@ -97,6 +100,13 @@ class DivergingLoss(Detector):
             "progress_given_back": given_back,
         }
         severity = policy.judge_curve(initial, best, recent)
+        thrown_back = given_back >= policy.given_back and recent >= policy.above_best * best
+        if severity == "warning" and not thrown_back and barely_moved(record):
+            # Grown past growth_warn only as far as the noise of the two medians allows, with
+            # steps too small to move the loss (barely_moved): a loss that did not move, read
+            # from a low first batch or two. ``diverged`` says the same, so the other
+            # detectors judge the run.
+            severity = None
         if severity is None:
             return self._blow_up(record, initial, recent)
         peak = argmax(curve)
@@ -570,7 +580,7 @@ class SlowConvergence(Detector):
     kinds = ("slow_convergence",)
     MAX_GAINED = 0.5
     MIN_EPOCHS = 2
-    TINY_UPDATE = 1e-3
+    TINY_UPDATE = TINY_UPDATE
     SMALL_UPDATE = 3e-3
     SLOW_GAIN = 0.05
     STEADY = 0.7
@@ -626,8 +636,9 @@ class SlowConvergence(Detector):
         elif update is not None:
             # Exactly zero updates are not small steps but dead units (see dead_relu). With
             # tiny steps the loss cannot have moved: a small rise is batch noise, not a trend.
-            slow = (0 < update < self.TINY_UPDATE and p.gained >= -0.25) or (
-                update < self.SMALL_UPDATE and linear and p.gained >= -0.05
+            noise = rise_is_noise(record)
+            slow = (0 < update < self.TINY_UPDATE and (p.gained >= -0.25 or noise)) or (
+                update < self.SMALL_UPDATE and linear and (p.gained >= -0.05 or noise)
             )
         else:
             slow = len(losses) >= 3 and linear and p.gained >= -0.05
