@@ -563,7 +563,7 @@ def test_below_the_baseline_is_underfitting_only_if_the_training_rows_are_not_fi
         return rec
 
     assert Underfitting().check(record(0.80))[0].kind == "underfitting"  # a width-3 net
-    assert Underfitting().check(record(0.95)) == []  # fits its training rows: not capacity
+    assert Underfitting().check(record(0.98)) == []  # fits its training rows: not capacity
 
 
 def _settled_digits_record(train_score: float, val_score: float, *, baseline: float):
@@ -590,8 +590,8 @@ def _settled_digits_record(train_score: float, val_score: float, *, baseline: fl
 
 
 def test_train_and_val_together_below_the_baseline_is_underfitting_even_within_its_noise():
-    """A training score within the noise of the baseline does not veto underfitting when it
-    is no better than the validation score: both then measure the same shortfall (a CNN
+    """A training score within the noise below the baseline does not veto underfitting: the
+    net has not shown it fits its rows as well as the reference predicts unseen ones (a CNN
     pooled to 2x2 on digits: train 0.950, val 0.933 on 540 rows, baseline 0.963)."""
     from tunelab.diagnose._detect_fit import Underfitting
 
@@ -600,8 +600,10 @@ def test_train_and_val_together_below_the_baseline_is_underfitting_even_within_i
 
     found = Underfitting().check(record(0.950, 0.933))
     assert found and found[0].figures["limited_by"] == "capacity"
-    # The same training score measurably above the validation score: the rows are fitted.
-    assert Underfitting().check(record(0.950, 0.905)) == []
+    # The same training score measurably above a validation score far below the baseline
+    # does not show the rows are fitted either: under the baseline is under it (held-out
+    # seed 199: train 0.944, val 0.915, baseline 0.961, called healthy before).
+    assert Underfitting().check(record(0.950, 0.905))[0].kind == "underfitting"
     # At or above the baseline: fitted, whatever the validation score.
     assert Underfitting().check(record(0.970, 0.933)) == []
 

@@ -423,7 +423,7 @@ class Underfitting(Detector):
         # unseen rows has the capacity; its shortfall on validation is a young run or a
         # generalisation matter, not missing capacity (a GRU on digits at epoch 8: train 0.98,
         # val 0.92 and still rising, baseline 0.967; it reaches 0.95-0.96 by epoch 20).
-        fits_training = self._train_reaches_baseline(record, train_best, val_best)
+        fits_training = self._train_reaches_baseline(record, train_best)
         figures["train_best"] = train_best
         below = below and late < self.CREEP and not fits_training
         if not (stalled_high or below):
@@ -485,30 +485,24 @@ class Underfitting(Detector):
         gap = self._train_gap_to_baseline(record, train_best)
         return gap is not None and gap[0] > gap[1]
 
-    def _train_reaches_baseline(
-        self, record: TrainingRecord, train_best: float | None, val_best: float | None
-    ) -> bool:
+    def _train_reaches_baseline(self, record: TrainingRecord, train_best: float | None) -> bool:
         """The net fits its training rows as well as the reference predicts unseen ones: its
-        best training score is at or above the baseline's validation score, or within the
-        noise of both while measurably above its own validation score (False when unknown).
+        best training score is at or above the baseline's validation score (False when
+        unknown). The GRU this veto is for: train 0.98, val 0.92 and still rising, baseline
+        0.967 (it reaches 0.95-0.96 by epoch 20).
 
-        Within the noise alone is not enough when the training and validation scores move
-        together: both then measure the same shortfall, and the validation score's distance
-        below the baseline (judged by the caller) is the evidence. A CNN pooled to 2x2 on
-        digits, 12 epochs: train 0.950, val 0.933 on 540 rows, linear baseline 0.963. Its
-        training score is 0.013 under the baseline, inside that difference's noise (0.020),
-        yet 0.017 from its validation score is inside theirs too (0.025): nothing says the
-        net fits its rows better than new ones, so its shortfall is a shortfall (it reaches
-        the baseline only after 40 epochs). The GRU the veto is for (train 0.98, val 0.92,
-        baseline 0.967) is above the baseline and apart from its validation score.
+        Within the noise below the baseline is not enough, even when the training score is
+        measurably above the validation score: a net that fits its rows no better than the
+        reference does unseen ones, while its validation score lies beyond the noise below
+        the reference (judged by the caller), has not shown it has the capacity. A CNN pooled
+        to 2x2 on digits, 12 epochs, at held-out seed 199: train 0.944 on 1,257 rows (0.017
+        under the linear baseline's 0.961, inside that difference's noise, 0.021), val 0.915
+        on 540 (5 SE under the baseline), 0.029 apart from the training score (2.1 SE): read
+        as "fits its training rows", it was called healthy; so was session 11's seed 69
+        (train 0.938, val 0.917, baseline 0.965).
         """
         gap = self._train_gap_to_baseline(record, train_best)
-        if gap is None or gap[0] > gap[1]:
-            return False
-        if gap[0] <= 0:
-            return True
-        apart = self._score_gap(record, train_best, val_best)
-        return apart is None or apart[0] > apart[1]
+        return gap is not None and gap[0] <= 0
 
     def _score_gap(
         self, record: TrainingRecord, train_best: float | None, val_best: float | None
