@@ -537,6 +537,24 @@ def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_ov
     assert Overfitting().check(record(54000))[0].kind == "overfitting"
 
 
+def test_rows_read_off_the_scores_fit_every_score_not_only_the_first_few():
+    """60 rows whose first eight distinct scores are all multiples of 1/30 read as 30 until
+    59/60 is asked too (zoo seed 331: a doubled training-score error hid a 0.119 gap)."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._record import EpochRecord
+    from tunelab.diagnose._signals import rows_behind
+
+    scores = [15, 20, 23, 24, 25, 27, 28, 29]  # of 30
+    rec = TrainingRecord(step_losses=[1.0] * 10)
+    for e, k in enumerate(scores, start=1):
+        rec.epochs.append(EpochRecord(e, e, train_loss=1.0, train_metric=k / 30))
+    assert rows_behind(rec, "train") == 30
+    rec = TrainingRecord(step_losses=[1.0] * 10)
+    for e, value in enumerate([k / 30 for k in scores] + [59 / 60, 1.0], start=1):
+        rec.epochs.append(EpochRecord(e, e, train_loss=1.0, train_metric=value))
+    assert rows_behind(rec, "train") == 60
+
+
 def test_below_the_baseline_is_underfitting_only_if_the_training_rows_are_not_fitted():
     """Underfitting is failing to fit the training set: a net whose training score reaches the
     baseline's validation score has the capacity, even if its validation score lags."""
