@@ -343,3 +343,35 @@ def test_sigmoid_units_pinned_near_their_flat_part_are_named_as_the_cause():
     assert saturated is not None and report.causes[0].kind == "saturated_activations"
     gains = saturated.figures["mean_gain_by_layer"]
     assert gains and max(gains.values()) < 0.05 and "mean slope" in saturated.evidence
+
+
+def test_the_epoch_loss_weighs_each_step_by_its_batch_rows():
+    """A step loss is a mean over its batch: the epoch loss weighs each by the rows watch()
+    saw, so a last batch of 4 rows counts for 4 rows, not for a full batch (zoo seed 325: the
+    unweighted mean made a loss that fell every epoch read as rising). Without watch() the
+    rows are unknown and the plain mean stays."""
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    batches = [(torch.zeros(n, 3), torch.zeros(n, dtype=torch.long)) for n in (32, 32, 4)]
+    losses = [0.2, 0.3, 2.0]  # the 4-row batch's loss is an outlier
+
+    doc = Doctor(model, optimizer)
+    for (_xb, _yb), value in zip(doc.watch(batches), losses, strict=True):
+        doc.after_backward(torch.tensor(value))
+    doc.end_epoch()
+    assert doc.record_.epochs[0].loss == pytest.approx((0.2 * 32 + 0.3 * 32 + 2.0 * 4) / 68)
+
+    shown = Doctor(model, optimizer, step_inputs=True)  # the Trainer passes the inputs
+    for (xb, _yb), value in zip(batches, losses, strict=True):
+        shown.after_backward(torch.tensor(value), [xb])
+    shown.end_epoch()
+    assert shown.record_.epochs[0].loss == pytest.approx(doc.record_.epochs[0].loss)
+    shown.close()
+
+    plain = Doctor(model, optimizer)
+    for value in losses:
+        plain.after_backward(torch.tensor(value))
+    plain.end_epoch()
+    assert plain.record_.epochs[0].loss == pytest.approx(sum(losses) / 3)
+    doc.close()
+    plain.close()

@@ -218,6 +218,9 @@ class Doctor:
 
     def _new_epoch_counters(self) -> None:
         self._epoch_loss_start = len(self.record_.step_losses) + len(self._loss_buf)
+        # Rows behind each of the epoch's step losses, when watch() saw the batches (0: unknown).
+        self._epoch_rows: list[int] = []
+        self._rows_pending = 0
         self._epoch_step_start = self.record_.steps
         self._wait = 0.0
         self._compute = 0.0
@@ -319,7 +322,11 @@ class Doctor:
             self._batches += 1
             self._current_batch = batch
             charged = self._meter.spent
-            self._observe_input(*split_batch(batch))
+            x, y = split_batch(batch)
+            first = x if x is not None else y
+            if first is not None and first.ndim:
+                self._rows_pending += int(first.shape[0])
+            self._observe_input(x, y)
             t2 = time.perf_counter()
             # The bookkeeping around the sampled statistics (those are charged by kind).
             self._meter.spend(max(0.0, (t2 - t1) - (self._meter.spent - charged)))
@@ -340,7 +347,11 @@ class Doctor:
         step = self.record_.steps
         if self.step_inputs and inputs and self._loader is None:  # watch() sees them itself
             self._observe_step_inputs(inputs)
+        rows, self._rows_pending = self._rows_pending, 0
+        if not rows and inputs:  # the Trainer shows the step's micro-batch inputs instead
+            rows = sum(int(x.shape[0]) for x in inputs if isinstance(x, torch.Tensor) and x.ndim)
         if loss is not None:
+            self._epoch_rows.append(rows)
             self._push_loss(loss)
         # Every k steps, counted across epochs (tiny epochs are still sampled, just not all), and
         # every one of the first few steps, where explosions and bad initialisations show.
@@ -869,6 +880,14 @@ class Doctor:
         rec = self.record_
         losses = rec.step_losses[self._epoch_loss_start :]
         mean = sum(losses) / len(losses) if losses else None
+        rows = self._epoch_rows
+        if losses and len(rows) == len(losses) and min(rows) > 0 and min(rows) != max(rows):
+            # Each step loss is a mean over its batch's rows: the epoch's loss weighs each by
+            # them, as a loop's own running total does. Unweighted, a last batch of a few rows
+            # weighs as much as a full one and puts its noise into the epoch loss (moons, 420
+            # training rows in batches of 32, a last batch of 4: a healthy run whose epoch loss
+            # fell every epoch read as rising at zoo seed 325, and was called oscillating).
+            mean = sum(v * n for v, n in zip(losses, rows, strict=True)) / sum(rows)
         now = time.perf_counter()
         wall = (now - self._epoch_t0) if self._epoch_t0 is not None else 0.0
         peak, limit, kind = memory_usage(self._device())
