@@ -20,13 +20,13 @@ from ._signals import (
     chunk_means,
     curve_ends,
     diverged,
-    median_abs_diff,
     new_lows,
     progress,
     relative_improvements,
     rise_is_noise,
     rows_behind,
     score_scale,
+    step_spread,
     update_scale,
 )
 
@@ -290,7 +290,7 @@ class OscillatingLoss(Detector):
             means = chunk_means(losses, chunks)
             width = len(losses) // chunks
             unit = "chunk"
-            sigma = median_abs_diff(losses) / 0.6745 / math.sqrt(2)
+            sigma = step_spread(record)
             se = sigma / math.sqrt(width)
         else:
             means = [v for v in record.epoch_losses() if math.isfinite(v)]
@@ -636,9 +636,13 @@ class SlowConvergence(Detector):
         elif update is not None:
             # Exactly zero updates are not small steps but dead units (see dead_relu). With
             # tiny steps the loss cannot have moved: a small rise is batch noise, not a trend.
-            noise = rise_is_noise(record)
-            slow = (0 < update < self.TINY_UPDATE and (p.gained >= -0.25 or noise)) or (
-                update < self.SMALL_UPDATE and linear and (p.gained >= -0.05 or noise)
+            # (rise_is_noise is asked last: it is needed only for a loss read above its start)
+            slow = (
+                0 < update < self.TINY_UPDATE and (p.gained >= -0.25 or rise_is_noise(record))
+            ) or (
+                update < self.SMALL_UPDATE
+                and linear
+                and (p.gained >= -0.05 or rise_is_noise(record))
             )
         else:
             slow = len(losses) >= 3 and linear and p.gained >= -0.05

@@ -119,8 +119,7 @@ def _rise_is_noise(record: TrainingRecord) -> bool:
     if p is None or len(losses) < 10:
         return False
     head, tail = min(5, len(losses)), max(5, int(len(losses) * 0.2))
-    sigma = median_abs_diff(losses) / 0.6745 / math.sqrt(2)
-    se = 1.2533 * sigma * math.sqrt(1 / head + 1 / tail)
+    se = 1.2533 * step_spread(record) * math.sqrt(1 / head + 1 / tail)
     return p.recent - p.initial <= NOISE_Z * se
 
 
@@ -167,6 +166,15 @@ def _update_scale(record: TrainingRecord) -> float | None:
     if len(values) < 2:
         return None
     return median(values)
+
+
+def step_spread(record: TrainingRecord) -> float:
+    """The batch-to-batch spread of the finite step losses around their trend, robust: the MAD
+    of consecutive differences / 0.6745 / sqrt 2 (derived once per pass)."""
+    return record.memo(
+        "step_spread",
+        lambda: median_abs_diff(record.finite_step_losses()) / 0.6745 / math.sqrt(2),
+    )
 
 
 def median_abs_diff(values: list[float]) -> float:
