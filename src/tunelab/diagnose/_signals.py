@@ -108,7 +108,7 @@ def rise_is_noise(record: TrainingRecord) -> bool:
     sqrt 2). On heavy-tailed batch losses five batches make a noisy start: a regression MLP
     whose steps were 2e-5 of its weights and whose epoch means fell from 1.094 to 1.093 read
     37% "above its start" (batches of 0.76-1.75; zoo seed 308), and one whose epoch means
-    did not move read 1.5x, "diverging" (zoo seeds 168, 247).
+    did not move read 1.5x, "diverging" (zoo seeds 129, 247).
     """
     return record.memo("rise_is_noise", lambda: _rise_is_noise(record))
 
