@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
-from seed_tally import SeedTally  # bench/ is the script's folder, so on sys.path
+from seed_tally import SeedTally, healthy_label_doubt  # bench/ is on sys.path
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -553,15 +553,7 @@ def label_doubt(run: Run, scores: list[float], train_score: float, base: float, 
     """Why the run's outcome contradicts a healthy label ("" when it does not)."""
     if run.expect is not None or not scores:
         return ""
-    last = scores[-1]
-    se = math.sqrt(max(last * (1 - last), 0.01) / n) if run.task != "regression" else 0.01
-    if math.isfinite(base) and last < base - 2 * se:
-        return f"below the baseline {base:.3f}"
-    gap, fall = train_score - last, max(scores) - last
-    # a gap of ten points, or a clear gap while validation has fallen from its best: overfitting
-    if gap > 0.10 or (gap > 3 * se + 0.02 and fall > 2 * se):
-        return f"train-val gap {gap:.3f}, {fall:.3f} below its best"
-    return ""
+    return healthy_label_doubt(scores, train_score, base, n, regression=run.task == "regression")
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
 """Per-seed tallies for the doctor benches: the goals are "at every seed", so the worst seed is
-the figure a verdict needs, next to the totals."""
+the figure a verdict needs, next to the totals. Also the held-out sets' shared check of a
+healthy label against the run's own outcome."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 
@@ -36,3 +38,19 @@ class SeedTally:
             + "; "
             + lowest(self.clean, "healthy clean")
         )
+
+
+def healthy_label_doubt(
+    scores: list[float], train_score: float, base: float, n: int, *, regression: bool
+) -> str:
+    """Why a run labelled healthy is not ("" when nothing contradicts the label): its last
+    validation score more than 2 standard errors below the quick baseline, or a train-val gap
+    of ten points, or a clear gap while validation has fallen from its best (overfitting)."""
+    last = scores[-1]
+    se = math.sqrt(max(last * (1 - last), 0.01) / n) if not regression else 0.01
+    if math.isfinite(base) and last < base - 2 * se:
+        return f"below the baseline {base:.3f}"
+    gap, fall = train_score - last, max(scores) - last
+    if gap > 0.10 or (gap > 3 * se + 0.02 and fall > 2 * se):
+        return f"train-val gap {gap:.3f}, {fall:.3f} below its best"
+    return ""
