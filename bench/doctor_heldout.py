@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
-from seed_tally import SeedTally, healthy_label_doubt  # bench/ is on sys.path
+from seed_tally import Scoreboard, healthy_label_doubt  # bench/ is on sys.path
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -563,8 +563,7 @@ def main() -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="print each report")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    totals = {"faulty": 0, "found": 0, "first": 0, "healthy": 0, "clean": 0}
-    tally = SeedTally()
+    board = Scoreboard()
     for run in RUNS:
         if args.only and args.only not in run.name:
             continue
@@ -574,23 +573,7 @@ def main() -> None:
             problems = [f.kind for f in report.problems]
             causes = [f.kind for f in report.causes]
             doubt = label_doubt(run, scores, train_score, base, n_val)
-            expect = (run.expect,) if isinstance(run.expect, str) else run.expect
-            if doubt:
-                verdict = f"LABEL? ({doubt})"
-            elif expect is None:
-                ok = not problems
-                totals["healthy"] += 1
-                totals["clean"] += ok
-                tally.healthy(seed, ok)
-                verdict = "clean" if ok else "NOT CLEAN"
-            else:
-                found = any(kind in problems for kind in expect)
-                first = bool(causes) and causes[0] in expect
-                totals["faulty"] += 1
-                totals["found"] += found
-                totals["first"] += first
-                tally.faulty(seed, found)
-                verdict = f"found={'yes' if found else 'NO'} first={'yes' if first else 'NO'}"
+            verdict = board.verdict(seed, run.expect, problems, causes, doubt)
             best = max((s for s in scores if math.isfinite(s)), default=math.nan)
             print(
                 f"{run.name[:52]:52s} seed {seed}: {verdict:22s} causes={causes} all={problems} "
@@ -600,11 +583,7 @@ def main() -> None:
             )
             if args.verbose:
                 print(report.summary())
-    print(
-        f"\nfaulty: right kind {totals['found']}/{totals['faulty']}, root cause first "
-        f"{totals['first']}/{totals['faulty']}; healthy clean {totals['clean']}/{totals['healthy']}"
-    )
-    print(tally.worst())
+    print(board.summary())
 
 
 if __name__ == "__main__":

@@ -54,3 +54,49 @@ def healthy_label_doubt(
     if gap > 0.10 or (gap > 3 * se + 0.02 and fall > 2 * se):
         return f"train-val gap {gap:.3f}, {fall:.3f} below its best"
     return ""
+
+
+class Scoreboard:
+    """The held-out sets' scoring of a run against its label: the totals and the per-seed tally
+    behind the summary lines, and the verdict printed for each run and seed."""
+
+    def __init__(self) -> None:
+        self.totals = {"faulty": 0, "found": 0, "first": 0, "healthy": 0, "clean": 0}
+        self.tally = SeedTally()
+
+    def verdict(
+        self,
+        seed: int,
+        expect: str | tuple[str, ...] | None,
+        problems: list[str],
+        causes: list[str],
+        doubt: str = "",
+    ) -> str:
+        """Score one run: ``LABEL?`` (not counted) when its outcome contradicts its label,
+        else clean / NOT CLEAN for a healthy label, found / first for a faulty one (any of
+        the kinds ``expect`` names counts)."""
+        if doubt:
+            return f"LABEL? ({doubt})"
+        kinds = (expect,) if isinstance(expect, str) else expect
+        if kinds is None:
+            ok = not problems
+            self.totals["healthy"] += 1
+            self.totals["clean"] += ok
+            self.tally.healthy(seed, ok)
+            return "clean" if ok else "NOT CLEAN"
+        found = any(kind in problems for kind in kinds)
+        first = bool(causes) and causes[0] in kinds
+        self.totals["faulty"] += 1
+        self.totals["found"] += found
+        self.totals["first"] += first
+        self.tally.faulty(seed, found)
+        return f"found={'yes' if found else 'NO'} first={'yes' if first else 'NO'}"
+
+    def summary(self) -> str:
+        """The totals line and the worst seed's line."""
+        t = self.totals
+        return (
+            f"\nfaulty: right kind {t['found']}/{t['faulty']}, root cause first "
+            f"{t['first']}/{t['faulty']}; healthy clean {t['clean']}/{t['healthy']}\n"
+            + self.tally.worst()
+        )
