@@ -263,6 +263,18 @@ def _oscillating(cause: Finding, effect: Finding) -> str | None:
             f"between, before it rose ({_when(effect)}): the rise is the latest swing of steps "
             "too large, not a one-way divergence"
         )
+    if effect.kind == "overfitting":
+        # Only the validation-loss rule's finding (no train/val gap beyond its noise among its
+        # reasons): a validation loss that climbs while the training loss keeps being thrown
+        # back is the steps' instability showing on unseen rows, not memorisation; lowering
+        # the rate treats both (Adam at lr 0.03 on digits: val loss 141% above its epoch-1
+        # best while the loss swung back 72% of its progress).
+        if (effect.figures or {}).get("evidence_from") != ["val_loss_rise"]:
+            return None
+        return (
+            f"the loss keeps jumping back up: a validation loss that rises while the training "
+            f"loss swings ({_when(effect)}) is the steps' instability, not memorisation"
+        )
     if effect.kind not in (
         "dead_relu",
         "exploding_gradients",
