@@ -460,6 +460,20 @@ def test_half_dead_layers_that_cost_nothing_measurable_are_information_only():
     assert DeadRelu().check(no_baseline)[0].severity == "warning"
 
 
+def test_an_oscillation_explains_overfitting_that_rests_on_the_rising_validation_loss_alone():
+    """A validation loss that climbs while the training loss keeps being thrown back is the
+    steps' instability (zoo: SGD at lr 3 on Huber at seed 244 ranked overfitting first); an
+    overfitting finding with a train/val score gap among its reasons stays a cause of its own."""
+    oscillating = _f("oscillating_loss", "warning", step=40)
+    by_loss = _f("overfitting", "error", step=80, evidence_from=["val_loss_rise"])
+    report = DiagnosisReport([by_loss, oscillating])
+    assert [f.kind for f in report.causes] == ["oscillating_loss"]
+    assert "not memorisation" in report.get("oscillating_loss").link_evidence["overfitting"]
+    by_gap = _f("overfitting", "error", step=80, evidence_from=["score_gap", "val_loss_rise"])
+    report = DiagnosisReport([by_gap, _f("oscillating_loss", "warning", step=40)])
+    assert "overfitting" in [f.kind for f in report.causes]
+
+
 def test_a_ring_of_links_is_broken_against_the_causal_order():
     from tunelab.diagnose._causes import link_findings
 
@@ -506,6 +520,15 @@ def test_a_fall_from_the_best_score_is_judged_net_of_the_best_of_k_selection():
     # R^2 0.426 at its best, then 0.229 for 280 epochs).
     stopped = record([0.30, 0.426] + [0.229] * 298)
     assert Overfitting()._score_at_best(stopped, stopped.epochs, 133) is False
+    # A long plateau, its best early: 0.055 under the best is inside the band the selection
+    # allowance widens, not inside the plain one, which the validation-loss rule's gate uses
+    # (the rising loss is the evidence there; set B's noisy-label circles at seed 64).
+    plateau = record([0.5, 0.8, 0.904] + [0.88, 0.886] * 75 + [0.849])
+    plateau.metric_mode = "max"  # an accuracy (a flat loss leaves "auto" nothing to read)
+    assert Overfitting()._score_at_best(plateau, plateau.epochs, 450) is True
+    assert (
+        Overfitting()._score_at_best(plateau, plateau.epochs, 450, net_of_selection=False) is False
+    )
 
 
 def test_a_gap_within_the_sampling_error_while_val_loss_is_at_its_best_is_not_overfitting():
