@@ -474,6 +474,37 @@ def test_an_oscillation_explains_overfitting_that_rests_on_the_rising_validation
     assert "overfitting" in [f.kind for f in report.causes]
 
 
+def test_a_rising_validation_loss_is_overfitting_only_while_the_training_rows_stay_fitted():
+    """The validation-loss rule needs the training score to hold where validation was at its
+    best: a last epoch that throws the training score down with the validation score is the
+    steps' doing (the zoo's noisy Nesterov-SGD run at seed 362: 0.96 -> 0.865 and
+    0.926 -> 0.863), not a net that fits its rows better than new ones."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(last_train_score: float) -> TrainingRecord:
+        rec = TrainingRecord(step_losses=[1.1] * 5 + [0.1] * 5, metric_mode="max")
+        rows = [  # (train loss, val loss, train score, val score)
+            (0.6, 0.30, 0.85, 0.85),
+            (0.3, 0.14, 0.94, 0.93),
+            (0.25, 0.15, 0.95, 0.93),
+            (0.2, 0.16, 0.96, 0.93),
+            (0.17, 0.22, 0.96, 0.93),
+            (0.14, 0.30, 0.97, 0.93),
+            (0.12, 0.47, last_train_score, 0.86),
+        ]
+        for e, (tl, vl, ts, vs) in enumerate(rows, start=1):
+            epoch = EpochRecord(e, e * 10, train_loss=tl, val_loss=vl, train_metric=ts)
+            epoch.val_metric, epoch.val_rows, epoch.train_rows = vs, 270, 630
+            rec.epochs.append(epoch)
+        return rec
+
+    held = Overfitting().check(record(0.97))
+    assert held and "val_loss_rise" in held[0].figures["evidence_from"]
+    assert Overfitting().check(record(0.865)) == []
+
+
 def test_a_ring_of_links_is_broken_against_the_causal_order():
     from tunelab.diagnose._causes import link_findings
 
