@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import ActivationStat, TrainingRecord
-from ._signals import NOISE_Z, binomial_se, rows_behind, score_scale
+from ._signals import difference_noise, rows_behind, score_scale
 
 # Judging "active on fewer than 1% of inputs" needs at least this many sampled inputs.
 _MIN_ROWS = 32
@@ -100,10 +98,8 @@ class DeadRelu(Detector):
         if base is None or scale is None or not scores or not n:
             return False
         best, ref = max(scores) / scale, float(base)
-        se_best, se_ref = binomial_se(best, n), binomial_se(ref, n)
-        if se_best is None or se_ref is None:
-            return False
-        return best >= ref - NOISE_Z * math.hypot(se_best, se_ref)
+        noise = difference_noise(best, n, ref, n)
+        return noise is not None and best >= ref - noise
 
     def _dead_since(self, record: TrainingRecord, latest: int) -> int:
         """The first epoch of the unbroken stretch, ending at ``latest``, in which some ReLU

@@ -12,6 +12,7 @@ from ._short import argmin, mean
 from ._signals import (
     NOISE_Z,
     binomial_se,
+    difference_noise,
     diverged,
     expected_max_normal,
     mean_loss_se,
@@ -304,10 +305,8 @@ class Overfitting(Detector):
             return False
         n = rows_behind(record, "train")
         before, after = then.train_metric / scale, now.train_metric / scale
-        se_before, se_after = binomial_se(before, n), binomial_se(after, n)
-        if se_before is None or se_after is None:
-            return False
-        return before - after > NOISE_Z * math.hypot(se_before, se_after)
+        noise = difference_noise(before, n, after, n)
+        return noise is not None and before - after > noise
 
     def _score_at_best(
         self,
@@ -522,11 +521,9 @@ class Underfitting(Detector):
         if not base or train_best is None or base.get("score") is None:
             return None
         ref = float(base["score"])
-        se_b = binomial_se(ref, rows_behind(record, "val") or base.get("val_rows"))
-        se_t = binomial_se(train_best, rows_behind(record, "train"))
-        if se_b is None or se_t is None:
-            return None
-        return ref - train_best, NOISE_Z * math.hypot(se_b, se_t)
+        n_val = rows_behind(record, "val") or base.get("val_rows")
+        noise = difference_noise(ref, n_val, train_best, rows_behind(record, "train"))
+        return None if noise is None else (ref - train_best, noise)
 
     def _train_below_baseline(self, record: TrainingRecord, train_best: float | None) -> bool:
         """The best training score lies below the baseline's validation score beyond the
@@ -560,11 +557,10 @@ class Underfitting(Detector):
         difference on their rows), or None when either is unknown."""
         if train_best is None or val_best is None:
             return None
-        se_t = binomial_se(train_best, rows_behind(record, "train"))
-        se_v = binomial_se(val_best, rows_behind(record, "val"))
-        if se_t is None or se_v is None:
-            return None
-        return train_best - val_best, NOISE_Z * math.hypot(se_t, se_v)
+        noise = difference_noise(
+            train_best, rows_behind(record, "train"), val_best, rows_behind(record, "val")
+        )
+        return None if noise is None else (train_best - val_best, noise)
 
     def _scores_together(
         self, record: TrainingRecord, train_best: float | None, val_best: float | None

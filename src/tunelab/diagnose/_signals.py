@@ -294,6 +294,16 @@ def binomial_se(p: float, n: int | None) -> float | None:
     return math.sqrt(p * (1 - p) / n)
 
 
+def difference_noise(a: float, n_a: int | None, b: float, n_b: int | None) -> float | None:
+    """``NOISE_Z`` standard errors of the difference of two scores, ``a`` on ``n_a`` rows and
+    ``b`` on ``n_b`` (binomial, sqrt(se_a^2 + se_b^2)); None when either row count is
+    unknown. Two scores differ beyond their noise when they are further apart than this."""
+    se_a, se_b = binomial_se(a, n_a), binomial_se(b, n_b)
+    if se_a is None or se_b is None:
+        return None
+    return NOISE_Z * math.hypot(se_a, se_b)
+
+
 def expected_max_normal(k: int) -> float:
     """E[max of k independent standard normals]: how far the best of k noisy measurements of
     the same level lies above that level, in standard deviations (0 for k = 1; 0.56, 1.16,
