@@ -348,9 +348,11 @@ class Doctor:
         if self.step_inputs and inputs and self._loader is None:  # watch() sees them itself
             self._observe_step_inputs(inputs)
         rows, self._rows_pending = self._rows_pending, 0
-        if not rows and inputs:  # the Trainer shows the step's micro-batch inputs instead
-            rows = sum(int(x.shape[0]) for x in inputs if isinstance(x, torch.Tensor) and x.ndim)
         if loss is not None:
+            if not rows and inputs:  # the Trainer shows the step's micro-batch inputs instead
+                rows = sum(
+                    int(x.shape[0]) for x in inputs if isinstance(x, torch.Tensor) and x.ndim
+                )
             self._epoch_rows.append(rows)
             self._push_loss(loss)
         # Every k steps, counted across epochs (tiny epochs are still sampled, just not all), and
