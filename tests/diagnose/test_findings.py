@@ -505,6 +505,55 @@ def test_a_rising_validation_loss_is_overfitting_only_while_the_training_rows_st
     assert Overfitting().check(record(0.865)) == []
 
 
+def test_a_late_blow_up_does_not_hide_an_overfitting_that_came_before_it():
+    """The validation-loss rule judges the training side where the training loss was lowest
+    since validation's best when the last epoch's loss is thrown back to 3x that (the sick-trial
+    policy's ``above_best``): set B's noisy-label circles at fresh seed 117 overfitted for 280
+    epochs (val loss 0.35 -> 2.2 while the training loss fell to 0.07) and then blew up in its
+    last epochs (loss 1.03), and the overfitting was missed. A last epoch that is no such
+    blow-up is judged as before."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_fit import Overfitting
+    from tunelab.diagnose._record import EpochRecord
+
+    def record(last_train_loss: float) -> TrainingRecord:
+        rec = TrainingRecord(step_losses=[0.7] * 5 + [0.1] * 5, metric_mode="max")
+        train = [0.6, 0.4, 0.3, 0.2, 0.12, 0.08, 0.07, last_train_loss]
+        val = [0.40, 0.35, 0.60, 0.90, 1.30, 1.70, 2.10, 2.30]
+        for e, (tl, vl) in enumerate(zip(train, val, strict=True), start=1):
+            epoch = EpochRecord(e, e * 10, train_loss=tl, val_loss=vl)
+            rec.epochs.append(epoch)
+        return rec
+
+    found = Overfitting().check(record(1.03))
+    assert found and found[0].figures["evidence_from"] == ["val_loss_rise"]
+    assert found[0].figures["train_loss_judged"] == 0.07  # where it was lowest, not the blow-up
+    assert found[0].figures["train_loss_judged_epoch"] == 7
+    assert found[0].figures["val_loss_rise_established_epoch"] == 4
+    # No blow-up (under 3 x 0.07): judged at the last epoch, as before.
+    assert Overfitting().check(record(0.2))[0].figures["train_loss_judged_epoch"] == 8
+
+
+def test_an_overfitting_established_before_the_loss_first_swung_is_a_cause_of_its_own():
+    """An oscillation explains a validation-loss overfitting only when the loss swung before
+    that overfitting was established (the validation loss RISE above its best for PATIENCE
+    epochs, to the end): set B's noisy-label circles at fresh seed 117 overfitted from epoch
+    ~50 and swung only in its last epochs, and the overfitting was ranked under the swings."""
+    late = _f("oscillating_loss", "warning", step=40, swings_from_epoch=290)
+    by_loss = _f(
+        "overfitting",
+        "error",
+        step=80,
+        evidence_from=["val_loss_rise"],
+        val_loss_rise_established_epoch=50,
+    )
+    report = DiagnosisReport([by_loss, late])
+    assert sorted(f.kind for f in report.causes) == ["oscillating_loss", "overfitting"]
+    early = _f("oscillating_loss", "warning", step=40, swings_from_epoch=30)
+    report = DiagnosisReport([by_loss, early])
+    assert [f.kind for f in report.causes] == ["oscillating_loss"]
+
+
 def test_a_ring_of_links_is_broken_against_the_causal_order():
     from tunelab.diagnose._causes import link_findings
 
@@ -1120,6 +1169,23 @@ def test_a_loss_thrown_back_twice_to_a_multiple_of_its_best_is_oscillating():
     # 2.2x and 2.9x the best, 25 SE: beyond the noise, but not a loss thrown back to a multiple
     assert OscillatingLoss().check(_converged_with_bounces((20, 0.02), (30, 0.02))) == []
     assert OscillatingLoss().check(_converged_with_bounces((30, 0.08))) == []
+
+
+def test_recurrence_by_level_is_not_vetoed_by_a_falling_epoch_loss(monkeypatch):
+    """A still-falling epoch-mean loss vetoes chunk swings (a skewed loss's rows), but not a
+    loss thrown back to a multiple of its best twice: no healthy run shows that (session 15:
+    the zoo's Adam at lr 0.05 on moons at fresh seed 392, 4 level episodes, was vetoed)."""
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    def falling(self, record, sigma, steps):
+        return {"epoch_loss_still_falling": True}
+
+    monkeypatch.setattr(OscillatingLoss, "_still_descending", falling)
+    found = OscillatingLoss().check(_converged_with_bounces((20, 0.08), (30, 0.08)))
+    assert found and found[0].figures["level_episodes"] == 2
+    assert found[0].figures["epoch_loss_still_falling"] is True
+    # Strong chunk swings without that recurrence stay vetoed (the skewed descent's outliers).
+    assert OscillatingLoss().check(_with_epochs(_skewed_descent(), 10)) == []
 
 
 def test_two_level_episodes_need_a_return_to_the_best_between_them():

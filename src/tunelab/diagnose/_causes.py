@@ -271,6 +271,14 @@ def _oscillating(cause: Finding, effect: Finding) -> str | None:
         # best while the loss swung back 72% of its progress).
         if (effect.figures or {}).get("evidence_from") != ["val_loss_rise"]:
             return None
+        # What came first: an overfitting the validation-loss rule had established (the loss
+        # RISE above its best for PATIENCE epochs, and so to the end) before the loss first
+        # swung is not the swings' doing, and both are causes (set B's noisy-label circles at
+        # fresh seed 117: overfitting from epoch ~50, swings only in the last epochs of 300).
+        established = (effect.figures or {}).get("val_loss_rise_established_epoch")
+        swung = (cause.figures or {}).get("swings_from_epoch")
+        if established is not None and swung is not None and established < swung:
+            return None
         return (
             f"the loss keeps jumping back up: a validation loss that rises while the training "
             f"loss swings ({_when(effect)}) is the steps' instability, not memorisation"

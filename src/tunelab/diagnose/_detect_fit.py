@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._detect_loss import SlowConvergence
+from ._detect_loss import DivergingLoss, SlowConvergence
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import EpochRecord, TrainingRecord
@@ -156,15 +156,23 @@ class Overfitting(Detector):
             best = vals[best_i]
             tail = vals[-self.PATIENCE :]
             rise = min(tail) / best - 1 if best > 0 else 0.0
-            train_then, train_now = pairs[best_i][1], pairs[-1][1]
-            loss_gap = (vals[-1] - train_now) / initial
+            # A run that overfitted for many epochs and then blew up in its last ones (Adam at
+            # full batch once its loss is tiny: set B's noisy-label circles at fresh seed 117,
+            # val loss 0.35 -> 2.2 over 280 epochs while the training loss fell to 0.07, then
+            # 1.03) did overfit: the training side is judged where the loss was lowest before
+            # the blow-up, which the oscillation or divergence findings report on their own.
+            now_i = _before_a_late_blow_up([t for _, t in pairs], best_i)
+            train_then, train_now = pairs[best_i][1], pairs[now_i][1]
+            loss_gap = (vals[now_i] - train_now) / initial
             since = len(vals) - 1 - best_i
             figures.update(
                 val_loss_best=best,
                 val_loss_best_epoch=epochs[best_i].epoch,
                 val_loss_last=vals[-1],
                 val_loss_rise=rise,
-                train_loss_last=train_now,
+                train_loss_last=pairs[-1][1],
+                train_loss_judged=train_now,
+                train_loss_judged_epoch=kept[now_i].epoch,
                 loss_gap=loss_gap,
                 epochs_since_best=since,
             )
@@ -202,8 +210,15 @@ class Overfitting(Detector):
             # best: a last epoch that threw the training score down with the validation score
             # (0.96 -> 0.865 and 0.926 -> 0.863, the zoo's noisy Nesterov-SGD run at seed 362)
             # is the steps' doing, not a net that fits its rows better than new ones.
-            train_fell = self._train_score_fell(record, kept[best_i], kept[-1])
+            train_fell = self._train_score_fell(record, kept[best_i], kept[now_i])
             figures["train_score_fell_since_best"] = train_fell
+            # From which epoch the validation loss stayed RISE above its best to the end, and
+            # when that had lasted PATIENCE epochs (the causal rules compare it with when the
+            # loss first swung).
+            above = [v >= (1 + self.RISE) * best for v in vals]
+            risen = next((j for j in range(best_i + 1, len(vals)) if all(above[j:])), None)
+            if risen is not None and risen + self.PATIENCE - 1 < len(vals):
+                figures["val_loss_rise_established_epoch"] = kept[risen + self.PATIENCE - 1].epoch
             if (
                 since >= self.PATIENCE
                 and rise >= self.RISE
@@ -579,3 +594,14 @@ class Underfitting(Detector):
         margin = NOISE_Z * math.hypot(se_b, se_v) if se_b is not None else 0.05
         figures.update(baseline=ref, baseline_model=base.get("model"), baseline_margin=margin)
         return ref - val_best > margin
+
+
+def _before_a_late_blow_up(train: list[float], start: int) -> int:
+    """The epoch (an index into ``train``, the epoch training losses) at which the
+    validation-loss rule judges the training side: the last one, unless the last epoch's loss
+    was thrown back to the sick-trial policy's ``above_best`` (3x) the lowest since ``start``;
+    then that lowest one, the state the net had reached before the blow-up."""
+    last = len(train) - 1
+    low = min(range(start, last + 1), key=lambda i: train[i])
+    above = DivergingLoss.policy.above_best
+    return low if train[last] >= above * train[low] > 0 else last

@@ -259,7 +259,9 @@ class OscillatingLoss(Detector):
 
     Chunk swings are not called oscillation while the epoch-mean loss is still descending
     (``_still_descending``: the record test at p < ``DESCENT_P`` and no epoch rise beyond its
-    noise): the swings of a skewed loss's chunks are then which rows a chunk held. Nor when
+    noise): the swings of a skewed loss's chunks are then which rows a chunk held, unless the
+    loss was thrown back to a multiple of its best in two separate episodes (recurrence by
+    level), which no healthy run shows. Nor when
     the loss settled after its last swing (``_settled_after``: the epochs after it set new lows
     at p < ``SETTLED_P``, none rising beyond its noise): the swings were a passing bump.
     """
@@ -407,7 +409,15 @@ class OscillatingLoss(Detector):
                 return []
         descent = self._still_descending(record, sigma, len(losses))
         figures.update(descent)
-        if descent["epoch_loss_still_falling"]:
+        # Recurrence by level is not a skewed loss's rows: none of the 1,978 healthy
+        # development records has two such episodes (session 15). A run whose epoch-mean loss
+        # still set new lows while its chunks were thrown back to 3x their best again and
+        # again is oscillating inside its epochs (the zoo's Adam at lr 0.05 on moons at fresh
+        # seed 392: 9 swings, 4 level episodes, the validation loss bouncing 0.08 -> 0.24 ->
+        # 0.09 -> 0.14 -> 0.08 -> 0.14 at the epochs' ends). Offline, on the 4,915 stored
+        # records this changed one finding: Adam at lr 0.5 on blobs, labelled diverging or
+        # oscillating, gained the oscillation.
+        if descent["epoch_loss_still_falling"] and not recurring:
             return []
         # Where the last swing window ends, as a share of the run's steps (chunk_means drops
         # the first len % chunks steps, so the windows end that many steps later).
@@ -418,6 +428,7 @@ class OscillatingLoss(Detector):
             record, (offset + (start + last + 1) * width) / len(losses), sigma, len(losses)
         )
         figures.update(settled)
+        figures["swings_from_epoch"] = self._swings_from_epoch(record, means, se, offset, width)
         if settled["settled_after_last_swing"]:
             return []
         share = (
@@ -437,6 +448,27 @@ class OscillatingLoss(Detector):
             )
         )
         return [self.finding("oscillating_loss", "warning", text, figures)]
+
+    def _swings_from_epoch(
+        self, record: TrainingRecord, means: list[float], se: float, offset: int, width: int
+    ) -> int | None:
+        """The epoch in which the loss first gave back ground as a swing does, over every
+        chunk window from the second on (the 30% judgement point is where the call may be
+        made, not where swinging can begin): a chunk mean beyond ``NOISE_SWING`` SE above the
+        best before it, giving back ``WEAK_SHARE`` of the progress made so far, or at
+        ``above_best`` times that best. None when no window does. The causal rules read it:
+        an overfitting established before the loss ever swung is not the swings' doing."""
+        above = DivergingLoss.policy.above_best
+        initial = means[0]
+        for i in range(1, len(means)):
+            best = min(means[:i])
+            lost = means[i] - best
+            material = (
+                lost >= self.WEAK_SHARE * (initial - best) and lost >= self.MIN_SWING * initial
+            )
+            if lost > self.NOISE_SWING * se and (material or means[i] >= above * best > 0):
+                return record.epoch_of_step(offset + (i + 1) * width)
+        return None
 
     def _still_descending(self, record: TrainingRecord, sigma: float, steps: int) -> dict:
         """Healthy noisy descent rather than oscillation, judged on the epoch-mean loss.
