@@ -1188,6 +1188,21 @@ def test_recurrence_by_level_is_not_vetoed_by_a_falling_epoch_loss(monkeypatch):
     assert OscillatingLoss().check(_with_epochs(_skewed_descent(), 10)) == []
 
 
+def test_a_level_episode_gives_back_a_twentieth_of_the_initial_loss(monkeypatch):
+    """A loss near zero triples on a change that costs nothing: recurrence by level also needs
+    the swing to give back MIN_SWING (5 %) of the initial loss, as every other swing does (set
+    B's healthy batch-norm CNN at fresh seed 127: chunk means 0.002 -> 0.009 of a start of 2.26,
+    0.3 %, counted as a second episode and the run called oscillating). Bounces of 0.03 on a
+    start of 0.67 (4.5 %) at 3-4x the best are no episode; with a 4 % floor they would be two."""
+    from tunelab.diagnose._detect_loss import OscillatingLoss
+
+    bounced = _converged_with_bounces((25, 0.03), (32, 0.03))
+    assert OscillatingLoss().check(bounced) == []
+    monkeypatch.setattr(OscillatingLoss, "MIN_SWING", 0.04)
+    found = OscillatingLoss().check(bounced)
+    assert found and found[0].figures["level_episodes"] == 2
+
+
 def test_two_level_episodes_need_a_return_to_the_best_between_them():
     """Recurrence by level counts two episodes only when the loss came back to its best within
     the noise (NOISE_Z SE of a chunk mean) between them (session 12: held-out Gaussian
