@@ -82,3 +82,30 @@ def test_torchrun_two_ranks_match_nproc_two(tmp_path):
             assert b["best_metrics"][key] == pytest.approx(value, abs=1e-6), key
     rows = (tmp_path / "runs" / "by_torchrun" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # one writer: rank 0
+
+
+def test_a_rank_frees_what_holds_the_group_before_tearing_it_down():
+    """A DDP model kept alive by a reference cycle past ``destroy_process_group`` made a rank
+    abort at exit ("terminate called without an active exception", 3 of 30 torchrun launches):
+    the cycles are collected first."""
+    import weakref
+
+    from tunelab.train._distributed import _leave
+
+    class Holder:
+        pass
+
+    def keep_in_a_cycle() -> weakref.ref:
+        holder = Holder()
+        holder.self = holder
+        return weakref.ref(holder)
+
+    held = keep_in_a_cycle()
+    seen = []
+
+    class FakeDist:
+        def destroy_process_group(self) -> None:
+            seen.append(held() is None)
+
+    _leave(FakeDist())
+    assert seen == [True]
