@@ -215,9 +215,10 @@ class Overfitting(Detector):
             # From which epoch the validation loss stayed RISE above its best to the end, and
             # when that had lasted PATIENCE epochs (the causal rules compare it with when the
             # loss first swung).
-            above = [v >= (1 + self.RISE) * best for v in vals]
-            risen = next((j for j in range(best_i + 1, len(vals)) if all(above[j:])), None)
-            if risen is not None and risen + self.PATIENCE - 1 < len(vals):
+            risen = len(vals)  # walk back from the end while the loss stays risen
+            while risen > best_i + 1 and vals[risen - 1] >= (1 + self.RISE) * best:
+                risen -= 1
+            if risen + self.PATIENCE - 1 < len(vals):
                 figures["val_loss_rise_established_epoch"] = kept[risen + self.PATIENCE - 1].epoch
             if (
                 since >= self.PATIENCE
