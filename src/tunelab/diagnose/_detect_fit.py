@@ -591,8 +591,8 @@ class Underfitting(Detector):
             return False
         n = rows_behind(record, "val") or base.get("val_rows")
         ref = float(base["score"])
-        se_b, se_v = binomial_se(ref, n), binomial_se(val_best, n)
-        margin = NOISE_Z * math.hypot(se_b, se_v) if se_b is not None else 0.05
+        noise = difference_noise(ref, n, val_best, n)
+        margin = noise if noise is not None else 0.05
         figures.update(baseline=ref, baseline_model=base.get("model"), baseline_margin=margin)
         return ref - val_best > margin
 
