@@ -145,8 +145,7 @@ def run_under_torchrun(
             cfg = cfg.with_values({"train.progress": "none"})
         run_training(cfg, run_dir=run_dir, resume=resume)
         # Leave together: a rank that tears gloo down while another still talks to it can
-        # abort; and free the finished run's DDP model before the group goes (_leave).
-        gc.collect()
+        # abort (and _leave frees the finished run's DDP model before the group goes).
         dist.barrier()
     finally:
         _leave(dist)
