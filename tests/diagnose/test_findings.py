@@ -894,6 +894,32 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     assert DivergingLoss().check(TrainingRecord(step_losses=fast)) == []
 
 
+def test_a_loss_thrown_up_at_once_is_judged_from_the_loss_before_the_first_update():
+    """The curve's start is the median of the first five steps unless that median already sits
+    1.5x (growth_warn) above the first step, the loss before any update: then the updates
+    threw the loss up at once (held-out SGD at lr 8, fresh seed 384: 1.12, then 4.5-7.3, the
+    last layer dead from epoch 2, then 1.7-1.8 to the end), and a run that never came back
+    below its start is diverging, not one that made progress. A low first batch within the
+    1.5x leaves the median in charge."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import DivergingLoss
+    from tunelab.diagnose._signals import curve_ends, diverged
+
+    hover = [1.7, 1.8, 1.75, 1.85, 1.65] * 40
+    thrown = TrainingRecord(step_losses=[1.12, 4.48, 6.43, 4.74, 7.3, *hover])
+    assert curve_ends(thrown).initial == 1.12
+    found = DivergingLoss().check(thrown)
+    assert [(f.kind, f.severity) for f in found] == [("diverging_loss", "warning")]
+    # Reported, but not moot for the other detectors (diverged() reads the median start): a
+    # loss thrown up at once that then swings is oscillating too, and its dead units are seen.
+    assert not diverged(thrown)
+    # The same hovering end after a first batch that merely read low (1.3x under the median
+    # of the first five): judged from the median, the loss fell a little and did not diverge.
+    low_first = TrainingRecord(step_losses=[1.6, 2.1, 2.0, 2.2, 2.05, *hover])
+    assert curve_ends(low_first).initial == 2.05 and not diverged(low_first)
+    assert DivergingLoss().check(low_first) == []
+
+
 def _with_epochs(losses: list[float], per_epoch: int):
     """A record of these step losses with an epoch record (its step-loss mean) per epoch."""
     import numpy as np

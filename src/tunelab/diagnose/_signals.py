@@ -73,7 +73,12 @@ def _diverged(record: TrainingRecord) -> bool:
     # "diverging" (a bouncing Huber/SGD run: 1.51x its start by the median, 1.33x by the
     # smoothed end, reported as neither); and not on the last window alone, which can hold a
     # single bounce of a loss that swings (read that way, the same case at two other seeds
-    # became "diverged" and lost its oscillation finding).
+    # became "diverged" and lost its oscillation finding). A run whose loss was thrown up in
+    # its first steps (curve_ends then starts from the loss before the first update) can be
+    # reported diverging without being moot here, since the median of its first steps holds
+    # the blow-up: its swings and dead units are still judged (the zoo's SGD at lr 3 on a
+    # Huber regression: thrown from 0.36 to 1.5-23 in steps 2-4, then swinging at ~0.7, is
+    # both; read as moot, 8 of its 40 fresh-seed runs lost their oscillation finding).
     ends, p = curve_ends(record), progress(record)
     return (
         ends is not None
@@ -149,6 +154,16 @@ def _curve_ends(record: TrainingRecord) -> CurveEnds | None:
     initial = record.initial_loss()
     if len(curve) < 4 or initial is None or initial <= 0:
         return None
+    # Where the loss started is the loss before the first update (the first step's), unless
+    # that batch merely read low: the median of the first steps guards against one odd batch.
+    # But when the median already sits growth_warn (1.5x) above the first step, the updates
+    # threw the loss up at once and the median holds the blow-up: judged from it, a run whose
+    # loss never came back below its start reads as one that made progress (held-out SGD at
+    # lr 8, fresh seed 384: 1.12 before the first update, 4.5-7.3 over the next four steps, the
+    # last layer's units dead from epoch 2, then 1.7-1.8 to the end).
+    first = record.step_losses[0] if record.step_losses else math.nan
+    if math.isfinite(first) and first > 0 and initial >= _POLICY.growth_warn * first:
+        initial = first
     return CurveEnds(initial, min(curve), curve[-1], curve)
 
 
