@@ -892,6 +892,17 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     # 1.06, 0.46, 0.10, ... against the first steps' median 0.10).
     fast = [1.056, 0.461, 0.104, 0.100, 0.090] + [0.01] * 200
     assert DivergingLoss().check(TrainingRecord(step_losses=fast)) == []
+    # Held at the step guard's 4x for three steps in a row, the peak under 10x (set B's GRU
+    # under RMSprop at lr 0.1, fresh seed 213: 2.3, 5.1, 17.6, 16.2, 11.2, ..., 21.9): the
+    # updates threw it. Two such steps in a row, or three apart, are not enough.
+    held = [2.3, 5.1, 17.6, 16.2, 11.2, 6.0] + [1.4] * 200
+    found = DivergingLoss().check(TrainingRecord(step_losses=held))
+    assert [f.kind for f in found] == ["diverging_loss"]
+    assert found[0].figures["steps_held_at_guard"] == 3 and found[0].first_seen["step"] == 3
+    two = [2.3, 5.1, 17.6, 16.2, 6.0] + [1.4] * 200
+    assert DivergingLoss().check(TrainingRecord(step_losses=two)) == []
+    apart = [2.3, 17.6, 5.0, 16.2, 5.0, 11.2] + [1.4] * 200
+    assert DivergingLoss().check(TrainingRecord(step_losses=apart)) == []
 
 
 def test_a_loss_thrown_up_at_once_is_judged_from_the_loss_before_the_first_update():
