@@ -903,6 +903,11 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     assert DivergingLoss().check(TrainingRecord(step_losses=two)) == []
     apart = [2.3, 17.6, 5.0, 16.2, 5.0, 11.2] + [1.4] * 200
     assert DivergingLoss().check(TrainingRecord(step_losses=apart)) == []
+    # A long record (numpy's path) finds the same run.
+    long_held = held[:6] + [1.4] * 2000
+    found = DivergingLoss().check(TrainingRecord(step_losses=long_held))
+    assert found[0].figures["steps_held_at_guard"] == 3 and found[0].first_seen["step"] == 3
+    assert DivergingLoss().check(TrainingRecord(step_losses=two[:5] + [1.4] * 2000)) == []
 
 
 def test_a_loss_thrown_up_at_once_is_judged_from_the_loss_before_the_first_update():

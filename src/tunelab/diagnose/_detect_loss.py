@@ -200,6 +200,17 @@ class DivergingLoss(Detector):
 def _longest_run(losses: list[float], limit: float) -> list[int]:
     """The indices of the longest run of consecutive steps after the first (which comes before
     any update) whose loss is finite and at ``limit`` or more."""
+    if len(losses) > SHORT:
+        steps = np.asarray(losses, dtype=float)
+        marked = np.isfinite(steps) & (steps >= limit)
+        marked[0] = False
+        # Run boundaries: where the marks switch on and off (padded so every run closes).
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], marked.astype(np.int8), [0]))))
+        if not len(edges):
+            return []
+        starts, ends = edges[::2], edges[1::2]
+        k = int(np.argmax(ends - starts))
+        return list(range(int(starts[k]), int(ends[k])))
     best: list[int] = []
     run: list[int] = []
     for i in range(1, len(losses)):
