@@ -150,6 +150,7 @@ class DivergingLoss(Detector):
         # NaN compares False, inf is excluded. Plain Python on short runs (see _short), one
         # vectorised comparison on long ones.
         losses = record.step_losses
+        steps = None
         if len(losses) <= SHORT:
             blown = [i for i, v in enumerate(losses) if v >= limit and v != math.inf]
         else:
@@ -170,7 +171,7 @@ class DivergingLoss(Detector):
         # seed 213: 2.3 before the first update, then 11 steps at 4.4-9.5x, the peak just
         # under 10x). No healthy record has even one step at 4x its first (1,711 records of
         # session 16's fresh seeds; none at 2.8x the median of the first five in 1,550 before).
-        held = _longest_run(losses, raised)
+        held = _longest_run(losses, raised, steps)
         if len(blown) < self.MIN_BLOWN_STEPS and not in_a_row and len(held) < self.MIN_BLOWN_STEPS:
             return []
         thrown, factor = (blown, self.policy.growth_error) if blown else (held, raised / initial)
@@ -197,11 +198,13 @@ class DivergingLoss(Detector):
         ]
 
 
-def _longest_run(losses: list[float], limit: float) -> list[int]:
+def _longest_run(losses: list[float], limit: float, steps: np.ndarray | None = None) -> list[int]:
     """The indices of the longest run of consecutive steps after the first (which comes before
-    any update) whose loss is finite and at ``limit`` or more."""
+    any update) whose loss is finite and at ``limit`` or more. ``steps``: the losses as an
+    array, when the caller already made one (long records)."""
     if len(losses) > SHORT:
-        steps = np.asarray(losses, dtype=float)
+        if steps is None:
+            steps = np.asarray(losses, dtype=float)
         marked = np.isfinite(steps) & (steps >= limit)
         marked[0] = False
         # Run boundaries: where the marks switch on and off (padded so every run closes).
