@@ -146,3 +146,47 @@ def test_check_data_is_fast_on_a_larger_table():
     found = check_data(X[:24000], y[:24000], X[24000:], y[24000:])
     assert time.perf_counter() - started < 10
     assert not [f for f in found if f.is_problem]
+
+
+def _oversampled(rng: np.random.Generator, rows: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous rows, 20% positives, the positives copied three more times."""
+    X = rng.normal(size=(rows, 8)).astype(np.float32)
+    y = (rng.random(rows) < 0.2).astype(np.int64)
+    idx = np.concatenate([np.arange(rows), np.repeat(np.flatnonzero(y == 1), 3)])
+    return X[idx], y[idx]
+
+
+def test_rows_copied_before_the_split_are_leakage_though_training_repeats_as_often():
+    # Oversampling the minority before splitting puts copies on both sides: about as many
+    # validation rows copy a training row as training rows copy each other, which natural
+    # duplicates would explain, but no column of continuous measurements repeats by chance.
+    rng = np.random.default_rng(0)
+    X, y = _oversampled(rng)
+    order = rng.permutation(len(X))
+    tr, va = order[:800], order[800:]
+    leak = _by_kind(check_data(X[tr], y[tr], X[va], y[va]))["data_leakage"]
+    assert leak.is_problem
+    assert leak.figures["train_rows_copied"] is True
+    assert leak.figures["train_exact_share"] > 0.2
+    assert leak.figures["train_chance_repeat_share"] < 0.01
+    assert "copied" in leak.evidence
+
+
+def test_oversampling_after_the_split_is_not_leakage():
+    rng = np.random.default_rng(1)
+    Xtr, ytr = _oversampled(rng)
+    Xva = rng.normal(size=(200, 8)).astype(np.float32)
+    yva = (rng.random(200) < 0.2).astype(np.int64)
+    assert "data_leakage" not in _by_kind(check_data(Xtr, ytr, Xva, yva))
+
+
+def test_codes_that_repeat_by_chance_are_not_copies():
+    # Six quantile bins a column: rows repeat naturally, on both sides of a random split.
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 6, size=(3000, 4)).astype(np.float32)
+    y = (X.sum(axis=1) > 10).astype(np.int64)
+    found = _by_kind(check_data(X[:2400], y[:2400], X[2400:], y[2400:]))
+    leak = found.get("data_leakage")
+    assert leak is None or not leak.is_problem
+    if leak is not None:
+        assert leak.figures["train_rows_copied"] is False

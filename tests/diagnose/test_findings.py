@@ -892,15 +892,21 @@ def test_a_loss_that_blew_up_and_came_back_is_diverging_and_one_outlier_batch_is
     # 1.06, 0.46, 0.10, ... against the first steps' median 0.10).
     fast = [1.056, 0.461, 0.104, 0.100, 0.090] + [0.01] * 200
     assert DivergingLoss().check(TrainingRecord(step_losses=fast)) == []
-    # Held at the step guard's 4x for three steps in a row, the peak under 10x (set B's GRU
-    # under RMSprop at lr 0.1, fresh seed 213: 2.3, 5.1, 17.6, 16.2, 11.2, ..., 21.9): the
-    # updates threw it. Two such steps in a row, or three apart, are not enough.
+    # Held at the step guard's 4x for two or more steps in a row, the peak under 10x (set B's
+    # GRU under RMSprop at lr 0.1, fresh seed 213: 2.3, 5.1, 17.6, 16.2, 11.2, ..., 21.9; set
+    # C's Transformer under Adam at lr 0.05, seed 2: 2.46, ..., 12.7, 14.1, 7.2, ...): the
+    # second step is taken from the weights the first one's update moved, so the updates threw
+    # it. One such step, or several apart, are not enough.
     held = [2.3, 5.1, 17.6, 16.2, 11.2, 6.0] + [1.4] * 200
     found = DivergingLoss().check(TrainingRecord(step_losses=held))
     assert [f.kind for f in found] == ["diverging_loss"]
     assert found[0].figures["steps_held_at_guard"] == 3 and found[0].first_seen["step"] == 3
-    two = [2.3, 5.1, 17.6, 16.2, 6.0] + [1.4] * 200
-    assert DivergingLoss().check(TrainingRecord(step_losses=two)) == []
+    two = [2.46, 6.61, 8.2, 8.27, 12.68, 14.14, 7.17, 5.21] + [1.6] * 200
+    found = DivergingLoss().check(TrainingRecord(step_losses=two))
+    assert [f.kind for f in found] == ["diverging_loss"]
+    assert found[0].figures["steps_held_at_guard"] == 2 and found[0].first_seen["step"] == 5
+    one = [2.3, 5.1, 17.6, 6.0, 5.0] + [1.4] * 200
+    assert DivergingLoss().check(TrainingRecord(step_losses=one)) == []
     apart = [2.3, 17.6, 5.0, 16.2, 5.0, 11.2] + [1.4] * 200
     assert DivergingLoss().check(TrainingRecord(step_losses=apart)) == []
     # A long record (numpy's path) finds the same run.
@@ -1385,3 +1391,51 @@ def test_one_swing_in_a_net_whose_relu_units_died_is_oscillating():
     assert found[0].evidence.endswith("and ReLU units died on the way")
     # Dead units and no swing: nothing about the steps.
     assert OscillatingLoss().check(with_dead_units(_converged_with_bounces())) == []
+
+
+def test_a_gradient_large_at_the_output_layer_alone_is_not_exploding():
+    """Exploding gradients grow on their way back: a gradient large only at the output layer
+    is the loss's size (set C, seed 1: sigmoid units under N(0, 1) weights, an MSE of 355, the
+    output layer at 34 per weight and the layers below at 1-2)."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_gradients import ExplodingGradients
+    from tunelab.diagnose._record import GradSample
+
+    def found(rms: list[float]) -> list[str]:
+        rec = TrainingRecord(step_losses=[1.0] * 40)
+        for step in (1, 2, 3, 4, 5, 15, 25):
+            sample = GradSample(step, 1, ["fc1", "fc2", "out"], rms, [1.0] * 3, 10.0, 0.0)
+            sample.update_ratio = [1e-3] * 3
+            rec.grad_samples.append(sample)
+        return [f.kind for f in ExplodingGradients().check(rec)]
+
+    assert found([2.1, 1.4, 34.2]) == []
+    assert found([34.2, 1.4, 2.1]) == ["exploding_gradients"]
+    assert found([2.1, 8.0, 34.2]) == ["exploding_gradients"]
+
+
+def test_updates_too_small_for_float32_are_tiny_steps_and_samples_weigh_their_steps():
+    """A rate decayed to nothing (ExponentialLR(0.9) stepped per batch) leaves weights
+    unchanged: an update of exactly zero under a non-zero gradient is a tiny step, while one
+    under a zero gradient stays zero (dead units). Each sample stands for the steps until the
+    next, so the dense first samples do not outvote the rest of the run."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._record import GradSample
+    from tunelab.diagnose._signals import update_scale
+
+    def record(late_grad: float) -> TrainingRecord:
+        rec = TrainingRecord(step_losses=[1.6] * 400)
+        rec.steps = 400
+        for step, ratio in [(1, 0.019), (2, 0.013), (3, 0.01), (4, 0.008), (5, 0.007)]:
+            sample = GradSample(step, 1, ["a"], [0.1], [1.0], 0.1, 0.0)
+            sample.update_ratio = [ratio]
+            rec.grad_samples.append(sample)
+        for step in (67, 133, 199, 265, 331):
+            sample = GradSample(step, 1 + step // 66, ["a"], [late_grad], [1.0], late_grad, 0.0)
+            sample.update_ratio = [0.0]
+            rec.grad_samples.append(sample)
+        return rec
+
+    tiny = update_scale(record(0.05))
+    assert tiny is not None and 0 < tiny < 1e-6
+    assert update_scale(record(0.0)) == 0.0

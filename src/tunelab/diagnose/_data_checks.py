@@ -374,15 +374,23 @@ def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | 
     # Exact: hash every row (float32 bytes; NaN rows hash alike, which is what we want).
     train_hash = _row_hashes(X_train)
     other_hash = _row_hashes(X_other)
-    uniq, counts = np.unique(train_hash, return_counts=True)
+    uniq, first, counts = np.unique(train_hash, return_index=True, return_counts=True)
     exact_other = float(np.isin(other_hash, uniq).mean())
     exact_train = float(np.isin(train_hash, uniq[counts > 1]).mean())
+    # Training rows that repeat each other excuse the same rate across the split only when the
+    # columns are coarse enough to repeat by chance (a grid, codes, rounded units). Copies of
+    # rows no column of which repeats (oversampling or duplicated records before the split)
+    # are the fault itself: the reference is then the chance rate, and the neighbour distances
+    # below are taken between distinct training rows.
+    chance = _chance_repeat_share(X_train[np.sort(first)], len(X_train)) if exact_train else 0.0
+    copied = exact_train >= 0.01 and exact_train > 3 * chance + 0.01
+    reference = X_train[np.sort(first)] if copied else X_train
     # Near: nearest training neighbour of sampled rows (standardised, randomly projected to
     # at most _NN_DIMS dimensions), against the same distance within the training set.
     rng = np.random.default_rng(0)
     project = _projection(mean, std, keep, rng)
-    ref_rows = rng.choice(len(X_train), min(_NN_REFERENCE, len(X_train)), replace=False)
-    A_ref = project(X_train[np.sort(ref_rows)])
+    ref_rows = rng.choice(len(reference), min(_NN_REFERENCE, len(reference)), replace=False)
+    A_ref = project(reference[np.sort(ref_rows)])
     q_rows = rng.choice(len(X_other), min(_NN_QUERIES, len(X_other)), replace=False)
     idx_train = rng.choice(len(A_ref), min(_NN_QUERIES, len(A_ref)), replace=False)
     d_other = _nearest(project(X_other[np.sort(q_rows)]), A_ref)
@@ -392,13 +400,15 @@ def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | 
     near_other = float(np.mean(d_other <= tau)) if tau > 0 else exact_other
     near_train = float(np.mean(d_train <= tau)) if tau > 0 else exact_train
     rate = max(exact_other, near_other)
-    base = max(exact_train, near_train)
+    base = max(min(exact_train, chance) if copied else exact_train, near_train)
     figures = {
         "split": split,
         "exact_share": exact_other,
         "near_share": near_other,
         "train_exact_share": exact_train,
         "train_near_share": near_train,
+        "train_chance_repeat_share": chance,
+        "train_rows_copied": copied,
         "typical_neighbour_distance": typical,
         "rows": len(X_other),
     }
@@ -413,14 +423,53 @@ def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | 
                 figures,
             )
         return None
+    if copied:
+        why = (
+            f"{exact_train:.1%} of training rows are exact copies of another although their "
+            f"columns would repeat by chance for at most {chance:.1%}: rows were copied "
+            f"(oversampled or duplicated) before the split, so copies fall on both sides"
+        )
+    else:
+        why = f"only {base:.1%} of training rows repeat each other"
     return Finding(
         "data_leakage",
         "error" if rate >= LEAK_ERROR else "warning",
         f"{rate:.1%} of {split} rows duplicate a training row ({exact_other:.1%} exact, "
-        f"{near_other:.1%} within {tau:.2g} std units) while only {base:.1%} of training rows "
-        f"repeat each other: {split} scores will be optimistic",
+        f"{near_other:.1%} within {tau:.2g} std units) while {why}: {split} scores will be "
+        "optimistic",
         figures,
     )
+
+
+# Rows sampled to estimate how often columns repeat by chance (the estimate needs few).
+_CHANCE_ROWS = 20000
+
+
+def _chance_repeat_share(distinct: np.ndarray, rows: int) -> float:
+    """An upper bound on the share of ``rows`` training rows that would have an exact twin by
+    chance, from the distinct rows' columns.
+
+    Two distinct rows can only be equal where every column is, so the chance that a pair of
+    them matches is at most the least repetitive column's chance that a pair shares a value,
+    sum k(k-1) / (m(m-1)) over its value counts k among m rows. Whatever the columns'
+    dependence, a row then has a twin among the others with probability at most (rows - 1)
+    times that (a union bound). A column of measurements with many distinct values makes it
+    near zero; a grid or a set of codes makes it large (iris, measured to 0.1 cm: above 1).
+    """
+    m = len(distinct)
+    if m < 2:
+        return 1.0
+    if m > _CHANCE_ROWS:
+        pick = np.random.default_rng(1).choice(m, _CHANCE_ROWS, replace=False)
+        distinct, m = distinct[np.sort(pick)], _CHANCE_ROWS
+    least = 1.0
+    for column in np.asarray(distinct, dtype=np.float32).T:
+        _, k = np.unique(column, return_counts=True)
+        k = k.astype(np.float64)
+        least = min(least, float((k * (k - 1)).sum()) / (m * (m - 1)))
+        if least == 0.0:
+            break
+    return min(1.0, (rows - 1) * least)
 
 
 def _mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

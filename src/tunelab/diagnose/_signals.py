@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..train import SickTrialPolicy
-from ._record import TrainingRecord
+from ._record import GradSample, TrainingRecord
 from ._short import SHORT, mean, median, total
 
 _POLICY = SickTrialPolicy()
@@ -173,14 +173,51 @@ def update_scale(record: TrainingRecord) -> float | None:
 
 
 def _update_scale(record: TrainingRecord) -> float | None:
-    values = [
-        max(s.update_ratio)
+    kept = [
+        (s.step, _resolved_update(s))
         for s in record.grad_samples
         if s.update_ratio and s.finite and all(math.isfinite(r) for r in s.update_ratio)
     ]
-    if len(values) < 2:
+    if len(kept) < 2:
         return None
-    return median(values)
+    # Each sample stands for the steps until the next one, so the median is over the run's
+    # steps, not over the samples: the first steps are always sampled and the rest as the
+    # doctor's cost budget allows, which a busy machine changes. Unweighted, a run whose rate
+    # decays to nothing (ExponentialLR stepped per batch, set C seed 1) read "tiny steps" on
+    # one run and "steps of a healthy size" on the next, when fewer late samples fitted.
+    kept.sort()
+    last = max(record.steps, kept[-1][0])
+    weights = [max(1, b[0] - a[0]) for a, b in itertools.pairwise(kept)]
+    weights.append(max(1, last + 1 - kept[-1][0]))
+    return weighted_median([v for _, v in kept], weights)
+
+
+# The relative change a float32 weight can show: an update below half its spacing rounds away.
+_FLOAT32_RESOLUTION = 2.0**-24
+
+
+def _resolved_update(sample: GradSample) -> float:
+    """The sample's largest update/weight ratio; an update of exactly zero under a non-zero
+    gradient was a step too small to change a float32 weight (a rate decayed to nothing:
+    ExponentialLR(0.9) stepped per batch, set C seed 0, 0.9^130 of its rate by epoch 2), so
+    it counts as that resolution, a tiny step, not as zero, which means no gradient (dead
+    units)."""
+    ratio = max(sample.update_ratio or [0.0])
+    if ratio == 0.0 and max(sample.grad_rms, default=0.0) > 0.0:
+        return _FLOAT32_RESOLUTION
+    return ratio
+
+
+def weighted_median(values: list[float], weights: list[float]) -> float:
+    """The lower weighted median: the smallest value with at least half the weight at or
+    below it (``values`` finite, ``weights`` positive)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    half, total = 0.5 * sum(weights), 0.0
+    for i in order:
+        total += weights[i]
+        if total >= half:
+            return values[i]
+    return values[order[-1]]
 
 
 def step_spread(record: TrainingRecord) -> float:
