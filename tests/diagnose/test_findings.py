@@ -1439,3 +1439,26 @@ def test_updates_too_small_for_float32_are_tiny_steps_and_samples_weigh_their_st
     tiny = update_scale(record(0.05))
     assert tiny is not None and 0 < tiny < 1e-6
     assert update_scale(record(0.0)) == 0.0
+
+
+def test_one_blown_step_that_killed_every_layers_gradient_is_a_blow_up():
+    """One step at 10x could be an outlier batch, which leaves the net as it was; when every
+    layer's gradient fell a thousandfold over it and stayed there, the update killed the units
+    (set C's Softplus MLP under RAdam at lr 0.5: 0.91, then 27.3 at step 2, the output
+    constant from then on)."""
+    from tunelab.diagnose import TrainingRecord
+    from tunelab.diagnose._detect_loss import DivergingLoss
+    from tunelab.diagnose._record import GradSample
+
+    def record(late_rms: float) -> TrainingRecord:
+        rec = TrainingRecord(step_losses=[0.91, 27.3, 1.5] + [0.44] * 200)
+        rec.steps = 203
+        late = [(s, late_rms) for s in range(5, 200, 10)]
+        for step, rms in [(1, 0.5), (2, 0.8), (3, 0.08), *late]:
+            sample = GradSample(step, 1, ["a", "b"], [rms, rms], [1.0, 1.0], rms, 0.0)
+            rec.grad_samples.append(sample)
+        return rec
+
+    found = DivergingLoss().check(record(3e-7))
+    assert [f.kind for f in found] == ["diverging_loss"] and found[0].first_seen["step"] == 2
+    assert DivergingLoss().check(record(0.05)) == []  # the gradients lived on: one odd batch
