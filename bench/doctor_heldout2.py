@@ -48,10 +48,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
+from heldout_labels import (  # bench/ is on sys.path
+    dead,
+    has_nonfinite,
+    imbalanced,
+    lr_unsettled,
+    overfits,
+    saturated,
+    slow,
+    split,
+    standard_target,
+    underfits,
+    unscaled,
+    vanishes,
+    weight_grads,
+)
 from seed_tally import Scoreboard, healthy_label_doubt  # bench/ is on sys.path
 from sklearn import datasets
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from tunelab.diagnose import Doctor
 
@@ -97,20 +110,6 @@ class Run:
 
 
 # ---- data a user would load --------------------------------------------------------------------
-
-
-def split(X: np.ndarray, y: np.ndarray, seed: int, *, scale: bool = True, val: float = 0.3):
-    stratify = y if y.dtype.kind in "iu" else None
-    Xtr, Xva, ytr, yva = train_test_split(X, y, test_size=val, random_state=seed, stratify=stratify)
-    if scale:
-        scaler = StandardScaler().fit(Xtr)
-        Xtr, Xva = scaler.transform(Xtr), scaler.transform(Xva)
-    return Xtr.astype(np.float32), ytr, Xva.astype(np.float32), yva
-
-
-def standard_target(Xtr, ytr, Xva, yva):
-    mu, sd = ytr.mean(), ytr.std()
-    return Xtr, ((ytr - mu) / sd).astype(np.float32), Xva, ((yva - mu) / sd).astype(np.float32)
 
 
 def circles(seed: int):
@@ -425,103 +424,11 @@ def one_cycle(max_lr: float):
 # ---- independent checks of the faulty labels (each returns why the label is in doubt) ----------
 
 
-def se_of(score: float, n: int) -> float:
-    return math.sqrt(max(score * (1 - score), 0.01) / n)
-
-
-def lr_unsettled(o: Outcome) -> str:
-    """A too-high rate whose loss does not settle low: it goes non-finite, ends above half its
-    start, is thrown back to 1.5x its best epoch in the last third of the epochs, or the run ends
-    far below what the data allow."""
-    tl = o.train_losses
-    if not all(math.isfinite(v) for v in [*tl, o.first_loss]):
-        return ""
-    if tl[-1] > 0.5 * o.first_loss:
-        return ""
-    if any(tl[i] > 1.5 * min(tl[:i]) for i in range(max(1, 2 * len(tl) // 3), len(tl))):
-        return ""
-    last = o.val_scores[-1]
-    margin = 0.1 if o.task == "regression" else max(0.1, 4 * se_of(last, o.n_val))
-    if math.isfinite(o.base) and last < o.base - margin:
-        return ""
-    return f"loss settled at {tl[-1]:.3g} (start {o.first_loss:.3g}), val {last:.3f}"
-
-
 def explodes(o: Outcome) -> str:
     peak = max((g for g in o.grad_rms if math.isfinite(g)), default=math.inf)
     if any(not math.isfinite(g) for g in o.grad_rms) or peak > 10:
         return ""
     return f"largest per-weight gradient RMS {peak:.3g}"
-
-
-def vanishes(o: Outcome) -> str:
-    g = [v for v in o.first_grad_rms if math.isfinite(v)]
-    late = float(np.median(g[len(g) // 2 :])) if g else math.nan
-    lost = 1 - o.train_losses[-1] / o.first_loss
-    if late < 1e-4 and lost < 0.25:
-        return ""
-    return f"first-layer gradient RMS {late:.2e}, {lost:.0%} of the loss gone"
-
-
-def dead(o: Outcome) -> str:
-    share = o.units.get("dead_end", 0.0)
-    return "" if share > 0.5 else f"at most {share:.0%} of a ReLU layer's units dead"
-
-
-def saturated(o: Outcome) -> str:
-    share, flat = o.units.get("saturated_first", 0.0), o.units.get("flat_first", 0.0)
-    if share > 0.5 or flat > 0.6:
-        return ""
-    return f"at most {share:.0%} of a tanh/sigmoid layer's units, {flat:.0%} of its outputs flat"
-
-
-def overfits(o: Outcome) -> str:
-    """Validation clearly worse than at its best (score and loss) while training fits better."""
-    scores, losses = o.val_scores, o.val_losses
-    best, last = max(scores), scores[-1]
-    if o.task == "regression":
-        fell, gap = best - last > 0.05, o.train_score - last > 0.2
-    else:
-        fell = best - last > 2 * math.sqrt(2) * se_of(best, o.n_val)
-        gap = o.train_score - last > 0.1
-    rose = losses[-1] > 1.3 * min(losses)
-    if fell and gap and rose:
-        return ""
-    return f"val {best:.3f} -> {last:.3f}, val loss {min(losses):.3g} -> {losses[-1]:.3g}"
-
-
-def underfits(o: Outcome) -> str:
-    if o.units.get("dead_end", 0.0) > 0.5:
-        return f"{o.units['dead_end']:.0%} of a ReLU layer's units dead"
-    last = o.val_scores[-1]
-    margin = 0.05 if o.task == "regression" else max(0.05, 3 * se_of(last, o.n_val))
-    if last < o.base - margin and o.train_score < o.base - margin:
-        return ""
-    return f"val {last:.3f}, train {o.train_score:.3f}, baseline {o.base:.3f}"
-
-
-def slow(o: Outcome) -> str:
-    lost = 1 - o.train_losses[-1] / o.first_loss
-    if lost < 0.2 and o.val_scores[-1] < o.base - 0.1:
-        return ""
-    return f"{lost:.0%} of the loss gone, val {o.val_scores[-1]:.3f}"
-
-
-def unscaled(o: Outcome) -> str:
-    rms = np.sqrt((o.data[0].astype(np.float64) ** 2).mean(0))
-    typical = float(np.median(rms))
-    if typical > 20 or rms.max() > 50 * typical:
-        return ""
-    return f"feature RMS median {typical:.3g}, largest {rms.max():.3g}"
-
-
-def has_nonfinite(o: Outcome) -> str:
-    return "" if not np.isfinite(o.data[0]).all() else "every training value finite"
-
-
-def imbalanced(o: Outcome) -> str:
-    counts = np.bincount(o.data[1])
-    return "" if counts.max() > 10 * counts.min() else f"class counts {counts.tolist()}"
 
 
 def leaks(o: Outcome) -> str:
@@ -919,14 +826,6 @@ def unit_shares(model: nn.Module, X: torch.Tensor) -> dict[str, float]:
             sat_share = max(sat_share, float((flat.float().mean(0) > 0.99).float().mean()))
             flat_share = max(flat_share, float(flat.float().mean()))
     return {"dead": dead_share, "saturated": sat_share, "flat": flat_share}
-
-
-def weight_grads(model: nn.Module) -> list[torch.Tensor]:
-    return [
-        p.grad
-        for name, p in model.named_parameters()
-        if p.grad is not None and p.dim() >= 2 and "weight" in name
-    ]
 
 
 def train(run: Run, seed: int):
