@@ -144,7 +144,7 @@ class ExplodingGradients(Detector):
         # alone is the loss's size (outputs far from their targets), not a gradient that grows
         # on its way back; exploding gradients reach the layers below (set C, seed 1: sigmoid
         # units under N(0, 1) weights, an MSE of 355 at the start, the output layer's gradient
-        # at 34 per weight and the first layer's at 0.004).
+        # at 34 per weight and the layers below it at 1-2, falling to 0.004).
         peak = max(finite, key=_inner_peak, default=None)
         peak_rms = _inner_peak(peak) if peak is not None else None
         figures = {

@@ -212,10 +212,10 @@ def weighted_median(values: list[float], weights: list[float]) -> float:
     """The lower weighted median: the smallest value with at least half the weight at or
     below it (``values`` finite, ``weights`` positive)."""
     order = sorted(range(len(values)), key=values.__getitem__)
-    half, total = 0.5 * sum(weights), 0.0
+    half, below = 0.5 * sum(weights), 0.0
     for i in order:
-        total += weights[i]
-        if total >= half:
+        below += weights[i]
+        if below >= half:
             return values[i]
     return values[order[-1]]
 
