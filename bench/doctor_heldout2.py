@@ -52,6 +52,7 @@ from heldout_labels import (  # bench/ is on sys.path
     dead,
     has_nonfinite,
     imbalanced,
+    label_doubt,
     lr_unsettled,
     overfits,
     saturated,
@@ -63,7 +64,7 @@ from heldout_labels import (  # bench/ is on sys.path
     vanishes,
     weight_grads,
 )
-from seed_tally import Scoreboard, healthy_label_doubt  # bench/ is on sys.path
+from seed_tally import Scoreboard  # bench/ is on sys.path
 from sklearn import datasets
 
 from tunelab.diagnose import Doctor
@@ -919,18 +920,6 @@ def train(run: Run, seed: int):
     report = doc.diagnose()
     doc.close()
     return checked, report, o
-
-
-def label_doubt(run: Run, o: Outcome) -> str:
-    """Why the run's outcome contradicts its label ("" when it does not)."""
-    if run.expect is not None:
-        return run.check(o) if run.check is not None else ""
-    scores = o.val_scores
-    if not scores or not all(math.isfinite(s) for s in scores):
-        return "non-finite scores"
-    return healthy_label_doubt(
-        scores, o.train_score, o.base, o.n_val, regression=run.task == "regression"
-    )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from seed_tally import healthy_label_doubt  # bench/ is on sys.path
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -127,3 +128,15 @@ def weight_grads(model: nn.Module) -> list[torch.Tensor]:
         for name, p in model.named_parameters()
         if p.grad is not None and p.dim() >= 2 and "weight" in name
     ]
+
+
+def label_doubt(run: Any, o: Any) -> str:
+    """Why the run's outcome contradicts its label ("" when it does not)."""
+    if run.expect is not None:
+        return run.check(o) if run.check is not None else ""
+    scores = o.val_scores
+    if not scores or not all(math.isfinite(s) for s in scores):
+        return "non-finite scores"
+    return healthy_label_doubt(
+        scores, o.train_score, o.base, o.n_val, regression=run.task == "regression"
+    )
