@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
+from heldout_labels import split  # bench/ is on sys.path
 from seed_tally import Scoreboard, healthy_label_doubt  # bench/ is on sys.path
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from tunelab.diagnose import Doctor
 
@@ -60,15 +60,6 @@ class Run:
 
 
 # ---- data a user would load --------------------------------------------------------------------
-
-
-def split(X: np.ndarray, y: np.ndarray, seed: int, *, scale: bool = True, val: float = 0.3):
-    stratify = y if y.dtype.kind in "iu" else None
-    Xtr, Xva, ytr, yva = train_test_split(X, y, test_size=val, random_state=seed, stratify=stratify)
-    if scale:
-        scaler = StandardScaler().fit(Xtr)
-        Xtr, Xva = scaler.transform(Xtr), scaler.transform(Xva)
-    return Xtr.astype(np.float32), ytr, Xva.astype(np.float32), yva
 
 
 def classification(n=1500, features=20, informative=8, classes=3, **kw):
