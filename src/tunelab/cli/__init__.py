@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import sys
 
+from .._exit import quick_exit_gc
 from ..errors import FatalError
 from . import _compress, _data, _doctor, _report, _train, _tune, _validate  # noqa: F401  (commands register on import)
 from ._app import app
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tunelab`` console script."""
+    """Run the command ``argv`` names in this process; raises ``SystemExit`` with its code."""
     try:
         app(args=argv, standalone_mode=True)
     except FatalError as exc:
@@ -32,6 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return _exit(exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1))
     return _exit(0)
+
+
+def console() -> None:
+    """The ``tunelab`` console script and ``python -m tunelab.cli``: :func:`main`, then exit.
+
+    The process ends right after the command, so it skips the cyclic garbage collector's
+    passes at interpreter shutdown (``tunelab/_exit.py``): about a second a command.
+    """
+    try:
+        main()
+    finally:
+        quick_exit_gc()
 
 
 def _exit(code: int) -> int:

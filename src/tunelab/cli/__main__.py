@@ -1,5 +1,5 @@
 """``python -m tunelab.cli``."""
 
-from . import main
+from . import console
 
-main()
+console()
