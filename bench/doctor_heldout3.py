@@ -64,9 +64,11 @@ import torch
 import torch.nn as nn
 from heldout_labels import (  # bench/ is on sys.path
     dead,
+    explodes,
     has_nonfinite,
     imbalanced,
     label_doubt,
+    leaks,
     lr_unsettled,
     overfits,
     saturated,
@@ -76,6 +78,7 @@ from heldout_labels import (  # bench/ is on sys.path
     underfits,
     unscaled,
     vanishes,
+    waits,
     weight_grads,
 )
 from scipy import ndimage
@@ -464,34 +467,6 @@ def plateau(o, steps: int, epochs: int):
 
 
 # ---- independent checks of the faulty labels (each returns why the label is in doubt) ----------
-
-
-def explodes(o: Outcome) -> str:
-    """Gradients blown up while the loss itself has not run away (else the rate is the fault)."""
-    peak = max((g for g in o.grad_rms if math.isfinite(g)), default=math.inf)
-    if not (any(not math.isfinite(g) for g in o.grad_rms) or peak > 10):
-        return f"largest per-weight gradient RMS {peak:.3g}"
-    if not all(math.isfinite(v) for v in o.train_losses) or o.train_losses[-1] > 3 * o.first_loss:
-        return f"the loss ran away ({o.first_loss:.3g} -> {o.train_losses[-1]:.3g})"
-    return ""
-
-
-def leaks(o: Outcome) -> str:
-    """Over 20% of the validation rows exact copies (to 1e-6) of a training row."""
-    Xtr, Xva = o.data[0].astype(np.float64), o.data[2].astype(np.float64)
-    d = ((Xva[:, None, :] - Xtr[None, :, :]) ** 2).sum(-1).min(1) ** 0.5
-    share = float((d < 1e-6 * (1 + np.abs(Xtr).max())).mean())
-    return "" if share > 0.2 else f"{share:.0%} of val rows copies of a training row"
-
-
-def waits(o: Outcome) -> str:
-    """Most of each epoch spent waiting for batches (this script's timing: the epoch's time
-    minus the time from a batch's arrival to the end of its step), > 2 ms per batch."""
-    share = float(np.median([s for s, _ in o.waits]))
-    per_batch = float(np.median([b for _, b in o.waits]))
-    if share > 0.6 and per_batch > 0.002:
-        return ""
-    return f"waiting {share:.0%} of the loop, {per_batch * 1e3:.2f} ms per batch"
 
 
 RUNS = [

@@ -140,3 +140,46 @@ def label_doubt(run: Any, o: Any) -> str:
     return healthy_label_doubt(
         scores, o.train_score, o.base, o.n_val, regression=run.task == "regression"
     )
+
+
+def explodes(o: Any) -> str:
+    """Gradients blown up while the loss itself has not run away (else the rate is the fault)."""
+    peak = max((g for g in o.grad_rms if math.isfinite(g)), default=math.inf)
+    if not (any(not math.isfinite(g) for g in o.grad_rms) or peak > 10):
+        return f"largest per-weight gradient RMS {peak:.3g}"
+    if not all(math.isfinite(v) for v in o.train_losses) or o.train_losses[-1] > 3 * o.first_loss:
+        return f"the loss ran away ({o.first_loss:.3g} -> {o.train_losses[-1]:.3g})"
+    return ""
+
+
+def leaks(o: Any) -> str:
+    """Over 20% of the validation rows exact copies (to 1e-6) of a training row."""
+    Xtr, Xva = o.data[0].astype(np.float64), o.data[2].astype(np.float64)
+    d = ((Xva[:, None, :] - Xtr[None, :, :]) ** 2).sum(-1).min(1) ** 0.5
+    share = float((d < 1e-6 * (1 + np.abs(Xtr).max())).mean())
+    return "" if share > 0.2 else f"{share:.0%} of val rows copies of a training row"
+
+
+def waits(o: Any) -> str:
+    """Most of each epoch spent waiting for batches (the script's timing: the epoch's time
+    minus the time from a batch's arrival to the end of its step), > 2 ms per batch."""
+    share = float(np.median([s for s, _ in o.waits]))
+    per_batch = float(np.median([b for _, b in o.waits]))
+    if share > 0.6 and per_batch > 0.002:
+        return ""
+    return f"waiting {share:.0%} of the loop, {per_batch * 1e3:.2f} ms per batch"
+
+
+def leaky_column(o: Any) -> str:
+    """One column alone gives the label away: a nearest-neighbour rule on that column only,
+    fitted on the training rows, scores >= 0.98 on the validation rows (accuracy, or R² for a
+    regression): the label in disguise (target leakage)."""
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    Xtr, ytr, Xva, yva = o.data
+    best = -math.inf
+    for j in range(Xtr.shape[1]):
+        knn = KNeighborsRegressor(1) if o.task == "regression" else KNeighborsClassifier(1)
+        knn.fit(Xtr[:, j : j + 1], ytr)
+        best = max(best, float(knn.score(Xva[:, j : j + 1], yva)))
+    return "" if best >= 0.98 else f"the best single column scores {best:.3f}"

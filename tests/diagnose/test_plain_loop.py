@@ -167,14 +167,14 @@ def test_report_survives_json_round_trip(tmp_path):
     assert json.loads(path.read_text())["findings"][0]["kind"] == "memory_pressure"
 
 
-def test_functional_relu_is_not_hooked_but_dead_units_show_in_the_gradients():
+def test_functional_relu_is_counted_like_a_module():
     class Functional(nn.Module):
         def __init__(self):
             super().__init__()
             self.a, self.b = nn.Linear(4, 16), nn.Linear(16, 2)
 
         def forward(self, x):
-            return self.b(F.relu(self.a(x) - 100.0))  # every unit dead, invisible to hooks
+            return self.b(F.relu(self.a(x) - 100.0))  # every unit dead
 
     model = Functional()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -186,8 +186,36 @@ def test_functional_relu_is_not_hooked_but_dead_units_show_in_the_gradients():
         doc.after_backward(loss)
         opt.step()
     doc.end_epoch()
-    assert doc.record.epochs[0].activations == []
+    (relu,) = doc.record.epochs[0].activations
+    assert (relu.name, relu.family, relu.dead_fraction) == ("relu()", "relu", 1.0)
     assert len(doc.record.step_losses) == 12 and all(map(math.isfinite, doc.record.step_losses))
+    dead = doc.diagnose().get("dead_relu")
+    assert dead.severity == "error" and dead.figures["dead_layers"] == ["relu()"]
+
+
+def test_dead_units_show_in_the_gradients_when_no_activation_is_seen():
+    """Activations outside torch's function dispatch (here: a clamp) are not counted; a layer
+    whose weight gradient is mostly exactly zero still shows units that never fire."""
+
+    class Clamped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 16), nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.b((self.a(x) - 100.0).clamp(min=0))
+
+    model = Clamped()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    doc = Doctor(model, opt)
+    for _ in range(12):
+        loss = F.cross_entropy(model(torch.randn(32, 4)), torch.randint(0, 2, (32,)))
+        opt.zero_grad()
+        loss.backward()
+        doc.after_backward(loss)
+        opt.step()
+    doc.end_epoch()
+    assert doc.record.epochs[0].activations == []
     dead = doc.diagnose().get("dead_relu")
     assert dead.severity == "error" and dead.figures["layer"] == "b"
 

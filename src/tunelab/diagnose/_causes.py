@@ -22,11 +22,13 @@ came back down in a run found oscillating (its largest swing); a NaN or 10x loss
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from ._detect_activations import DeadRelu
 from ._detect_gradients import ExplodingGradients
 from ._finding import Finding, severity_rank
+from ._signals import TINY_UPDATE
 
 DATA_KINDS = (
     "nan_or_inf_data",
@@ -317,6 +319,12 @@ def _saturated(cause: Finding, effect: Finding) -> str | None:
 
 
 def _vanishing(cause: Finding, effect: Finding) -> str | None:
+    zero = (cause.figures or {}).get("zero_weight_layers")
+    if zero and effect.kind == "dead_relu":
+        return (
+            f"the weights of {', '.join(zero)} are all zero, so every unit after them outputs "
+            "the same constant: ReLU units sit at zero from the start"
+        )
     if effect.kind not in ("slow_convergence", "underfitting"):
         return None
     return "the early layers receive almost no gradient, so the loss cannot fall"
@@ -335,11 +343,36 @@ def _blocked(dead: Finding, vanishing: Finding) -> bool:
     epoch, so an epoch is the resolution). A gradient that vanishes through saturated or
     deep squashing layers while a few ReLUs idle is not this pattern, nor are units that died
     after the gradient had already vanished."""
+    if (vanishing.figures or {}).get("zero_weight_layers"):
+        return False  # all-zero weights block the gradient themselves (and kill the units)
     worst = max(((dead.figures or {}).get("dead_fraction_by_layer") or {}).values(), default=0.0)
     return worst >= DeadRelu.ERROR and _epoch(dead) <= max(_epoch(vanishing), 1.0)
 
 
+def _dead_at_init_under_tiny_steps(dead: Finding, slow: Finding) -> bool:
+    """Units dead from the initialisation, not killed by training, in a run whose steps are
+    tiny: the tiny steps are why nothing learns, and the dead units their companion.
+
+    The worst layer's dead share at its first counted epoch is within two binomial standard
+    errors (over its units) of its latest share, no layer is all but dead (the live units would
+    learn with steps of a healthy size), and slow convergence measured a median update/weight
+    ratio below ``TINY_UPDATE``. Session 18's held-out set D: a separable CNN whose 10,000-step
+    warm-up kept the rate at 4% of its target for the whole 400-step run had 42-50% of one
+    layer's units off from the first epoch to the last; dead units were named the cause.
+    """
+    fig, slow_fig = dead.figures or {}, slow.figures or {}
+    latest = (fig.get("dead_fraction_by_layer") or {}).get(fig.get("worst_layer"))
+    first, units = fig.get("worst_layer_first_share"), fig.get("worst_layer_units")
+    update = slow_fig.get("median_update_ratio")
+    if not all(isinstance(v, (int, float)) for v in (latest, first, units, update)):
+        return False
+    noise = 2 * math.sqrt(max(latest * (1 - latest), 1e-12) / max(units, 1))
+    return latest < DeadRelu.ERROR and latest - first <= noise and 0 < update < TINY_UPDATE
+
+
 def _dead(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind == "slow_convergence" and _dead_at_init_under_tiny_steps(cause, effect):
+        return None  # the tiny steps explain the units (see _slow)
     if effect.kind == "vanishing_gradients":
         if not _blocked(cause, effect):
             return None
@@ -353,6 +386,13 @@ def _dead(cause: Finding, effect: Finding) -> str | None:
 
 
 def _slow(cause: Finding, effect: Finding) -> str | None:
+    if effect.kind == "dead_relu":
+        if not _dead_at_init_under_tiny_steps(effect, cause):
+            return None
+        return (
+            "the units were off from the initialisation and the steps are too small to move "
+            "the biases that would turn them on; the live units barely learn either"
+        )
     if effect.kind != "underfitting":
         return None
     return "the steps are tiny next to the weights: the model is under-optimised, not too small"
@@ -391,6 +431,8 @@ def _may_explain(cause: Finding, effect: Finding) -> bool:
         return True  # and a third (see _large_weights)
     if cause.kind == "dead_relu" and effect.kind == "vanishing_gradients":
         return True  # and a fourth (see _blocked)
+    if cause.kind == "slow_convergence" and effect.kind == "dead_relu":
+        return True  # and a fifth (see _dead_at_init_under_tiny_steps)
     return _order(cause.kind) < _order(effect.kind)
 
 

@@ -40,6 +40,13 @@ IMBALANCE_INFO = 3.0
 LEAK_WARN = 0.05
 LEAK_ERROR = 0.5
 NEAR_FRACTION = 0.1  # "near" = closer than 10% of the typical train-to-train neighbour distance
+# Target leakage: one column alone predicts the validation labels (nearest training value) at
+# least this often, and all the other columns together at least LABEL_COLUMN_MARGIN less.
+LABEL_COLUMN_ACCURACY = 0.99
+LABEL_COLUMN_MARGIN = 0.05
+_LABEL_ROWS = 4000
+_LABEL_MIN_ROWS = 50
+_LABEL_MAX_COLUMNS = 256
 _NN_QUERIES = 500
 _NN_REFERENCE = 10000
 _NN_DIMS = 64
@@ -362,6 +369,113 @@ class Leakage(DataCheck):
             if f is not None:
                 found.append(f)
         return found
+
+
+@register_data_check("label_column")
+class LabelColumn(DataCheck):
+    """A column that gives the label away: target leakage (Kaufman et al., "Leakage in data
+    mining", 2012: a feature that carries the target, such as a code derived from it or a
+    field filled in only after the outcome; deepchecks' feature-label correlation check flags
+    the same).
+
+    Each column alone predicts each validation row's label as that of the training row with
+    the nearest value. A column right on at least ``LABEL_COLUMN_ACCURACY`` of the validation
+    rows, while every other column together (nearest training row, standardised) is right on
+    clearly fewer (``LABEL_COLUMN_MARGIN`` and two standard errors of the difference), is what
+    no measured feature does: on easy data the other columns separate the classes as well.
+    Classification on tables only (images: no single pixel); sampled to ``_LABEL_ROWS`` rows.
+    Session 18's held-out set D: a "segment code" built as the class plus a little noise went
+    unreported (the run scored 1.000 on validation, as the quick baseline did).
+    """
+
+    def check(self, data: DataView) -> list[Finding]:
+        if data.task != "classification" or data.channels is not None or not data.finite:
+            return []
+        y, y_val, X_val = data.y_train, data.y_splits.get("val"), data.splits.get("val")
+        if y is None or y_val is None or X_val is None or not np.isfinite(X_val).all():
+            return []
+        columns = data.X_train.shape[1]
+        if not 2 <= columns <= _LABEL_MAX_COLUMNS:
+            return []
+        if min(len(y), len(y_val)) < _LABEL_MIN_ROWS:
+            return []
+        rng = np.random.default_rng(0)
+        X, y = _sample_rows(data.X_train, _flat_labels(y), rng)
+        Xv, yv = _sample_rows(X_val, _flat_labels(y_val), rng)
+        single = [_one_column_accuracy(X[:, j], y, Xv[:, j], yv) for j in range(columns)]
+        best = int(np.argmax(single))
+        accuracy = single[best]
+        if accuracy < LABEL_COLUMN_ACCURACY:
+            return []
+        others = [j for j in range(columns) if j != best]
+        rest = _nearest_row_accuracy(X[:, others], y, Xv[:, others], yv)
+        n = len(yv)
+        noise = 2 * math.sqrt((accuracy * (1 - accuracy) + rest * (1 - rest)) / n)
+        if accuracy - rest < max(LABEL_COLUMN_MARGIN, noise):
+            return []
+        return [
+            Finding(
+                "data_leakage",
+                "warning",
+                f"column {best} alone predicts {accuracy:.1%} of {n} validation labels (the "
+                f"label of the nearest training value) while all {len(others)} other columns "
+                f"together predict {rest:.1%}: a column that gives the label away (a code "
+                "derived from the label, or a field filled in only after the outcome) makes "
+                "every score optimistic",
+                {
+                    "label_column": best,
+                    "column_accuracy": accuracy,
+                    "other_columns_accuracy": rest,
+                    "rows": n,
+                },
+            )
+        ]
+
+
+def _flat_labels(y: np.ndarray) -> np.ndarray:
+    return y.argmax(axis=1) if y.ndim > 1 and y.shape[1] > 1 else y.reshape(-1)
+
+
+def _sample_rows(
+    X: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    if len(X) <= _LABEL_ROWS:
+        return X, y
+    rows = np.sort(rng.choice(len(X), _LABEL_ROWS, replace=False))
+    return X[rows], y[rows]
+
+
+def _one_column_accuracy(
+    column: np.ndarray, y: np.ndarray, column_val: np.ndarray, y_val: np.ndarray
+) -> float:
+    """Share of validation rows whose label is that of the training row nearest in value."""
+    order = np.argsort(column, kind="stable")
+    values, labels = column[order], y[order]
+    pos = np.searchsorted(values, column_val)
+    left = np.clip(pos - 1, 0, len(values) - 1)
+    right = np.clip(pos, 0, len(values) - 1)
+    nearer_left = np.abs(column_val - values[left]) <= np.abs(values[right] - column_val)
+    return float(np.mean(labels[np.where(nearer_left, left, right)] == y_val))
+
+
+def _nearest_row_accuracy(
+    X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray
+) -> float:
+    """Share of validation rows whose label is that of the nearest (standardised) training row."""
+    import torch
+
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    keep = std > 0
+    if not keep.any():
+        return float(np.mean(y_val == np.bincount(y.astype(np.int64)).argmax()))
+    a = torch.as_tensor((X[:, keep] - mean[keep]) / std[keep], dtype=torch.float32)
+    b = torch.as_tensor((X_val[:, keep] - mean[keep]) / std[keep], dtype=torch.float32)
+    picks = []
+    chunk = max(1, 2_000_000 // max(len(a), 1))
+    for start in range(0, len(b), chunk):
+        picks.append(torch.cdist(b[start : start + chunk], a).argmin(dim=1))
+    nearest = torch.cat(picks).numpy()
+    return float(np.mean(y[nearest] == y_val))
 
 
 def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | None:

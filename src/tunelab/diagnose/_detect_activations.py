@@ -44,6 +44,8 @@ class DeadRelu(Detector):
     def check(self, record: TrainingRecord) -> list[Finding]:
         found = _latest(record, "relu")
         if found is None:
+            if _latest(record, "squash") is not None:
+                return []  # the activations were seen, and none is ReLU-like
             return self._from_gradients(record)
         epoch, stats = found
         worst = max(stats, key=lambda a: a.dead_fraction)
@@ -52,6 +54,7 @@ class DeadRelu(Detector):
         zeros = self._zero_share(record)
         dead_layers = [a.name for a in stats if a.dead_fraction >= self.DEAD]
         since = self._dead_since(record, epoch)
+        first = self._first_share(record, worst.name)
         extra = (
             f"; {zeros[0]:.0%} of the weight gradient of {zeros[1]} is exactly zero"
             if zeros is not None and zeros[0] >= self.ZERO_GRADS
@@ -82,6 +85,9 @@ class DeadRelu(Detector):
                     "zero_gradient_fraction": zeros[0] if zeros else None,
                     "epoch": epoch,
                     "dead_since_epoch": since,
+                    "worst_layer": worst.name,
+                    "worst_layer_units": worst.units,
+                    "worst_layer_first_share": first,
                 },
                 record.where(epoch=since),
             )
@@ -100,6 +106,15 @@ class DeadRelu(Detector):
         best, ref = max(scores) / scale, float(base)
         noise = difference_noise(best, n, ref, n)
         return noise is not None and best >= ref - noise
+
+    @staticmethod
+    def _first_share(record: TrainingRecord, layer: str) -> float | None:
+        """The dead share of ``layer`` at the first epoch that counted it (None if none did)."""
+        for e in record.epochs:
+            for a in e.activations:
+                if a.name == layer and a.family == "relu" and a.rows >= _MIN_ROWS:
+                    return a.dead_fraction
+        return None
 
     def _dead_since(self, record: TrainingRecord, latest: int) -> int:
         """The first epoch of the unbroken stretch, ending at ``latest``, in which some ReLU
@@ -135,6 +150,11 @@ class DeadRelu(Detector):
         zeros = self._zero_share(record)
         if zeros is None or zeros[0] < self.ZERO_GRADS:
             return []
+        latest = next((s for s in reversed(record.grad_samples) if s.finite), None)
+        if latest is not None and 0.0 in latest.weight_rms:
+            # An all-zero weight matrix zeroes the gradients around it whatever the units do:
+            # a zero initialisation (VanishingGradients reports it), not dead units.
+            return []
         share, layer = zeros
         return [
             self.finding(
@@ -164,12 +184,35 @@ class SaturatedActivations(Detector):
     set B: sigmoid units with biases initialised at +6 (outputs ~0.9975, every unit's slope
     ~1% of its peak, half of the values either side of the 1% bar) stalled at chance and were
     reported as vanishing gradients only, the symptom.
+
+    A warning already below ``GAIN_WARNING``, a fifth of the slope, when the layer was there
+    from its first counted epoch: saturation from the initial scale of the weights or the
+    inputs (Glorot and Bengio, AISTATS 2010). Tanh units reach it with pre-activations of
+    standard deviation ~4 (Glorot's initialisation keeps it near 1, where the mean slope is
+    ~0.6), sigmoid units with ~8. Session 18's held-out set D: a sigmoid MLP under N(0, 1)
+    weights on 30 standardised features had a mean slope of 0.15 in its second layer from the
+    first epoch, 56% of its values under the 1% bar, and a first-layer gradient a thousandth
+    of the output layer's, and was reported healthy. Healthy tanh/sigmoid runs in the zoo and
+    the held-out sets stay at 0.47 or above. A slope that fell during training is the net's
+    own doing (set C's 2-unit sigmoid bottleneck for 12 classes starts at 0.9 and ends at
+    0.12-0.25: too little capacity, pushed to its extremes), judged by the other bars only.
     """
 
     kinds = ("saturated_activations",)
+
+    @staticmethod
+    def _first_gain(record: TrainingRecord, layer: str) -> float | None:
+        """The mean slope of ``layer`` at the first epoch that measured it."""
+        for e in record.epochs:
+            for a in e.activations:
+                if a.name == layer and a.family == "squash" and a.rows >= _MIN_ROWS:
+                    return a.mean_gain
+        return None
+
     UNITS = 0.5
     VALUES = 0.6
     GAIN = 0.05
+    GAIN_WARNING = 0.2
     ERROR = 0.9
 
     def check(self, record: TrainingRecord) -> list[Finding]:
@@ -181,10 +224,15 @@ class SaturatedActivations(Detector):
         gains = {a.name: a.mean_gain for a in stats if a.mean_gain is not None}
         flattest = min(gains, key=gains.__getitem__) if gains else None
         low_gain = flattest is not None and gains[flattest] < self.GAIN
+        weak_gain = low_gain or (
+            flattest is not None
+            and gains[flattest] < self.GAIN_WARNING
+            and (self._first_gain(record, flattest) or 1.0) < self.GAIN_WARNING
+        )
         if (
             worst.saturated_fraction < self.UNITS
             and worst.saturated_values < self.VALUES
-            and not low_gain
+            and not weak_gain
         ):
             return []
         level = max(worst.saturated_fraction, worst.saturated_values)
@@ -193,7 +241,7 @@ class SaturatedActivations(Detector):
             f"saturated on more than 99% of sampled inputs and {worst.saturated_values:.0%} of "
             f"all outputs sat in the flat region (epoch {epoch})"
         )
-        if low_gain:
+        if weak_gain:
             text += (
                 f"; the units after {flattest} had a mean slope of {gains[flattest]:.1%} of "
                 "their steepest, so the layer passes back about that share of the gradient"

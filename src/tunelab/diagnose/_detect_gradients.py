@@ -51,6 +51,9 @@ class VanishingGradients(Detector):
 
     def check(self, record: TrainingRecord) -> list[Finding]:
         samples = [s for s in record.grad_samples if s.finite]
+        zeroed = self._zero_weights(record, samples)
+        if zeroed:
+            return zeroed
         ratios = _ratios(samples)
         if len(ratios) < 2:
             return []
@@ -79,6 +82,49 @@ class VanishingGradients(Detector):
                     "samples": len(ratios),
                 },
                 record.where(step=first_low) if first_low else None,
+            )
+        ]
+
+    def _zero_weights(self, record: TrainingRecord, samples: list[GradSample]) -> list[Finding]:
+        """All-zero weight matrices and no gradient below the output layer: a zero
+        initialisation.
+
+        ``W = 0`` sends nothing forward (every unit of the next layer outputs the same constant)
+        and passes nothing back (the gradient reaching the layer below is ``W^T @ delta = 0``),
+        so with zero biases too every weight gradient is exactly zero and nothing ever trains
+        (CS231n, "Neural Networks Part 2": "a mistake: all zero initialization"). Neither ratio
+        above can be read then (0 / 0), and it is not dead ReLU units: set D's tanh MLP
+        initialised to zero was reported as dead units from its zero gradients. The rule:
+        in at least half of the sampled steps every layer below the output has an exactly zero
+        gradient, the latest sample has a layer whose weights are all exactly zero, and the
+        loss has not halved.
+        """
+        if len(samples) < 2 or len(samples[-1].grad_rms) < 2:
+            return []
+        last = samples[-1]
+        zero_weights = [n for n, w in zip(last.names, last.weight_rms, strict=True) if w == 0]
+        if not zero_weights:
+            return []
+        silent = [s for s in samples if len(s.grad_rms) >= 2 and max(s.grad_rms[:-1]) == 0]
+        p = progress(record)
+        if 2 * len(silent) < len(samples) or p is None or p.remaining <= 0.5:
+            return []
+        first = silent[0]
+        return [
+            self.finding(
+                "vanishing_gradients",
+                "error",
+                f"every layer below the output ({', '.join(last.names[:-1])}) had an exactly "
+                f"zero weight gradient at {len(silent)} of {len(samples)} sampled steps, and the "
+                f"weights of {', '.join(zero_weights)} are all zero: a zero initialisation "
+                "passes no signal forward and no gradient back, so those layers never train",
+                {
+                    "zero_weight_layers": zero_weights,
+                    "silent_samples": len(silent),
+                    "samples": len(samples),
+                    "grad_rms_by_layer": dict(zip(last.names, last.grad_rms, strict=True)),
+                },
+                record.where(step=first.step) if first.step else None,
             )
         ]
 

@@ -47,6 +47,7 @@ from ._probes import (
     SQUASHING,
     ActivationProbe,
     CostMeter,
+    FunctionalActivations,
     GradProbe,
     current_exception,
     is_out_of_memory,
@@ -214,6 +215,10 @@ class Doctor:
             # the root hooks too: the first forward is sampled, later ones as planned.
             self._hook_root()
         self._act_handles: list[Any] = []
+        # A model without activation modules calls its activations as functions (F.relu(x)):
+        # its sampled forwards run under FunctionalActivations, until one shows it calls none.
+        self._functional = self.model is not None and not self._acts.names
+        self._mode: FunctionalActivations | None = None
         self._step_handle: Any = None
 
     def _new_epoch_counters(self) -> None:
@@ -246,7 +251,7 @@ class Doctor:
         forwards), and hook the root module only if it does."""
         if self._needs_rows():
             planned = True
-        elif not self._acts.names:
+        elif not self._acts.names and not self._functional:
             planned = False  # nothing to sample: no hooked forwards at all
         elif self._act_owed or self.record_.steps % self.every_n_steps == 0:
             planned = self._meter.affords("acts")
@@ -261,7 +266,7 @@ class Doctor:
 
     def _needs_rows(self) -> bool:
         """Whether this epoch's activations have not yet been counted on _MIN_ROWS inputs."""
-        return bool(self._acts.names) and self._acts.epoch_rows < _MIN_ROWS
+        return (bool(self._acts.names) or self._functional) and self._acts.epoch_rows < _MIN_ROWS
 
     def close(self) -> None:
         """Remove every hook (the doctor keeps what it recorded)."""
@@ -768,6 +773,9 @@ class Doctor:
                 self._act_handles = [
                     m.register_forward_hook(self._acts.hook) for m in self._acts.names
                 ]
+            if self._functional and self._mode is None:
+                self._mode = FunctionalActivations(self._acts)
+                self._mode.__enter__()
             self._acts.spent += time.perf_counter() - started
         # Booked apart from what _observe_input charged by kind and the attach time (charged
         # with the sampled forward's hooks in _after_forward).
@@ -798,9 +806,13 @@ class Doctor:
         self._finish_forward(output)
 
     def _finish_forward(self, output: Any) -> None:
-        if not self._acts.sampling and not self._act_handles:
+        if not self._acts.sampling and not self._act_handles and self._mode is None:
             return  # the common, unsampled forward
         started = time.perf_counter()
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._functional = self._mode.seen  # no activation calls: never again
+            self._mode = None
         if self._acts.sampling and output is not None:
             self._acts.model_output(output)
         self._acts.sampling = False

@@ -4,8 +4,10 @@ Every probe is cheap on the steps it does not sample: a hook that returns at onc
 sampled steps it reduces tensors on their own device and moves one small tensor to the host, so
 a CUDA run pays one synchronisation per sampled step, not one per layer.
 
-Only ``nn.Module`` activations can be hooked: ``torch.relu(x)`` or ``F.gelu(x)`` called inside a
-``forward`` are invisible to the activation statistics (gradients and losses are still watched).
+Activation modules (``nn.ReLU``, ``nn.Tanh``...) are hooked. A model that has none calls its
+activations as functions (``F.relu(x)``, ``torch.tanh(x)``, ``x.sigmoid()``: PyTorch's own tutorial
+style); its sampled forwards run under :class:`FunctionalActivations`, a ``TorchFunctionMode`` that
+counts those calls' outputs the same way.
 
 :class:`CostMeter` keeps the optional probes within a share of the training time (the doctor's
 ``overhead_budget``): the doctor times its own sampled work and asks the meter before each
@@ -19,11 +21,14 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..train import GradientNormSampler
 from ._record import ActivationStat, BatchStats, GradSample
@@ -59,6 +64,35 @@ NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.InstanceNorm1d,
     nn.InstanceNorm2d,
 )
+
+# Activation functions a forward may call instead of modules, with the module that computes the
+# same thing: the counting below asks the module what family a unit is and where it is flat.
+# ``F.tanh``/``F.sigmoid`` call the tensor methods, ``F.relu`` reaches ``torch.relu`` only inside
+# the mode's own handler (where the mode is off), so no call is counted twice.
+_FUNCTIONAL: dict[Callable[..., Any], tuple[str, nn.Module]] = {}
+for _module, _functions in (
+    (nn.ReLU(), (torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu)),
+    (nn.ReLU6(), (F.relu6,)),
+    (nn.LeakyReLU(), (F.leaky_relu, F.leaky_relu_)),
+    (nn.ELU(), (F.elu, F.elu_)),
+    (nn.SELU(), (F.selu, torch.selu)),
+    (nn.CELU(), (F.celu,)),
+    (nn.GELU(), (F.gelu,)),
+    (nn.SiLU(), (F.silu,)),
+    (nn.Mish(), (F.mish,)),
+    (nn.Tanh(), (torch.tanh, torch.tanh_, torch.Tensor.tanh, torch.Tensor.tanh_)),
+    (
+        nn.Sigmoid(),
+        (torch.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_),
+    ),
+    (nn.Hardtanh(), (F.hardtanh, F.hardtanh_)),
+    (nn.Hardsigmoid(), (F.hardsigmoid,)),
+    (nn.Softsign(), (F.softsign,)),
+):
+    for _function in _functions:
+        _name = getattr(_function, "__name__", "activation").rstrip("_")
+        _FUNCTIONAL[_function] = (f"{_name}()", _module)
+
 
 # A unit is dead when active on fewer than 1% of inputs (SageMaker Debugger DeadRelu,
 # threshold_inactivity = 1.0); saturated when in the flat region on more than 99% of them
@@ -263,10 +297,23 @@ class ActivationProbe:
         finally:
             self.spent += time.perf_counter() - started
 
-    def _count(self, module: nn.Module, output: torch.Tensor) -> None:
+    def function_output(self, name: str, module: nn.Module, output: Any) -> None:
+        """A functional activation's output (from :class:`FunctionalActivations`), counted as
+        ``module``'s would be, under ``name`` (``tanh()``, ``tanh()#2`` for its second call)."""
+        if not self.sampling or not isinstance(output, torch.Tensor):
+            return
+        if output.ndim == 0 or output.numel() == 0 or not output.is_floating_point():
+            return
+        started = time.perf_counter()
+        try:
+            self._count(module, output, name)
+        finally:
+            self.spent += time.perf_counter() - started
+
+    def _count(self, module: nn.Module, output: torch.Tensor, name: str | None = None) -> None:
         n = self.calls.get(id(module), 0) + 1
         self.calls[id(module)] = n
-        name = self.names.get(module, type(module).__name__)
+        name = name or self.names.get(module, type(module).__name__)
         key = name if n == 1 else f"{name}#{n}"
         self.last = (key, output)
         if key in self.output_keys:
@@ -355,6 +402,35 @@ class ActivationProbe:
         self.stats.clear()
         self.epoch_rows = 0
         return result
+
+
+class FunctionalActivations(TorchFunctionMode):
+    """Counts the outputs of activation functions called during one sampled forward.
+
+    Entered by the doctor's forward pre-hook for a sampled forward of a model without
+    activation modules, left by its forward hook; ``seen`` says whether any call was counted (a
+    model that calls none is not put under the mode again). Every torch call of that forward
+    passes through :meth:`__torch_function__`: a few microseconds each, on sampled forwards only.
+    """
+
+    def __init__(self, probe: ActivationProbe) -> None:
+        super().__init__()
+        self.probe = probe
+        self.seen = False
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        output = func(*args, **(kwargs or {}))
+        known = _FUNCTIONAL.get(func)
+        if known is not None:
+            self.seen = True
+            self.probe.function_output(known[0], known[1], output)
+        return output
 
 
 class GradProbe:

@@ -411,6 +411,14 @@ class FixImbalance(Remedy):
 @register_remedy("deduplicate", "data_leakage")
 class FixLeakage(Remedy):
     def prescribe(self, finding, ctx):
+        column = (finding.figures or {}).get("label_column")
+        if column is not None:
+            return (
+                f"Find out where column {column} comes from: if it is derived from the label or "
+                "known only after the outcome, drop it before training; a model that relies on "
+                "it cannot be used where the label is unknown.",
+                None,
+            )
         return (
             "Validation rows also appear (nearly) unchanged in the training set, so validation "
             "scores overstate real performance: drop duplicates before splitting, or split by "
