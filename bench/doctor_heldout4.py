@@ -53,9 +53,10 @@ Seeds 0-2 are the development seeds of the labels: the runs' settings were tuned
 labels unambiguous by these checks, with ``--labels-only`` (which prints each run's label check
 and outcome and not the doctor's verdict), and looked at the same way at seeds 3 and 4 (every
 label held there, no run changed), never by what the doctor reports. Its first run with the
-doctor (seeds 0-2, session 18's code, after which no run was changed) is its held-out verdict:
-right kind __/78, cause first __/78, healthy clean __/30. 26 faulty and 10 healthy runs, about
-115 s for three seeds on one core.
+doctor (seeds 0-2, session 17's final code, after which no run was changed) is its held-out
+verdict: right kind 68/78, cause first 65/78, healthy clean 30/30. Session 18 changed the doctor
+from that run's misses (docs/diagnose.md, "Session 18"); its fresh seeds start at 5. 26 faulty
+and 10 healthy runs, about 115 s for three seeds on one core.
 
     PYTHONPATH=src python bench/doctor_heldout4.py [--seeds 0 1 2] [--only SUBSTRING] [-v]
     PYTHONPATH=src python bench/doctor_heldout4.py --labels-only [--seeds 3 4]

@@ -181,3 +181,22 @@ def test_easy_data_where_every_view_separates_the_classes_is_not_leakage():
     ):
         findings = check_data(X_train, y_train, X_val, y_val)
         assert not [f for f in findings if "label_column" in (f.figures or {})]
+
+
+def _saturated(from_start: bool) -> Finding:
+    return Finding(
+        "saturated_activations",
+        "warning",
+        "flat units",
+        {"from_initialisation": from_start},
+        first_seen={"epoch": 1},
+    )
+
+
+def test_units_saturated_from_the_start_explain_the_overfitting_beside_them():
+    overfit = Finding("overfitting", "error", "gap", {}, first_seen={"epoch": 4})
+    report = DiagnosisReport([overfit, _saturated(True)])
+    assert [f.kind for f in report.causes] == ["saturated_activations"]
+    overfit = Finding("overfitting", "error", "gap", {}, first_seen={"epoch": 4})
+    report = DiagnosisReport([overfit, _saturated(False)])
+    assert [f.kind for f in report.causes] == ["overfitting", "saturated_activations"]

@@ -224,10 +224,10 @@ class SaturatedActivations(Detector):
         gains = {a.name: a.mean_gain for a in stats if a.mean_gain is not None}
         flattest = min(gains, key=gains.__getitem__) if gains else None
         low_gain = flattest is not None and gains[flattest] < self.GAIN
+        first_gain = self._first_gain(record, flattest) if flattest is not None else None
+        from_start = first_gain is not None and first_gain < self.GAIN_WARNING
         weak_gain = low_gain or (
-            flattest is not None
-            and gains[flattest] < self.GAIN_WARNING
-            and (self._first_gain(record, flattest) or 1.0) < self.GAIN_WARNING
+            flattest is not None and gains[flattest] < self.GAIN_WARNING and from_start
         )
         if (
             worst.saturated_fraction < self.UNITS
@@ -256,6 +256,8 @@ class SaturatedActivations(Detector):
                     "saturated_values_by_layer": {a.name: a.saturated_values for a in stats},
                     "mean_gain_by_layer": gains,
                     "epoch": epoch,
+                    # the flattest layer under GAIN_WARNING at its first counted epoch already
+                    "from_initialisation": from_start,
                 },
                 record.where(epoch=epoch),
             )
