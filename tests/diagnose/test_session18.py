@@ -200,3 +200,37 @@ def test_units_saturated_from_the_start_explain_the_overfitting_beside_them():
     overfit = Finding("overfitting", "error", "gap", {}, first_seen={"epoch": 4})
     report = DiagnosisReport([overfit, _saturated(False)])
     assert [f.kind for f in report.causes] == ["overfitting", "saturated_activations"]
+
+
+def test_a_loss_that_starts_below_zero_is_not_judged_in_shares_of_itself():
+    """A Poisson NLL on log-rates starts near or below zero; the rules measured in shares of the
+    initial loss have nothing to measure and must not fail (set D's Poisson run raised)."""
+    from tunelab.diagnose._detect_fit import Underfitting
+    from tunelab.diagnose._detect_loss import SlowConvergence
+
+    rec = TrainingRecord(step_losses=[-0.5 - 0.01 * i for i in range(60)])
+    for e in range(1, 7):
+        rec.epochs.append(EpochRecord(e, e * 10, train_loss=-0.5 - 0.1 * e))
+    assert SlowConvergence().check(rec) == []
+    assert Underfitting().check(rec) == []
+
+
+def test_steps_held_at_4x_are_no_blow_up_when_the_run_then_reaches_the_baseline():
+    from tunelab.diagnose._detect_loss import DivergingLoss
+
+    def record(best: float, baseline: bool = True) -> TrainingRecord:
+        losses = [0.67, 2.8, 5.1, 1.6, 1.1, 0.5] + [0.3 * 0.97**i for i in range(200)]
+        rec = TrainingRecord(step_losses=losses, metric_mode="max")
+        if baseline:
+            rec.baseline = {"model": "linear", "score": 0.946}
+        for e in range(1, 11):
+            epoch = EpochRecord(e, e * 20, train_loss=losses[e * 20 - 1], val_metric=best)
+            epoch.val_rows = 300
+            rec.epochs.append(epoch)
+        return rec
+
+    # Adagrad's first full-rate steps: 4.2x and 7.6x the first loss, then the baseline's score.
+    assert DivergingLoss().check(record(best=0.957)) == []
+    # The same steps in a run that stays far below the baseline, or with no baseline to ask.
+    assert DivergingLoss().check(record(best=0.47))[0].severity == "warning"
+    assert DivergingLoss().check(record(best=0.957, baseline=False))[0].kind == "diverging_loss"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._detector import Detector, register_detector
 from ._finding import Finding
 from ._record import ActivationStat, TrainingRecord
-from ._signals import difference_noise, rows_behind, score_scale
+from ._signals import reaches_reference
 
 # Judging "active on fewer than 1% of inputs" needs at least this many sampled inputs.
 _MIN_ROWS = 32
@@ -61,7 +61,7 @@ class DeadRelu(Detector):
             else ""
         )
         severity = "error" if worst.dead_fraction >= self.ERROR else "warning"
-        harmless = severity == "warning" and self._reaches_reference(record)
+        harmless = severity == "warning" and reaches_reference(record)
         if harmless:
             # Dead units matter for what they cost: a net whose validation score reaches what
             # the quick reference model reaches on the same split has capacity to spare (half
@@ -92,20 +92,6 @@ class DeadRelu(Detector):
                 record.where(epoch=since),
             )
         ]
-
-    def _reaches_reference(self, record: TrainingRecord) -> bool:
-        """The best validation score is at or above the quick baseline's, within
-        ``NOISE_Z`` standard errors of their difference on the validation rows (False when
-        either is unknown)."""
-        base = (record.baseline or {}).get("score")
-        scale = score_scale(record)
-        scores = record.series("val_metric")
-        n = rows_behind(record, "val")
-        if base is None or scale is None or not scores or not n:
-            return False
-        best, ref = max(scores) / scale, float(base)
-        noise = difference_noise(best, n, ref, n)
-        return noise is not None and best >= ref - noise
 
     @staticmethod
     def _first_share(record: TrainingRecord, layer: str) -> float | None:

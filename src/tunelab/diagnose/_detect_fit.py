@@ -435,6 +435,8 @@ class Underfitting(Detector):
         if len(losses) < self.MIN_EPOCHS:
             return []
         steps = relative_improvements(losses, p.initial)
+        if not steps:
+            return []  # a loss that starts at or below zero (a Poisson NLL): no shares of it
         third = max(1, len(steps) // 3)
         late = mean(steps[-third:])
         scale = score_scale(record)

@@ -383,6 +383,21 @@ def _expected_max(k: int) -> float:
     return acc * h
 
 
+def reaches_reference(record: TrainingRecord) -> bool:
+    """The best validation score is at or above the quick baseline's, within ``NOISE_Z``
+    standard errors of their difference on the validation rows (False when either is unknown):
+    whatever happened on the way cost nothing measurable."""
+    base = (record.baseline or {}).get("score")
+    scale = score_scale(record)
+    scores = record.series("val_metric")
+    n = rows_behind(record, "val")
+    if base is None or scale is None or not scores or not n:
+        return False
+    best, ref = max(scores) / scale, float(base)
+    noise = difference_noise(best, n, ref, n)
+    return noise is not None and best >= ref - noise
+
+
 def rows_behind(record: TrainingRecord, name: str = "val") -> int | None:
     """Rows a ``val``/``train`` accuracy was measured on: given to ``end_epoch``, else read off
     the values themselves: an accuracy on n rows is a multiple of 1/n, so the smallest n that
