@@ -167,16 +167,8 @@ def test_report_survives_json_round_trip(tmp_path):
     assert json.loads(path.read_text())["findings"][0]["kind"] == "memory_pressure"
 
 
-def test_functional_relu_is_counted_like_a_module():
-    class Functional(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Linear(4, 16), nn.Linear(16, 2)
-
-        def forward(self, x):
-            return self.b(F.relu(self.a(x) - 100.0))  # every unit dead
-
-    model = Functional()
+def _twelve_steps(model: nn.Module) -> Doctor:
+    """Twelve SGD steps of a 4-input, 2-class model under the doctor, then one epoch end."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     doc = Doctor(model, opt)
     for _ in range(12):
@@ -186,6 +178,19 @@ def test_functional_relu_is_counted_like_a_module():
         doc.after_backward(loss)
         opt.step()
     doc.end_epoch()
+    return doc
+
+
+def test_functional_relu_is_counted_like_a_module():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 16), nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.b(F.relu(self.a(x) - 100.0))  # every unit dead
+
+    doc = _twelve_steps(Functional())
     (relu,) = doc.record.epochs[0].activations
     assert (relu.name, relu.family, relu.dead_fraction) == ("relu()", "relu", 1.0)
     assert len(doc.record.step_losses) == 12 and all(map(math.isfinite, doc.record.step_losses))
@@ -205,16 +210,7 @@ def test_dead_units_show_in_the_gradients_when_no_activation_is_seen():
         def forward(self, x):
             return self.b((self.a(x) - 100.0).clamp(min=0))
 
-    model = Clamped()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    doc = Doctor(model, opt)
-    for _ in range(12):
-        loss = F.cross_entropy(model(torch.randn(32, 4)), torch.randint(0, 2, (32,)))
-        opt.zero_grad()
-        loss.backward()
-        doc.after_backward(loss)
-        opt.step()
-    doc.end_epoch()
+    doc = _twelve_steps(Clamped())
     assert doc.record.epochs[0].activations == []
     dead = doc.diagnose().get("dead_relu")
     assert dead.severity == "error" and dead.figures["layer"] == "b"

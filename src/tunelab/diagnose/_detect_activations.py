@@ -23,6 +23,15 @@ def _latest(record: TrainingRecord, family: str) -> tuple[int, list[ActivationSt
     return None
 
 
+def _first(record: TrainingRecord, layer: str, family: str) -> ActivationStat | None:
+    """``layer``'s statistics at the first epoch that counted it on enough rows."""
+    for e in record.epochs:
+        for a in e.activations:
+            if a.name == layer and a.family == family and a.rows >= _MIN_ROWS:
+                return a
+    return None
+
+
 @register_detector("dead_relu")
 class DeadRelu(Detector):
     """Most units of a ReLU-like layer are never active.
@@ -54,7 +63,8 @@ class DeadRelu(Detector):
         zeros = self._zero_share(record)
         dead_layers = [a.name for a in stats if a.dead_fraction >= self.DEAD]
         since = self._dead_since(record, epoch)
-        first = self._first_share(record, worst.name)
+        first_stat = _first(record, worst.name, "relu")
+        first = first_stat.dead_fraction if first_stat is not None else None
         extra = (
             f"; {zeros[0]:.0%} of the weight gradient of {zeros[1]} is exactly zero"
             if zeros is not None and zeros[0] >= self.ZERO_GRADS
@@ -92,15 +102,6 @@ class DeadRelu(Detector):
                 record.where(epoch=since),
             )
         ]
-
-    @staticmethod
-    def _first_share(record: TrainingRecord, layer: str) -> float | None:
-        """The dead share of ``layer`` at the first epoch that counted it (None if none did)."""
-        for e in record.epochs:
-            for a in e.activations:
-                if a.name == layer and a.family == "relu" and a.rows >= _MIN_ROWS:
-                    return a.dead_fraction
-        return None
 
     def _dead_since(self, record: TrainingRecord, latest: int) -> int:
         """The first epoch of the unbroken stretch, ending at ``latest``, in which some ReLU
@@ -186,15 +187,6 @@ class SaturatedActivations(Detector):
 
     kinds = ("saturated_activations",)
 
-    @staticmethod
-    def _first_gain(record: TrainingRecord, layer: str) -> float | None:
-        """The mean slope of ``layer`` at the first epoch that measured it."""
-        for e in record.epochs:
-            for a in e.activations:
-                if a.name == layer and a.family == "squash" and a.rows >= _MIN_ROWS:
-                    return a.mean_gain
-        return None
-
     UNITS = 0.5
     VALUES = 0.6
     GAIN = 0.05
@@ -210,7 +202,8 @@ class SaturatedActivations(Detector):
         gains = {a.name: a.mean_gain for a in stats if a.mean_gain is not None}
         flattest = min(gains, key=gains.__getitem__) if gains else None
         low_gain = flattest is not None and gains[flattest] < self.GAIN
-        first_gain = self._first_gain(record, flattest) if flattest is not None else None
+        first_stat = _first(record, flattest, "squash") if flattest is not None else None
+        first_gain = first_stat.mean_gain if first_stat is not None else None
         from_start = first_gain is not None and first_gain < self.GAIN_WARNING
         weak_gain = low_gain or (
             flattest is not None and gains[flattest] < self.GAIN_WARNING and from_start
