@@ -121,11 +121,28 @@ def test_doctor_state_survives_a_checkpoint_round_trip(tmp_path):
     assert again.record.steps == 30 and len(again.record.epochs) == 3
 
 
-def _step_input_run(step_inputs: bool, *, epochs: int = 3, steps: int = 12):
+class _Functional(nn.Module):
+    """The same net with its activations called as functions (no activation modules)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 16), nn.Linear(16, 16), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.tanh(self.b(nn.functional.relu(self.a(x)))))
+
+
+def _step_input_run(
+    step_inputs: bool, *, epochs: int = 3, steps: int = 12, functional: bool = False
+):
     """A loop without watch(): one forward per step, inputs on a scale the data rules notice."""
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)
+    model = (
+        _Functional()
+        if functional
+        else nn.Sequential(
+            nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)
+        )
     )
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     doc = Doctor(model, opt, every_n_steps=4, overhead_budget=None, step_inputs=step_inputs)
@@ -158,6 +175,16 @@ def test_step_inputs_records_what_the_forward_hooks_record():
     assert [f.kind for f in hooked_doc.diagnose().findings] == [
         f.kind for f in stepped_doc.diagnose().findings
     ]
+
+
+def test_functional_activations_are_counted_with_step_inputs_too():
+    """The Trainer's path (step_inputs) samples the same forwards under the function mode."""
+    hooked_doc, _ = _step_input_run(False, functional=True)
+    stepped_doc, hooked = _step_input_run(True, functional=True)
+    a, b = hooked_doc.record, stepped_doc.record
+    assert [[s.name for s in e.activations] for e in b.epochs] == [["relu()", "tanh()"]] * 3
+    assert [e.activations for e in a.epochs] == [e.activations for e in b.epochs]
+    assert not all(hooked)  # the unsampled forwards still run without the doctor's hooks
 
 
 def test_step_inputs_hooks_only_the_sampled_forwards():
