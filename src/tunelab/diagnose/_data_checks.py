@@ -330,10 +330,7 @@ class ClassBalance(DataCheck):
     def check(self, data: DataView) -> list[Finding]:
         if data.task != "classification" or data.y_train is None:
             return []
-        y = data.y_train
-        if y.ndim > 1 and y.shape[1] > 1:  # one-hot
-            y = y.argmax(axis=1)
-        y = y.reshape(-1)
+        y = _flat_labels(data.y_train)
         y = y[np.isfinite(y)]
         labels, counts = np.unique(y, return_counts=True)
         found = []
@@ -342,7 +339,7 @@ class ClassBalance(DataCheck):
             found.append(f)
         missing = set()
         for yv in data.y_splits.values():
-            yv = yv.argmax(axis=1) if yv.ndim > 1 and yv.shape[1] > 1 else yv.reshape(-1)
+            yv = _flat_labels(yv)
             missing |= set(np.unique(yv[np.isfinite(yv)]).tolist()) - set(labels.tolist())
         if missing:
             shown = sorted(_label(v) for v in missing)[:10]
@@ -433,6 +430,7 @@ class LabelColumn(DataCheck):
 
 
 def _flat_labels(y: np.ndarray) -> np.ndarray:
+    """1-D labels: one-hot rows become class indices."""
     return y.argmax(axis=1) if y.ndim > 1 and y.shape[1] > 1 else y.reshape(-1)
 
 
@@ -462,19 +460,13 @@ def _nearest_row_accuracy(
     X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray
 ) -> float:
     """Share of validation rows whose label is that of the nearest (standardised) training row."""
-    import torch
-
     mean, std = X.mean(axis=0), X.std(axis=0)
     keep = std > 0
     if not keep.any():
         return float(np.mean(y_val == np.bincount(y.astype(np.int64)).argmax()))
-    a = torch.as_tensor((X[:, keep] - mean[keep]) / std[keep], dtype=torch.float32)
-    b = torch.as_tensor((X_val[:, keep] - mean[keep]) / std[keep], dtype=torch.float32)
-    picks = []
-    chunk = max(1, 2_000_000 // max(len(a), 1))
-    for start in range(0, len(b), chunk):
-        picks.append(torch.cdist(b[start : start + chunk], a).argmin(dim=1))
-    nearest = torch.cat(picks).numpy()
+    _, nearest = _nearest(
+        (X_val[:, keep] - mean[keep]) / std[keep], (X[:, keep] - mean[keep]) / std[keep]
+    )
     return float(np.mean(y[nearest] == y_val))
 
 
@@ -507,8 +499,8 @@ def _leakage(X_train: np.ndarray, X_other: np.ndarray, split: str) -> Finding | 
     A_ref = project(reference[np.sort(ref_rows)])
     q_rows = rng.choice(len(X_other), min(_NN_QUERIES, len(X_other)), replace=False)
     idx_train = rng.choice(len(A_ref), min(_NN_QUERIES, len(A_ref)), replace=False)
-    d_other = _nearest(project(X_other[np.sort(q_rows)]), A_ref)
-    d_train = _nearest(A_ref[idx_train], A_ref, exclude=idx_train)
+    d_other, _ = _nearest(project(X_other[np.sort(q_rows)]), A_ref)
+    d_train, _ = _nearest(A_ref[idx_train], A_ref, exclude=idx_train)
     typical = float(np.median(d_train))
     tau = NEAR_FRACTION * typical
     near_other = float(np.mean(d_other <= tau)) if tau > 0 else exact_other
@@ -627,21 +619,26 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     return np.fromiter((hash(row.tobytes()) for row in rows), dtype=np.int64, count=len(X))
 
 
-def _nearest(Q: np.ndarray, R: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-    """Euclidean distance from each row of Q to its nearest row of R (chunked, via torch)."""
+def _nearest(
+    Q: np.ndarray, R: np.ndarray, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distance from each row of Q to its nearest row of R, and that row's index
+    (chunked, via torch); ``exclude[i]``: a row of R that row i of Q may not pick."""
     import torch
 
     q = torch.as_tensor(Q, dtype=torch.float32)
     r = torch.as_tensor(R, dtype=torch.float32)
-    out = []
+    values, indices = [], []
     chunk = max(1, 2_000_000 // max(len(R), 1))
     for start in range(0, len(q), chunk):
         d = torch.cdist(q[start : start + chunk], r)
         if exclude is not None:
             rows = torch.arange(d.shape[0])
             d[rows, torch.as_tensor(exclude[start : start + chunk])] = math.inf
-        out.append(d.min(dim=1).values)
-    return torch.cat(out).numpy().astype(np.float64)
+        nearest = d.min(dim=1)
+        values.append(nearest.values)
+        indices.append(nearest.indices)
+    return torch.cat(values).numpy().astype(np.float64), torch.cat(indices).numpy()
 
 
 # ---- conversion -------------------------------------------------------------------------------
