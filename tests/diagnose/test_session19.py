@@ -1,0 +1,62 @@
+"""Rules from held-out set D's misses (session 19): a run slow from the start, far below the
+baseline, is underfitting even when it has lately sped up."""
+
+from __future__ import annotations
+
+from tunelab.diagnose import TrainingRecord
+from tunelab.diagnose._detect_fit import Underfitting
+from tunelab.diagnose._record import EpochRecord, GradSample
+
+
+def _run(losses: list[float], train: list[float], val: list[float]) -> TrainingRecord:
+    """An epoch-level record (20 steps an epoch) with a linear baseline at 0.97 on 540 rows and
+    steps of a healthy size (Adam's update/weight ratio of ~3e-3 every 10 steps)."""
+    steps = [loss for loss in losses for _ in range(20)]
+    rec = TrainingRecord(step_losses=steps, metric_mode="max")
+    rec.grad_samples = [
+        GradSample(step, 1 + step // 20, ["a"], [0.1], [1.0], 0.1, 0.0, update_ratio=[3e-3])
+        for step in range(0, len(steps), 10)
+    ]
+    rec.baseline = {"model": "logistic regression", "score": 0.97}
+    for e, (loss, t, v) in enumerate(zip(losses, train, val, strict=True), start=1):
+        epoch = EpochRecord(e, e * 20, train_loss=loss, train_metric=t, val_metric=v)
+        epoch.train_rows, epoch.val_rows = 1257, 540
+        rec.epochs.append(epoch)
+    rec.steps = len(steps)
+    return rec
+
+
+def _slow_start(epochs: int = 15) -> list[float]:
+    """A loss near chance for eight epochs, then falling ~3.5 % of the initial loss an epoch."""
+    losses = [2.40 - 0.01 * e for e in range(8)]
+    while len(losses) < epochs:
+        losses.append(losses[-1] - 0.085)
+    return losses
+
+
+def test_a_run_slow_from_the_start_and_far_below_the_baseline_is_underfitting():
+    """A 4-channel CNN pooled over the image (set D): 15 epochs, ~80 % of its loss left, train
+    and val near 0.4 against a linear model's 0.97, gaining fast only lately."""
+    losses = _slow_start()
+    scores = [0.1 + 0.02 * e for e in range(15)]
+    found = Underfitting().check(_run(losses, scores, [s - 0.01 for s in scores]))
+    assert [f.kind for f in found] == ["underfitting"]
+    assert found[0].figures["still_gaining"] is True
+    assert found[0].figures["average_gain_per_epoch"] < Underfitting.CREEP
+    assert "initial loss left after 15 epochs" in found[0].evidence
+
+
+def test_a_young_run_gaining_fast_on_average_is_not_underfitting():
+    """A 4-epoch repair round that removed 37 % of its loss (9 % an epoch) at 0.52 against the
+    baseline's 0.95 is young."""
+    losses = [2.30, 2.05, 1.75, 1.45]
+    assert Underfitting().check(_run(losses, [0.3, 0.45, 0.58, 0.64], [0.3, 0.4, 0.48, 0.52])) == []
+
+
+def test_a_slow_run_that_fits_its_training_rows_is_not_underfitting():
+    """The training score at the baseline's level: the capacity is there (a young run or a
+    generalisation matter), however slow the loss."""
+    losses = _slow_start()
+    train = [0.5 + 0.035 * e for e in range(15)]  # up to 0.99
+    val = [0.1 + 0.02 * e for e in range(15)]
+    assert Underfitting().check(_run(losses, train, val)) == []
