@@ -60,3 +60,39 @@ def test_a_slow_run_that_fits_its_training_rows_is_not_underfitting():
     train = [0.5 + 0.035 * e for e in range(15)]  # up to 0.99
     val = [0.1 + 0.02 * e for e in range(15)]
     assert Underfitting().check(_run(losses, train, val)) == []
+
+
+def _thrown_then_settling(best: float) -> TrainingRecord:
+    """Set C's Transformer under Adam at lr 0.05 (fresh seed 70): 2.4 before the first update,
+    then 12 steps at 2.5-4.6x it, never two in a row at the step guard's 4x, then a slow fall."""
+    ratios = [1.0, 2.5, 4.0, 3.9, 4.6, 2.8, 4.6, 3.7, 2.8, 2.9, 2.8, 3.6, 2.5]
+    losses = [2.4 * r for r in ratios] + [2.0 * 0.985**i for i in range(187)]
+    rec = TrainingRecord(step_losses=losses, metric_mode="max")
+    rec.baseline = {"model": "logistic regression", "score": 0.972}
+    for e in range(1, 11):
+        epoch = EpochRecord(e, e * 20, train_loss=losses[e * 20 - 1], val_metric=best)
+        epoch.val_rows = 540
+        rec.epochs.append(epoch)
+    rec.steps = len(losses)
+    return rec
+
+
+def test_a_loss_held_at_twice_its_start_for_many_steps_is_a_blow_up():
+    from tunelab.diagnose._detect_loss import DivergingLoss
+
+    found = DivergingLoss().check(_thrown_then_settling(best=0.79))
+    assert [(f.kind, f.severity) for f in found] == [("diverging_loss", "warning")]
+    assert found[0].figures["steps_held_at_twice_the_start"] == 12
+    assert found[0].first_seen["step"] == 2
+    # The same jump in a run that then reaches the baseline cost nothing measurable.
+    assert DivergingLoss().check(_thrown_then_settling(best=0.975)) == []
+
+
+def test_two_steps_at_twice_the_start_are_no_blow_up():
+    """A healthy Adagrad run's first full-rate steps (the longest such run in 385 healthy
+    records of session 19's first round: 2 steps)."""
+    from tunelab.diagnose._detect_loss import DivergingLoss
+
+    rec = _thrown_then_settling(best=0.79)
+    rec.step_losses[3:13] = [2.0] * 10  # only steps 2-3 stay at 2.5x and 4x the start
+    assert DivergingLoss().check(rec) == []
