@@ -96,3 +96,29 @@ def test_two_steps_at_twice_the_start_are_no_blow_up():
     rec = _thrown_then_settling(best=0.79)
     rec.step_losses[3:13] = [2.0] * 10  # only steps 2-3 stay at 2.5x and 4x the start
     assert DivergingLoss().check(rec) == []
+
+
+def _curve_record(losses: list[float], update: float) -> TrainingRecord:
+    steps = [loss for loss in losses for _ in range(20)]
+    rec = TrainingRecord(step_losses=steps)
+    rec.grad_samples = [
+        GradSample(step, 1 + step // 20, ["a"], [0.1], [1.0], 0.1, 0.0, update_ratio=[update])
+        for step in range(0, len(steps), 10)
+    ]
+    for e, loss in enumerate(losses, start=1):
+        rec.epochs.append(EpochRecord(e, e * 20, train_loss=loss))
+    rec.steps = len(steps)
+    return rec
+
+
+def test_a_loss_crawling_from_the_start_is_slow_convergence():
+    """Adagrad at lr 1e-3 (set D): lower at every epoch, 3 % gone in 15 epochs, gains shrinking
+    as Adagrad's steps do, update ratios at 1.1e-3 (just above the tiny-step bar)."""
+    from tunelab.diagnose._detect_loss import SlowConvergence
+
+    losses = [1.10 - 0.012 * (1 - 0.8**e) / 0.2 * 0.5 for e in range(15)]
+    found = SlowConvergence().check(_curve_record(losses, update=1.1e-3))
+    assert [f.kind for f in found] == ["slow_convergence"]
+    # A loss that fell by a third and then levelled off is no crawl, at the same step size.
+    levelled = [1.10 * (0.67 + 0.33 * 0.5**e) for e in range(15)]
+    assert SlowConvergence().check(_curve_record(levelled, update=1.1e-3)) == []

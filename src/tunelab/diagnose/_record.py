@@ -114,7 +114,6 @@ class TrainingRecord:
     batches: BatchStats = field(default_factory=BatchStats)
     steps: int = 0
     lr: float | None = None
-    planned_epochs: int | None = None
     metric_mode: str = "auto"  # "max" | "min" | "auto": direction of train/val metrics
     class_names: list[str] | None = None  # label i is class_names[i] (Doctor(classes=...))
     # Doctor.find_lr's range test: {"suggestion": lr, "min_loss_lr": lr, "steps": n}.
@@ -199,7 +198,6 @@ class TrainingRecord:
             (b.batches, b.rows, b.nonfinite_batches, b.nonfinite_values),
             dict(b.label_counts),
             self.lr,
-            self.planned_epochs,
             self.metric_mode,
             self.class_names,
             self.lr_range,
