@@ -8,21 +8,29 @@ from tunelab.diagnose._detect_fit import Underfitting
 from tunelab.diagnose._record import EpochRecord, GradSample
 
 
-def _run(losses: list[float], train: list[float], val: list[float]) -> TrainingRecord:
-    """An epoch-level record (20 steps an epoch) with a linear baseline at 0.97 on 540 rows and
-    steps of a healthy size (Adam's update/weight ratio of ~3e-3 every 10 steps)."""
+def _curve_record(losses: list[float], update: float) -> TrainingRecord:
+    """An epoch-level record, 20 steps an epoch, with an update/weight ratio every 10 steps."""
     steps = [loss for loss in losses for _ in range(20)]
-    rec = TrainingRecord(step_losses=steps, metric_mode="max")
+    rec = TrainingRecord(step_losses=steps)
     rec.grad_samples = [
-        GradSample(step, 1 + step // 20, ["a"], [0.1], [1.0], 0.1, 0.0, update_ratio=[3e-3])
+        GradSample(step, 1 + step // 20, ["a"], [0.1], [1.0], 0.1, 0.0, update_ratio=[update])
         for step in range(0, len(steps), 10)
     ]
-    rec.baseline = {"model": "logistic regression", "score": 0.97}
-    for e, (loss, t, v) in enumerate(zip(losses, train, val, strict=True), start=1):
-        epoch = EpochRecord(e, e * 20, train_loss=loss, train_metric=t, val_metric=v)
-        epoch.train_rows, epoch.val_rows = 1257, 540
-        rec.epochs.append(epoch)
+    for e, loss in enumerate(losses, start=1):
+        rec.epochs.append(EpochRecord(e, e * 20, train_loss=loss))
     rec.steps = len(steps)
+    return rec
+
+
+def _run(losses: list[float], train: list[float], val: list[float]) -> TrainingRecord:
+    """``_curve_record`` with steps of a healthy size (Adam's update/weight ratio of ~3e-3),
+    train and val scores on 1,257 and 540 rows, and a linear baseline at 0.97."""
+    rec = _curve_record(losses, update=3e-3)
+    rec.metric_mode = "max"
+    rec.baseline = {"model": "logistic regression", "score": 0.97}
+    for epoch, t, v in zip(rec.epochs, train, val, strict=True):
+        epoch.train_metric, epoch.val_metric = t, v
+        epoch.train_rows, epoch.val_rows = 1257, 540
     return rec
 
 
@@ -96,19 +104,6 @@ def test_two_steps_at_twice_the_start_are_no_blow_up():
     rec = _thrown_then_settling(best=0.79)
     rec.step_losses[3:13] = [2.0] * 10  # only steps 2-3 stay at 2.5x and 4x the start
     assert DivergingLoss().check(rec) == []
-
-
-def _curve_record(losses: list[float], update: float) -> TrainingRecord:
-    steps = [loss for loss in losses for _ in range(20)]
-    rec = TrainingRecord(step_losses=steps)
-    rec.grad_samples = [
-        GradSample(step, 1 + step // 20, ["a"], [0.1], [1.0], 0.1, 0.0, update_ratio=[update])
-        for step in range(0, len(steps), 10)
-    ]
-    for e, loss in enumerate(losses, start=1):
-        rec.epochs.append(EpochRecord(e, e * 20, train_loss=loss))
-    rec.steps = len(steps)
-    return rec
 
 
 def test_a_loss_crawling_from_the_start_is_slow_convergence():
