@@ -618,7 +618,11 @@ HEALTHY: list[Case] = [
             # 30 epochs, not 15: at 15 its val accuracy spread 0.906-0.978 over seeds against a
             # 0.967 baseline (4-5 SE below it at seeds 655-656, a run an expert would not call
             # finished); at 30 it ends at 0.967-0.972 at seeds 0-9 (session 20, label only).
-            mlp(2, [32, 32], 2, nn.LeakyReLU), _adam(3e-3), dataset("moons"), 30, batch=32
+            mlp(2, [32, 32], 2, nn.LeakyReLU),
+            _adam(3e-3),
+            dataset("moons"),
+            30,
+            batch=32,
         ),
     ),
     Case(

@@ -143,6 +143,36 @@ class DivergingLoss(Detector):
     # run was 2 steps (a healthy Adagrad run, whose first full-rate steps jump; 1 elsewhere).
     SUSTAINED_FACTOR = 2.0
     MIN_SUSTAINED_STEPS = 8
+    # A loss still at KILLED_LEFT of its start or more has learned next to nothing.
+    KILLED_LEFT = 0.5
+
+    def _killed(
+        self, record: TrainingRecord, losses: list[float], initial: float, recent: float
+    ) -> list[int]:
+        """The step at twice the loss before the first update after which every layer's
+        gradient collapsed (``_gradient_collapsed``) in a run that learned next to nothing (the
+        loss still at ``KILLED_LEFT`` of its start or more, the validation score short of the
+        quick baseline's): one update threw the loss up and left the net dead, so one step is
+        enough. ``[index]`` or ``[]``.
+
+        A learning rate that kills the units in its first steps need not throw the loss to 10x:
+        the net it leaves outputs a constant, whose loss is the chance level the run started at
+        (session 20's held-out set E: a Conv1d under Adam at lr 0.05 with batches of 4, 1.38
+        before the first update, 3.26 at step 3 with steps as large as the weights, then every
+        gradient exactly zero and the loss at 1.38 for 1,000 steps; full-batch SGD at lr 6.4 on
+        an embedding net, 0.70, then 1.63, the last ReLU layer all dead, 0.69 to the end). A
+        healthy run neither collapses every layer's gradient a thousandfold nor stays at its
+        start (the highest single step of session 19's 385 healthy runs was 1.9x its first);
+        a net that fits its rows shrinks its gradients only as its loss falls far below the
+        start, and one left dead from its initialisation has no step at twice its first loss.
+        """
+        if not (recent >= self.KILLED_LEFT * initial) or reaches_reference(record):
+            return []
+        limit = self.SUSTAINED_FACTOR * initial
+        first = next((i for i, v in enumerate(losses) if i > 0 and limit <= v != math.inf), None)
+        if first is None or not _gradient_collapsed(record, first):
+            return []
+        return [first]
 
     def _blow_up(self, record: TrainingRecord, initial: float, recent: float) -> list[Finding]:
         """The transient blow-up verdict (see MIN_BLOWN_STEPS). A warning, not an error: the
@@ -195,15 +225,19 @@ class DivergingLoss(Detector):
         sustained = _longest_run(losses, self.SUSTAINED_FACTOR * initial, steps)
         if len(sustained) >= self.MIN_SUSTAINED_STEPS and not blown and reaches_reference(record):
             sustained = []  # the jump cost nothing measurable (as for the steps held at 4x)
+        killed = [] if blown else self._killed(record, losses, initial, recent)
         if (
             len(blown) < self.MIN_BLOWN_STEPS
             and not in_a_row
             and len(held) < self.MIN_HELD_STEPS
             and len(sustained) < self.MIN_SUSTAINED_STEPS
             and not (blown and _gradient_collapsed(record, blown[0]))
+            and not killed
         ):
             return []
-        if blown:
+        if killed:
+            thrown, factor = killed, self.SUSTAINED_FACTOR
+        elif blown:
             thrown, factor = blown, self.policy.growth_error
         elif len(held) >= self.MIN_HELD_STEPS:
             thrown, factor = held, raised / initial
@@ -211,14 +245,19 @@ class DivergingLoss(Detector):
             thrown, factor = sustained, self.SUSTAINED_FACTOR
         peak = max(thrown, key=lambda i: record.step_losses[i])
         value = record.step_losses[peak]
+        what = (
+            "then every layer's gradient fell a thousandfold and stayed there: the update left "
+            f"the net dead, its loss at {recent:.3g}, where it started"
+            if killed
+            else f"{len(thrown)} steps at {factor:g}x or more from step {thrown[0] + 1} on, and "
+            f"then came back to {recent:.3g}"
+        )
         return [
             self.finding(
                 "diverging_loss",
                 "warning",
                 f"the training loss blew up to {value:.3g} ({value / initial:.3g}x the initial "
-                f"loss {initial:.3g}) at step {peak + 1}, {len(thrown)} steps at "
-                f"{factor:g}x or more from step {thrown[0] + 1} on, and then "
-                f"came back to {recent:.3g}",
+                f"loss {initial:.3g}) at step {peak + 1}, {what}",
                 {
                     "initial_loss": initial,
                     "peak_loss": value,
@@ -226,6 +265,7 @@ class DivergingLoss(Detector):
                     "blown_steps": len(blown),
                     "steps_held_at_guard": len(held),
                     "steps_held_at_twice_the_start": len(sustained),
+                    "killed_the_net": bool(killed),
                     "recent_loss": recent,
                 },
                 record.where(step=thrown[0] + 1),

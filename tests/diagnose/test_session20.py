@@ -1,0 +1,56 @@
+"""Rules from held-out set E's misses (session 20): an update that threw the loss to twice its
+start and left the net dead is a blow-up, though the loss never reached 10x."""
+
+from __future__ import annotations
+
+from tunelab.diagnose import TrainingRecord
+from tunelab.diagnose._detect_loss import DivergingLoss
+from tunelab.diagnose._record import EpochRecord, GradSample
+
+
+def _killed_by_a_step(
+    *, after: float = 1.38, grad_after: float = 0.0, best: float = 0.26
+) -> TrainingRecord:
+    """Set E's Conv1d under Adam at lr 0.05 with batches of 4 (seed 0): 1.38 before the first
+    update, 3.26 at step 3, then every layer's gradient at ``grad_after`` and the loss at
+    ``after`` for 300 steps; validation at ``best`` against a gradient-boosted model's 0.77."""
+    losses = [1.38, 1.97, 3.26, 1.37, 1.52] + [after] * 295
+    rec = TrainingRecord(step_losses=losses, metric_mode="max")
+    rec.baseline = {"model": "gradient boosting", "score": 0.767}
+    early = [[0.008, 0.009, 0.008, 0.013], [0.055, 0.032, 0.051, 0.55], [0.18, 0.07, 0.03, 0.4]]
+    rec.grad_samples = [
+        GradSample(step, 1, list("abcd"), rms, [0.2, 0.1, 0.05, 0.1], 1.0, 0.3)
+        for step, rms in enumerate(early, start=1)
+    ] + [
+        GradSample(step, 1 + step // 100, list("abcd"), [grad_after] * 4, [0.3] * 4, 0.0, 1.0)
+        for step in range(10, 300, 10)
+    ]
+    for e in range(1, 4):
+        epoch = EpochRecord(e, e * 100, train_loss=losses[e * 100 - 1], val_metric=best)
+        epoch.val_rows = 240
+        rec.epochs.append(epoch)
+    rec.steps = len(losses)
+    return rec
+
+
+def test_a_step_at_twice_the_start_that_left_every_gradient_dead_is_a_blow_up():
+    found = DivergingLoss().check(_killed_by_a_step())
+    assert [(f.kind, f.severity) for f in found] == [("diverging_loss", "warning")]
+    assert found[0].figures["killed_the_net"] is True
+    assert found[0].first_seen["step"] == 3
+    assert "left the net dead" in found[0].evidence
+
+
+def test_the_same_jump_is_no_blow_up_when_the_gradients_lived_on():
+    """One batch at 2.4x with the net still learning (gradients of their early size)."""
+    assert DivergingLoss().check(_killed_by_a_step(grad_after=0.05)) == []
+
+
+def test_the_same_jump_is_no_blow_up_when_the_loss_then_fell_far_below_its_start():
+    """Gradients shrink a thousandfold as a net fits its rows: with the loss at 5 % of its
+    start that is learning, not a dead net."""
+    assert DivergingLoss().check(_killed_by_a_step(after=0.07)) == []
+
+
+def test_the_same_jump_is_no_blow_up_when_the_run_reached_the_baseline():
+    assert DivergingLoss().check(_killed_by_a_step(best=0.78)) == []
