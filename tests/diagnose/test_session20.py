@@ -54,3 +54,43 @@ def test_the_same_jump_is_no_blow_up_when_the_loss_then_fell_far_below_its_start
 
 def test_the_same_jump_is_no_blow_up_when_the_run_reached_the_baseline():
     assert DivergingLoss().check(_killed_by_a_step(best=0.78)) == []
+
+
+def _thrown_with_a_dip(ratios: list[float], best: float = 0.64) -> TrainingRecord:
+    """Set C's Transformer under Adam at lr 0.05 (fresh seed 110): 2.44 before the first
+    update, then the first steps at ``ratios`` times it, then a slow fall to half the start."""
+    losses = [2.44 * r for r in [1.0, *ratios]]
+    losses += [2.0 * 0.99**i for i in range(200 - len(losses))]
+    rec = TrainingRecord(step_losses=losses, metric_mode="max")
+    rec.baseline = {"model": "linear model", "score": 0.98}
+    for e in range(1, 11):
+        epoch = EpochRecord(e, e * 20, train_loss=losses[e * 20 - 1], val_metric=best)
+        epoch.val_rows = 540
+        rec.epochs.append(epoch)
+    rec.steps = len(losses)
+    return rec
+
+
+# Seed 110's first 17 steps after the first: 14 at 2x or more, split 7 and 7 by one at 1.6x.
+_SEED_110 = [1.78, 3.55, 2.99, 3.51, 2.69, 6.25, 2.85, 3.04, 1.6, 3.17, 2.33, 2.92, 2.58, 2.37]
+_SEED_110 += [2.51, 2.25, 1.82]
+
+
+def test_eight_of_ten_steps_at_twice_the_start_are_a_blow_up_though_one_dips():
+    found = DivergingLoss().check(_thrown_with_a_dip(_SEED_110))
+    assert [(f.kind, f.severity) for f in found] == [("diverging_loss", "warning")]
+    assert found[0].figures["steps_held_at_twice_the_start"] == 14
+    assert found[0].first_seen["step"] == 3
+    # ... unless the run then reached the baseline: the jump cost nothing measurable.
+    assert DivergingLoss().check(_thrown_with_a_dip(_SEED_110, best=0.985)) == []
+
+
+def test_four_of_sixteen_steps_at_twice_the_start_are_no_blow_up():
+    """The most such steps in any 16 among 804 healthy runs: a healthy Adagrad run's first
+    full-rate steps."""
+    assert DivergingLoss().check(_thrown_with_a_dip([2.5, 1.2, 2.2, 1.1, 2.8, 1.0, 2.1])) == []
+
+
+def test_a_loss_alternating_with_twice_its_start_is_no_blow_up():
+    """Every other step at 2.1x: half of any ten steps, an oscillation's pattern."""
+    assert DivergingLoss().check(_thrown_with_a_dip([2.1, 0.9] * 8)) == []
