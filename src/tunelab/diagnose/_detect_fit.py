@@ -391,7 +391,14 @@ class Overfitting(Detector):
             return False
         fall = recent[0] - min(recent[1:])
         figures.update(val_loss_recent_fall=fall, val_loss_recent_noise=NOISE_Z * se)
-        return fall > NOISE_Z * se
+        if not fall > NOISE_Z * se:
+            return False
+        # Falling back towards a best left long ago is no "still learning": early stopping
+        # kept that best and would have stopped there. Only a fall that reaches the best
+        # within its noise (or sets a new one) is a run still improving.
+        back = min(recent[1:]) - min(vloss)
+        figures["val_loss_recent_above_best"] = back
+        return back <= NOISE_Z * se
 
 
 @register_detector("underfitting")
