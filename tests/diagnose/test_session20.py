@@ -8,6 +8,20 @@ from tunelab.diagnose._detect_loss import DivergingLoss
 from tunelab.diagnose._record import EpochRecord, GradSample
 
 
+def _with_epochs(
+    rec: TrainingRecord, *, per_epoch: int, val_metric: float, val_rows: int
+) -> TrainingRecord:
+    """Close ``rec``'s step losses into epochs of ``per_epoch`` steps, each with the same
+    validation score on ``val_rows`` rows."""
+    losses = rec.step_losses
+    for e in range(1, len(losses) // per_epoch + 1):
+        epoch = EpochRecord(e, e * per_epoch, train_loss=losses[e * per_epoch - 1])
+        epoch.val_metric, epoch.val_rows = val_metric, val_rows
+        rec.epochs.append(epoch)
+    rec.steps = len(losses)
+    return rec
+
+
 def _killed_by_a_step(
     *, after: float = 1.38, grad_after: float = 0.0, best: float = 0.26
 ) -> TrainingRecord:
@@ -25,12 +39,7 @@ def _killed_by_a_step(
         GradSample(step, 1 + step // 100, list("abcd"), [grad_after] * 4, [0.3] * 4, 0.0, 1.0)
         for step in range(10, 300, 10)
     ]
-    for e in range(1, 4):
-        epoch = EpochRecord(e, e * 100, train_loss=losses[e * 100 - 1], val_metric=best)
-        epoch.val_rows = 240
-        rec.epochs.append(epoch)
-    rec.steps = len(losses)
-    return rec
+    return _with_epochs(rec, per_epoch=100, val_metric=best, val_rows=240)
 
 
 def test_a_step_at_twice_the_start_that_left_every_gradient_dead_is_a_blow_up():
@@ -63,12 +72,7 @@ def _thrown_with_a_dip(ratios: list[float], best: float = 0.64) -> TrainingRecor
     losses += [2.0 * 0.99**i for i in range(200 - len(losses))]
     rec = TrainingRecord(step_losses=losses, metric_mode="max")
     rec.baseline = {"model": "linear model", "score": 0.98}
-    for e in range(1, 11):
-        epoch = EpochRecord(e, e * 20, train_loss=losses[e * 20 - 1], val_metric=best)
-        epoch.val_rows = 540
-        rec.epochs.append(epoch)
-    rec.steps = len(losses)
-    return rec
+    return _with_epochs(rec, per_epoch=20, val_metric=best, val_rows=540)
 
 
 # Seed 110's first 17 steps after the first: 14 at 2x or more, split 7 and 7 by one at 1.6x.
