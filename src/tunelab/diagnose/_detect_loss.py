@@ -195,7 +195,8 @@ class DivergingLoss(Detector):
                 ),
                 None,
             )
-        if first is None or not _gradient_collapsed(record, first):
+        # (an update's step index must also index a step loss: the finding reports that loss)
+        if first is None or first >= len(losses) or not _gradient_collapsed(record, first):
             return []
         return [first]
 
