@@ -187,6 +187,8 @@ class DivergingLoss(Detector):
         limit = self.SUSTAINED_FACTOR * initial
         first = next((i for i, v in enumerate(losses) if i > 0 and limit <= v != math.inf), None)
         if first is None:
+            # A sample's step counts from 1, so as an index into the step losses it names the
+            # loss of the next step: the first one taken from the weights that update moved.
             first = next(
                 (
                     s.step
